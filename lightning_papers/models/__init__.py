@@ -1,0 +1,41 @@
+"""Plain ``nn.Module`` models (no Lightning)."""
+
+from lightning_papers.models.resnet_cifar import (
+    BasicBlock,
+    PadShortcut,
+    ResNetCIFAR,
+    get_model,
+    list_models,
+    resnet20,
+    resnet20_noshort,
+    resnet32,
+    resnet44,
+    resnet56,
+    resnet56_noshort,
+    resnet56_w2,
+    resnet56_w4,
+    resnet56_w8,
+    resnet110,
+    resnet110_noshort,
+    resnet1202,
+)
+
+__all__ = [
+    "BasicBlock",
+    "PadShortcut",
+    "ResNetCIFAR",
+    "get_model",
+    "list_models",
+    "resnet20",
+    "resnet20_noshort",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet56_noshort",
+    "resnet56_w2",
+    "resnet56_w4",
+    "resnet56_w8",
+    "resnet110",
+    "resnet110_noshort",
+    "resnet1202",
+]
