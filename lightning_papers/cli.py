@@ -1,0 +1,107 @@
+"""The ``lightning-papers`` command.
+
+``lightning-papers fit|validate|test|predict --config recipes/....yaml`` is Lightning's own
+``LightningCLI`` (any LightningModule / LightningDataModule, picked by class path in the YAML).
+``lightning-papers demo`` runs the main job on embedded data; ``lightning-papers conv ...`` is the
+convolution-arithmetic toolkit when it is installed.
+
+This module imports jsonargparse (through LightningCLI); ``import lightning_papers`` never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "run_lightning_cli"]
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def run_lightning_cli(args: Sequence[str]):
+    """Run LightningCLI on ``args`` (e.g. ``["fit", "--config", "recipes/quickstart.yaml"]``)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    return LightningCLI(
+        model_class=None,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=list(args),
+    )
+
+
+def _extra_commands() -> dict:
+    """Name -> (add_parser(subparsers), run(args) -> int) for the subcommands beside LightningCLI's."""
+    commands = {"demo": (_add_demo_parser, _run_demo)}
+    try:
+        from lightning_papers.conv_arithmetic import cli as conv_cli
+    except ImportError:
+        conv_cli = None
+    if conv_cli is not None and hasattr(conv_cli, "add_subparser"):
+        commands["conv"] = (conv_cli.add_subparser, conv_cli.run)
+    return commands
+
+
+def _add_demo_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="run the main job on embedded data (offline, CPU-friendly)",
+        description="Train a CIFAR ResNet on scikit-learn's real digits with the package's callbacks, "
+        "log everything to TensorBoard and print where the results are.",
+    )
+    p.add_argument("--out", default="runs/demo", help="parent folder of the run folder (default: runs/demo)")
+    p.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu, cuda, mps")
+    p.add_argument("--precision", default="32-true", help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed")
+    p.add_argument("--fast", action="store_true", help="a smoke-test version that takes well under a minute")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 6, or 1 with --fast)")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from lightning_papers.demo import run_demo
+
+    result = run_demo(
+        out_dir=args.out,
+        device=args.device,
+        precision=args.precision,
+        fast=args.fast,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+    print(result.summary())
+    return 0
+
+
+def _parser(commands: dict) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightning-papers",
+        description="Five deep-learning papers as parts for a PyTorch Lightning Trainer.",
+        epilog="Lightning subcommands: "
+        + ", ".join(LIGHTNING_SUBCOMMANDS)
+        + " (e.g. `lightning-papers fit --config recipes/quickstart.yaml`; `lightning-papers fit --help`).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join((*LIGHTNING_SUBCOMMANDS, *commands)) + "}")
+    for add_parser, _ in commands.values():
+        add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+        run_lightning_cli(argv)
+        return 0
+    commands = _extra_commands()
+    parser = _parser(commands)
+    if not argv:
+        parser.print_help()
+        return 2
+    args = parser.parse_args(argv)
+    return int(commands[args.command][1](args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

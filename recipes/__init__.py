@@ -1,0 +1,1 @@
+"""Launchable experiments: each YAML runs with ``lightning-papers fit --config`` and as a module."""

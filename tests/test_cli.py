@@ -1,0 +1,72 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_papers.cli import main, run_lightning_cli
+from lightning_papers.data import DigitsDataModule
+from lightning_papers.modules import ImageClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
+
+
+def test_fit_quickstart_recipe_fast_dev_run(tmp_path):
+    cli = run_lightning_cli(["fit", "--config", str(QUICKSTART), "--trainer.fast_dev_run=true",
+                             "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])
+    assert isinstance(cli.model, ImageClassifier) and isinstance(cli.datamodule, DigitsDataModule)
+    assert cli.model.hparams.model == "resnet20" and cli.model.hparams.milestones == [3, 5]
+    assert cli.trainer.global_step == 1
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 0.05
+
+
+def test_recipe_runs_as_a_module(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "recipes.quickstart", "--trainer.fast_dev_run=true",
+         "--trainer.enable_progress_bar=false"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "`Trainer.fit` stopped: `max_steps=1` reached." in proc.stderr + proc.stdout
+
+
+def test_unknown_model_in_config_lists_valid_names(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown model 'resnet21'. Expected one of: .*resnet20"):
+        main(["fit", "--config", str(QUICKSTART), "--model.init_args.model=resnet21",
+              "--trainer.fast_dev_run=true"])
+
+
+def test_demo_fast_writes_one_run_folder(tmp_path, capsys):
+    assert main(["demo", "--fast", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    runs = list((tmp_path / "demo").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    assert f"tensorboard --logdir {run}" in out
+    assert "final validation accuracy" in out
+    result = json.loads((run / "demo_result.json").read_text())
+    assert 0.0 <= result["val_acc"] <= 1.0
+    assert list(run.glob("events.out.tfevents.*"))
+    assert Path(result["artefacts"]["best checkpoint"]).is_file()
+
+
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "demo" in out and "fit" in out
+
+
+def test_import_needs_neither_cli_nor_data_extras():
+    code = (
+        "import sys, lightning_papers, lightning_papers.models, lightning_papers.data, "
+        "lightning_papers.modules, lightning_papers.callbacks\n"
+        "bad = [m for m in ('jsonargparse', 'sklearn', 'skimage') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
