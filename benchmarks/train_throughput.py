@@ -1,0 +1,210 @@
+"""Training throughput: ``ImageClassifier`` under ``Trainer`` vs a bare LightningModule vs a plain loop.
+
+All three train the same CIFAR ResNet on the same synthetic CIFAR-shaped batches (``SyntheticDataModule``,
+with the same device-side augmentation and normalisation) with the same SGD settings, precision and memory
+format, in one process, alternating round by round so that drift in machine speed hits all of them alike.
+Each contender is timed from the end of its warm-up steps to the end of its last step (device
+synchronised), so Trainer start-up is not counted but every per-step cost (hooks, logging, metrics) is.
+
+References, named honestly:
+  * ``plain``: a hand-written PyTorch loop (zero_grad / forward / cross_entropy / backward / step);
+  * ``bare``: the smallest LightningModule that does the same under ``Trainer`` (no logging, no metrics);
+  * ``ours``: ``lightning_papers.modules.ImageClassifier`` (logs loss, updates accuracy) under ``Trainer``.
+
+Usage::
+
+    python benchmarks/train_throughput.py                      # CPU, ResNet-20, batch 128
+    python benchmarks/train_throughput.py --device cuda --model resnet56 --batch-size 512 \\
+        --precision bf16-mixed --channels-last --steps 100 --warmup 20
+
+Prints a table, the ratios ours/plain and ours/bare (time per step; 1.00 = no overhead), then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from contextlib import nullcontext
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+
+from lightning_papers.data import SyntheticDataModule
+from lightning_papers.models import get_model
+from lightning_papers.modules import ImageClassifier
+
+LR, MOMENTUM, WD = 0.1, 0.9, 1e-4
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class BareModule(L.LightningModule):
+    def __init__(self, model_name: str, channels_last: bool) -> None:
+        super().__init__()
+        self.model = get_model(model_name, num_classes=10)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return F.cross_entropy(self.model(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
+
+
+class StepTimer(Callback):
+    """Wall time from the start of step ``warmup`` to the end of training, device synchronised."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.start = self.end = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup and self.start is None:
+            _sync(pl_module.device)
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        _sync(pl_module.device)
+        self.end = time.perf_counter()
+
+
+def run_lightning(module: L.LightningModule, dm: SyntheticDataModule, args) -> float:
+    timer = StepTimer(args.warmup)
+    trainer = L.Trainer(
+        accelerator=args.device,
+        devices=1,
+        precision=args.precision,
+        max_steps=args.warmup + args.steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=dm)
+    return (timer.end - timer.start) / args.steps
+
+
+def run_plain(dm: SyntheticDataModule, args) -> float:
+    device = torch.device("cuda" if args.device in ("cuda", "gpu") else args.device)
+    model = get_model(args.model, num_classes=10).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
+    scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
+    transform = dm.transform
+    dm.normalize.to(device)
+    model.train()
+    step, start = 0, None
+    while step < args.warmup + args.steps:
+        for x, y in dm.train_dataloader():
+            if step == args.warmup:
+                _sync(device)
+                start = time.perf_counter()
+            if step == args.warmup + args.steps:
+                break
+            x = transform(x.to(device, non_blocking=True), train=True)
+            y = y.to(device, non_blocking=True)
+            if args.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+            opt.zero_grad(set_to_none=True)
+            with ctx:
+                loss = F.cross_entropy(model(x), y)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            step += 1
+    _sync(device)
+    return (time.perf_counter() - start) / args.steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per contender per round")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed or 16-mixed")
+    parser.add_argument("--channels-last", action="store_true")
+    args = parser.parse_args()
+    if args.device == "gpu":
+        args.device = "cuda"
+
+    torch.backends.cudnn.benchmark = True
+    n_samples = args.batch_size * (args.warmup + args.steps + 1)
+    times: dict[str, list[float]] = {"plain": [], "bare": [], "ours": []}
+    for r in range(args.rounds):
+        for name in times:
+            torch.manual_seed(r)
+            dm = SyntheticDataModule(num_samples=n_samples, batch_size=args.batch_size, seed=r)
+            dm.setup("fit")
+            if name == "plain":
+                t = run_plain(dm, args)
+            elif name == "bare":
+                t = run_lightning(BareModule(args.model, args.channels_last), dm, args)
+            else:
+                module = ImageClassifier(args.model, lr=LR, momentum=MOMENTUM, weight_decay=WD,
+                                         channels_last=args.channels_last)
+                t = run_lightning(module, dm, args)
+            times[name].append(t)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    print(f"\n{args.model}, batch {args.batch_size}, {args.precision}, channels_last={args.channels_last}, "
+          f"{args.device} ({device_name}), torch {torch.__version__}, lightning {L.__version__}, "
+          f"median of {args.rounds} rounds x {args.steps} steps")
+    print(f"{'contender':<34}{'ms/step':>10}{'img/s':>10}")
+    labels = {"plain": "plain PyTorch loop", "bare": "bare LightningModule + Trainer",
+              "ours": "ImageClassifier + Trainer"}
+    for k, t in med.items():
+        print(f"{labels[k]:<34}{t * 1e3:>10.1f}{args.batch_size / t:>10.0f}")
+    ratio_plain, ratio_bare = med["ours"] / med["plain"], med["ours"] / med["bare"]
+    print(f"time per step: ours/plain = {ratio_plain:.3f}x, ours/bare = {ratio_bare:.3f}x, "
+          f"bare/plain = {med['bare'] / med['plain']:.3f}x")
+    print(json.dumps({
+        "benchmark": "train_throughput", "model": args.model, "batch_size": args.batch_size,
+        "precision": args.precision, "channels_last": args.channels_last, "device": args.device,
+        "device_name": device_name, "torch": torch.__version__, "lightning": L.__version__,
+        "ms_per_step": {k: round(v * 1e3, 3) for k, v in med.items()},
+        "img_per_s": {k: round(args.batch_size / v, 1) for k, v in med.items()},
+        "ratio_ours_plain": round(ratio_plain, 4), "ratio_ours_bare": round(ratio_bare, 4),
+        "all_ms": {k: [round(x * 1e3, 3) for x in v] for k, v in times.items()},
+    }))
+
+
+if __name__ == "__main__":
+    main()
