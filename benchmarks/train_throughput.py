@@ -183,7 +183,10 @@ def main() -> None:
             times[name].append(t)
 
     med = {k: statistics.median(v) for k, v in times.items()}
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    if args.device == "cuda":
+        device_name = torch.cuda.get_device_name()
+    else:
+        device_name = f"{cpu_name()}, {torch.get_num_threads()} threads"
     print(f"\n{args.model}, batch {args.batch_size}, {args.precision}, channels_last={args.channels_last}, "
           f"{args.device} ({device_name}), torch {torch.__version__}, lightning {L.__version__}, "
           f"median of {args.rounds} rounds x {args.steps} steps")
