@@ -23,6 +23,13 @@ def test_fit_quickstart_recipe_fast_dev_run(tmp_path):
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 0.05
 
 
+def test_validate_subcommand(tmp_path):
+    cli = run_lightning_cli(["validate", "--config", str(QUICKSTART), "--trainer.limit_val_batches=2",
+                             "--trainer.enable_progress_bar=false", "--trainer.logger=false"])
+    assert 0.0 <= cli.trainer.callback_metrics["val/acc"].item() <= 1.0
+    assert cli.trainer.global_step == 0  # validation alone trains nothing
+
+
 def test_recipe_runs_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(

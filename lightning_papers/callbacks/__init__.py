@@ -1,5 +1,7 @@
 """Lightning callbacks: thin glue from Trainer hooks to the pure core, plus logging and state."""
 
 from lightning_papers.callbacks.base import owns_learning_rate
+from lightning_papers.callbacks.cyclical_lr import CyclicalLR
+from lightning_papers.callbacks.lr_range_finder import LRRangeFinder, LRRangeResult
 
-__all__ = ["owns_learning_rate"]
+__all__ = ["CyclicalLR", "LRRangeFinder", "LRRangeResult", "owns_learning_rate"]

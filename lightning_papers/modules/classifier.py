@@ -111,9 +111,12 @@ class ImageClassifier(L.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.example_input_array = torch.zeros(1, *image_size)
 
-        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        # validate_args=False: torchmetrics' input checks read tensor values on the host (a device sync in
+        # every training step on a GPU); our own logits and labels need no checking.
+        acc = dict(num_classes=num_classes, average="micro", validate_args=False)
+        self.train_acc = MulticlassAccuracy(**acc)
+        self.val_acc = MulticlassAccuracy(**acc)
+        self.test_acc = MulticlassAccuracy(**acc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
