@@ -1,0 +1,260 @@
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_papers.callbacks import CyclicalLR, LRRangeFinder, owns_learning_rate
+
+
+def _dataset(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    return TensorDataset(x, (x @ torch.randn(6, 3, generator=g)).argmax(dim=1))
+
+
+class TinyModel(L.LightningModule):
+    def __init__(self, optimizer="sgd", momentum=0.9, two_groups=False, n=64):
+        super().__init__()
+        self.optimizer, self.momentum, self.two_groups, self.n = optimizer, momentum, two_groups, n
+        self.lr = 0.01
+        self.body = nn.Linear(6, 8)
+        self.head = nn.Linear(8, 3)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.head(torch.relu(self.body(x))), y)
+
+    def configure_optimizers(self):
+        params = (
+            [{"params": self.body.parameters()}, {"params": self.head.parameters()}]
+            if self.two_groups
+            else self.parameters()
+        )
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
+
+    def train_dataloader(self):
+        return DataLoader(_dataset(self.n), batch_size=8)
+
+
+class Recorder(Callback):
+    """Records what each optimizer step actually used."""
+
+    def __init__(self):
+        self.lrs, self.momenta = [], []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        groups = optimizer.param_groups
+        self.lrs.append([g["lr"] for g in groups])
+        self.momenta.append([g["betas"][0] if "betas" in g else g["momentum"] for g in groups])
+
+
+class MemoryLogger(Logger):
+    def __init__(self):
+        super().__init__()
+        self.metrics = []
+
+    @property
+    def name(self):
+        return "memory"
+
+    @property
+    def version(self):
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.append((step, dict(metrics)))
+
+
+def _fit(tmp_path, callbacks, model=None, max_steps=20, ckpt_path=None, logger=False, **kwargs):
+    L.seed_everything(0, verbose=False)
+    model = model or TinyModel()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=max_steps,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        **kwargs,
+    )
+    trainer.fit(model, ckpt_path=ckpt_path)
+    return trainer
+
+
+def _torch_reference(steps, optimizer="sgd", n_groups=1, **kwargs):
+    params = [nn.Parameter(torch.zeros(1)) for _ in range(n_groups)]
+    groups = [{"params": [p]} for p in params]
+    opt = torch.optim.Adam(groups, lr=0.1) if optimizer == "adam" else torch.optim.SGD(groups, lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CyclicLR(opt, **kwargs)
+    lrs, momenta = [], []
+    for _ in range(steps):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        momenta.append([g["betas"][0] if "betas" in g else g["momentum"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    return lrs, momenta
+
+
+@pytest.mark.parametrize("mode, gamma", [("triangular", 1.0), ("triangular2", 1.0), ("exp_range", 0.93)])
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_matches_torch_cycliclr_exactly(tmp_path, mode, gamma, accumulate):
+    recorder = Recorder()
+    cb = CyclicalLR(1e-3, 6e-3, step_size=3, mode=mode, gamma=gamma, cycle_momentum=True)
+    _fit(tmp_path, [cb, recorder], max_steps=16, accumulate_grad_batches=accumulate)
+    lrs, momenta = _torch_reference(16, base_lr=1e-3, max_lr=6e-3, step_size_up=3, mode=mode, gamma=gamma)
+    assert recorder.lrs == lrs
+    assert recorder.momenta == momenta
+
+
+def test_per_group_bounds_adam_betas_and_logging(tmp_path):
+    recorder, logger = Recorder(), MemoryLogger()
+    cb = CyclicalLR(
+        [1e-4, 1e-3],
+        [1e-3, 1e-2],
+        step_size=4,
+        step_size_down=2,
+        cycle_momentum=True,
+        base_momentum=0.85,
+        max_momentum=0.95,
+        log_every_n_steps=5,
+    )
+    _fit(tmp_path, [cb, recorder], model=TinyModel(optimizer="adam", two_groups=True), max_steps=12, logger=logger)
+    lrs, momenta = _torch_reference(
+        12,
+        optimizer="adam",
+        n_groups=2,
+        base_lr=[1e-4, 1e-3],
+        max_lr=[1e-3, 1e-2],
+        step_size_up=4,
+        step_size_down=2,
+        base_momentum=0.85,
+        max_momentum=0.95,
+    )
+    assert recorder.lrs == lrs
+    assert recorder.momenta == momenta
+    logged = [(step, m) for step, m in logger.metrics if any(k.startswith("schedule/") for k in m)]
+    assert [step for step, _ in logged] == [0, 5, 10]
+    step5 = logged[1][1]
+    assert step5.keys() == {"schedule/lr/pg0", "schedule/lr/pg1", "schedule/momentum/pg0", "schedule/momentum/pg1"}
+    assert step5["schedule/lr/pg1"] == lrs[5][1]
+    assert step5["schedule/momentum/pg0"] == momenta[5][0]
+
+
+def test_never_switches_momentum_on(tmp_path):
+    recorder = Recorder()
+    cb = CyclicalLR(1e-3, 6e-3, step_size=3, cycle_momentum=True)
+    with pytest.warns(UserWarning, match="has no momentum"):
+        _fit(tmp_path, [cb, recorder], model=TinyModel(momentum=0.0), max_steps=6)
+    assert all(m == [0.0] for m in recorder.momenta)  # torch's CyclicLR would have set 0.9
+    assert recorder.lrs == _torch_reference(6, base_lr=1e-3, max_lr=6e-3, step_size_up=3)[0]
+
+
+def test_step_size_in_epochs(tmp_path):
+    recorder = Recorder()
+    cb = CyclicalLR(1e-3, 6e-3, step_size_epochs=0.5)  # 8 batches per epoch, accumulate 2 -> 4 steps/epoch
+    _fit(tmp_path, [cb, recorder], max_steps=10, accumulate_grad_batches=2)
+    assert cb.state_dict()["step_size_up"] == 2.0
+    assert recorder.lrs == _torch_reference(10, base_lr=1e-3, max_lr=6e-3, step_size_up=2)[0]
+
+
+def test_bounds_from_finder(tmp_path):
+    recorder = Recorder()
+    finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=20, save_results=False)
+    cb = CyclicalLR(step_size=4, bounds="finder")
+    _fit(tmp_path, [cb, finder, recorder], max_steps=9)
+    base, peak = finder.result.clr_bounds
+    assert cb.state_dict()["base_lrs"] == [base]
+    assert cb.state_dict()["max_lrs"] == [peak]
+    assert recorder.lrs[0] == [base]
+    assert recorder.lrs[4] == [pytest.approx(peak)]
+
+
+def test_crash_then_resume_continues_the_cycle(tmp_path):
+    def make():
+        return CyclicalLR(1e-3, 6e-3, step_size_epochs=0.75, mode="exp_range", gamma=0.97, cycle_momentum=True)
+
+    full = Recorder()
+    _fit(tmp_path / "full", [make(), full], max_steps=20)
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=5, save_top_k=-1)
+    first = Recorder()
+    _fit(tmp_path / "a", [make(), first, ckpt], max_steps=10)
+    path = tmp_path / "ckpt" / "epoch=0-step=5.ckpt"
+    assert path.exists()
+
+    resumed = Recorder()
+    cb = make()
+    _fit(tmp_path / "b", [cb, resumed], max_steps=20, ckpt_path=str(path))
+    assert first.lrs == full.lrs[:10]
+    assert resumed.lrs == full.lrs[5:]
+    assert resumed.momenta == full.momenta[5:]
+    assert cb.state_dict()["step_size_up"] == 6.0
+
+
+def test_state_dict_round_trip():
+    cb = CyclicalLR(1e-3, 6e-3, step_size=5)
+    state = {
+        "base_lrs": [0.1],
+        "max_lrs": [0.5],
+        "step_size_up": 7.0,
+        "step_size_down": 3.0,
+        "mode": "triangular",
+        "gamma": 1.0,
+    }
+    cb.load_state_dict(state)
+    assert cb.state_dict() == state
+    assert cb.lr_at(7) == [0.5]
+
+
+def test_owns_learning_rate():
+    assert owns_learning_rate([CyclicalLR(1e-3, 1e-2, step_size=10)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "cosine"}, "Expected `mode` to be one of"),
+        ({"bounds": "auto"}, "Expected `bounds` to be one of"),
+        ({"step_size": None}, "Expected exactly one of `step_size` and `step_size_epochs`"),
+        ({"step_size_epochs": 2}, "Expected exactly one of `step_size` and `step_size_epochs`"),
+        ({"step_size": 0}, "Expected `step_size` to be positive"),
+        ({"step_size_down": -1}, "Expected `step_size_down` to be positive"),
+        ({"base_lr": None}, "Expected `base_lr` and `max_lr` unless"),
+        ({"base_lr": None, "bounds": "finder"}, "Expected both or neither of `base_lr` and `max_lr`"),
+        ({"base_lr": 0.0}, "Expected positive learning rates"),
+        ({"base_lr": 0.1, "max_lr": 0.01}, "Expected `base_lr <= max_lr`"),
+        ({"base_lr": [1e-3, 1e-3], "max_lr": [1e-2, 1e-2, 1e-2]}, "Expected `base_lr` and `max_lr` of the same"),
+        ({"gamma": 0.0}, "Expected a positive `gamma`"),
+        ({"base_momentum": 0.95, "max_momentum": 0.9}, "Expected `0 <= base_momentum <= max_momentum <= 1`"),
+        ({"log_every_n_steps": 0}, "Expected `log_every_n_steps >= 1` or None"),
+    ],
+)
+def test_constructor_errors(kwargs, match):
+    args = {"base_lr": 1e-3, "max_lr": 1e-2, "step_size": 10, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        CyclicalLR(**args)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"base_lr": [1e-3, 1e-3, 1e-3], "max_lr": 1e-2}, "Expected `base_lr` to have one value per param group"),
+        ({"base_lr": None, "max_lr": None, "bounds": "finder"}, "Expected an `LRRangeFinder`"),
+    ],
+)
+def test_fit_start_errors(tmp_path, kwargs, match):
+    cb = CyclicalLR(step_size=4, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        _fit(tmp_path, [cb], model=TinyModel(two_groups=True), max_steps=2)

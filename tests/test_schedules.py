@@ -1,0 +1,216 @@
+import math
+import pickle
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lightning_papers import schedules
+from lightning_papers.schedules import (
+    Cyclical,
+    OneCycle,
+    Ramp,
+    cyclical,
+    cyclical_momentum,
+    exp_range,
+    one_cycle,
+    one_cycle_momentum,
+    ramp,
+    triangular,
+    triangular2,
+)
+
+
+def _torch_sequence(make_scheduler, steps, optimizer_kwargs=None, momentum_key="momentum"):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.1, **(optimizer_kwargs or {"momentum": 0.9}))
+    sched = make_scheduler(opt)
+    lrs, moms = [], []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0].get(momentum_key))
+        opt.step()
+        sched.step()
+    return lrs, moms
+
+
+def _paper_formula(t, base, peak, step_size, mode, gamma):
+    cycle = math.floor(1 + t / (2 * step_size))
+    x = abs(t / step_size - 2 * cycle + 1)
+    scale = {"triangular": 1.0, "triangular2": 0.5 ** (cycle - 1), "exp_range": gamma**t}[mode]
+    return base + (peak - base) * max(0.0, 1 - x) * scale
+
+
+@pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
+@pytest.mark.parametrize("step_size_up, step_size_down", [(1, None), (7, None), (250, None), (10, 30)])
+@pytest.mark.parametrize("base_lr, max_lr", [(0.001, 0.006), (0.1, 3.0)])
+def test_cyclical_matches_torch_cycliclr_exactly(mode, step_size_up, step_size_down, base_lr, max_lr):
+    gamma = 0.9993
+    # torch's triangular2 overflows 2.0 ** (cycle - 1) after 1024 cycles; stay below that
+    steps = min(3000, 1000 * (step_size_up + (step_size_down or step_size_up)))
+
+    def make(opt):
+        return torch.optim.lr_scheduler.CyclicLR(
+            opt,
+            base_lr,
+            max_lr,
+            step_size_up,
+            step_size_down,
+            mode=mode,
+            gamma=gamma,
+            base_momentum=0.8,
+            max_momentum=0.9,
+        )
+
+    torch_lrs, torch_moms = _torch_sequence(make, steps)
+    ours = [cyclical(t, base_lr, max_lr, step_size_up, step_size_down, mode, gamma) for t in range(steps)]
+    ours_mom = [cyclical_momentum(t, 0.8, 0.9, step_size_up, step_size_down, mode, gamma) for t in range(steps)]
+    assert ours == torch_lrs  # bit-exact
+    assert ours_mom == torch_moms
+    sched = Cyclical(base_lr, max_lr, step_size_up, step_size_down, mode, gamma)
+    assert [sched(t) for t in range(steps)] == torch_lrs
+    assert [sched.momentum(t) for t in range(steps)] == torch_moms
+
+
+@pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
+@pytest.mark.parametrize("step_size", [1, 5, 2000])
+def test_cyclical_equals_paper_formula(mode, step_size):
+    fn = {"triangular": triangular, "triangular2": triangular2}.get(mode)
+    for t in range(0, 20000, 7):
+        expected = _paper_formula(t, 0.001, 0.006, step_size, mode, 0.9999)
+        got = fn(t, 0.001, 0.006, step_size) if fn else exp_range(t, 0.001, 0.006, step_size, 0.9999)
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_cyclical_known_points():
+    assert triangular(0, 0.001, 0.006, 4) == 0.001
+    assert triangular(4, 0.001, 0.006, 4) == pytest.approx(0.006)
+    assert triangular(8, 0.001, 0.006, 4) == 0.001
+    assert triangular2(12, 0.0, 1.0, 4) == pytest.approx(0.5)  # peak of the second cycle
+    assert exp_range(4, 0.0, 1.0, 4, gamma=0.5) == pytest.approx(0.5**4)
+    # triangular2 never overflows, even after thousands of cycles
+    assert triangular2(10**6, 0.0, 1.0, 1) == 0.0
+
+
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+@pytest.mark.parametrize("three_phase", [False, True])
+@pytest.mark.parametrize(
+    "total_steps, pct_start, div_factor, final_div_factor",
+    [(1000, 0.3, 25.0, 1e4), (4321, 0.45, 10.0, 100.0), (17, 0.25, 25.0, 1e4)],
+)
+def test_one_cycle_matches_torch_onecyclelr_exactly(
+    anneal, three_phase, total_steps, pct_start, div_factor, final_div_factor
+):
+    def make(opt):
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=0.8,
+            total_steps=total_steps,
+            pct_start=pct_start,
+            anneal_strategy=anneal,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+            three_phase=three_phase,
+            base_momentum=0.85,
+            max_momentum=0.95,
+        )
+
+    torch_lrs, torch_moms = _torch_sequence(make, total_steps)
+    kwargs = dict(pct_start=pct_start, anneal=anneal, three_phase=three_phase)
+    ours = [
+        one_cycle(t, total_steps, 0.8, div_factor=div_factor, final_div_factor=final_div_factor, **kwargs)
+        for t in range(total_steps)
+    ]
+    ours_mom = [one_cycle_momentum(t, total_steps, 0.85, 0.95, **kwargs) for t in range(total_steps)]
+    assert ours == torch_lrs
+    assert ours_mom == torch_moms
+    sched = OneCycle(total_steps, 0.8, div_factor, final_div_factor, pct_start, anneal, three_phase)
+    assert [sched(t) for t in range(total_steps)] == torch_lrs
+
+
+def test_one_cycle_with_adam_betas_matches_torch():
+    def make(opt):
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=300)
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([param], lr=0.1)
+    sched = make(opt)
+    for t in range(300):
+        assert opt.param_groups[0]["lr"] == one_cycle(t, 300, 0.01)
+        assert opt.param_groups[0]["betas"][0] == one_cycle_momentum(t, 300)
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("mode", ["exponential", "linear"])
+def test_ramp_exact_endpoints_and_monotone(mode):
+    values = Ramp(1e-7, 10.0, 97, mode).values()
+    assert values[0] == 1e-7
+    assert values[-1] == 10.0
+    assert all(b > a for a, b in zip(values, values[1:]))
+    if mode == "exponential":
+        ratios = [b / a for a, b in zip(values, values[1:])]
+        assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)
+    else:
+        diffs = [b - a for a, b in zip(values, values[1:])]
+        assert max(diffs) == pytest.approx(min(diffs), rel=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    start=st.floats(1e-8, 1e-2),
+    factor=st.floats(1.5, 1e8),
+    num_steps=st.integers(2, 500),
+)
+def test_ramp_endpoints_property(start, factor, num_steps):
+    end = start * factor
+    assert ramp(0, num_steps, start, end) == start
+    assert ramp(num_steps - 1, num_steps, start, end) == end
+    assert all(start <= ramp(i, num_steps, start, end) <= end for i in range(num_steps))
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        Cyclical(0.001, 0.006, 10, mode="exp_range", gamma=0.99),
+        OneCycle(100, 0.1, three_phase=True),
+        Ramp(1e-5, 1.0, 10, "linear"),
+    ],
+)
+def test_schedule_objects_pickle(obj):
+    clone = pickle.loads(pickle.dumps(obj))
+    assert clone == obj
+    assert [clone(t) for t in range(10)] == [obj(t) for t in range(10)]
+
+
+def test_functions_pickle():
+    assert pickle.loads(pickle.dumps(schedules.one_cycle)) is one_cycle
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: cyclical(0, 0.1, 1.0, 10, mode="cosine"), "Expected `mode` to be one of"),
+        (lambda: Cyclical(0.1, 1.0, 10, mode="nope"), "Expected `mode` to be one of"),
+        (lambda: Cyclical(0.1, 1.0, 0), "Expected `step_size_up` to be positive"),
+        (lambda: Cyclical(0.1, 1.0, 3, step_size_down=0), "Expected `step_size_down` to be positive"),
+        (lambda: Cyclical(1.0, 0.1, 10), "Expected `base_lr <= max_lr`"),
+        (lambda: one_cycle(0, 10, 1.0, anneal="cosine"), "Expected `anneal` to be one of"),
+        (lambda: one_cycle(0, 0, 1.0), "Expected a positive `total_steps`"),
+        (lambda: one_cycle(0, 10, 1.0, pct_start=1.5), r"Expected `pct_start` in \[0, 1\]"),
+        (lambda: one_cycle(11, 10, 1.0), r"Expected `step` in \[0, 10\]"),
+        (lambda: OneCycle(10, 1.0, anneal="x"), "Expected `anneal` to be one of"),
+        (lambda: OneCycle(0, 1.0), "Expected a positive `total_steps`"),
+        (lambda: OneCycle(10, 1.0, pct_start=-0.1), r"Expected `pct_start` in \[0, 1\]"),
+        (lambda: ramp(0, 10, 1e-3, 1.0, mode="log"), "Expected `mode` to be one of"),
+        (lambda: ramp(0, 1, 1e-3, 1.0), "Expected `num_steps >= 2`"),
+        (lambda: ramp(1, 3, 0.0, 1.0), "Expected positive bounds"),
+        (lambda: Ramp(0.0, 1.0, 3), "Expected positive bounds"),
+        (lambda: Ramp(1e-3, 1.0, 1), "Expected `num_steps >= 2`"),
+        (lambda: Ramp(1e-3, 1.0, 5, mode="cubic"), "Expected `mode` to be one of"),
+    ],
+)
+def test_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
