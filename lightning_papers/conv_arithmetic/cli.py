@@ -1,0 +1,143 @@
+"""``conv`` command line: explain, solve, trace and animate with the arithmetic of Dumoulin & Visin,
+A guide to convolution arithmetic for deep learning, 2016 (arXiv 1603.07285).
+
+``add_subparser(subparsers)`` registers ``conv`` on a parent argparse parser and ``run(args)`` executes it;
+``main(argv)`` runs the sub-commands on their own::
+
+    python -m lightning_papers.conv_arithmetic.cli explain --i 32 --k 3 --s 2 --p 1
+    python -m lightning_papers.conv_arithmetic.cli solve --i 32 --o 16 --k 3
+    python -m lightning_papers.conv_arithmetic.cli trace --model resnet56 --input-size 3 32 32
+    python -m lightning_papers.conv_arithmetic.cli animate --kind transposed --i 5 --k 3 --s 2 --p 1 -o out.gif
+    python -m lightning_papers.conv_arithmetic.cli animate --all docs/images/conv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["add_subparser", "build_parser", "main", "run"]
+
+ANIMATION_KINDS = ("conv", "transposed", "pool", "dilation")
+
+
+def _out(text: str) -> None:
+    print(text)  # noqa: T201 - a command line prints its answer
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="conv_command", metavar="{explain,solve,trace,animate}")
+    commands.required = True
+
+    explain = commands.add_parser("explain", help="which Relationship sizes a layer, worked out")
+    explain.add_argument("--i", type=int, required=True, help="input size")
+    explain.add_argument("--k", type=int, required=True, help="kernel size")
+    explain.add_argument("--s", type=int, default=None, help="stride (default 1, or k for --pool)")
+    explain.add_argument("--p", default="0", help="padding: an integer, 'same' or 'valid'")
+    explain.add_argument("--d", type=int, default=1, help="dilation")
+    explain.add_argument("--output-padding", "--a", dest="output_padding", type=int, default=0,
+                         help="output padding a of a transposed convolution")
+    kind = explain.add_mutually_exclusive_group()
+    kind.add_argument("--transposed", action="store_true", help="a transposed convolution")
+    kind.add_argument("--pool", action="store_true", help="pooling")
+    explain.add_argument("--ceil-mode", action="store_true", help="pooling with ceil_mode")
+
+    solve = commands.add_parser("solve", help="all (k, s, p, d) that map i to o, simplest first")
+    solve.add_argument("--i", type=int, required=True, help="input size")
+    solve.add_argument("--o", type=int, required=True, help="wanted output size")
+    for flag, what in (("--k", "kernel"), ("--s", "stride"), ("--p", "padding"), ("--d", "dilation")):
+        solve.add_argument(flag, type=int, default=None, help=f"fix the {what}")
+    solve.add_argument("--transposed", action="store_true", help="search transposed convolutions")
+    solve.add_argument("--max-kernel", type=int, default=7)
+    solve.add_argument("--max-stride", type=int, default=4)
+    solve.add_argument("--max-dilation", type=int, default=3)
+    solve.add_argument("--limit", type=int, default=10, help="show at most this many answers")
+
+    trace = commands.add_parser("trace", help="shapes and receptive fields of a registered model")
+    trace.add_argument("--model", required=True, help="a name from lightning_papers.models.list_models()")
+    trace.add_argument("--input-size", type=int, nargs="+", default=[3, 32, 32], help="C H W (no batch)")
+    trace.add_argument("--json", action="store_true", help="print JSON instead of the table")
+
+    animate = commands.add_parser("animate", help="GIF in the paper's style, or the whole set with --all")
+    animate.add_argument("--all", dest="all_dir", metavar="OUTDIR", default=None, help="write every case here")
+    animate.add_argument("--kind", choices=ANIMATION_KINDS, default="conv")
+    animate.add_argument("--i", type=int, default=5, help="input size of the direct layer")
+    animate.add_argument("--k", type=int, default=3)
+    animate.add_argument("--s", type=int, default=1)
+    animate.add_argument("--p", type=int, default=0)
+    animate.add_argument("--d", type=int, default=None, help="dilation (default 2 for --kind dilation, else 1)")
+    animate.add_argument("-o", "--output", default=None, help="GIF path")
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``conv`` command (with its sub-commands) on a parent parser's ``subparsers``."""
+    parser = subparsers.add_parser("conv", help="convolution arithmetic (Dumoulin & Visin, arXiv 1603.07285)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_commands(parser)
+    parser.set_defaults(conv_handler=run)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser whose sub-commands are ``explain``, ``solve``, ``trace`` and ``animate``."""
+    parser = argparse.ArgumentParser(prog="python -m lightning_papers.conv_arithmetic.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_commands(parser)
+    return parser
+
+
+def _padding(value: str) -> int | str:
+    return value if value in ("same", "valid") else int(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute a parsed ``conv`` command; returns the exit status (2 for invalid parameters)."""
+    from lightning_papers.conv_arithmetic import animate, animate_all, explain, solve, trace_shapes
+
+    try:
+        if args.conv_command == "explain":
+            result = explain(input_size=args.i, k=args.k, s=args.s, p=_padding(args.p), d=args.d,
+                             output_padding=args.output_padding, transposed=args.transposed, pool=args.pool,
+                             ceil_mode=args.ceil_mode)
+            _out(str(result))
+        elif args.conv_command == "solve":
+            found = solve(args.i, args.o, args.k, args.s, args.p, args.d, args.transposed,
+                          max_kernel=args.max_kernel, max_stride=args.max_stride, max_dilation=args.max_dilation)
+            if not found:
+                _out(f"no {'transposed ' if args.transposed else ''}convolution within the bounds maps "
+                     f"{args.i} to {args.o}")
+                return 1
+            _out("k  s  p  d  a  rel  ignored")
+            for x in found[: args.limit]:
+                _out(f"{x.k:<2} {x.s:<2} {x.p:<2} {x.d:<2} {x.output_padding:<2} {x.relationship:<4} {x.ignored}")
+            if len(found) > args.limit:
+                _out(f"... {len(found) - args.limit} more (raise --limit)")
+        elif args.conv_command == "trace":
+            from lightning_papers.models import get_model
+
+            trace = trace_shapes(get_model(args.model), tuple(args.input_size))
+            _out(trace.to_json(indent=1) if args.json else trace.table())
+        else:
+            if args.all_dir:
+                for path in animate_all(args.all_dir):
+                    _out(str(path))
+                return 0
+            d = args.d if args.d is not None else (2 if args.kind == "dilation" else 1)
+            output = args.output or f"{args.kind}_i{args.i}_k{args.k}_s{args.s}_p{args.p}_d{d}.gif"
+            path = animate(output, args.i, args.k, args.s, args.p, d, transposed=args.kind == "transposed",
+                           pool=args.kind == "pool")
+            _out(str(path))
+    except ValueError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run it."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

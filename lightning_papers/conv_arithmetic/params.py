@@ -1,0 +1,179 @@
+"""The arithmetic parameters of a convolution, transposed convolution or pooling layer.
+
+Dumoulin & Visin, A guide to convolution arithmetic for deep learning, 2016 (arXiv 1603.07285) describe every
+layer by its input size ``i``, kernel size ``k``, stride ``s``, zero padding ``p`` and, for dilated
+convolutions, dilation ``d`` (plus ``a`` for transposed convolutions). :class:`LayerParams` holds those
+numbers per spatial axis and computes the output size with the PyTorch-exact functions of
+:mod:`~lightning_papers.conv_arithmetic.formulas`.
+
+Example::
+
+    >>> from torch import nn
+    >>> LayerParams.from_layer(nn.Conv2d(3, 8, 3, stride=2, padding=1)).output_size((32, 32))
+    (16, 16)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from lightning_papers.conv_arithmetic.formulas import (
+    conv_output_size,
+    pool_output_size,
+    same_padding_amounts,
+    transposed_output_size,
+)
+
+__all__ = ["KINDS", "LayerParams"]
+
+KINDS = ("conv", "transposed", "pool")
+
+
+def _tuple(name: str, value: object, n: int) -> tuple:
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(f"Expected `{name}` to have {n} entries (one per spatial axis), got {value!r}")
+        return tuple(value)
+    return (value,) * n
+
+
+def _spatial_dims(layer: nn.Module) -> int:
+    for n, classes in (
+        (1, (nn.Conv1d, nn.ConvTranspose1d, nn.MaxPool1d, nn.AvgPool1d)),
+        (2, (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d)),
+        (3, (nn.Conv3d, nn.ConvTranspose3d, nn.MaxPool3d, nn.AvgPool3d)),
+    ):
+        if isinstance(layer, classes):
+            return n
+    raise ValueError(
+        f"Expected `layer` to be an nn.Conv*d, nn.ConvTranspose*d, nn.MaxPool*d or nn.AvgPool*d, "
+        f"got {type(layer).__name__}"
+    )
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """Per-axis ``k``, ``s``, ``p``, ``d`` (and ``a``/``ceil_mode``) of one layer.
+
+    Args:
+        kind: ``"conv"``, ``"transposed"`` or ``"pool"``.
+        kernel: kernel size per axis.
+        stride: stride per axis.
+        padding: padding per axis, or ``"same"``/``"valid"`` (convolutions only).
+        dilation: dilation per axis.
+        output_padding: the paper's ``a`` per axis (transposed convolutions only).
+        ceil_mode: PyTorch's rounding mode for pooling.
+        pool_mode: ``"max"`` or ``"avg"`` pooling.
+
+    Raises:
+        ValueError: for an unknown ``kind`` or tuples of different lengths.
+
+    Example::
+
+        >>> LayerParams.create("transposed", k=3, s=2, p=1, output_padding=1).output_size(16)
+        (32,)
+    """
+
+    kind: str
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...] | str
+    dilation: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    ceil_mode: bool = False
+    pool_mode: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Expected `kind` to be one of {KINDS}, got {self.kind!r}")
+        if isinstance(self.padding, str) and self.kind != "conv":
+            raise ValueError(f"Expected an integer `padding` for kind {self.kind!r}, got {self.padding!r}")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.kernel)
+
+    @classmethod
+    def create(
+        cls,
+        kind: str = "conv",
+        *,
+        k: int | Sequence[int],
+        s: int | Sequence[int] | None = None,
+        p: int | Sequence[int] | str = 0,
+        d: int | Sequence[int] = 1,
+        output_padding: int | Sequence[int] = 0,
+        ceil_mode: bool = False,
+        pool_mode: str = "max",
+        ndim: int | None = None,
+    ) -> LayerParams:
+        """Build from ints or tuples; ``s=None`` means 1 (or ``k`` for pooling, as PyTorch does)."""
+        if s is None:
+            s = k if kind == "pool" else 1
+        values = {"k": k, "s": s, "p": p, "d": d, "output_padding": output_padding}
+        lengths = {len(v) for v in values.values() if isinstance(v, (tuple, list))}
+        if len(lengths) > 1:
+            raise ValueError(f"Expected tuple arguments of one length, got {values!r}")
+        n = ndim or (lengths.pop() if lengths else 1)
+        padding = p if isinstance(p, str) else _tuple("p", p, n)
+        return cls(kind, _tuple("k", k, n), _tuple("s", s, n), padding, _tuple("d", d, n),
+                   _tuple("output_padding", output_padding, n), bool(ceil_mode), pool_mode)
+
+    @classmethod
+    def from_layer(cls, layer: nn.Module) -> LayerParams:
+        """Read the parameters of an ``nn.Conv*d``, ``nn.ConvTranspose*d``, ``nn.MaxPool*d`` or ``nn.AvgPool*d``.
+
+        Raises:
+            ValueError: for any other module.
+        """
+        n = _spatial_dims(layer)
+        if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+            return cls.create("transposed", k=layer.kernel_size, s=layer.stride, p=layer.padding,
+                              d=layer.dilation, output_padding=layer.output_padding, ndim=n)
+        if isinstance(layer, nn.modules.conv._ConvNd):
+            return cls.create("conv", k=layer.kernel_size, s=layer.stride, p=layer.padding, d=layer.dilation,
+                              ndim=n)
+        avg = isinstance(layer, nn.modules.pooling._AvgPoolNd)
+        dilation = 1 if avg else layer.dilation
+        return cls.create("pool", k=layer.kernel_size, s=layer.stride, p=layer.padding, d=dilation,
+                          ceil_mode=layer.ceil_mode, pool_mode="avg" if avg else "max", ndim=n)
+
+    def resolved_padding(self) -> tuple[int, ...]:
+        """Padding per axis with ``"valid"`` as 0 and a symmetric ``"same"`` as its integer amount.
+
+        Raises:
+            ValueError: for ``"same"`` padding that PyTorch applies asymmetrically (even dilated extent).
+        """
+        if self.padding == "valid":
+            return (0,) * self.ndim
+        if self.padding == "same":
+            out = []
+            for k, d in zip(self.kernel, self.dilation):
+                before, after = same_padding_amounts(k, d)
+                if before != after:
+                    raise ValueError(
+                        f"Expected a symmetric padding, got padding='same' with k={k}, d={d}: PyTorch pads "
+                        f"({before}, {after})"
+                    )
+                out.append(before)
+            return tuple(out)
+        return tuple(self.padding)
+
+    def output_size(self, input_size: int | Sequence[int]) -> tuple[int, ...]:
+        """Spatial output size for spatial ``input_size`` (an int is used for every axis).
+
+        Raises:
+            ValueError: as :func:`conv_output_size`, :func:`transposed_output_size` and
+                :func:`pool_output_size` do.
+        """
+        i = _tuple("input_size", input_size, self.ndim)
+        if self.kind == "conv":
+            return tuple(conv_output_size(i, self.kernel, self.stride, self.padding, self.dilation))
+        if self.kind == "transposed":
+            return tuple(transposed_output_size(i, self.kernel, self.stride, self.padding, self.output_padding,
+                                                self.dilation))
+        return tuple(pool_output_size(i, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode,
+                                      mode=self.pool_mode))

@@ -1,0 +1,226 @@
+"""Find layer parameters for a wanted output size, and the transposed convolution that undoes a convolution.
+
+Both run Dumoulin & Visin, A guide to convolution arithmetic for deep learning, 2016 (arXiv 1603.07285)
+backwards: :func:`solve` searches the Relationships for every ``(k, s, p, d)`` (and ``a``) within bounds that
+maps ``i`` to ``o``; :func:`inverse_of` applies Relationship 14 (``a = (i + 2p - k) mod s``) to build the
+transposed convolution that restores a convolution's input size.
+
+Example::
+
+    >>> [(x.k, x.s, x.p) for x in solve(32, 16, dilation=1)][:3]
+    [(2, 2, 0), (3, 2, 1), (4, 2, 1)]
+    >>> from torch import nn
+    >>> inverse_of(nn.Conv2d(8, 16, 3, stride=2, padding=1), 32)
+    ConvTranspose2d(16, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), output_padding=(1, 1))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from lightning_papers.conv_arithmetic.explain import relationship_for
+from lightning_papers.conv_arithmetic.formulas import (
+    conv_output_size,
+    ignored_inputs,
+    same_padding_amounts,
+    transposed_output_size,
+)
+from lightning_papers.conv_arithmetic.params import LayerParams
+
+__all__ = ["Solution", "inverse_of", "solve"]
+
+
+@dataclass(frozen=True)
+class Solution:
+    """One ``(k, s, p, d, a)`` that maps ``input_size`` to ``output_size`` along one axis.
+
+    Attributes:
+        ignored: input pixels a convolution never reads (for a transposed convolution: output pixels that no
+            input reaches); 0 for a clean solution.
+        relationship: the number of the guide's Relationship that applies.
+    """
+
+    k: int
+    s: int
+    p: int
+    d: int
+    output_padding: int
+    transposed: bool
+    relationship: int
+    ignored: int
+
+    def layer(self, in_channels: int = 1, out_channels: int = 1, ndim: int = 2) -> nn.Module:
+        """Build the matching ``nn.Conv{ndim}d`` or ``nn.ConvTranspose{ndim}d`` (same numbers on every axis).
+
+        Raises:
+            ValueError: if ``ndim`` is not 1, 2 or 3.
+        """
+        if ndim not in (1, 2, 3):
+            raise ValueError(f"Expected `ndim` to be 1, 2 or 3, got {ndim!r}")
+        if self.transposed:
+            cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[ndim - 1]
+            return cls(in_channels, out_channels, self.k, stride=self.s, padding=self.p,
+                       output_padding=self.output_padding, dilation=self.d)
+        cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[ndim - 1]
+        return cls(in_channels, out_channels, self.k, stride=self.s, padding=self.p, dilation=self.d)
+
+
+def _range(name: str, fixed: int | None, low: int, high: int) -> range:
+    if fixed is not None:
+        if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < low:
+            raise ValueError(f"Expected `{name}` to be an integer >= {low}, got {fixed!r}")
+        return range(fixed, fixed + 1)
+    return range(low, high + 1)
+
+
+def solve(
+    input_size: int,
+    output_size: int,
+    kernel: int | None = None,
+    stride: int | None = None,
+    padding: int | None = None,
+    dilation: int | None = None,
+    transposed: bool = False,
+    output_padding: int | None = None,
+    *,
+    max_kernel: int = 7,
+    max_stride: int = 4,
+    max_padding: int | None = None,
+    max_dilation: int = 3,
+) -> list[Solution]:
+    """Every convolution (or transposed convolution) within bounds that maps ``input_size`` to ``output_size``.
+
+    One spatial axis (axes do not interact). Fixed arguments restrict the search; the others range over
+    ``1..max_kernel``, ``1..max_stride``, ``1..max_dilation`` and ``0..max_padding`` (default: full padding
+    ``d(k - 1)``), and ``output_padding`` over what PyTorch allows. Solutions are sorted simplest first: by
+    dilation, stride, whether pixels are left out, kernel, padding and output padding.
+
+    Args:
+        input_size: the size ``i`` (or ``i'``) going in.
+        output_size: the wanted size ``o`` (or ``o'``).
+        kernel, stride, padding, dilation, output_padding: fix that parameter instead of searching it.
+        transposed: search transposed convolutions.
+        max_kernel, max_stride, max_padding, max_dilation: search bounds.
+
+    Returns:
+        A list of :class:`Solution`, empty when nothing within the bounds fits.
+
+    Raises:
+        ValueError: for non-positive sizes or bounds, or invalid fixed parameters.
+
+    Example::
+
+        >>> best = solve(16, 32, kernel=3, transposed=True, dilation=1)[0]
+        >>> best.s, best.p, best.output_padding
+        (2, 1, 1)
+    """
+    for name, value in (("input_size", input_size), ("output_size", output_size), ("max_kernel", max_kernel),
+                        ("max_stride", max_stride), ("max_dilation", max_dilation)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
+    if max_padding is not None and (not isinstance(max_padding, int) or max_padding < 0):
+        raise ValueError(f"Expected `max_padding` to be an integer >= 0, got {max_padding!r}")
+    if output_padding is not None and not transposed:
+        raise ValueError(f"Expected `output_padding` only with transposed=True, got {output_padding!r}")
+
+    found = []
+    for d in _range("dilation", dilation, 1, max_dilation):
+        for s in _range("stride", stride, 1, max_stride):
+            for k in _range("kernel", kernel, 1, max_kernel):
+                kd = d * (k - 1) + 1
+                p_high = max_padding if max_padding is not None else kd - 1
+                for p in _range("padding", padding, 0, p_high):
+                    a_high = max(s, d) - 1 if transposed else 0
+                    for a in _range("output_padding", output_padding, 0, a_high):
+                        try:
+                            if transposed:
+                                o = transposed_output_size(input_size, k, s, p, a, d)
+                            else:
+                                o = conv_output_size(input_size, k, s, p, d)
+                        except ValueError:
+                            continue
+                        if o != output_size:
+                            continue
+                        # A transposed convolution is the adjoint of the convolution from o to i: the output
+                        # pixels it never reaches are that convolution's ignored inputs.
+                        skipped = ignored_inputs(o if transposed else input_size, k, s, p, d)
+                        kind = "transposed" if transposed else "conv"
+                        found.append(Solution(k, s, p, d, a, transposed, relationship_for(kind, k, s, p, d, a),
+                                              len(skipped)))
+    found.sort(key=lambda x: (x.d, x.s, x.ignored > 0, x.k, x.p, x.output_padding))
+    return found
+
+
+def inverse_of(
+    conv: nn.Module | LayerParams | Mapping, input_size: int | Sequence[int]
+) -> nn.Module | LayerParams:
+    """The transposed convolution that maps ``conv``'s output back to ``input_size`` (Relationship 14).
+
+    It has the same ``k``, ``s``, ``p`` and ``d`` and ``output_padding = a = (i + 2p - k̂) mod s``, which picks
+    the one of the ``s`` input sizes that the strided convolution maps to the same output.
+
+    Args:
+        conv: an ``nn.Conv1d/2d/3d`` (the result is an ``nn.ConvTranspose*d`` with the channels swapped and the
+            same groups and bias setting), or a :class:`LayerParams` / mapping of ``k, s, p, d`` (the result
+            is a :class:`LayerParams` of kind ``"transposed"``).
+        input_size: the convolution's spatial input size (an int for every axis, or a tuple).
+
+    Raises:
+        ValueError: if ``conv`` is not a convolution, the sizes are impossible, or ``padding="same"`` pads
+            asymmetrically in a way no ``ConvTranspose`` (symmetric padding, ``a < max(s, d)``) can undo.
+
+    Example::
+
+        >>> inverse_of({"k": 3, "s": 2, "p": 1}, 6).output_padding   # Figure 4.7
+        (1,)
+    """
+    if isinstance(conv, nn.Module):
+        if not isinstance(conv, nn.modules.conv._ConvNd) or isinstance(conv, nn.modules.conv._ConvTransposeNd):
+            raise ValueError(f"Expected `conv` to be an nn.Conv1d/2d/3d, got {type(conv).__name__}")
+        params = LayerParams.from_layer(conv)
+    elif isinstance(conv, LayerParams):
+        params = conv
+    elif isinstance(conv, Mapping):
+        params = LayerParams.create("conv", **dict(conv))
+    else:
+        raise ValueError(f"Expected `conv` to be an nn.Conv*d, LayerParams or a mapping, got {conv!r}")
+    if params.kind != "conv":
+        raise ValueError(f"Expected a convolution, got kind {params.kind!r}")
+    size = tuple(input_size) if isinstance(input_size, (tuple, list)) else (input_size,) * params.ndim
+    out = params.output_size(size)
+
+    pads, extra = [], []
+    for axis, i in enumerate(size):
+        k, s, d = params.kernel[axis], params.stride[axis], params.dilation[axis]
+        if isinstance(params.padding, str):
+            before, after = (0, 0) if params.padding == "valid" else same_padding_amounts(k, d)
+        else:
+            before = after = params.padding[axis]
+        if before == after:
+            p = before
+            a = (i + 2 * p - (d * (k - 1) + 1)) % s
+        else:
+            # PyTorch's padding="same" with an even dilated extent pads one more zero after: undo it by
+            # padding the larger amount and giving the missing row back as output_padding (needs a < d).
+            p, a = after, after - before
+            if not (a < s or a < d):
+                raise ValueError(
+                    f"Expected a convolution whose padding a ConvTranspose can undo, got padding='same' with "
+                    f"k={k}, d={d}, which pads ({before}, {after}); output_padding={a} must be smaller than "
+                    f"the stride or the dilation"
+                )
+        pads.append(p)
+        extra.append(a)
+    result = LayerParams.create("transposed", k=params.kernel, s=params.stride, p=tuple(pads), d=params.dilation,
+                                output_padding=tuple(extra), ndim=params.ndim)
+    if result.output_size(out) != size:  # pragma: no cover - guarded by Relationship 14
+        raise ValueError(f"Expected to restore {size}, got {result.output_size(out)}")
+    if not isinstance(conv, nn.Module):
+        return result
+    cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[params.ndim - 1]
+    return cls(conv.out_channels, conv.in_channels, params.kernel, stride=params.stride, padding=tuple(pads),
+               output_padding=tuple(extra), groups=conv.groups, bias=conv.bias is not None,
+               dilation=params.dilation, device=conv.weight.device, dtype=conv.weight.dtype)
