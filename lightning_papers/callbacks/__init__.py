@@ -3,6 +3,14 @@
 from lightning_papers.callbacks.base import owns_learning_rate
 from lightning_papers.callbacks.conv_arithmetic_summary import ConvArithmeticSummary
 from lightning_papers.callbacks.cyclical_lr import CyclicalLR
+from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
 from lightning_papers.callbacks.lr_range_finder import LRRangeFinder, LRRangeResult
 
-__all__ = ["ConvArithmeticSummary", "CyclicalLR", "LRRangeFinder", "LRRangeResult", "owns_learning_rate"]
+__all__ = [
+    "ConvArithmeticSummary",
+    "CyclicalLR",
+    "LossLandscapeProbe",
+    "LRRangeFinder",
+    "LRRangeResult",
+    "owns_learning_rate",
+]

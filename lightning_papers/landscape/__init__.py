@@ -1,0 +1,76 @@
+"""Loss-landscape library (pure PyTorch, no Lightning).
+
+Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
+filter-normalised random directions, PCA directions of a trajectory, 1-D/2-D surfaces, sharpness, plots.
+"""
+
+from lightning_papers.landscape.directions import (
+    Direction,
+    ignored_keys,
+    landscape_tensors,
+    orthogonalize,
+    random_direction,
+    random_directions,
+    target_direction,
+)
+from lightning_papers.landscape.pca import PCADirections, pca_directions
+from lightning_papers.landscape.plot import (
+    mesh_arrays,
+    plot_contour,
+    plot_curve,
+    plot_filled_contour,
+    plot_heatmap,
+    plot_surface3d,
+    plot_trajectory,
+    write_vtp,
+)
+from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers.landscape.sharding import merge_surfaces, shard_indices
+from lightning_papers.landscape.sharpness import (
+    HessianEigenvalue,
+    centre_curvature,
+    hessian_top_eigenvalue,
+    loss_rise,
+)
+from lightning_papers.landscape.storage import (
+    data_fingerprint,
+    load_surface,
+    model_fingerprint,
+    save_surface,
+)
+from lightning_papers.landscape.surface import accuracy, prepare_batches, preserved_model, surface
+
+__all__ = [
+    "Direction",
+    "HessianEigenvalue",
+    "PCADirections",
+    "SurfaceResult",
+    "accuracy",
+    "centre_curvature",
+    "data_fingerprint",
+    "hessian_top_eigenvalue",
+    "ignored_keys",
+    "landscape_tensors",
+    "load_surface",
+    "loss_rise",
+    "merge_surfaces",
+    "mesh_arrays",
+    "model_fingerprint",
+    "orthogonalize",
+    "pca_directions",
+    "plot_contour",
+    "plot_curve",
+    "plot_filled_contour",
+    "plot_heatmap",
+    "plot_surface3d",
+    "plot_trajectory",
+    "prepare_batches",
+    "preserved_model",
+    "random_direction",
+    "random_directions",
+    "save_surface",
+    "shard_indices",
+    "surface",
+    "target_direction",
+    "write_vtp",
+]

@@ -1,0 +1,166 @@
+"""Loss-surface throughput: ``lightning_papers.landscape.surface`` vs the original code's per-point cost model.
+
+Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913).
+Their per-point loop rebuilds the perturbed weights from CPU copies, loads them into the model, and runs the
+evaluation data loader (with its per-batch input transform) for every grid point, in fp32. We re-implement that
+cost model here (our own code, same steps) as the ``naive`` reference, and compare it with ``surface`` on the
+same model, directions, grid and data, in one process:
+
+  * ``naive``: per point ``load_state_dict({k: centre_cpu + a d1_cpu + b d2_cpu})`` (moved to the device),
+    then a ``DataLoader`` over the raw uint8 images with the normalisation applied per batch;
+  * ``ours``: ``surface(...)`` (batches cached on the device, in-place ``_foreach`` weight updates);
+  * ``eval``: plain passes of the model over the same cached batches, one per grid point - the bar: a point
+    cannot cost less than one pass.
+
+Usage::
+
+    python benchmarks/landscape.py                                   # CPU, ResNet-20, 128 digits, 3x3 grid
+    python benchmarks/landscape.py --device cuda --model resnet56 --images 10000 --batch-size 1000 --grid 11 11
+
+Prints a table, the ratio ours/naive (points per second) and our efficiency vs the eval bar, then a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_papers.data import DigitsDataModule
+from lightning_papers.landscape import prepare_batches, random_directions, surface
+from lightning_papers.models import get_model
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def naive_surface(model, directions, axes, images, labels, transform, batch_size, device):
+    """The original cost model: rebuild weights from CPU copies and run a DataLoader for every point."""
+    centre = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    dirs = [{k: t.detach().cpu() for k, t in d.tensors.items()} for d in directions]
+    loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size, shuffle=False, num_workers=0)
+    shape = tuple(len(a) for a in axes)
+    loss = np.full(shape, np.nan)
+    model.eval()
+    for idx in np.ndindex(*shape):
+        state = dict(centre)
+        for j, d in enumerate(dirs):
+            a = float(axes[j][idx[j]])
+            for k, t in d.items():
+                state[k] = state[k] + a * t
+        model.load_state_dict({k: v.to(device) for k, v in state.items()})
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for x, y in loader:
+                x, y = transform(x.to(device)), y.to(device)
+                out = model(x)
+                total += float(F.cross_entropy(out, y, reduction="sum"))
+                n += len(y)
+        loss[idx] = total / n
+    model.load_state_dict({k: v.to(device) for k, v in centre.items()})
+    return loss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--grid", type=int, nargs=2, default=(3, 3))
+    parser.add_argument("--backend", default="inplace", choices=("inplace", "vmap"))
+    parser.add_argument("--bf16", action="store_true", help="ours under bf16 autocast (the naive loop stays fp32)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median time is reported")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    dm = DigitsDataModule()
+    dm.setup("fit")
+    images, labels = dm.val_set.tensors
+    images, labels = images[: args.images], labels[: args.images]
+    model = get_model(args.model).to(device)
+    with torch.no_grad():  # sensible BatchNorm statistics for a fresh model
+        model.train()(dm.transform(images.to(device)))
+    model.eval()
+    directions = random_directions(model, n=2, seed=args.seed)
+    axes = (np.linspace(-1, 1, args.grid[0]), np.linspace(-1, 1, args.grid[1]))
+    points = args.grid[0] * args.grid[1]
+    batches = prepare_batches((images, labels), device, args.batch_size, transform=dm.transform)
+
+    with torch.no_grad():  # warm-up
+        model(batches[0][0])
+    _sync(device)
+
+    def run_eval():  # as many plain eval passes as the grid has points: the same amount of model work
+        with torch.no_grad():
+            for _ in range(points):
+                for x, _ in batches:
+                    model(x)
+
+    def run_naive():
+        return naive_surface(model, directions, axes, images, labels, dm.transform, args.batch_size, device)
+
+    def run_ours():
+        return surface(model, directions, axes, batches, backend=args.backend,
+                       autocast_dtype=torch.bfloat16 if args.bf16 else None, metrics=("loss",))["loss"]
+
+    # Alternate the contenders round by round (the machine may be shared): median time of each.
+    times: dict[str, list[float]] = {"eval": [], "naive": [], "ours": []}
+    outputs = {}
+    for _ in range(args.rounds):
+        for name, fn in (("eval", run_eval), ("naive", run_naive), ("ours", run_ours)):
+            t0 = time.perf_counter()
+            outputs[name] = fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    eval_s, naive_s, ours_s = (statistics.median(times[k]) for k in ("eval", "naive", "ours"))
+    ref, ours = outputs["naive"], {"loss": outputs["ours"]}
+
+    rows = [
+        ("naive (rebuild + DataLoader per point)", points / naive_s, naive_s / points),
+        (f"ours (surface, {args.backend}{', bf16' if args.bf16 else ''})", points / ours_s, ours_s / points),
+        ("bar: plain eval passes over cached batches", points / eval_s, eval_s / points),
+    ]
+    print(f"model {args.model}, {args.images} images, batch {args.batch_size}, grid {args.grid[0]}x{args.grid[1]}, "
+          f"device {device} ({cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'contender':45s} {'points/s':>10s} {'s/point':>10s}")
+    for name, pps, spp in rows:
+        print(f"{name:45s} {pps:10.3f} {spp:10.3f}")
+    max_diff = float(np.nanmax(np.abs(ours["loss"] - ref)))
+    print(f"ours/naive speed-up: {naive_s / ours_s:.2f}x; efficiency vs eval bar: {eval_s / ours_s:.2%}; "
+          f"max |loss diff| {max_diff:.2e}")
+    print(json.dumps({
+        "benchmark": "landscape", "model": args.model, "images": args.images, "batch_size": args.batch_size,
+        "grid": list(args.grid), "device": str(device), "cpu": cpu_name(), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "backend": args.backend, "bf16": args.bf16, "rounds": args.rounds,
+        "naive_points_per_s": points / naive_s, "ours_points_per_s": points / ours_s,
+        "eval_passes_per_s": points / eval_s,
+        "speedup": naive_s / ours_s, "efficiency_vs_eval": eval_s / ours_s, "max_abs_loss_diff": max_diff,
+    }))
+
+
+if __name__ == "__main__":
+    main()

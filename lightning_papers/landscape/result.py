@@ -1,0 +1,119 @@
+"""``SurfaceResult``: the values of a loss surface (or curve) on its grid, with the metadata that made it.
+
+Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
+1-D curves ``f(alpha)`` and 2-D surfaces ``f(alpha, beta) = L(theta + alpha d1 + beta d2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SurfaceResult"]
+
+
+@dataclass
+class SurfaceResult:
+    """Metric values on a 1-D or 2-D grid.
+
+    Attributes:
+        axes: the grid's coordinate axes (one 1-D array per direction); ``values[m][i, j]`` is the metric at
+            ``(axes[0][i], axes[1][j])``.
+        values: metric name -> array of the grid's shape; NaN where not computed (and where the metric itself
+            was NaN or inf - ``computed`` tells the two apart).
+        computed: boolean array of the grid's shape, True where this result holds a value.
+        metadata: JSON-able description (grid, directions, fingerprints, options), saved alongside.
+        trajectory: optional (T, 2) path to draw over a 2-D plot (e.g. :class:`PCADirections.path`).
+
+    Example::
+
+        >>> r = SurfaceResult([np.linspace(-1, 1, 3)], {"loss": np.array([1.0, 0.5, 1.0])}, np.ones(3, bool))
+        >>> r.centre_value()
+        0.5
+    """
+
+    axes: list[np.ndarray]
+    values: dict[str, np.ndarray]
+    computed: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+    trajectory: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.axes = [np.asarray(a, dtype=np.float64) for a in self.axes]
+        shape = self.shape
+        self.computed = np.asarray(self.computed, dtype=bool)
+        if self.computed.shape != shape:
+            raise ValueError(f"Expected `computed` to have the grid's shape {shape}, got {self.computed.shape}")
+        for name, arr in self.values.items():
+            arr = np.asarray(arr, dtype=np.float64)
+            if arr.shape != shape:
+                raise ValueError(f"Expected `values[{name!r}]` to have the grid's shape {shape}, got {arr.shape}")
+            self.values[name] = arr
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.axes)
+
+    @property
+    def complete(self) -> bool:
+        """True when every grid point is computed."""
+        return bool(self.computed.all())
+
+    def __getitem__(self, metric: str) -> np.ndarray:
+        return self.values[metric]
+
+    def centre_index(self) -> tuple[int, ...]:
+        """Index of the grid point closest to the origin."""
+        return tuple(int(np.argmin(np.abs(a))) for a in self.axes)
+
+    def centre_value(self, metric: str = "loss") -> float:
+        """The metric at the grid point closest to the origin."""
+        return float(self.values[metric][self.centre_index()])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: axes, values (NaN/inf as ``None``/strings are left to the JSON writer), computed mask."""
+        return {
+            "axes": [a.tolist() for a in self.axes],
+            "values": {k: v.tolist() for k, v in self.values.items()},
+            "computed": self.computed.tolist(),
+            "metadata": self.metadata,
+            "trajectory": None if self.trajectory is None else np.asarray(self.trajectory).tolist(),
+        }
+
+    def plot(self, kind: str | None = None, metric: str = "loss", ax=None, **kwargs):
+        """Draw the result: ``kind`` in ``"contour"`` (default for 2-D), ``"contourf"``, ``"heatmap"``,
+        ``"surface3d"`` or ``"curve"`` (default for 1-D). Returns the matplotlib Axes."""
+        from lightning_papers.landscape import plot as lp
+
+        kind = kind or ("curve" if self.ndim == 1 else "contour")
+        funcs = {
+            "contour": lp.plot_contour,
+            "contourf": lp.plot_filled_contour,
+            "heatmap": lp.plot_heatmap,
+            "surface3d": lp.plot_surface3d,
+            "curve": lp.plot_curve,
+        }
+        if kind not in funcs:
+            raise ValueError(f"Expected `kind` to be one of {tuple(funcs)}, got {kind!r}")
+        if kind == "curve":
+            return lp.plot_curve(self, ax=ax, **kwargs)
+        return funcs[kind](self, metric=metric, ax=ax, **kwargs)
+
+    def save(self, path) -> None:
+        """Write ``<path>.npz`` and ``<path>.json`` atomically (see :func:`save_surface`)."""
+        from lightning_papers.landscape.storage import save_surface
+
+        save_surface(self, path)
+
+    @classmethod
+    def load(cls, path) -> SurfaceResult:
+        """Read a result written by :meth:`save`."""
+        from lightning_papers.landscape.storage import load_surface
+
+        return load_surface(path)

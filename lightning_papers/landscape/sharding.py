@@ -1,0 +1,81 @@
+"""Splitting a grid across processes and merging the parts back.
+
+Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913)
+computed their surfaces with MPI, one grid point per worker at a time. Here the split is static and
+round-robin over the flattened grid (point ``i`` belongs to rank ``i % world_size``, so every rank gets a
+spread of cheap and expensive points); each rank computes its share with ``surface(..., shard=(rank, world))``
+and :func:`merge_surfaces` assembles the same arrays a single process would have produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lightning_papers.landscape.result import SurfaceResult
+
+__all__ = ["check_shard", "merge_surfaces", "shard_indices"]
+
+
+def check_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+    """Validate ``shard = (rank, world_size)``; ``None`` means ``(0, 1)``.
+
+    Raises:
+        ValueError: unless ``0 <= rank < world_size``.
+    """
+    if shard is None:
+        return 0, 1
+    ok = (
+        isinstance(shard, (tuple, list))
+        and len(shard) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        and shard[1] >= 1
+        and 0 <= shard[0] < shard[1]
+    )
+    if not ok:
+        raise ValueError(f"Expected `shard` to be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
+    return int(shard[0]), int(shard[1])
+
+
+def shard_indices(shape: Sequence[int], rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """Flat (C-order) indices of the grid points owned by ``rank``: ``rank, rank + world_size, ...``.
+
+    Example::
+
+        >>> shard_indices((2, 3), rank=1, world_size=2).tolist()
+        [1, 3, 5]
+    """
+    rank, world_size = check_shard((rank, world_size))
+    return np.arange(rank, int(np.prod(shape)), world_size)
+
+
+def merge_surfaces(parts: Sequence[SurfaceResult]) -> SurfaceResult:
+    """Combine per-rank (or partial) results of the same grid into one.
+
+    Points computed by several parts must agree (NaN equals NaN). The merged metadata is the first part's,
+    with ``shard`` set to ``None``.
+
+    Raises:
+        ValueError: for no parts, parts with different grids or metrics, or parts that disagree on a point.
+    """
+    if not parts:
+        raise ValueError("Expected at least one surface to merge, got none")
+    first = parts[0]
+    values = {k: np.full(first.shape, np.nan) for k in first.values}
+    computed = np.zeros(first.shape, dtype=bool)
+    for part in parts:
+        if part.shape != first.shape or not all(np.array_equal(a, b) for a, b in zip(part.axes, first.axes)):
+            raise ValueError(f"Expected parts with the same grid, got shapes {first.shape} and {part.shape}")
+        if set(part.values) != set(first.values):
+            raise ValueError(
+                f"Expected parts with the same metrics, got {sorted(first.values)} and {sorted(part.values)}"
+            )
+        both = computed & part.computed
+        for k, v in part.values.items():
+            if not np.array_equal(values[k][both], v[both], equal_nan=True):
+                raise ValueError(f"Expected overlapping parts to agree, got different `{k}` values")
+            values[k][part.computed] = v[part.computed]
+        computed |= part.computed
+    metadata = {**first.metadata, "shard": None}
+    return SurfaceResult(list(first.axes), values, computed, metadata, first.trajectory)

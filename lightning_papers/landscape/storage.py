@@ -1,0 +1,173 @@
+"""Saving and resuming loss surfaces: ``.npz`` (arrays + metadata) and ``.json`` (metadata, for people).
+
+Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
+a surface costs one full evaluation per grid point, so partial results are written every few points (write
+to a temporary file, then ``os.replace``: a crash never leaves a torn file) and a resumed run skips the
+points already there - but only when the saved metadata (grid, directions, model and data fingerprints,
+options) matches; otherwise it refuses instead of silently mixing two different surfaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_papers.landscape.result import SurfaceResult
+
+__all__ = [
+    "MATCH_KEYS",
+    "check_metadata",
+    "data_fingerprint",
+    "load_surface",
+    "model_fingerprint",
+    "save_surface",
+    "surface_paths",
+]
+
+# Metadata entries that must be equal for a saved surface to be resumed.
+MATCH_KEYS = ("ndim", "axes", "directions", "model", "data", "metrics", "shard", "autocast_dtype", "recompute_bn")
+
+
+def surface_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(<stem>.npz, <stem>.json)`` for ``path`` given with or without either suffix."""
+    p = Path(path)
+    if p.suffix in (".npz", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".npz"), p.with_name(p.name + ".json")
+
+
+def _hash_tensor(h, t: torch.Tensor) -> None:
+    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def model_fingerprint(model: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{"shapes": hash of names/shapes/dtypes, "weights": hash of the state's bytes}`` (16 hex digits each)."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    hs, hw = hashlib.sha256(), hashlib.sha256()
+    for k, v in state.items():
+        hs.update(f"{k}:{tuple(v.shape)}:{v.dtype};".encode())
+        _hash_tensor(hw, v)
+    return {"shapes": hs.hexdigest()[:16], "weights": hw.hexdigest()[:16]}
+
+
+def data_fingerprint(batches: Iterable[Any]) -> str:
+    """Hash of every tensor in ``batches`` (shapes, dtypes and bytes), 16 hex digits."""
+    h = hashlib.sha256()
+
+    def visit(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            h.update(f"{tuple(obj.shape)}:{obj.dtype};".encode())
+            _hash_tensor(h, obj)
+        elif isinstance(obj, (list, tuple)):
+            for o in obj:
+                visit(o)
+        elif isinstance(obj, Mapping):
+            for k in sorted(obj):
+                visit(obj[k])
+
+    for batch in batches:
+        visit(batch)
+    return h.hexdigest()[:16]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    return str(obj)
+
+
+def _normalise(obj: Any) -> Any:
+    """Round-trip through JSON, so tuples vs lists and numpy scalars compare equal."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_surface(result: SurfaceResult, path: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``result`` as ``<path>.npz`` (axes, values, computed mask, metadata JSON) and ``<path>.json``.
+
+    Both writes are atomic. NaN and inf values are stored as such. Returns the two paths.
+
+    Example::
+
+        >>> r = SurfaceResult([np.arange(3.0)], {"loss": np.array([1.0, np.nan, 2.0])}, np.ones(3, bool))
+        >>> npz, js = save_surface(r, "curve")  # doctest: +SKIP
+    """
+    npz_path, json_path = surface_paths(path)
+    meta_json = json.dumps(result.metadata, default=_json_default, allow_nan=True, sort_keys=True)
+    arrays: dict[str, np.ndarray] = {f"axis_{i}": a for i, a in enumerate(result.axes)}
+    arrays.update({f"value_{k}": v for k, v in result.values.items()})
+    arrays["computed"] = result.computed
+    arrays["metadata"] = np.array(meta_json)
+    arrays["metric_names"] = np.array(list(result.values), dtype=np.str_)
+    if result.trajectory is not None:
+        arrays["trajectory"] = np.asarray(result.trajectory, dtype=np.float64)
+    _atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
+    summary = {
+        "metadata": json.loads(meta_json),
+        "shape": list(result.shape),
+        "computed_points": int(result.computed.sum()),
+        "total_points": int(result.computed.size),
+        "npz": npz_path.name,
+    }
+    text = json.dumps(summary, indent=2, sort_keys=True, allow_nan=True)
+    _atomic_write(json_path, lambda fh: fh.write(text.encode()))
+    return npz_path, json_path
+
+
+def load_surface(path: str | os.PathLike) -> SurfaceResult:
+    """Read a surface written by :func:`save_surface` (the ``.npz`` is self-contained).
+
+    Raises:
+        ValueError: when no ``<path>.npz`` exists.
+    """
+    npz_path, _ = surface_paths(path)
+    if not npz_path.exists():
+        raise ValueError(f"Expected a saved surface at {str(npz_path)!r}, got no such file")
+    with np.load(npz_path, allow_pickle=False) as data:
+        ndim = sum(1 for k in data.files if k.startswith("axis_"))
+        axes = [data[f"axis_{i}"] for i in range(ndim)]
+        values = {str(k): data[f"value_{k}"] for k in data["metric_names"]}
+        computed = data["computed"]
+        metadata = json.loads(str(data["metadata"]))
+        trajectory = data["trajectory"] if "trajectory" in data.files else None
+    return SurfaceResult(axes, values, computed, metadata, trajectory)
+
+
+def check_metadata(saved: Mapping[str, Any], expected: Mapping[str, Any], where: str = "the saved surface") -> None:
+    """Refuse to resume from a surface made with another grid, directions, model, data or options.
+
+    Raises:
+        ValueError: naming the first entry of :data:`MATCH_KEYS` that differs.
+    """
+    saved_n, expected_n = _normalise(dict(saved)), _normalise(dict(expected))
+    for key in MATCH_KEYS:
+        if saved_n.get(key) != expected_n.get(key):
+            raise ValueError(
+                f"Expected {where} to match this run's `{key}`, got {saved_n.get(key)!r} instead of "
+                f"{expected_n.get(key)!r}; delete the file or pass `resume=False` to start over"
+            )

@@ -1,0 +1,186 @@
+import copy
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+from lightning_papers.callbacks import LossLandscapeProbe
+from lightning_papers.data import DigitsDataModule
+from lightning_papers.landscape import load_surface
+from lightning_papers.modules import ImageClassifier
+
+
+def _tiny_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+    )
+
+
+class _Snapshot(Callback):
+    """Records model, optimizer and RNG state at ``on_train_end`` (placed before and after the probe)."""
+
+    def __init__(self):
+        self.state = None
+
+    def on_train_end(self, trainer, pl_module):
+        self.state = {
+            "model": {k: v.detach().clone() for k, v in pl_module.state_dict().items()},
+            "optim": copy.deepcopy(trainer.optimizers[0].state_dict()),
+            "rng": torch.get_rng_state(),
+            "training": [m.training for m in pl_module.modules()],
+        }
+
+
+def _fit(tmp_path, probe, callbacks_before=(), callbacks_after=(), max_epochs=1):
+    L.seed_everything(0)
+    dm = DigitsDataModule(batch_size=32)
+    module = ImageClassifier(_tiny_net(), lr=0.05)
+    logger = TensorBoardLogger(tmp_path, name="tb", version=0)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_epochs=max_epochs, limit_train_batches=3, limit_val_batches=1,
+        logger=logger, callbacks=[*callbacks_before, probe, *callbacks_after], enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    return trainer, module
+
+
+def _tags(log_dir):
+    acc = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_2d_probe_logs_figures_mesh_scalars_and_leaves_no_trace(tmp_path):
+    before, after = _Snapshot(), _Snapshot()
+    probe = LossLandscapeProbe(mode="2d", grid=(np.linspace(-1, 1, 3), np.linspace(-0.5, 0.5, 3)), num_batches=2,
+                               hessian_iters=3)
+    trainer, module = _fit(tmp_path, probe, [before], [after])
+    for k, v in before.state["model"].items():
+        assert torch.equal(v, after.state["model"][k]), k
+    assert torch.equal(before.state["rng"], after.state["rng"])
+    assert before.state["training"] == after.state["training"]
+    for k, s in before.state["optim"]["state"].items():
+        assert torch.equal(s["momentum_buffer"], after.state["optim"]["state"][k]["momentum_buffer"])
+    acc = _tags(trainer.log_dir)
+    images = acc.Tags()["images"]
+    assert {"landscape/contour", "landscape/heatmap", "landscape/surface3d"} <= set(images)
+    assert acc.Images("landscape/contour")[0].step == 0
+    scalars = acc.Tags()["scalars"]
+    assert {"landscape/sharpness/hessian_top_eig", "landscape/sharpness/loss_rise"} <= set(scalars)
+    assert any(t.startswith("landscape/mesh") for t in acc.Tags()["tensors"])
+    out = tmp_path / "tb" / "version_0" / "landscape"
+    names = {p.name for p in out.iterdir()}
+    assert {"2d_epoch0.npz", "2d_epoch0.json", "2d_epoch0.vtp", "2d_epoch0_contour.png"} <= names
+    saved = load_surface(out / "2d_epoch0")
+    assert saved.complete and saved.shape == (3, 3) and np.isfinite(saved["loss"]).all()
+    # the centre of the surface is the model's own loss on the (normalised) validation batches
+    assert probe.results[0].centre_value() == saved.centre_value()
+    assert saved.metadata["data"]["samples"] == 64
+
+
+def test_interpolate_every_epoch_logs_curve(tmp_path):
+    probe = LossLandscapeProbe(mode="interpolate", at=None, every_n_epochs=1, grid=np.linspace(0, 1, 3),
+                               num_batches=1, sharpness=False)
+    trainer, _ = _fit(tmp_path, probe, max_epochs=2)
+    acc = _tags(trainer.log_dir)
+    steps = [e.step for e in acc.Images("landscape/curve1d")]
+    assert steps == [0, 1]
+    assert sorted(probe.results) == [0, 1]
+    assert probe.state_dict()["probed_epochs"] == [0, 1] and probe.initial_state is not None
+    # alpha = 1 is the start of training: higher loss than the trained centre (alpha = 0)
+    assert probe.results[1]["loss"][2] > probe.results[1]["loss"][0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(mode="3d"), "Expected `mode`"),
+        (dict(at="epoch_end"), "Expected `at`"),
+        (dict(every_n_epochs=0), "Expected `every_n_epochs`"),
+        (dict(at=None), "Expected `at='fit_end'` or an `every_n_epochs`"),
+        (dict(num_batches=0), "Expected `num_batches`"),
+        (dict(dataloader="test"), "Expected `dataloader`"),
+        (dict(normalization="unit"), "Expected `normalization`"),
+        (dict(kind="grads"), "Expected `kind`"),
+        (dict(hessian_iters=0), "Expected `hessian_iters`"),
+        (dict(mode="1d", grid=(np.zeros(2), np.zeros(2))), "Expected `grid` to be 1"),
+    ],
+)
+def test_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LossLandscapeProbe(**kwargs)
+
+
+_DDP_SCRIPT = '''
+import json
+import sys
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_papers.callbacks import LossLandscapeProbe
+from lightning_papers.data import DigitsDataModule
+from lightning_papers.landscape import random_directions, surface
+from lightning_papers.modules import ImageClassifier
+
+if __name__ == "__main__":
+    L.seed_everything(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10),
+    )
+    axes = (np.linspace(-1, 1, 3), np.linspace(-1, 1, 2))
+    probe = LossLandscapeProbe(mode="2d", grid=axes, num_batches=1, sharpness=False, save_results=True)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=2,
+                        limit_val_batches=1, callbacks=[probe], enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=sys.argv[1])
+    module = ImageClassifier(net, lr=0.05)
+    trainer.fit(module, datamodule=DigitsDataModule(batch_size=16))
+    batches = probe._batches(trainer, module)
+    single = surface(module, random_directions(module, 2, seed=0), axes, batches)
+    result = probe.results[0]
+    out = {"loss": result["loss"].tolist(), "single": single["loss"].tolist(),
+           "complete": result.complete, "rank": trainer.global_rank}
+    with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
+        json.dump(out, f)
+'''
+
+
+@pytest.mark.timeout(180)
+def test_ddp_two_processes_shard_and_gather(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_probe.py"
+    script.write_text(_DDP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=170, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["complete"] and ranks[1]["complete"]
+    assert ranks[0]["loss"] == ranks[1]["loss"]
+    np.testing.assert_allclose(ranks[0]["loss"], ranks[0]["single"], rtol=1e-6)
+    assert len(list(tmp_path.rglob("landscape/2d_epoch0.npz"))) == 1
+
+
+def test_state_dict_round_trip_keeps_initial_weights():
+    probe = LossLandscapeProbe(mode="interpolate")
+    probe.initial_state = {"w": torch.arange(3.0)}
+    restored = LossLandscapeProbe(mode="interpolate")
+    restored.load_state_dict(probe.state_dict())
+    assert torch.equal(restored.initial_state["w"], torch.arange(3.0))
+    assert probe.state_dict()["probed_epochs"] == []
