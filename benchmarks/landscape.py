@@ -24,34 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import cpu_name, device_name, sync
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.landscape import prepare_batches, random_directions, surface
 from lightning_papers.models import get_model
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def naive_surface(model, directions, axes, images, labels, transform, batch_size, device):
@@ -111,7 +95,7 @@ def main() -> None:
 
     with torch.no_grad():  # warm-up
         model(batches[0][0])
-    _sync(device)
+    sync(device)
 
     def run_eval():  # as many plain eval passes as the grid has points: the same amount of model work
         with torch.no_grad():
@@ -133,7 +117,7 @@ def main() -> None:
         for name, fn in (("eval", run_eval), ("naive", run_naive), ("ours", run_ours)):
             t0 = time.perf_counter()
             outputs[name] = fn()
-            _sync(device)
+            sync(device)
             times[name].append(time.perf_counter() - t0)
     eval_s, naive_s, ours_s = (statistics.median(times[k]) for k in ("eval", "naive", "ours"))
     ref, ours = outputs["naive"], {"loss": outputs["ours"]}
@@ -144,7 +128,7 @@ def main() -> None:
         ("bar: plain eval passes over cached batches", points / eval_s, eval_s / points),
     ]
     print(f"model {args.model}, {args.images} images, batch {args.batch_size}, grid {args.grid[0]}x{args.grid[1]}, "
-          f"device {device} ({cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
+          f"device {device} ({device_name(device)}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'contender':45s} {'points/s':>10s} {'s/point':>10s}")
     for name, pps, spp in rows:

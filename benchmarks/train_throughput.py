@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from contextlib import nullcontext
@@ -32,6 +31,7 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 import torch.nn.functional as F
+from _common import device_name, sync
 from lightning.pytorch.callbacks import Callback
 
 from lightning_papers.data import SyntheticDataModule
@@ -41,20 +41,6 @@ from lightning_papers.modules import ImageClassifier
 LR, MOMENTUM, WD = 0.1, 0.9, 1e-4
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class BareModule(L.LightningModule):
@@ -84,11 +70,11 @@ class StepTimer(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.warmup and self.start is None:
-            _sync(pl_module.device)
+            sync(pl_module.device)
             self.start = time.perf_counter()
 
     def on_train_end(self, trainer, pl_module):
-        _sync(pl_module.device)
+        sync(pl_module.device)
         self.end = time.perf_counter()
 
 
@@ -126,7 +112,7 @@ def run_plain(dm: SyntheticDataModule, args) -> float:
     while step < args.warmup + args.steps:
         for x, y in dm.train_dataloader():
             if step == args.warmup:
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
             if step == args.warmup + args.steps:
                 break
@@ -146,7 +132,7 @@ def run_plain(dm: SyntheticDataModule, args) -> float:
                 loss.backward()
                 opt.step()
             step += 1
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - start) / args.steps
 
 
@@ -183,12 +169,9 @@ def main() -> None:
             times[name].append(t)
 
     med = {k: statistics.median(v) for k, v in times.items()}
-    if args.device == "cuda":
-        device_name = torch.cuda.get_device_name()
-    else:
-        device_name = f"{cpu_name()}, {torch.get_num_threads()} threads"
+    name = device_name("cuda" if args.device == "cuda" else "cpu")
     print(f"\n{args.model}, batch {args.batch_size}, {args.precision}, channels_last={args.channels_last}, "
-          f"{args.device} ({device_name}), torch {torch.__version__}, lightning {L.__version__}, "
+          f"{args.device} ({name}), torch {torch.__version__}, lightning {L.__version__}, "
           f"median of {args.rounds} rounds x {args.steps} steps")
     print(f"{'contender':<34}{'ms/step':>10}{'img/s':>10}")
     labels = {"plain": "plain PyTorch loop", "bare": "bare LightningModule + Trainer",
@@ -201,7 +184,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "train_throughput", "model": args.model, "batch_size": args.batch_size,
         "precision": args.precision, "channels_last": args.channels_last, "device": args.device,
-        "device_name": device_name, "torch": torch.__version__, "lightning": L.__version__,
+        "device_name": name, "torch": torch.__version__, "lightning": L.__version__,
         "ms_per_step": {k: round(v * 1e3, 3) for k, v in med.items()},
         "img_per_s": {k: round(args.batch_size / v, 1) for k, v in med.items()},
         "ratio_ours_plain": round(ratio_plain, 4), "ratio_ours_bare": round(ratio_bare, 4),
