@@ -5,6 +5,7 @@ from lightning_papers.callbacks.conv_arithmetic_summary import ConvArithmeticSum
 from lightning_papers.callbacks.cyclical_lr import CyclicalLR
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
 from lightning_papers.callbacks.lr_range_finder import LRRangeFinder, LRRangeResult
+from lightning_papers.callbacks.super_convergence import SuperConvergence
 
 __all__ = [
     "ConvArithmeticSummary",
@@ -12,5 +13,6 @@ __all__ = [
     "LossLandscapeProbe",
     "LRRangeFinder",
     "LRRangeResult",
+    "SuperConvergence",
     "owns_learning_rate",
 ]
