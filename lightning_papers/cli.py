@@ -56,7 +56,7 @@ def _add_demo_parser(subparsers) -> None:
     p.add_argument("--device", default="auto", help="Lightning accelerator: auto, cpu, gpu, cuda, mps")
     p.add_argument("--precision", default="32-true", help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--fast", action="store_true", help="a smoke-test version that takes well under a minute")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 6, or 1 with --fast)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5, or 1 with --fast)")
     p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
 
 

@@ -1,7 +1,10 @@
 """The main job on embedded data: what ``lightning-papers demo`` runs.
 
-Offline and CPU-friendly: a CIFAR ResNet-20 (He et al., arXiv 1512.03385) trained on scikit-learn's
-real handwritten digits, with every artefact under one run folder and logged to TensorBoard.
+Offline and CPU-friendly: a CIFAR ResNet-20 (He et al., arXiv 1512.03385) on scikit-learn's real
+handwritten digits, through the package's parts in one Trainer - convolution arithmetic (arXiv
+1603.07285), the LR range test (arXiv 1506.01186), 1cycle training with the init -> final
+interpolation (arXiv 1708.07120, 1702.04283) and a loss-landscape surface (arXiv 1712.09913) - with
+every artefact under one run folder and logged to TensorBoard.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = ["DemoResult", "run_demo"]
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3g}"
 
 
 @dataclass
@@ -25,6 +32,8 @@ class DemoResult:
     seconds: float
     device: str
     precision: str
+    suggested_lr: float | None = None
+    clr_bounds: list[float] | None = None
     artefacts: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -34,7 +43,10 @@ class DemoResult:
         lines = [
             "",
             f"lightning-papers demo finished in {self.seconds:.1f} s on {self.device} ({self.precision}).",
-            f"  final validation accuracy: {self.val_acc:.2%} (loss {self.val_loss:.4f}) after {self.epochs} epoch(s)",
+            f"  LR range test: suggested lr {_fmt(self.suggested_lr)}, CLR bounds "
+            + ("none" if self.clr_bounds is None else f"{_fmt(self.clr_bounds[0])} .. {_fmt(self.clr_bounds[1])}"),
+            f"  final validation accuracy: {self.val_acc:.2%} (loss {self.val_loss:.4f}) after {self.epochs} epoch(s)"
+            " of 1cycle training",
             f"  run folder: {self.run_dir}",
         ]
         lines += [f"  {name}: {path}" for name, path in self.artefacts.items()]
@@ -50,28 +62,41 @@ def run_demo(
     epochs: int | None = None,
     seed: int = 0,
 ) -> DemoResult:
-    """Train ResNet-20 on the embedded digits and return where everything went.
+    """The main job on the embedded digits, every artefact under one run folder.
+
+    1. conv-arithmetic summary of ResNet-20 (shapes, k/s/p/d, receptive fields);
+    2. LR range test (Smith) -> suggestion and CLR bounds;
+    3. 1cycle training (Smith & Topin) with the range test's upper bound, and the init -> final
+       interpolation probe;
+    4. a filter-normalised loss-landscape surface of the trained model (Li et al.).
 
     Args:
         out_dir: parent of the run folder (one timestamped folder per run).
         device: Lightning ``accelerator`` (``"auto"``, ``"cpu"``, ``"gpu"``, ...).
         precision: Lightning ``precision``.
-        fast: a smoke-test version (a few batches, one epoch).
-        epochs: training epochs (default 6, or 1 with ``fast``).
+        fast: a smoke-test version (a few batches, one epoch, tiny probes).
+        epochs: training epochs (default 5, or 1 with ``fast``).
         seed: global seed.
 
     Raises:
         ValueError: for a non-positive ``epochs``.
     """
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    import numpy as np
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from lightning_papers.callbacks import (
+        ConvArithmeticSummary,
+        LossLandscapeProbe,
+        LRRangeFinder,
+        SuperConvergence,
+    )
     from lightning_papers.data import DigitsDataModule
     from lightning_papers.modules import ImageClassifier
 
     if epochs is None:
-        epochs = 1 if fast else 6
+        epochs = 1 if fast else 5
     if epochs < 1:
         raise ValueError(f"Expected `epochs` >= 1, got {epochs}")
     start = time.perf_counter()
@@ -85,9 +110,21 @@ def run_demo(
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
 
     data = DigitsDataModule(batch_size=64, seed=seed)
-    module = ImageClassifier(
-        "resnet20", num_classes=10, lr=0.05, weight_decay=5e-4,
-        scheduler="multistep", milestones=[max(1, int(epochs * 0.6)), max(1, int(epochs * 0.85))],
+    module = ImageClassifier("resnet20", num_classes=10, weight_decay=5e-4)
+    finder = LRRangeFinder(min_lr=1e-4, max_lr=10.0, num_steps=12 if fast else 80)
+    one_cycle = SuperConvergence(
+        max_lr="finder",
+        div_factor=10.0,
+        interpolation_probe=True,
+        interpolation_points=3 if fast else 11,
+        interpolation_batches=1 if fast else 3,
+    )
+    side = 3 if fast else 11
+    probe = LossLandscapeProbe(
+        mode="2d",
+        grid=(np.linspace(-1, 1, side), np.linspace(-1, 1, side)),
+        num_batches=1 if fast else 2,
+        sharpness=not fast,
     )
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val/acc", mode="max",
                                  filename="best", save_last=True)
@@ -98,13 +135,14 @@ def run_demo(
         precision=precision,
         max_epochs=epochs,
         logger=logger,
-        callbacks=[checkpoint, LearningRateMonitor("step")],
+        callbacks=[ConvArithmeticSummary(), finder, one_cycle, probe, checkpoint],
         default_root_dir=str(run_dir),
         log_every_n_steps=5,
         **limits,
     )
     trainer.fit(module, datamodule=data)
     metrics = trainer.callback_metrics
+    range_test = finder.result
     result = DemoResult(
         run_dir=str(run_dir),
         val_acc=float(metrics.get("val/acc", float("nan"))),
@@ -113,8 +151,14 @@ def run_demo(
         seconds=time.perf_counter() - start,
         device=str(trainer.strategy.root_device),
         precision=str(trainer.precision),
+        suggested_lr=None if range_test is None else range_test.suggestion,
+        clr_bounds=None if range_test is None or range_test.clr_bounds is None else list(range_test.clr_bounds),
         artefacts={
             "TensorBoard events": str(run_dir),
+            "conv-arithmetic trace": str(run_dir / "conv_arithmetic"),
+            "LR range test": str(run_dir / "lr_range"),
+            "init -> final interpolation": str(run_dir / "super_convergence"),
+            "loss landscape": str(run_dir / "landscape"),
             "best checkpoint": str(checkpoint.best_model_path),
         },
     )

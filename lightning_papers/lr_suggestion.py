@@ -85,7 +85,7 @@ def steepest(
     losses: Sequence[float],
     accuracies: Sequence[float] | None = None,
     *,
-    skip_start: int = 0,
+    skip_start: int | None = None,
     skip_end: int = 0,
     min_points: int = MIN_POINTS,
 ) -> float | None:
@@ -97,7 +97,8 @@ def steepest(
         lrs: learning rates of the points (positive, increasing).
         losses: loss of each point.
         accuracies: unused; accepted for the common signature.
-        skip_start: points ignored at the start (after dropping non-finite ones).
+        skip_start: points ignored at the start (after dropping non-finite ones); ``None`` skips the first
+            tenth, where a smoothed curve still follows single noisy points and their slopes mean nothing.
         skip_end: points ignored at the end.
         min_points: fewest finite points to decide on.
 
@@ -111,10 +112,12 @@ def steepest(
         >>> float(round(steepest(lrs, -np.tanh(np.log10(lrs) + 2)), 6))
         0.01
     """
-    data = _finite(lrs, losses, "losses", max(min_points, skip_start + skip_end + 3))
+    data = _finite(lrs, losses, "losses", max(min_points, (skip_start or 0) + skip_end + 3))
     if data is None:
         return None
     x, y = data
+    if skip_start is None:
+        skip_start = min(len(x) // 10, max(0, len(x) - skip_end - 3))
     x, y = x[skip_start : len(x) - skip_end], y[skip_start : len(y) - skip_end]
     slope = np.gradient(y, np.log(x))
     return float(x[int(np.argmin(slope))])
@@ -277,10 +280,12 @@ def clr_bounds(
     gain = y - y[0]
     start = int(np.argmax(gain >= start_fraction * improvement))
     stop = int(np.argmax(gain >= stop_fraction * improvement))
-    running_best = np.maximum.accumulate(y)
-    ragged = np.nonzero(running_best[:stop] - y[:stop] > ragged_fraction * improvement)[0]
+    # Ragged means a setback after the curve has started to improve: the wobble of the flat start (where
+    # a bias-corrected EMA still follows single noisy points) says nothing about the upper bound.
+    running_best = np.maximum.accumulate(y[start:stop])
+    ragged = np.nonzero(running_best - y[start:stop] > ragged_fraction * improvement)[0] + start
     if len(ragged):
-        stop = int(np.argmax(y[: ragged[0]]))
+        stop = start + int(np.argmax(y[start : ragged[0]]))
     max_lr = float(x[stop])
     base_lr = float(x[start])
     if start >= stop:

@@ -59,6 +59,13 @@ def test_demo_fast_writes_one_run_folder(tmp_path, capsys):
     assert 0.0 <= result["val_acc"] <= 1.0
     assert list(run.glob("events.out.tfevents.*"))
     assert Path(result["artefacts"]["best checkpoint"]).is_file()
+    # Every part left its raw results beside the events, and the range test's numbers reached the summary.
+    range_test = json.loads((run / "lr_range" / "result.json").read_text())
+    assert result["suggested_lr"] == range_test["suggestion"]
+    assert f"suggested lr {range_test['suggestion']:.3g}" in out
+    assert (run / "conv_arithmetic" / "trace.json").is_file()
+    assert (run / "super_convergence" / "interpolation.json").is_file()
+    assert list((run / "landscape").glob("*.npz")) and list((run / "landscape").glob("*.png"))
 
 
 def test_help_lists_the_subcommands(capsys):

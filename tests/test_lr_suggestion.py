@@ -39,8 +39,19 @@ def test_steepest_ignores_nan_and_inf_points():
 def test_steepest_skip_start_and_end():
     loss = _tanh_drop(-3.0)
     loss[1] = -100.0  # a spurious cliff right at the start
-    assert steepest(LRS, loss) < 1e-5
+    assert steepest(LRS, loss, skip_start=0) < 1e-5
     assert steepest(LRS, loss, skip_start=3) == pytest.approx(1e-3, rel=1e-9)
+    # By default the first tenth is skipped: the early wobble of a smoothed curve is not the steepest part.
+    assert steepest(LRS, loss) == pytest.approx(1e-3, rel=1e-9)
+
+
+def test_clr_bounds_ignore_the_wobble_before_the_descent():
+    """A loss that first rises a little (noise on the flat start) then falls: the bounds lie on the descent."""
+    lrs = np.logspace(-4, 1, 51)
+    loss = 2.0 - np.tanh(np.log10(lrs) + 1.0)  # falls around lr = 0.1 by 2 in all
+    loss[2:8] += 0.6  # an early bump, bigger than a quarter of the improvement
+    base, top = clr_bounds(lrs, loss)
+    assert 1e-3 < base < 0.1 < top < 10.0
 
 
 def test_minimum_is_lr_at_min_divided_by_ten():
