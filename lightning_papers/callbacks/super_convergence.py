@@ -89,7 +89,9 @@ class SuperConvergence(ScheduleCallback):
             ``<trainer.log_dir>/super_convergence/interpolation.json``. The model comes back bit-identical.
         interpolation_points: evenly spaced alphas over ``interpolation_range`` (0 and 1 are always added).
         interpolation_batches: batches of each loader (per process) to evaluate on.
-        interpolation_range: smallest and largest alpha (0 = initial weights, 1 = final weights).
+        interpolation_range: smallest and largest alpha (0 = initial weights, 1 = final weights). The whole
+            state is interpolated, BatchNorm running statistics included, so alphas below 0 can give negative
+            running variances (NaN losses) when the variances grew in training; the default stays at >= 0.
 
     Raises:
         ValueError: for a non-positive or non-numeric ``max_lr``, a string other than ``"finder"``, a
@@ -125,7 +127,7 @@ class SuperConvergence(ScheduleCallback):
         interpolation_probe: bool = False,
         interpolation_points: int = 13,
         interpolation_batches: int = 4,
-        interpolation_range: tuple[float, float] = (-0.25, 1.25),
+        interpolation_range: tuple[float, float] = (0.0, 1.25),
     ) -> None:
         super().__init__(cycle_momentum, log_every_n_steps)
         if isinstance(max_lr, str):

@@ -372,7 +372,7 @@ def test_interpolation_probe_endpoints_identity_json_and_tensorboard(tmp_path):
     init = copy.deepcopy(model)
     before = StateBeforeProbe()
     sc = SuperConvergence(0.5, interpolation_probe=True, interpolation_points=5, interpolation_batches=2,
-                          log_every_n_steps=1)
+                          interpolation_range=(-0.25, 1.25), log_every_n_steps=1)
     logger = TensorBoardLogger(tmp_path, name="tb")
     trainer, _ = _fit(tmp_path, model=model, callbacks=[before, sc], max_steps=8, logger=logger,
                       val_check_interval=4)
