@@ -300,7 +300,7 @@ class LossLandscapeProbe(Callback):
             result.metadata["sharpness"] = sharp
             save_surface(result, stem)
             for name, fig in figures.items():
-                fig.savefig(f"{stem}_{name}.png", dpi=100)
+                fig.savefig(f"{stem}_{name}.png", dpi=100, bbox_inches="tight")
             if result.ndim == 2:
                 write_vtp(result, f"{stem}.vtp")
 
