@@ -9,27 +9,24 @@ an optimizer that has none.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightning_papers.callbacks._schedule_base import ScheduleCallback, as_float_list
 from lightning_papers.schedules import CYCLICAL_MODES, cyclical, cyclical_momentum
 
 __all__ = ["CyclicalLR"]
 
 
-def _as_list(value: float | Sequence[float] | None) -> list[float] | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return [float(value)]
-    return [float(v) for v in value]
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-class CyclicalLR(Callback):
+class CyclicalLR(ScheduleCallback):
     """Set every param group's learning rate from a cyclical policy before each optimizer step.
 
     The step counted is ``trainer.global_step`` (optimizer steps), so under gradient accumulation the lr
@@ -49,7 +46,8 @@ class CyclicalLR(Callback):
             :class:`~lightning_papers.callbacks.LRRangeFinder` in the same Trainer (``base_lr``/``max_lr``
             given too serve as fallback when the finder cannot suggest bounds).
         cycle_momentum: cycle momentum (SGD) or beta1 (Adam-like) from ``max_momentum`` down to
-            ``base_momentum`` while the lr goes up. Groups without momentum keep theirs (with a warning).
+            ``base_momentum`` while the lr goes up. Every param group needs momentum (SGD ``momentum>0``,
+            or Adam-like ``betas``): it is never switched on silently.
         base_momentum: momentum at the lr peak.
         max_momentum: momentum at the lr trough.
         log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` (``/pg{i}`` per group when
@@ -59,14 +57,17 @@ class CyclicalLR(Callback):
         ValueError: for an unknown ``mode`` or ``bounds``, missing or non-positive bounds, ``base_lr`` above
             ``max_lr``, both or neither of ``step_size``/``step_size_epochs``, or bad momentum/gamma values;
             at fit start, for per-group lists whose length differs from the number of param groups, or
-            ``bounds="finder"`` without an ``LRRangeFinder``.
+            ``bounds="finder"`` without an ``LRRangeFinder``, or ``cycle_momentum=True`` with an optimizer
+            whose momentum is 0 or absent.
+
+    Warns at train start when the run's total optimizer steps (``trainer.estimated_stepping_batches``) do not
+    end on a cycle boundary (Smith: stop training at the end of a cycle).
 
     Example::
 
         trainer = Trainer(callbacks=[CyclicalLR(base_lr=1e-3, max_lr=6e-3, step_size=2000)])
     """
 
-    owns_learning_rate = True
     SUPPORTED_MODES = CYCLICAL_MODES
     SUPPORTED_BOUNDS = (None, "finder")
 
@@ -102,7 +103,7 @@ class CyclicalLR(Callback):
         ):
             if value is not None and not value > 0:
                 raise ValueError(f"Expected `{name}` to be positive, got {value!r}")
-        base, peak = _as_list(base_lr), _as_list(max_lr)
+        base, peak = as_float_list(base_lr), as_float_list(max_lr)
         if bounds is None and (base is None or peak is None):
             raise ValueError(
                 f"Expected `base_lr` and `max_lr` unless `bounds='finder'`, got {base_lr!r} and {max_lr!r}"
@@ -122,9 +123,7 @@ class CyclicalLR(Callback):
             raise ValueError(
                 f"Expected `0 <= base_momentum <= max_momentum <= 1`, got {base_momentum!r} and {max_momentum!r}"
             )
-        if log_every_n_steps is not None and log_every_n_steps < 1:
-            raise ValueError(f"Expected `log_every_n_steps >= 1` or None, got {log_every_n_steps!r}")
-
+        super().__init__(cycle_momentum, log_every_n_steps)
         self.base_lr, self.max_lr = base, peak
         self.step_size = step_size
         self.step_size_epochs = step_size_epochs
@@ -132,33 +131,18 @@ class CyclicalLR(Callback):
         self.mode = mode
         self.gamma = gamma
         self.bounds = bounds
-        self.cycle_momentum = cycle_momentum
         self.base_momentum = base_momentum
         self.max_momentum = max_momentum
-        self.log_every_n_steps = log_every_n_steps
 
         # resolved at fit start (and checkpointed)
         self._base_lrs: list[float] | None = None
         self._max_lrs: list[float] | None = None
         self._step_size_up: float | None = None
         self._step_size_down: float | None = None
-        self._momentum_keys: list[str | None] = []
-        self._last_logged_step = -1
 
     # ------------------------------------------------------------------------------------------------
     # resolution
     # ------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _groups(trainer: pl.Trainer) -> list[dict]:
-        return [group for optimizer in trainer.optimizers for group in optimizer.param_groups]
-
-    def _expand(self, values: list[float], n_groups: int, name: str) -> list[float]:
-        if len(values) == 1:
-            return values * n_groups
-        if len(values) != n_groups:
-            raise ValueError(f"Expected `{name}` to have one value per param group ({n_groups}), got {len(values)}")
-        return list(values)
-
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.bounds == "finder" and self._finder(trainer) is None:
             raise ValueError("Expected an `LRRangeFinder` in `Trainer(callbacks=...)` when `bounds='finder'`")
@@ -166,9 +150,26 @@ class CyclicalLR(Callback):
         if self.base_lr is not None and self.max_lr is not None:
             self._expand(self.base_lr, n_groups, "base_lr")
             self._expand(self.max_lr, n_groups, "max_lr")
+        if self.cycle_momentum:
+            self._check_momentum(trainer)
+
+    @staticmethod
+    def _check_momentum(trainer: pl.Trainer) -> None:
+        # torch's CyclicLR would switch momentum on here (SGD(momentum=0) -> 0.9); we never do, we refuse.
+        i = 0
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                if "betas" not in group and not group.get("momentum", 0) > 0:
+                    value = group.get("momentum", "absent")
+                    raise ValueError(
+                        f"Expected an optimizer with momentum for `cycle_momentum=True`, got "
+                        f"{type(optimizer).__name__} whose param group {i} has momentum {value} (0 or absent). "
+                        "`CyclicalLR` never switches momentum on: give the optimizer `momentum>0` (e.g. "
+                        "`SGD(momentum=0.9)`) or pass `cycle_momentum=False`."
+                    )
+                i += 1
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        groups = self._groups(trainer)
         if self._step_size_up is None:
             if self.step_size is not None:
                 self._step_size_up = float(self.step_size)
@@ -176,21 +177,27 @@ class CyclicalLR(Callback):
                 steps_per_epoch = -(-trainer.num_training_batches // trainer.accumulate_grad_batches)
                 self._step_size_up = float(max(1, round(self.step_size_epochs * steps_per_epoch)))
             self._step_size_down = float(self.step_size_down) if self.step_size_down else self._step_size_up
-        self._momentum_keys = []
-        for i, group in enumerate(groups):
-            key = "betas" if "betas" in group else "momentum" if group.get("momentum", 0) > 0 else None
-            if self.cycle_momentum and key is None:
-                # torch's CyclicLR would switch momentum on here (SGD(momentum=0) -> 0.9); we never do.
-                rank_zero_warn(
-                    f"`cycle_momentum=True` but param group {i} has no momentum; its momentum stays "
-                    f"{group.get('momentum', 'absent')}."
-                )
-            self._momentum_keys.append(key)
+        self._detect_momentum_keys(trainer)
+        self._check_cycle_boundary(trainer)
 
-    def _finder(self, trainer: pl.Trainer) -> Any:
-        from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
-
-        return next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
+    def _check_cycle_boundary(self, trainer: pl.Trainer) -> None:
+        """Warn when the run's total optimizer steps are not a whole number of cycles (Smith, Section 3.2:
+        stop training at the end of a cycle, where the lr is back at ``base_lr``)."""
+        total = trainer.estimated_stepping_batches
+        assert self._step_size_up is not None and self._step_size_down is not None
+        cycle = self._step_size_up + self._step_size_down
+        if not math.isfinite(total) or total <= 0:
+            return
+        cycles = total / cycle
+        if abs(cycles - round(cycles)) < 1e-9 and round(cycles) >= 1:
+            return
+        below, above = math.floor(cycles) * cycle, math.ceil(cycles) * cycle
+        options = " or ".join(f"{_num(t)}" for t in (below, above) if t > 0)
+        rank_zero_warn(
+            f"`CyclicalLR`: the run's {_num(total)} optimizer steps do not end on a cycle boundary (one cycle is "
+            f"{_num(cycle)} steps = 2 x step_size); Smith stops training at the end of a cycle. Nearest "
+            f"cycle-ending totals: {options} steps (set `max_steps` or `max_epochs` accordingly)."
+        )
 
     def _resolve_bounds(self, trainer: pl.Trainer) -> None:
         n_groups = len(self._groups(trainer))
@@ -239,34 +246,7 @@ class CyclicalLR(Callback):
         if self._base_lrs is None:
             self._resolve_bounds(trainer)
         step = trainer.global_step
-        groups = self._groups(trainer)
-        lrs = self.lr_at(step)
-        momentum = self.momentum_at(step) if self.cycle_momentum else None
-        for group, lr, key in zip(groups, lrs, self._momentum_keys):
-            group["lr"] = lr
-            if momentum is None or key is None:
-                continue
-            if key == "betas":
-                group["betas"] = (momentum, *group["betas"][1:])
-            else:
-                group["momentum"] = momentum
-        self._log(trainer, step, groups)
-
-    def _log(self, trainer: pl.Trainer, step: int, groups: list[dict]) -> None:
-        every = self.log_every_n_steps or trainer.log_every_n_steps
-        if not trainer.loggers or step == self._last_logged_step or step % every:
-            return
-        self._last_logged_step = step
-        metrics: dict[str, float] = {}
-        for i, group in enumerate(groups):
-            suffix = f"/pg{i}" if len(groups) > 1 else ""
-            metrics[f"schedule/lr{suffix}"] = float(group["lr"])
-            if "betas" in group:
-                metrics[f"schedule/momentum{suffix}"] = float(group["betas"][0])
-            elif "momentum" in group:
-                metrics[f"schedule/momentum{suffix}"] = float(group["momentum"])
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
+        self._set(trainer, step, self.lr_at(step), self.momentum_at(step) if self.cycle_momentum else None)
 
     # ------------------------------------------------------------------------------------------------
     # checkpointing

@@ -244,7 +244,9 @@ class LRRangeFinder(Callback):
         num_steps: optimizer steps of the sweep.
         mode: ``"exponential"`` or ``"linear"`` spacing.
         method: suggestion method, one of ``"steepest"``, ``"valley"``, ``"minimum"``.
-        smoothing: EMA factor ``beta`` in [0, 1).
+        smoothing: EMA factor ``beta`` in [0, 1); ``None`` picks ``min(0.98, 1 - 10 / num_steps)`` so the
+            average spans about a tenth of the sweep (a fixed 0.98 lags a short sweep by half its length and
+            pulls the steepest slope into the divergent tail).
         divergence_factor: stop when the smoothed loss exceeds this times the best; ``None`` never stops.
         at_epochs: run at the start of these epochs instead of once at the start of training.
         val_batches: when > 0, also measure validation accuracy on the first ``val_batches`` batches of
@@ -280,7 +282,7 @@ class LRRangeFinder(Callback):
         num_steps: int = 100,
         mode: str = "exponential",
         method: str = "steepest",
-        smoothing: float = 0.98,
+        smoothing: float | None = None,
         divergence_factor: float | None = 4.0,
         at_epochs: Iterable[int] | None = None,
         val_batches: int = 0,
@@ -299,8 +301,8 @@ class LRRangeFinder(Callback):
             raise ValueError(f"Expected `0 < min_lr < max_lr`, got {min_lr!r} and {max_lr!r}")
         if num_steps < 2:
             raise ValueError(f"Expected `num_steps >= 2`, got {num_steps!r}")
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"Expected `smoothing` in [0, 1), got {smoothing!r}")
+        if smoothing is not None and not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"Expected `smoothing` in [0, 1) or None, got {smoothing!r}")
         if divergence_factor is not None and not divergence_factor > 1.0:
             raise ValueError(f"Expected `divergence_factor > 1` or None, got {divergence_factor!r}")
         epochs = None if at_epochs is None else sorted(set(at_epochs))
@@ -314,7 +316,7 @@ class LRRangeFinder(Callback):
         self.schedule = Ramp(min_lr, max_lr, num_steps, mode)
         self.min_lr, self.max_lr, self.num_steps, self.mode = min_lr, max_lr, num_steps, mode
         self.method = method
-        self.smoothing = smoothing
+        self.smoothing = min(0.98, max(0.0, 1.0 - 10.0 / num_steps)) if smoothing is None else smoothing
         self.divergence_factor = divergence_factor
         self.at_epochs = epochs
         self.val_batches = val_batches

@@ -1,3 +1,6 @@
+import warnings
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
@@ -36,6 +39,8 @@ class TinyModel(L.LightningModule):
         )
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.lr)
+        if self.optimizer == "adagrad":
+            return torch.optim.Adagrad(params, lr=self.lr)
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
 
     def train_dataloader(self):
@@ -93,16 +98,17 @@ def _fit(tmp_path, callbacks, model=None, max_steps=20, ckpt_path=None, logger=F
     return trainer
 
 
-def _torch_reference(steps, optimizer="sgd", n_groups=1, **kwargs):
+def _torch_reference(steps, optimizer="sgd", n_groups=1, optimizer_steps=True, **kwargs):
     params = [nn.Parameter(torch.zeros(1)) for _ in range(n_groups)]
     groups = [{"params": [p]} for p in params]
     opt = torch.optim.Adam(groups, lr=0.1) if optimizer == "adam" else torch.optim.SGD(groups, lr=0.1, momentum=0.9)
     sched = torch.optim.lr_scheduler.CyclicLR(opt, **kwargs)
     lrs, momenta = [], []
-    for _ in range(steps):
+    for step in range(steps):
         lrs.append([g["lr"] for g in opt.param_groups])
         momenta.append([g["betas"][0] if "betas" in g else g["momentum"] for g in opt.param_groups])
-        opt.step()
+        if optimizer_steps or step == 0:  # the schedule does not depend on the (gradient-free) steps
+            opt.step()
         sched.step()
     return lrs, momenta
 
@@ -112,8 +118,8 @@ def _torch_reference(steps, optimizer="sgd", n_groups=1, **kwargs):
 def test_matches_torch_cycliclr_exactly(tmp_path, mode, gamma, accumulate):
     recorder = Recorder()
     cb = CyclicalLR(1e-3, 6e-3, step_size=3, mode=mode, gamma=gamma, cycle_momentum=True)
-    _fit(tmp_path, [cb, recorder], max_steps=16, accumulate_grad_batches=accumulate)
-    lrs, momenta = _torch_reference(16, base_lr=1e-3, max_lr=6e-3, step_size_up=3, mode=mode, gamma=gamma)
+    _fit(tmp_path, [cb, recorder], max_steps=18, accumulate_grad_batches=accumulate)
+    lrs, momenta = _torch_reference(18, base_lr=1e-3, max_lr=6e-3, step_size_up=3, mode=mode, gamma=gamma)
     assert recorder.lrs == lrs
     assert recorder.momenta == momenta
 
@@ -152,28 +158,126 @@ def test_per_group_bounds_adam_betas_and_logging(tmp_path):
     assert step5["schedule/momentum/pg0"] == momenta[5][0]
 
 
-def test_never_switches_momentum_on(tmp_path):
+@pytest.mark.parametrize(
+    "optimizer, match",
+    [
+        ("sgd", r"got SGD whose param group 0 has momentum 0\.0 \(0 or absent\)"),
+        ("adagrad", r"got Adagrad whose param group 0 has momentum absent \(0 or absent\)"),
+    ],
+)
+def test_momentum_cycling_without_momentum_is_an_error(tmp_path, optimizer, match):
     recorder = Recorder()
     cb = CyclicalLR(1e-3, 6e-3, step_size=3, cycle_momentum=True)
-    with pytest.warns(UserWarning, match="has no momentum"):
-        _fit(tmp_path, [cb, recorder], model=TinyModel(momentum=0.0), max_steps=6)
+    with pytest.raises(ValueError, match=match) as err:
+        _fit(tmp_path, [cb, recorder], model=TinyModel(optimizer=optimizer, momentum=0.0), max_steps=6)
+    assert "Expected an optimizer with momentum for `cycle_momentum=True`" in str(err.value)
+    assert "`momentum>0`" in str(err.value) and "`cycle_momentum=False`" in str(err.value)
+    assert recorder.lrs == []  # refused before the first step
+
+
+def test_never_switches_momentum_on(tmp_path):
+    recorder = Recorder()
+    cb = CyclicalLR(1e-3, 6e-3, step_size=3)  # lr only: SGD without momentum is fine
+    _fit(tmp_path, [cb, recorder], model=TinyModel(momentum=0.0), max_steps=6)
     assert all(m == [0.0] for m in recorder.momenta)  # torch's CyclicLR would have set 0.9
     assert recorder.lrs == _torch_reference(6, base_lr=1e-3, max_lr=6e-3, step_size_up=3)[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, fit_kwargs, match",
+    [
+        ({"step_size": 3}, {"max_steps": 10}, r"run's 10 optimizer steps do not end on a cycle boundary \(one cycle "
+         r"is 6 steps = 2 x step_size\).*Nearest cycle-ending totals: 6 or 12 steps"),
+        ({"step_size": 4, "step_size_down": 2}, {"max_steps": 5}, r"run's 5 optimizer .*one cycle is 6 steps.*"
+         r"totals: 6 steps \("),
+        # 8 batches per epoch, 3 epochs = 24 steps; 2-epoch half cycle = 16 steps, cycle = 32
+        ({"step_size_epochs": 2}, {"max_epochs": 3, "max_steps": -1}, r"run's 24 optimizer .* totals: 32 steps"),
+    ],
+)
+def test_warns_when_the_run_does_not_end_on_a_cycle_boundary(tmp_path, kwargs, fit_kwargs, match):
+    cb = CyclicalLR(1e-3, 6e-3, **kwargs)
+    with pytest.warns(UserWarning, match=match) as record:
+        _fit(tmp_path, [cb], **fit_kwargs)
+    assert sum("cycle boundary" in str(w.message) for w in record) == 1  # once
+
+
+@pytest.mark.parametrize(
+    "kwargs, fit_kwargs",
+    [
+        ({"step_size": 3}, {"max_steps": 12}),
+        ({"step_size": 5, "step_size_down": 3}, {"max_steps": 8}),
+        ({"step_size_epochs": 0.5}, {"max_epochs": 2, "max_steps": -1}),  # 8 steps per epoch, cycle = 1 epoch
+    ],
+)
+def test_no_cycle_boundary_warning_on_whole_cycles(tmp_path, kwargs, fit_kwargs):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _fit(tmp_path, [CyclicalLR(1e-3, 6e-3, **kwargs)], **fit_kwargs)
+    assert not [w for w in record if "cycle boundary" in str(w.message)]
+
+
+class _FakeTrainer(SimpleNamespace):
+    """Just what ``CyclicalLR``'s hooks read: lets a test drive >= 10,000 optimizer steps in well under a second
+    per configuration (a real Trainer would spend minutes in its loop)."""
+
+
+@pytest.mark.parametrize("mode, gamma", [("triangular", 1.0), ("triangular2", 1.0), ("exp_range", 0.9997)])
+@pytest.mark.parametrize(
+    "step_size_up, step_size_down, optimizer",
+    [(5, None, "sgd"), (37, 11, "adam"), (2000, None, "sgd")],
+)
+def test_callback_matches_torch_cycliclr_over_10k_steps_per_group(mode, gamma, step_size_up, step_size_down, optimizer):
+    base_lr, max_lr = [1e-4, 1e-3, 0.01], [1e-3, 6e-3, 0.5]
+    cycle = step_size_up + (step_size_down or step_size_up)
+    steps = -(-10_000 // cycle) * cycle  # >= 10,000 optimizer steps, ending on a cycle boundary
+    momentum = {"base_momentum": 0.8, "max_momentum": 0.95}
+    kwargs = dict(step_size_down=step_size_down, mode=mode, gamma=gamma, **momentum)
+    ref_lrs, ref_momenta = _torch_reference(
+        steps, optimizer, n_groups=3, optimizer_steps=False,
+        base_lr=base_lr, max_lr=max_lr, step_size_up=step_size_up, **kwargs,
+    )
+
+    params = [nn.Parameter(torch.zeros(1)) for _ in range(3)]
+    groups = [{"params": [p]} for p in params]
+    opt = torch.optim.Adam(groups, lr=0.1) if optimizer == "adam" else torch.optim.SGD(groups, lr=0.1, momentum=0.5)
+    trainer = _FakeTrainer(
+        optimizers=[opt], callbacks=[], loggers=[], log_every_n_steps=50, global_step=0,
+        estimated_stepping_batches=steps, num_training_batches=steps, accumulate_grad_batches=1,
+    )
+    cb = CyclicalLR(base_lr, max_lr, step_size_up, cycle_momentum=True, **kwargs)
+    lrs, momenta = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole number of cycles: no warning of any kind
+        cb.on_fit_start(trainer, None)
+        cb.on_train_start(trainer, None)
+        for step in range(steps):
+            trainer.global_step = step
+            cb.on_train_batch_start(trainer, None, None, step)
+            lrs.append([g["lr"] for g in opt.param_groups])
+            momenta.append([g["betas"][0] if "betas" in g else g["momentum"] for g in opt.param_groups])
+    assert len(lrs) == len(ref_lrs) >= 10_000
+    lr_err = max(abs(a - b) for ours, ref in zip(lrs, ref_lrs) for a, b in zip(ours, ref))
+    momentum_err = max(abs(a - b) for ours, ref in zip(momenta, ref_momenta) for a, b in zip(ours, ref))
+    assert lr_err <= 1e-12
+    assert momentum_err <= 1e-12
+    # the sequences really cycle (a constant lr would pass the comparison only if torch's were constant too)
+    assert min(lr[2] for lr in lrs) == 0.01 and max(lr[2] for lr in lrs) > 0.25
+    assert max(m[0] for m in momenta) == 0.95 and min(m[0] for m in momenta) < 0.9
 
 
 def test_step_size_in_epochs(tmp_path):
     recorder = Recorder()
     cb = CyclicalLR(1e-3, 6e-3, step_size_epochs=0.5)  # 8 batches per epoch, accumulate 2 -> 4 steps/epoch
-    _fit(tmp_path, [cb, recorder], max_steps=10, accumulate_grad_batches=2)
+    _fit(tmp_path, [cb, recorder], max_steps=12, accumulate_grad_batches=2)
     assert cb.state_dict()["step_size_up"] == 2.0
-    assert recorder.lrs == _torch_reference(10, base_lr=1e-3, max_lr=6e-3, step_size_up=2)[0]
+    assert recorder.lrs == _torch_reference(12, base_lr=1e-3, max_lr=6e-3, step_size_up=2)[0]
 
 
 def test_bounds_from_finder(tmp_path):
     recorder = Recorder()
     finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=20, save_results=False)
     cb = CyclicalLR(step_size=4, bounds="finder")
-    _fit(tmp_path, [cb, finder, recorder], max_steps=9)
+    _fit(tmp_path, [cb, finder, recorder], max_steps=8)
     base, peak = finder.result.clr_bounds
     assert cb.state_dict()["base_lrs"] == [base]
     assert cb.state_dict()["max_lrs"] == [peak]
@@ -181,6 +285,7 @@ def test_bounds_from_finder(tmp_path):
     assert recorder.lrs[4] == [pytest.approx(peak)]
 
 
+@pytest.mark.filterwarnings("ignore:.*cycle boundary:UserWarning")
 def test_crash_then_resume_continues_the_cycle(tmp_path):
     def make():
         return CyclicalLR(1e-3, 6e-3, step_size_epochs=0.75, mode="exp_range", gamma=0.97, cycle_momentum=True)

@@ -153,7 +153,8 @@ def test_state_is_bit_identical_and_training_unchanged(tmp_path):
 
 
 def test_bias_corrected_ema_and_exact_endpoints(tmp_path):
-    finder = LRRangeFinder(min_lr=1e-5, max_lr=0.3, num_steps=9, divergence_factor=None, save_results=False)
+    finder = LRRangeFinder(min_lr=1e-5, max_lr=0.3, num_steps=9, smoothing=0.98, divergence_factor=None,
+                           save_results=False)
     _fit(tmp_path, [finder], max_steps=1)
     result = finder.result
     assert result.lrs[0] == 1e-5 and result.lrs[-1] == 0.3
@@ -306,7 +307,7 @@ def test_runtime_errors(tmp_path, model_cls, finder_kwargs, match):
         ({"min_lr": 0.0}, "Expected `0 < min_lr < max_lr`"),
         ({"min_lr": 1.0, "max_lr": 0.1}, "Expected `0 < min_lr < max_lr`"),
         ({"num_steps": 1}, "Expected `num_steps >= 2`"),
-        ({"smoothing": 1.0}, r"Expected `smoothing` in \[0, 1\)"),
+        ({"smoothing": 1.0}, r"Expected `smoothing` in \[0, 1\) or None, got 1.0"),
         ({"divergence_factor": 1.0}, "Expected `divergence_factor > 1`"),
         ({"at_epochs": [-1]}, "Expected `at_epochs` to be non-negative integers"),
         ({"at_epochs": []}, "Expected `at_epochs` to be non-negative integers"),
@@ -403,3 +404,31 @@ def test_amp_skipped_steps_are_not_points(tmp_path):
     assert len(result.lrs) + result.skipped_steps == 8
     assert all(math.isfinite(loss) for loss in result.losses)
     assert probe.scale == 2.0**20  # the scaler's state was restored too
+
+
+def test_bf16_mixed_on_cpu_restores_bit_identically(tmp_path):
+    before = _StateProbe()
+    after = _StateProbe(reference=before)
+    finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=10, divergence_factor=None, save_results=False)
+    kwargs = dict(max_steps=4, precision="bf16-mixed")
+    trainer_a, model_a = _fit(tmp_path, [before, finder, after], **kwargs)
+    assert after.state == "checked"
+    assert len(finder.result.lrs) == 10 and finder.result.skipped_steps == 0
+    assert all(math.isfinite(loss) for loss in finder.result.losses)
+    assert finder.result.suggestion is not None
+    # the losses really came from bf16 autocast: they differ from a float32 sweep of the same model and data
+    finder_32 = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=10, divergence_factor=None, save_results=False)
+    _fit(tmp_path, [finder_32], max_steps=1)
+    assert finder_32.result.losses != finder.result.losses
+    # training after the sweep is the training without it, bit for bit
+    trainer_b, model_b = _fit(tmp_path, **kwargs)
+    _assert_states_equal(model_a.state_dict(), model_b.state_dict())
+    state_a, state_b = trainer_a.optimizers[0].state_dict(), trainer_b.optimizers[0].state_dict()
+    for key in state_b["state"]:
+        assert torch.equal(state_a["state"][key]["momentum_buffer"], state_b["state"][key]["momentum_buffer"])
+
+
+@pytest.mark.parametrize(("num_steps", "beta"), [(10, 0.0), (80, 0.875), (100, 0.9), (500, 0.98), (2000, 0.98)])
+def test_default_smoothing_spans_a_tenth_of_the_sweep(num_steps, beta):
+    assert LRRangeFinder(num_steps=num_steps).smoothing == pytest.approx(beta)
+    assert LRRangeFinder(num_steps=num_steps, smoothing=0.5).smoothing == 0.5
