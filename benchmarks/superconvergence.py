@@ -33,28 +33,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import lightning as L
 import torch
+from _common import cpu_name
 from lightning.pytorch.callbacks import Callback
 
 from lightning_papers.callbacks import SuperConvergence
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.modules import ImageClassifier
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class ValCurve(Callback):

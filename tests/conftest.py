@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,3 +13,26 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 def _in_tmp_cwd(tmp_path, monkeypatch):
     """Every test runs in its own empty working directory, so nothing it writes lands in the checkout."""
     monkeypatch.chdir(tmp_path)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run_script(tmp_path):
+    """Write ``source`` to a script in ``tmp_path`` and run it there with ``tmp_path`` as its argument.
+
+    For multi-process (DDP, gloo) tests: each test's script launches its own Trainer with ``devices=2``
+    in a fresh interpreter that imports this checkout. Fails the test with the script's stderr.
+    """
+
+    def run(source: str, name: str = "script.py", timeout: float = 110.0) -> subprocess.CompletedProcess:
+        script = tmp_path / name
+        script.write_text(source)
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True,
+                              text=True, timeout=timeout, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    return run

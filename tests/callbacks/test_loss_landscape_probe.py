@@ -157,19 +157,9 @@ if __name__ == "__main__":
 
 
 @pytest.mark.timeout(180)
-def test_ddp_two_processes_shard_and_gather(tmp_path):
+def test_ddp_two_processes_shard_and_gather(tmp_path, run_script):
     import json
-    import os
-    import subprocess
-    import sys
-
-    script = tmp_path / "ddp_probe.py"
-    script.write_text(_DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=170, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_script(_DDP_SCRIPT, "ddp_probe.py", timeout=170)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["complete"] and ranks[1]["complete"]
     assert ranks[0]["loss"] == ranks[1]["loss"]

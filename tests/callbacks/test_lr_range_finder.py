@@ -2,8 +2,6 @@ import copy
 import json
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import lightning as L
@@ -368,14 +366,8 @@ _DDP_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.timeout(120)
-def test_ddp_two_processes_mean_loss_and_same_suggestion(tmp_path):
-    script = tmp_path / "ddp_finder.py"
-    script.write_text(_DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=110, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_ddp_two_processes_mean_loss_and_same_suggestion(tmp_path, run_script):
+    run_script(_DDP_SCRIPT, "ddp_finder.py")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["suggestion"] == ranks[1]["suggestion"] is not None
     assert ranks[0]["losses"] == ranks[1]["losses"]

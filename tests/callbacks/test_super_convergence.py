@@ -4,8 +4,6 @@ the init-to-final interpolation probe, and DDP."""
 import copy
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -488,15 +486,8 @@ _DDP_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.timeout(120)
-def test_ddp_two_processes_identical_lrs(tmp_path):
-    script = tmp_path / "ddp_sc.py"
-    script.write_text(_DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(__file__))) + os.pathsep + env["PYTHONPATH"]
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=110, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_ddp_two_processes_identical_lrs(tmp_path, run_script):
+    run_script(_DDP_SCRIPT, "ddp_sc.py")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["total"] == ranks[1]["total"] == 16  # 64 samples / 2 ranks / batch 4 x 2 epochs
     assert ranks[0]["lrs"] == ranks[1]["lrs"]
