@@ -71,7 +71,8 @@ def train(args, seed: int, lr: float | None, root: str) -> dict:
         finder = LRRangeFinder(min_lr=1e-3, max_lr=3.0, num_steps=args.finder_steps, save_results=False)
         callbacks += [finder, CyclicalLR(0.01, 0.1, args.step_size, bounds="finder", mode="triangular2")]
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=args.max_steps, val_check_interval=args.val_every,
+        accelerator=args.accelerator, devices=1, precision=args.precision,
+        max_steps=args.max_steps, val_check_interval=args.val_every,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, default_root_dir=root,
     )
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     args = parser.parse_args()
     if args.max_steps % (2 * args.step_size):
         parser.error("--max-steps must be a whole number of cycles (2 x --step-size)")

@@ -73,9 +73,13 @@ def make_model(seed: int, warm_state: dict | None) -> ImageClassifier:
     return model
 
 
+# set from --accelerator / --precision in main(): every Trainer of the comparison runs alike
+TRAINER_KW = {"accelerator": "cpu", "precision": "32-true"}
+
+
 def trainer(root: str, callbacks: list, max_steps: int = 1) -> L.Trainer:
     return L.Trainer(
-        accelerator="cpu",
+        **TRAINER_KW,
         devices=1,
         max_steps=max_steps,
         limit_val_batches=0,
@@ -165,7 +169,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-standard", action="store_true")
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     args = parser.parse_args()
+    TRAINER_KW.update(accelerator=args.accelerator, precision=args.precision)
 
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_papers"):

@@ -76,7 +76,8 @@ def run(method: str, seed: int, args: argparse.Namespace) -> dict:
     curve = ValCurve()
     data = DigitsDataModule(batch_size=args.batch_size, val_fraction=0.2, seed=0, size=args.size)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps, val_check_interval=args.val_every,
+        accelerator=args.accelerator, devices=1, precision=args.precision,
+        max_steps=steps, val_check_interval=args.val_every,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[*callbacks, curve],
     )
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--cycle-momentum", action="store_true", help="0.95 -> 0.85 -> 0.95 instead of constant 0.9")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto")
+    p.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 

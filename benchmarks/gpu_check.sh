@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# One GPU check for lightning-papers: the GPU-marked tests (bf16-mixed and 16-mixed with every callback,
+# channels_last), every benchmark's CUDA mode and the full demo, sized to fit in about 6 minutes on one H100;
+# prints one table last (benchmarks/gpu_table.py).
+#
+#   bash benchmarks/gpu_check.sh             # on a CUDA machine, from the checkout (PYTHONPATH=., no install)
+#   bash benchmarks/gpu_check.sh --dry-run   # the same steps on the CPU with tiny sizes: checks the script
+#
+# Logs go to runs/gpu_check (and, where $OUT is set, as the device tool sets it, table.md and logs.tar.gz
+# there); each step has its own time limit, so one hang cannot eat the rest, and a failed step is a row in
+# the table, not the end of the check.
+set -uo pipefail
+
+DRY=0
+if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; elif [[ -n "${1:-}" ]]; then
+  echo "usage: bash benchmarks/gpu_check.sh [--dry-run]; got '$1'" >&2; exit 2
+fi
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+PY="${PYTHON:-python3}"
+LOG=runs/gpu_check
+rm -rf "$LOG" && mkdir -p "$LOG"
+START=$(date +%s)
+
+if [[ $DRY == 0 ]] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_check: torch sees no CUDA device; run with --dry-run to check the script on the CPU" >&2; exit 2
+fi
+
+step() {  # step NAME LIMIT_S CMD...: run with a time limit, log to $LOG/NAME.log, record status and seconds
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  echo "== $name (limit ${limit}s): $*"
+  timeout --signal=INT --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
+  local rc=$?
+  echo "$name $rc $(( $(date +%s) - t0 ))" >>"$LOG/status.txt"
+  tail -n 3 "$LOG/$name.log"
+}
+: >"$LOG/status.txt"
+
+{
+  date -u +"%Y-%m-%dT%H:%MZ"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  "$PY" -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
+} >"$LOG/env.txt" 2>&1
+cat "$LOG/env.txt"
+
+if [[ $DRY == 1 ]]; then
+  DEV=cpu; ACC=cpu; MODEL=resnet20; TB=16; TSTEPS=2; TWARM=1; IMAGES=64; LBATCH=32; GRID="2 2"
+  LR_ARGS=(--steps 6 --noisy-steps 6 --warm-steps 0 --rounds 1)
+  SC_ARGS=(--seeds 0 --baseline-steps 16 --val-every 4 --ratio 0.5)
+  CLR_ARGS=(--seeds 0 --fixed-lrs 0.05 --max-steps 8 --step-size 2 --finder-steps 6 --val-every 4)
+  DEMO=(fast=True)
+else
+  DEV=cuda; ACC=gpu; MODEL=resnet56; TB=512; TSTEPS=50; TWARM=10; IMAGES=10000; LBATCH=1000; GRID="5 5"
+  LR_ARGS=()
+  SC_ARGS=(--seeds 0 1 2)
+  CLR_ARGS=()
+  DEMO=()
+fi
+
+# 1. the GPU-marked tests: each under bf16-mixed and 16-mixed, channels_last weights
+step tests 240 "$PY" -m pytest tests/gpu -m gpu -q -p no:cacheprovider -o addopts="" --timeout 200
+
+# 2. training throughput, ResNet-56 recipe settings (batch 512, channels_last), both mixed precisions
+for prec in bf16-mixed 16-mixed; do
+  step "throughput_$prec" 150 "$PY" benchmarks/train_throughput.py --device "$DEV" --model "$MODEL" \
+    --batch-size "$TB" --precision "$prec" --channels-last --steps "$TSTEPS" --warmup "$TWARM" --rounds 2
+done
+
+# 3. loss surfaces: ours vs the original's per-point cost model, fp32 and bf16, 10k CIFAR-shaped images
+step landscape_fp32 120 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
+  --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds 1
+step landscape_bf16 120 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
+  --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds 1 --bf16
+
+# 4. the schedule benchmarks on the device (digits, ResNet-20), bf16-mixed
+step lr_range 120 "$PY" benchmarks/lr_range.py --accelerator "$ACC" --precision bf16-mixed "${LR_ARGS[@]}"
+step superconvergence 150 "$PY" benchmarks/superconvergence.py --accelerator "$ACC" --precision bf16-mixed \
+  "${SC_ARGS[@]}"
+step clr_vs_fixed 150 "$PY" benchmarks/clr_vs_fixed.py --accelerator "$ACC" --precision bf16-mixed "${CLR_ARGS[@]}"
+
+# 5. the demo, end to end, bf16-mixed (the full one on the GPU, --fast on the dry run)
+step demo 150 "$PY" -c "
+import json, sys
+from lightning_papers.demo import run_demo
+r = run_demo(out_dir='$LOG/demo', device='$ACC', precision='bf16-mixed', ${DEMO[*]:-})
+print(json.dumps({'benchmark': 'demo', **r.to_dict()}, default=str))
+"
+
+echo "total $(( $(date +%s) - START )) s" >>"$LOG/status.txt"
+"$PY" benchmarks/gpu_table.py "$LOG" >"$LOG/table.md"
+if [[ -n "${OUT:-}" ]]; then
+  tar --exclude='*.ckpt' -czf "$OUT/logs.tar.gz" -C "$(dirname "$LOG")" "$(basename "$LOG")"
+  cp "$LOG/table.md" "$OUT/table.md"
+fi
+cat "$LOG/table.md"
