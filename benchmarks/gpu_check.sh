@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine, from the checkout (PYTHONPATH=., no install)
 #   bash benchmarks/gpu_check.sh --dry-run   # the same steps on the CPU with tiny sizes: checks the script
+#   GPU_CHECK_ONLY="tests landscape" bash benchmarks/gpu_check.sh   # only the steps whose names start so
 #
 # Logs go to runs/gpu_check (and, where $OUT is set, as the device tool sets it, table.md and logs.tar.gz
 # there); each step has its own time limit, so one hang cannot eat the rest, and a failed step is a row in
@@ -28,12 +29,19 @@ fi
 
 step() {  # step NAME LIMIT_S CMD...: run with a time limit, log to $LOG/NAME.log, record status and seconds
   local name=$1 limit=$2; shift 2
+  if [[ -n "${GPU_CHECK_ONLY:-}" ]]; then  # e.g. GPU_CHECK_ONLY="tests throughput": rerun some steps only
+    local w keep=0
+    for w in $GPU_CHECK_ONLY; do [[ $name == "$w"* ]] && keep=1; done
+    [[ $keep == 1 ]] || return 0
+  fi
   local t0=$(date +%s)
   echo "== $name (limit ${limit}s): $*"
   timeout --signal=INT --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
   local rc=$?
   echo "$name $rc $(( $(date +%s) - t0 ))" >>"$LOG/status.txt"
   tail -n 3 "$LOG/$name.log"
+  # the table so far, where the device tool fetches it: a check cut short still brings its figures back
+  if [[ -n "${OUT:-}" ]]; then "$PY" benchmarks/gpu_table.py "$LOG" >"$OUT/table.md" 2>&1; fi
 }
 : >"$LOG/status.txt"
 
@@ -45,13 +53,13 @@ step() {  # step NAME LIMIT_S CMD...: run with a time limit, log to $LOG/NAME.lo
 cat "$LOG/env.txt"
 
 if [[ $DRY == 1 ]]; then
-  DEV=cpu; ACC=cpu; MODEL=resnet20; TB=16; TSTEPS=2; TWARM=1; IMAGES=64; LBATCH=32; GRID="2 2"
+  DEV=cpu; ACC=cpu; MODEL=resnet20; TB=16; TSTEPS=2; TWARM=1; ROUNDS=2; IMAGES=64; LBATCH=32; GRID="2 2"; LROUNDS=1
   LR_ARGS=(--steps 6 --noisy-steps 6 --warm-steps 0 --rounds 1)
   SC_ARGS=(--seeds 0 --baseline-steps 16 --val-every 4 --ratio 0.5)
   CLR_ARGS=(--seeds 0 --fixed-lrs 0.05 --max-steps 8 --step-size 2 --finder-steps 6 --val-every 4)
   DEMO=(fast=True)
 else
-  DEV=cuda; ACC=gpu; MODEL=resnet56; TB=512; TSTEPS=50; TWARM=10; IMAGES=10000; LBATCH=1000; GRID="5 5"
+  DEV=cuda; ACC=gpu; MODEL=resnet56; TB=512; TSTEPS=60; TWARM=10; ROUNDS=3; IMAGES=10000; LBATCH=1000; GRID="4 4"; LROUNDS=2
   LR_ARGS=()
   SC_ARGS=(--seeds 0 1 2)
   CLR_ARGS=()
@@ -59,28 +67,30 @@ else
 fi
 
 # 1. the GPU-marked tests: each under bf16-mixed and 16-mixed, channels_last weights
-step tests 240 "$PY" -m pytest tests/gpu -m gpu -q -p no:cacheprovider -o addopts="" --timeout 200
+step tests 150 "$PY" -m pytest tests/gpu -m gpu -q -p no:cacheprovider -o addopts="" --timeout 200
 
 # 2. training throughput, ResNet-56 recipe settings (batch 512, channels_last), both mixed precisions
 for prec in bf16-mixed 16-mixed; do
-  step "throughput_$prec" 150 "$PY" benchmarks/train_throughput.py --device "$DEV" --model "$MODEL" \
-    --batch-size "$TB" --precision "$prec" --channels-last --steps "$TSTEPS" --warmup "$TWARM" --rounds 2
+  step "throughput_$prec" 120 "$PY" benchmarks/train_throughput.py --device "$DEV" --model "$MODEL" \
+    --batch-size "$TB" --precision "$prec" --channels-last --steps "$TSTEPS" --warmup "$TWARM" --rounds "$ROUNDS"
 done
 
 # 3. loss surfaces: ours vs the original's per-point cost model, fp32 and bf16, 10k CIFAR-shaped images
-step landscape_fp32 120 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
-  --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds 1
-step landscape_bf16 120 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
-  --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds 1 --bf16
+step landscape_fp32 90 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
+  --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds "$LROUNDS"
+step landscape_bf16 90 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
+  --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds "$LROUNDS" --bf16
 
 # 4. the schedule benchmarks on the device (digits, ResNet-20), bf16-mixed
-step lr_range 120 "$PY" benchmarks/lr_range.py --accelerator "$ACC" --precision bf16-mixed "${LR_ARGS[@]}"
-step superconvergence 150 "$PY" benchmarks/superconvergence.py --accelerator "$ACC" --precision bf16-mixed \
-  "${SC_ARGS[@]}"
-step clr_vs_fixed 150 "$PY" benchmarks/clr_vs_fixed.py --accelerator "$ACC" --precision bf16-mixed "${CLR_ARGS[@]}"
+step lr_range 90 "$PY" benchmarks/lr_range.py --accelerator "$ACC" --precision bf16-mixed "${LR_ARGS[@]}"
+for prec in bf16-mixed 32-true; do  # is 1cycle at large rates sensitive to bf16?
+  step "superconvergence_$prec" 90 "$PY" benchmarks/superconvergence.py --accelerator "$ACC" --precision "$prec" \
+    "${SC_ARGS[@]}"
+done
+step clr_vs_fixed 90 "$PY" benchmarks/clr_vs_fixed.py --accelerator "$ACC" --precision bf16-mixed "${CLR_ARGS[@]}"
 
 # 5. the demo, end to end, bf16-mixed (the full one on the GPU, --fast on the dry run)
-step demo 150 "$PY" -c "
+step demo 120 "$PY" -c "
 import json, sys
 from lightning_papers.demo import run_demo
 r = run_demo(out_dir='$LOG/demo', device='$ACC', precision='bf16-mixed', ${DEMO[*]:-})

@@ -107,7 +107,9 @@ def main() -> None:
     sync(device)
 
     def run_eval():  # as many plain eval passes as the grid has points: the same amount of model work
-        with torch.no_grad():
+        # (under the same autocast as ours: the bar is the model's own throughput at that precision)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+        with torch.no_grad(), autocast:
             for _ in range(points):
                 for x, _ in batches:
                     model(x)
@@ -134,7 +136,7 @@ def main() -> None:
     rows = [
         ("naive (rebuild + DataLoader per point)", points / naive_s, naive_s / points),
         (f"ours (surface, {args.backend}{', bf16' if args.bf16 else ''})", points / ours_s, ours_s / points),
-        ("bar: plain eval passes over cached batches", points / eval_s, eval_s / points),
+        (f"bar: eval passes over cached batches{', bf16' if args.bf16 else ''}", points / eval_s, eval_s / points),
     ]
     print(f"model {args.model}, {args.images} images, batch {args.batch_size}, grid {args.grid[0]}x{args.grid[1]}, "
           f"device {device} ({device_name(device)}), "
