@@ -91,6 +91,7 @@ def run_demo(
         LossLandscapeProbe,
         LRRangeFinder,
         SuperConvergence,
+        TensorBoardLayout,
     )
     from lightning_papers.data import DigitsDataModule
     from lightning_papers.modules import ImageClassifier
@@ -124,7 +125,7 @@ def run_demo(
         mode="2d",
         grid=(np.linspace(-1, 1, side), np.linspace(-1, 1, side)),
         num_batches=1 if fast else 2,
-        sharpness=not fast,
+        hessian_iters=3 if fast else 10,
     )
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val/acc", mode="max",
                                  filename="best", save_last=True)
@@ -135,7 +136,7 @@ def run_demo(
         precision=precision,
         max_epochs=epochs,
         logger=logger,
-        callbacks=[ConvArithmeticSummary(), finder, one_cycle, probe, checkpoint],
+        callbacks=[TensorBoardLayout(), ConvArithmeticSummary(), finder, one_cycle, probe, checkpoint],
         default_root_dir=str(run_dir),
         log_every_n_steps=5,
         **limits,

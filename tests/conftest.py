@@ -36,3 +36,28 @@ def run_script(tmp_path):
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def demo_fast_run(tmp_path_factory):
+    """``lightning-papers demo --fast`` on the CPU, run once per session: (run folder, printed summary).
+
+    Shared by the CLI test and the TensorBoard server test, so the suite pays for one demo run.
+    """
+    import contextlib
+    import io
+
+    from lightning_papers.cli import main
+
+    out_dir = tmp_path_factory.mktemp("demo")
+    stdout = io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(out_dir.parent)  # like every test, nothing may land in the checkout
+    try:
+        with contextlib.redirect_stdout(stdout):
+            assert main(["demo", "--fast", "--out", str(out_dir), "--device", "cpu"]) == 0
+    finally:
+        os.chdir(cwd)
+    runs = list(out_dir.iterdir())
+    assert len(runs) == 1, runs
+    return runs[0], stdout.getvalue()

@@ -47,12 +47,8 @@ def test_unknown_model_in_config_lists_valid_names(tmp_path):
               "--trainer.fast_dev_run=true"])
 
 
-def test_demo_fast_writes_one_run_folder(tmp_path, capsys):
-    assert main(["demo", "--fast", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    runs = list((tmp_path / "demo").iterdir())
-    assert len(runs) == 1
-    run = runs[0]
+def test_demo_fast_writes_one_run_folder(demo_fast_run):
+    run, out = demo_fast_run  # one run folder under --out (the fixture checks there is exactly one)
     assert f"tensorboard --logdir {run}" in out
     assert "final validation accuracy" in out
     result = json.loads((run / "demo_result.json").read_text())

@@ -6,6 +6,7 @@ from lightning_papers.callbacks.cyclical_lr import CyclicalLR
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
 from lightning_papers.callbacks.lr_range_finder import LRRangeFinder, LRRangeResult
 from lightning_papers.callbacks.super_convergence import SuperConvergence
+from lightning_papers.tensorboard import TensorBoardLayout
 
 __all__ = [
     "ConvArithmeticSummary",
@@ -14,5 +15,6 @@ __all__ = [
     "LRRangeFinder",
     "LRRangeResult",
     "SuperConvergence",
+    "TensorBoardLayout",
     "owns_learning_rate",
 ]
