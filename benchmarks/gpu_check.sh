@@ -83,9 +83,11 @@ step landscape_bf16 90 "$PY" benchmarks/landscape.py --device "$DEV" --model "$M
 
 # 4. the schedule benchmarks on the device (digits, ResNet-20), bf16-mixed
 step lr_range 90 "$PY" benchmarks/lr_range.py --accelerator "$ACC" --precision bf16-mixed "${LR_ARGS[@]}"
-for prec in bf16-mixed 32-true; do  # is 1cycle at large rates sensitive to bf16?
-  step "superconvergence_$prec" 90 "$PY" benchmarks/superconvergence.py --accelerator "$ACC" --precision "$prec" \
-    "${SC_ARGS[@]}"
+# 1cycle's peak lr: is a 40-step 1cycle at large rates sensitive to bf16, and which peak works best?
+for cfg in "bf16-mixed 0.4" "32-true 0.4" "32-true 0.2" "32-true 0.1"; do
+  read -r prec peak <<<"$cfg"
+  step "superconvergence_${prec}_lr$peak" 90 "$PY" benchmarks/superconvergence.py --accelerator "$ACC" \
+    --precision "$prec" --max-lr "$peak" "${SC_ARGS[@]}"
 done
 step clr_vs_fixed 90 "$PY" benchmarks/clr_vs_fixed.py --accelerator "$ACC" --precision bf16-mixed "${CLR_ARGS[@]}"
 

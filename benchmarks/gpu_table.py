@@ -69,7 +69,7 @@ def rows_for(name: str, log: Path) -> list[tuple[str, str]]:
         b, o = data["baseline"], data["1cycle"]
         ratio = data.get("ratio_to_baseline_steps")
         prec = data["config"].get("precision", "32-true")
-        return [(f"1cycle vs step baseline, {len(data['seeds'])} seeds, {prec}",
+        return [(f"1cycle (peak {data['config']['max_lr']:g}) vs step baseline, {len(data['seeds'])} seeds, {prec}",
                  f"baseline {b['steps']} steps -> {b['final_acc_mean']:.2%}; 1cycle {o['steps']} steps -> "
                  f"{o['final_acc_mean']:.2%}, reached baseline acc in {o['reached']}/{o['runs']}"
                  + ("" if ratio is None else f", at {ratio[0]:.3f}x the steps"))]
