@@ -89,9 +89,11 @@ def steepest(
     skip_end: int = 0,
     min_points: int = MIN_POINTS,
 ) -> float | None:
-    """Learning rate at the most negative slope of the loss against ``log(lr)``.
+    """Learning rate at the most negative slope of the loss against ``log(lr)``, up to the loss minimum.
 
     Pass the smoothed loss (``LRRangeFinder`` does); the slope is the central difference in log space.
+    Points after the lowest loss are not candidates: on short sweeps the loss often spikes past the
+    minimum and falls back, and that fall is the steepest of the curve without meaning anything.
 
     Args:
         lrs: learning rates of the points (positive, increasing).
@@ -120,7 +122,10 @@ def steepest(
         skip_start = min(len(x) // 10, max(0, len(x) - skip_end - 3))
     x, y = x[skip_start : len(x) - skip_end], y[skip_start : len(y) - skip_end]
     slope = np.gradient(y, np.log(x))
-    return float(x[int(np.argmin(slope))])
+    # Only the descent up to the lowest loss counts: past it the loss blows up, and a fall there (a spike
+    # settling back, e.g. to the uniform-prediction loss) is recovery, not learning.
+    lowest = int(np.argmin(y))
+    return float(x[int(np.argmin(slope[: lowest + 1]))])
 
 
 def minimum(

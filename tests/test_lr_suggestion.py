@@ -45,6 +45,18 @@ def test_steepest_skip_start_and_end():
     assert steepest(LRS, loss) == pytest.approx(1e-3, rel=1e-9)
 
 
+def test_steepest_ignores_a_fall_after_the_minimum():
+    # a tanh descent to its floor at ~1e-2, a blow-up to 6, then a steep fall back to the uniform-prediction
+    # loss: the shape a 40-step range test on digits gave (its steepest point was the sweep's end, 2.3)
+    log = np.log10(LRS)
+    loss = _tanh_drop(-3.0, width=0.3)
+    loss = np.where(log > -1.5, loss + 5.0 * np.clip(log + 1.5, 0, None) ** 2, loss)
+    loss[log > 0] = np.maximum(6.0 - 40.0 * log[log > 0], 2.3)
+    lowest = int(np.argmin(loss))
+    assert np.min(np.gradient(loss[lowest:], log[lowest:])) < np.min(np.gradient(loss[: lowest + 1], log[: lowest + 1]))
+    assert steepest(LRS, loss) == pytest.approx(1e-3, rel=1e-9)
+
+
 def test_clr_bounds_ignore_the_wobble_before_the_descent():
     """A loss that first rises a little (noise on the flat start) then falls: the bounds lie on the descent."""
     lrs = np.logspace(-4, 1, 51)
