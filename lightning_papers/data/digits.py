@@ -10,19 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from lightning_papers.data._extras import require_extra
 from lightning_papers.data.tensor_images import TensorImageDataModule
 
 __all__ = ["DigitsDataModule", "load_digits_images"]
 
 
 def _require_sklearn():
-    try:
-        from sklearn import datasets, model_selection
-    except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise ImportError(
-            "DigitsDataModule needs scikit-learn: install it with `pip install \"lightning-papers[data]\"`"
-        ) from err
-    return datasets, model_selection
+    datasets = require_extra("sklearn.datasets", "DigitsDataModule")
+    return datasets, require_extra("sklearn.model_selection", "DigitsDataModule")
 
 
 def load_digits_images(size: int = 32, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,11 +11,30 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lightning_papers.data.augment import BatchAugment, Normalize
 
-__all__ = ["TensorImageDataModule"]
+__all__ = ["TensorImageDataModule", "make_loader"]
+
+
+def make_loader(dm: L.LightningDataModule, dataset: Dataset | None, stage: str, shuffle: bool) -> DataLoader:
+    """The DataLoader every data module of the package hands out, from ``dm``'s batch and worker settings.
+
+    Raises:
+        RuntimeError: if ``dataset`` is ``None`` (``setup()`` has not run).
+    """
+    if dataset is None:
+        raise RuntimeError(f"{type(dm).__name__} has no {stage} data: call `setup()` first (the Trainer does this)")
+    return DataLoader(
+        dataset,
+        batch_size=dm.batch_size,
+        shuffle=shuffle,
+        num_workers=dm.num_workers,
+        pin_memory=dm.pin_memory and torch.cuda.is_available(),
+        persistent_workers=dm.num_workers > 0,
+        drop_last=False,
+    )
 
 
 class TensorImageDataModule(L.LightningDataModule):
@@ -64,19 +83,7 @@ class TensorImageDataModule(L.LightningDataModule):
 
     # -- loaders ---------------------------------------------------------------------------------------
     def _loader(self, dataset: TensorDataset | None, stage: str, shuffle: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError(
-                f"{type(self).__name__} has no {stage} data: call `setup()` first (the Trainer does this)"
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
+        return make_loader(self, dataset, stage, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, "training", shuffle=True)

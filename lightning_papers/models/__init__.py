@@ -19,11 +19,23 @@ from lightning_papers.models.resnet_cifar import (
     resnet110_noshort,
     resnet1202,
 )
+from lightning_papers.models.transformer_net import (
+    ConvLayer,
+    ResidualBlock,
+    SuperResolutionNet,
+    TransformerNet,
+    UpsampleLayer,
+)
 
 __all__ = [
     "BasicBlock",
+    "ConvLayer",
     "PadShortcut",
     "ResNetCIFAR",
+    "ResidualBlock",
+    "SuperResolutionNet",
+    "TransformerNet",
+    "UpsampleLayer",
     "get_model",
     "list_models",
     "resnet20",

@@ -1,0 +1,303 @@
+"""Image folders (and scikit-image's sample photographs) for the perceptual-loss networks of Johnson, Alahi and
+Fei-Fei, "Perceptual Losses for Real-Time Style Transfer and Super-Resolution", 2016 (arXiv 1603.08155).
+
+The paper trains on the 80k images of MS-COCO resized to 256x256; :class:`ImageFolderDataModule` reads any
+folder of photographs instead (recursively), and with ``root=None`` the colour photographs that ship inside
+scikit-image (astronaut, chelsea, coffee, rocket, ...), so the demo and the tests never download anything.
+
+Batches are float tensors (N, 3, S, S) in [0, 1], without labels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
+
+from lightning_papers.data._extras import require_extra
+from lightning_papers.data.tensor_images import make_loader
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SAMPLE_PHOTOS",
+    "ImageFolderDataModule",
+    "ImageListDataset",
+    "find_images",
+    "load_image",
+    "sample_photos",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# RGB photographs bundled with the scikit-image distribution (no pooch download). ``cat`` is an alias of
+# ``chelsea`` and ``coins``/``camera`` are greyscale, so they are left out.
+SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+
+ImageSource = str | os.PathLike | np.ndarray | Image.Image
+
+
+def _require_skimage_data():
+    return require_extra("skimage.data", "The sample photographs")
+
+
+def sample_photos() -> list[tuple[str, np.ndarray]]:
+    """The colour photographs shipped in ``skimage.data``: a list of (name, H x W x 3 uint8 array).
+
+    Raises:
+        ImportError: without scikit-image (the ``data`` extra).
+    """
+    data = _require_skimage_data()
+    photos = []
+    for name in SAMPLE_PHOTOS:
+        loader = getattr(data, name, None)
+        if loader is None:  # an older or newer scikit-image without this photograph
+            continue
+        image = np.asarray(loader())
+        if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+            photos.append((name, image))
+    return photos
+
+
+def find_images(root: str | os.PathLike) -> list[Path]:
+    """Image files under ``root`` (recursive, extensions :data:`IMAGE_EXTENSIONS`, any case), sorted.
+
+    Raises:
+        FileNotFoundError: if ``root`` does not exist or is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Expected `root` to be a folder of images, but {str(root)!r} is not a directory")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _open_rgb(source: ImageSource) -> Image.Image:
+    """A PIL RGB image from a path, an array or a PIL image, with EXIF orientation applied."""
+    if isinstance(source, np.ndarray):
+        array = source
+        if array.dtype != np.uint8:
+            if np.issubdtype(array.dtype, np.floating):
+                array = (np.clip(array, 0.0, 1.0) * 255.0).round()
+            array = array.astype(np.uint8)
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+            raise ValueError(f"Expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+        return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
+    if isinstance(source, Image.Image):
+        return ImageOps.exif_transpose(source).convert("RGB")
+    with Image.open(source) as opened:
+        # exif_transpose returns a new image (a copy when there is nothing to rotate); convert() decodes it.
+        return ImageOps.exif_transpose(opened).convert("RGB")
+
+
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    return TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True)
+
+
+def load_image(source: ImageSource, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """One image as a float tensor (3, H, W) in [0, 1].
+
+    Args:
+        source: a file path, a PIL image, or an array (H, W), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1].
+            Greyscale is replicated to RGB, alpha dropped, EXIF orientation applied.
+        size: ``None`` keeps the size; an int resizes the shorter side to it (aspect kept); ``(H, W)`` resizes
+            to exactly that.
+
+    Raises:
+        FileNotFoundError: for a path that does not exist.
+        ValueError: for a file PIL cannot read, an array of the wrong shape or a non-positive size.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"Expected an image file, but {str(source)!r} does not exist")
+        try:
+            image = _open_rgb(source)
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ValueError(f"Could not read an image from {str(source)!r}: {err}") from err
+    else:
+        image = _open_rgb(source)
+    tensor = _to_tensor(image)
+    if size is not None:
+        sizes = (size,) if isinstance(size, int) else tuple(size)
+        if len(sizes) not in (1, 2) or any(not isinstance(s, int) or s < 1 for s in sizes):
+            raise ValueError(f"Expected `size` to be a positive int or an (H, W) pair, got {size!r}")
+        tensor = TF.resize(tensor, list(sizes), antialias=True).clamp_(0.0, 1.0)
+    return tensor
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception:  # PIL raises many kinds (OSError, SyntaxError, struct.error, ...) on broken files
+        return False
+
+
+class ImageListDataset(Dataset):
+    """Images from files or in-memory arrays, transformed to float tensors (3, S, S) in [0, 1].
+
+    A file that fails to load (e.g. truncated after it passed verification) is skipped: the next readable image
+    is returned instead and a warning names it once, so an epoch never crashes on a bad file.
+    """
+
+    def __init__(self, sources: Sequence[ImageSource], transform: Any) -> None:
+        if not sources:
+            raise ValueError("Expected at least one image, got none")
+        self.sources = list(sources)
+        self.transform = transform
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        for offset in range(len(self.sources)):
+            i = (index + offset) % len(self.sources)
+            if i in self._bad:
+                continue
+            try:
+                image = _open_rgb(self.sources[i])
+            except Exception as err:  # never crash mid-epoch: warn once, use the next image
+                self._bad.add(i)
+                warnings.warn(f"Skipping unreadable image {self.sources[i]!s}: {err}", UserWarning, stacklevel=2)
+                continue
+            return _to_tensor(self.transform(image))
+        raise RuntimeError(f"None of the {len(self.sources)} images could be read")
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """Photographs from a folder (recursive) or scikit-image's samples, as (N, 3, S, S) batches in [0, 1].
+
+    Training images are random resized crops (``scale`` of the area, aspect 3/4..4/3) resized to
+    ``image_size``; validation images are resized (shorter side) and centre-cropped. The paper instead resizes
+    every COCO image to 256x256; the crops add variety when the folder is small. Unreadable files are found in
+    ``setup`` (PIL ``verify``) and skipped with one warning naming them.
+
+    Args:
+        root: a folder of ``.jpg/.jpeg/.png/.bmp/.webp`` files (any case, searched recursively), or ``None``
+            for the colour photographs in ``skimage.data`` (needs the ``data`` extra).
+        image_size: side of the square crops.
+        batch_size: images per batch.
+        val_fraction: share of the images held out for validation (at least one image when there are two or
+            more; a single image serves both splits).
+        seed: seed of the train/validation split.
+        num_workers: loader worker processes.
+        scale: area range of the training crops, relative to the image.
+        pin_memory: pin loader memory when a CUDA device is present.
+
+    Raises:
+        ValueError: for a non-positive ``image_size`` or ``batch_size``, a negative ``num_workers``, a
+            ``val_fraction`` outside [0, 1) or a bad ``scale``; in ``setup``, for a folder without readable images.
+        FileNotFoundError: in ``setup``, if ``root`` is not a directory.
+
+    Example::
+
+        >>> dm = ImageFolderDataModule(image_size=64, batch_size=2)
+        >>> dm.setup("fit")
+        >>> next(iter(dm.train_dataloader())).shape
+        torch.Size([2, 3, 64, 64])
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        image_size: int = 256,
+        batch_size: int = 4,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        num_workers: int = 0,
+        scale: tuple[float, float] = (0.25, 1.0),
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("image_size", image_size), ("batch_size", batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"Expected `num_workers` to be a non-negative integer, got {num_workers!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"Expected `val_fraction` in [0, 1), got {val_fraction!r}")
+        if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
+            raise ValueError(f"Expected `scale` to be (low, high) with 0 < low <= high <= 1, got {scale!r}")
+        self.save_hyperparameters()
+        self.root = None if root is None else Path(root)
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.num_workers = num_workers
+        self.scale = tuple(scale)
+        self.pin_memory = pin_memory
+        self.train_set: ImageListDataset | None = None
+        self.val_set: ImageListDataset | None = None
+        self.skipped: list[Path] = []
+
+    @property
+    def train_transform(self) -> T.Compose:
+        return T.Compose([T.RandomResizedCrop(self.image_size, scale=self.scale, antialias=True)])
+
+    @property
+    def val_transform(self) -> T.Compose:
+        return T.Compose([T.Resize(self.image_size, antialias=True), T.CenterCrop(self.image_size)])
+
+    def prepare_data(self) -> None:
+        if self.root is None:
+            _require_skimage_data()  # fail early, on one process, with the install hint
+
+    def _sources(self) -> list[ImageSource]:
+        if self.root is None:
+            return [image for _, image in sample_photos()]
+        files = find_images(self.root)
+        readable = [p for p in files if _readable(p)]
+        kept = set(readable)
+        self.skipped = [p for p in files if p not in kept]
+        if self.skipped:
+            names = ", ".join(str(p) for p in self.skipped[:10]) + (" ..." if len(self.skipped) > 10 else "")
+            warnings.warn(
+                f"Skipping {len(self.skipped)} unreadable image file(s) of {len(files)} under {str(self.root)!r}: "
+                f"{names}",
+                UserWarning,
+                stacklevel=3,
+            )
+        if not readable:
+            raise ValueError(
+                f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) under {str(self.root)!r}, "
+                f"found {len(files)} file(s) and none readable"
+            )
+        return readable
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        sources = self._sources()
+        n = len(sources)
+        if n == 1:
+            train_idx = val_idx = [0]
+        else:
+            n_val = min(n - 1, max(1, math.floor(n * self.val_fraction + 0.5))) if self.val_fraction > 0 else 0
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+            val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
+        self.train_set = ImageListDataset([sources[i] for i in train_idx], self.train_transform)
+        self.val_set = ImageListDataset([sources[i] for i in val_idx], self.val_transform) if val_idx else None
+
+    def _loader(self, dataset: ImageListDataset | None, stage: str, shuffle: bool) -> DataLoader:
+        return make_loader(self, dataset, stage, shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, "training", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.train_set is not None and self.val_set is None:
+            return []  # `val_fraction=0`: no validation
+        return self._loader(self.val_set, "validation", shuffle=False)

@@ -1,0 +1,264 @@
+"""Image transformation networks of Johnson, Alahi and Fei-Fei, "Perceptual Losses for Real-Time Style Transfer
+and Super-Resolution", 2016 (arXiv 1603.08155, supplementary material).
+
+``TransformerNet`` (style transfer): a 9x9 conv with 32 filters, two stride-2 3x3 convs (64, 128), five
+residual blocks of 128 filters, two x2 upsampling stages (64, 32) and a 9x9 conv back to RGB.
+``SuperResolutionNet``: a 9x9 conv with 64 filters, four residual blocks of 64, ``log2(factor)`` x2
+upsampling stages of 64 filters and a 9x9 conv back to RGB.
+
+Both take and return images in [0, 1], shape (N, 3, H, W). Departures from the paper, each also noted at its
+line: reflection padding everywhere (the paper pads the input by 40 px and uses unpadded convs in the residual
+blocks); instance normalisation by default for style transfer (Ulyanov et al., arXiv 1607.08022); and
+nearest-neighbour x2 resize + conv upsampling by default (Odena et al., "Deconvolution and Checkerboard
+Artifacts", Distill 2016) instead of the paper's stride-1/2 transposed convs, which stay available as
+``upsample="transposed"``.
+
+Example::
+
+    >>> net = TransformerNet()
+    >>> net(torch.rand(1, 3, 33, 47)).shape
+    torch.Size([1, 3, 33, 47])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ConvLayer",
+    "ResidualBlock",
+    "SuperResolutionNet",
+    "TransformerNet",
+    "UpsampleLayer",
+]
+
+Norm = Literal["instance", "batch", "none"]
+Upsample = Literal["resize_conv", "transposed"]
+Output = Literal["sigmoid", "scaled_tanh", "none"]
+SUPPORTED_NORMS = ("instance", "batch", "none")
+SUPPORTED_UPSAMPLING = ("resize_conv", "transposed")
+SUPPORTED_OUTPUTS = ("sigmoid", "scaled_tanh", "none")
+SUPPORTED_FACTORS = (4, 8)
+
+
+def _norm_layer(norm: str, channels: int) -> nn.Module:
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    return nn.Identity()
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection padding, a ``kernel_size`` conv, then (optionally) normalisation and ReLU.
+
+    The conv has no bias when a normalisation follows it: the norm's mean subtraction would cancel it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
+                 norm: str = "instance", relu: bool = True) -> None:
+        has_norm = relu and norm != "none"
+        layers: list[nn.Module] = [
+            # Reflection padding instead of zero padding: fewer border artefacts (not in the paper).
+            nn.ReflectionPad2d(kernel_size // 2),
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, bias=not has_norm),
+        ]
+        if relu:
+            layers += [_norm_layer(norm, out_channels), nn.ReLU()]
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-norm layers with a ReLU between them and an identity shortcut, no ReLU after the sum.
+
+    The design of Gross and Wilber that the paper's supplementary material (Fig. 1) uses.
+    """
+
+    def __init__(self, channels: int, norm: str = "instance") -> None:
+        super().__init__()
+        bias = norm == "none"
+        # The paper's residual convs are unpadded (and the shortcut centre-cropped); padding keeps the size.
+        self.pad1 = nn.ReflectionPad2d(1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, bias=bias)
+        self.norm1 = _norm_layer(norm, channels)
+        self.pad2 = nn.ReflectionPad2d(1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, bias=bias)
+        self.norm2 = _norm_layer(norm, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm1(self.conv1(self.pad1(x))))
+        out = self.norm2(self.conv2(self.pad2(out)))
+        return x + out
+
+
+class UpsampleLayer(nn.Sequential):
+    """Doubles the spatial size, then normalisation and ReLU.
+
+    ``"resize_conv"``: nearest-neighbour x2 then a reflection-padded 3x3 conv (Odena et al. 2016: no
+    checkerboard artefacts). ``"transposed"``: the paper's 3x3 conv with stride 1/2 (a transposed conv with
+    stride 2, padding 1 and output padding 1, so the size exactly doubles).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, mode: str = "resize_conv",
+                 norm: str = "instance") -> None:
+        bias = norm == "none"
+        layers: list[nn.Module]
+        if mode == "resize_conv":
+            layers = [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(in_channels, out_channels, 3, bias=bias),
+            ]
+        else:
+            layers = [nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1,
+                                         bias=bias)]
+        super().__init__(*layers, _norm_layer(norm, out_channels), nn.ReLU())
+
+
+class _OutputActivation(nn.Module):
+    """Maps the last conv's output to [0, 1] (or leaves it alone for ``"none"``)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "sigmoid":
+            return torch.sigmoid(x)
+        if self.kind == "scaled_tanh":
+            # The paper's scaled tanh maps to [0, 255]; our images live in [0, 1].
+            return (torch.tanh(x) + 1.0) / 2.0
+        return x
+
+    def extra_repr(self) -> str:
+        return repr(self.kind)
+
+
+def _check_choice(name: str, value: object, supported: tuple) -> None:
+    if value not in supported:
+        raise ValueError(f"Expected `{name}` to be one of {supported}, got {value!r}")
+
+
+def _pad_input(x: torch.Tensor, multiple: int, minimum: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Pad H and W up to a multiple of ``multiple`` and at least ``minimum``; return the pad (l, r, t, b)."""
+    if x.dim() != 4:
+        raise ValueError(f"Expected images of shape (N, C, H, W), got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+
+    def target(size: int) -> int:
+        return max(minimum, math.ceil(size / multiple) * multiple)
+
+    dh, dw = target(h) - h, target(w) - w
+    pad = (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)
+    if dh == 0 and dw == 0:
+        return x, pad
+    # Reflection where the image is large enough for it; tiny images (a few pixels) are replicated instead.
+    mode = "reflect" if max(pad[0], pad[1]) < w and max(pad[2], pad[3]) < h else "replicate"
+    return F.pad(x, pad, mode=mode), pad
+
+
+def _crop(y: torch.Tensor, pad: tuple[int, int, int, int], scale: int) -> torch.Tensor:
+    left, right, top, bottom = (p * scale for p in pad)
+    h, w = y.shape[-2:]
+    return y[..., top:h - bottom, left:w - right]
+
+
+class TransformerNet(nn.Module):
+    """The style-transfer image transformation network (paper supplementary, Table 1).
+
+    Any input size works: H and W are reflection-padded internally up to a multiple of 4 (at least 8, so every
+    padded conv has room) and the output is cropped back to exactly the input's H x W.
+
+    Args:
+        norm: ``"instance"`` (default; Ulyanov et al. 2016, what later fast style transfer uses), ``"batch"``
+            (the paper) or ``"none"`` (convs get biases instead).
+        upsample: ``"resize_conv"`` (default: nearest x2 then conv, no checkerboard artefacts) or
+            ``"transposed"`` (the paper's stride-1/2 convs).
+        output: ``"sigmoid"`` (default, output in (0, 1)), ``"scaled_tanh"`` (the paper's scaled tanh,
+            ``(tanh(x) + 1) / 2``) or ``"none"`` (raw output, not bounded: clamp before saving).
+
+    Raises:
+        ValueError: for an unknown ``norm``, ``upsample`` or ``output``.
+
+    Example::
+
+        >>> net = TransformerNet(norm="batch", upsample="transposed", output="scaled_tanh")
+        >>> net(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 3, 64, 64])
+    """
+
+    num_residual_blocks = 5
+
+    def __init__(self, norm: Norm = "instance", upsample: Upsample = "resize_conv",
+                 output: Output = "sigmoid") -> None:
+        super().__init__()
+        _check_choice("norm", norm, SUPPORTED_NORMS)
+        _check_choice("upsample", upsample, SUPPORTED_UPSAMPLING)
+        _check_choice("output", output, SUPPORTED_OUTPUTS)
+        self.norm, self.upsample, self.output = norm, upsample, output
+        self.down = nn.Sequential(
+            ConvLayer(3, 32, 9, norm=norm),
+            ConvLayer(32, 64, 3, stride=2, norm=norm),
+            ConvLayer(64, 128, 3, stride=2, norm=norm),
+        )
+        self.residuals = nn.Sequential(*(ResidualBlock(128, norm) for _ in range(self.num_residual_blocks)))
+        self.up = nn.Sequential(
+            UpsampleLayer(128, 64, mode=upsample, norm=norm),
+            UpsampleLayer(64, 32, mode=upsample, norm=norm),
+        )
+        self.head = ConvLayer(32, 3, 9, relu=False)
+        self.activation = _OutputActivation(output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, pad = _pad_input(x, multiple=4, minimum=8)
+        y = self.activation(self.head(self.up(self.residuals(self.down(x)))))
+        return _crop(y, pad, scale=1)
+
+
+class SuperResolutionNet(nn.Module):
+    """The super-resolution network (paper supplementary, Table 2): output size = ``factor`` x input size.
+
+    Args:
+        factor: upsampling factor, 4 or 8 (two or three x2 stages).
+        norm: ``"batch"`` (default, the paper), ``"instance"`` or ``"none"``.
+        upsample: ``"resize_conv"`` (default) or ``"transposed"`` (the paper).
+        output: ``"sigmoid"`` (default), ``"scaled_tanh"`` (the paper) or ``"none"``.
+
+    Raises:
+        ValueError: for a ``factor`` other than 4 or 8, or an unknown ``norm``, ``upsample`` or ``output``.
+
+    Example::
+
+        >>> SuperResolutionNet(factor=4)(torch.rand(1, 3, 18, 20)).shape
+        torch.Size([1, 3, 72, 80])
+    """
+
+    num_residual_blocks = 4
+
+    def __init__(self, factor: int = 4, norm: Norm = "batch", upsample: Upsample = "resize_conv",
+                 output: Output = "sigmoid") -> None:
+        super().__init__()
+        if factor not in SUPPORTED_FACTORS or isinstance(factor, bool):
+            raise ValueError(f"Expected `factor` to be 4 or 8, got {factor!r}")
+        _check_choice("norm", norm, SUPPORTED_NORMS)
+        _check_choice("upsample", upsample, SUPPORTED_UPSAMPLING)
+        _check_choice("output", output, SUPPORTED_OUTPUTS)
+        self.factor, self.norm, self.upsample, self.output = factor, norm, upsample, output
+        self.stem = ConvLayer(3, 64, 9, norm=norm)
+        self.residuals = nn.Sequential(*(ResidualBlock(64, norm) for _ in range(self.num_residual_blocks)))
+        self.up = nn.Sequential(
+            *(UpsampleLayer(64, 64, mode=upsample, norm=norm) for _ in range(int(math.log2(factor))))
+        )
+        self.head = ConvLayer(64, 3, 9, relu=False)
+        self.activation = _OutputActivation(output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Tiny inputs are padded to 5 px so the 9x9 reflection padding has room; the output is cropped back.
+        x, pad = _pad_input(x, multiple=1, minimum=5)
+        y = self.activation(self.head(self.up(self.residuals(self.stem(x)))))
+        return _crop(y, pad, scale=self.factor)
