@@ -3,7 +3,8 @@
 ``lightning-papers fit|validate|test|predict --config recipes/....yaml`` is Lightning's own
 ``LightningCLI`` (any LightningModule / LightningDataModule, picked by class path in the YAML).
 ``lightning-papers demo`` runs the main job on embedded data; ``lightning-papers conv ...`` is the
-convolution-arithmetic toolkit when it is installed.
+convolution-arithmetic toolkit when it is installed; ``lightning-papers landscape --ckpt ... --config ...``
+draws the loss surface of a saved checkpoint.
 
 This module imports jsonargparse (through LightningCLI); ``import lightning_papers`` never imports it.
 """
@@ -42,6 +43,9 @@ def _extra_commands() -> dict:
         conv_cli = None
     if conv_cli is not None and hasattr(conv_cli, "add_subparser"):
         commands["conv"] = (conv_cli.add_subparser, conv_cli.run)
+    from lightning_papers.landscape import cli as landscape_cli
+
+    commands["landscape"] = (landscape_cli.add_subparser, landscape_cli.run)
     return commands
 
 
@@ -99,8 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv:
         parser.print_help()
         return 2
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(argv))
     return int(commands[args.command][1](args) or 0)
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--grid -1:1:51`` -> ``--grid=-1:1:51``: argparse takes a value that starts with '-' for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in ("--grid", "--ygrid") and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 if __name__ == "__main__":  # pragma: no cover
