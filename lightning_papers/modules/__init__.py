@@ -1,5 +1,6 @@
 """LightningModules: training steps, metrics and optimizers around the plain models."""
 
 from lightning_papers.modules.classifier import ImageClassifier
+from lightning_papers.modules.style_transfer import FastStyleTransfer
 
-__all__ = ["ImageClassifier"]
+__all__ = ["FastStyleTransfer", "ImageClassifier"]
