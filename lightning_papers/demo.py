@@ -68,7 +68,10 @@ def run_demo(
     2. LR range test (Smith) -> suggestion and CLR bounds;
     3. 1cycle training (Smith & Topin) with the range test's upper bound, and the init -> final
        interpolation probe;
-    4. a filter-normalised loss-landscape surface of the trained model (Li et al.).
+    4. a filter-normalised loss-landscape surface of the trained model (Li et al.);
+    5. a short fast-style-transfer run on scikit-image's photographs (Johnson et al.) and one stylised
+       photograph written to ``<run>/style_transfer/`` (with ImageNet VGG-16 weights when they are in the
+       torch hub cache, else with a random VGG: a smoke test of the path, not a picture to judge).
 
     Args:
         out_dir: parent of the run folder (one timestamped folder per run).
@@ -144,6 +147,7 @@ def run_demo(
     trainer.fit(module, datamodule=data)
     metrics = trainer.callback_metrics
     range_test = finder.result
+    stylised, style_note = _style_transfer_step(run_dir, device, precision, fast)
     result = DemoResult(
         run_dir=str(run_dir),
         val_acc=float(metrics.get("val/acc", float("nan"))),
@@ -161,8 +165,49 @@ def run_demo(
             "init -> final interpolation": str(run_dir / "super_convergence"),
             "loss landscape": str(run_dir / "landscape"),
             "best checkpoint": str(checkpoint.best_model_path),
+            f"stylised photograph ({style_note})": str(stylised),
         },
     )
     (run_dir / "demo_result.json").write_text(json.dumps(result.to_dict(), indent=2))
     result.artefacts["summary JSON"] = str(run_dir / "demo_result.json")
     return result
+
+
+def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool) -> tuple[Path, str]:
+    """Train ``FastStyleTransfer`` briefly on the sample photographs; write content | style | stylised."""
+    import warnings
+
+    import lightning as L
+    import torch
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from torchvision.utils import save_image
+
+    from lightning_papers.data import ImageFolderDataModule, load_image, sample_photos
+    from lightning_papers.losses import vgg16_checkpoint_path
+    from lightning_papers.modules import FastStyleTransfer
+
+    cached = vgg16_checkpoint_path().is_file()
+    note = "ImageNet VGG-16" if cached else f"random VGG-16, smoke test only: no weights at {vgg16_checkpoint_path()}"
+    size = 64 if fast else 96
+    style_name, content_name = "immunohistochemistry", "chelsea"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*random.*")  # said once, in the summary, instead
+        module = FastStyleTransfer(style_image=style_name, style_size=size, vgg_weights="imagenet" if cached else
+                                   "random", lr=1e-2, sample_every_n_steps=4 if fast else 10)
+        trainer = L.Trainer(
+            accelerator=device, devices=1, precision=precision, max_steps=8 if fast else 40,
+            logger=TensorBoardLogger(save_dir=str(run_dir), name="", version="style_transfer"),
+            enable_checkpointing=False, limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=4,
+            enable_model_summary=False,
+        )
+        trainer.fit(module, datamodule=ImageFolderDataModule(image_size=size, batch_size=2))
+    photos = dict(sample_photos())
+    content = load_image(photos[content_name], size=(2 * size, 2 * size))
+    style = load_image(photos[style_name], size=(2 * size, 2 * size))
+    module.eval()
+    with torch.no_grad():
+        out = module(content[None].to(module.device)).float().cpu()[0]
+    path = run_dir / "style_transfer" / f"stylised_{content_name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image([content, style, out.clamp(0, 1)], path, nrow=3, padding=2)
+    return path, note

@@ -62,6 +62,14 @@ def test_demo_fast_writes_one_run_folder(demo_fast_run):
     assert (run / "conv_arithmetic" / "trace.json").is_file()
     assert (run / "super_convergence" / "interpolation.json").is_file()
     assert list((run / "landscape").glob("*.npz")) and list((run / "landscape").glob("*.png"))
+    # step 5: a stylised photograph, content | style | stylised, each 2 x 64 px in --fast
+    stylised = [Path(v) for k, v in result["artefacts"].items() if k.startswith("stylised photograph")]
+    assert len(stylised) == 1 and stylised[0].parent == run / "style_transfer"
+    from PIL import Image
+
+    with Image.open(stylised[0]) as image:
+        assert image.size == (3 * 128 + 4 * 2, 128 + 2 * 2)
+    assert "stylised photograph" in out
 
 
 def test_help_lists_the_subcommands(capsys):

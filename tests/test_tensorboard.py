@@ -1,6 +1,6 @@
 """TensorBoard, checked for real: a `tensorboard` server over the demo's log dir serves every tag family of
-DESIGN.md's table (the perceptual-loss families `style/` and `sr/` arrive with those modules), and the
-custom-scalars layout."""
+DESIGN.md's table (but `sr/`: the super-resolution module does not exist yet), and the custom-scalars
+layout."""
 
 from __future__ import annotations
 
@@ -85,6 +85,8 @@ def test_server_serves_every_tag_family(tensorboard_server):
     # SummaryWriter.add_text stores "<tag>/text_summary", and the server lists it so
     assert {"lr_range/suggestion/text_summary", "conv_arithmetic/table/text_summary"} <= text
     assert any(t.startswith("landscape/mesh") for t in mesh), sorted(mesh)
+    assert {"style/loss", "style/content", "style/style", "style/tv"} <= scalars  # the demo's step 5
+    assert "style/samples" in images
 
     # the custom-scalars layout reached the server, and every chart's regexes are the package's own tags
     layout = _get(port, "/data/plugin/custom_scalars/layout")
