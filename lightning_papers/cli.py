@@ -4,7 +4,8 @@
 ``LightningCLI`` (any LightningModule / LightningDataModule, picked by class path in the YAML).
 ``lightning-papers demo`` runs the main job on embedded data; ``lightning-papers conv ...`` is the
 convolution-arithmetic toolkit when it is installed; ``lightning-papers landscape --ckpt ... --config ...``
-draws the loss surface of a saved checkpoint.
+draws the loss surface of a saved checkpoint; ``lightning-papers stylize --ckpt ... --input ... --output ...``
+applies a trained style-transfer checkpoint.
 
 This module imports jsonargparse (through LightningCLI); ``import lightning_papers`` never imports it.
 """
@@ -46,6 +47,9 @@ def _extra_commands() -> dict:
     from lightning_papers.landscape import cli as landscape_cli
 
     commands["landscape"] = (landscape_cli.add_subparser, landscape_cli.run)
+    from lightning_papers.modules import stylize_cli
+
+    commands["stylize"] = (stylize_cli.add_subparser, stylize_cli.run)
     return commands
 
 
