@@ -2,5 +2,6 @@
 
 from lightning_papers.modules.classifier import ImageClassifier
 from lightning_papers.modules.style_transfer import FastStyleTransfer
+from lightning_papers.modules.super_resolution import SuperResolution
 
-__all__ = ["FastStyleTransfer", "ImageClassifier"]
+__all__ = ["FastStyleTransfer", "ImageClassifier", "SuperResolution"]

@@ -21,6 +21,7 @@ import torch
 
 from lightning_papers.losses import PerceptualLoss, VGGFeatures, fetch_vgg16_weights
 from lightning_papers.models import TransformerNet
+from lightning_papers.modules._frozen import drop_keys
 
 __all__ = ["FastStyleTransfer"]
 
@@ -118,18 +119,14 @@ class FastStyleTransfer(pl.LightningModule):
 
     # -- checkpoints: the frozen VGG stays out ---------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(_VGG_PREFIX)]:
-            del state[key]
+        drop_keys(checkpoint, _VGG_PREFIX)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Resuming under a Trainer, configure_model has built the loss network: the style targets load into it.
         # Loading for inference (load_from_checkpoint), there is none and no VGG is needed: keep the network's
         # weights only (training later rebuilds the targets from the style image).
         if self.loss_fn is None:
-            state = checkpoint["state_dict"]
-            for key in [k for k in state if k.startswith("loss_fn.")]:
-                del state[key]
+            drop_keys(checkpoint, "loss_fn.")
 
     # -- steps ------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
