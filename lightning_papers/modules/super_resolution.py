@@ -112,7 +112,11 @@ class SuperResolution(pl.LightningModule):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """Upscale low-resolution images in [0, 1] by ``factor``."""
         out = self.net(lr)
-        return (self.bicubic(lr) + out).clamp(0, 1) if self.hparams.residual else out
+        if not self.hparams.residual:
+            return out
+        # clamped for use, not in training: a clamp there zeroes the gradient of every overshooting pixel
+        out = self.bicubic(lr) + out
+        return out if self.training else out.clamp(0, 1)
 
     @staticmethod
     def _images(batch: Any) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """SuperResolution: Y-channel PSNR beside an explicitly computed bicubic baseline, the paper's degradation,
 a start exactly at bicubic, the frozen VGG out of checkpoints, clear errors. (That a short CPU run beats
-bicubic is not shown: 60-300 pixel-loss steps on 64 px crops stayed at the bicubic PSNR.)"""
+bicubic is not shown: 100 pixel-loss steps on 64 px crops gave 24.52 dB against bicubic's 24.58.)"""
 
 from __future__ import annotations
 
