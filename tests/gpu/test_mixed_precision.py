@@ -81,7 +81,7 @@ class _LossRecorder(Callback):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_channels_last_mixed_precision_trains_like_float32(tmp_path, precision):
+def test_channels_last_mixed_precision_first_loss_matches_float32(tmp_path, precision):
     """Same seed, weights and batches: the first loss agrees with float32 up to rounding; every loss is finite.
 
     (Losses after a few dozen steps are too chaotic to compare across precisions: one 40-step run ended at a
