@@ -266,3 +266,27 @@ def test_conv_arithmetic_summary_matches_real_shapes_on_the_device(tmp_path, pre
     for name, shape in seen.items():
         # the trace's spatial sizes are those of the real conv outputs in the training run
         assert tuple(rows[name].output_shape[-2:]) == shape[-2:], name
+
+
+@pytest.mark.filterwarnings("ignore:.*random.*:UserWarning")
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_perceptual_modules_under_mixed_precision_match_float32_first_loss(tmp_path, precision):
+    """FastStyleTransfer and SuperResolution (feature loss) under autocast: the first training loss agrees
+    with a float32 run from the same weights and batch, and every loss is finite."""
+    from lightning_papers.data import ImageFolderDataModule
+    from lightning_papers.modules import FastStyleTransfer, SuperResolution
+
+    makers = {
+        "style": lambda: FastStyleTransfer(style_size=32, vgg_weights="random", sample_every_n_steps=0),
+        "sr": lambda: SuperResolution(factor=4, loss="feature", vgg_weights="random", sample_every_n_epochs=0),
+    }
+    for name, make in makers.items():
+        losses = {}
+        for prec in ("32-true", precision):
+            L.seed_everything(0)
+            recorder = _LossRecorder()
+            _trainer(tmp_path, prec, [recorder], max_steps=2, limit_val_batches=0).fit(
+                make(), datamodule=ImageFolderDataModule(image_size=32 if not CUDA else 128, batch_size=2, seed=0))
+            losses[prec] = recorder.losses
+        assert all(math.isfinite(v) for v in losses[precision]), (name, losses)
+        assert losses[precision][0] == pytest.approx(losses["32-true"][0], rel=0.05), (name, losses)
