@@ -81,7 +81,7 @@ _WEIGHT_CHOICES = ('"imagenet"', '"random"', "a path to a .pth state dict")
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrices ``G[n, c, c'] = sum_hw f[n, c, h, w] f[n, c', h, w] / (C H W)`` (paper eq. 3).
 
-    Half-precision inputs are computed in float32 (the sums overflow float16 on real feature maps).
+    Computed in float32 even under autocast (the sums overflow float16 on real feature maps).
 
     Args:
         features: (N, C, H, W) feature maps.
@@ -95,7 +95,9 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     if features.dtype in (torch.float16, torch.bfloat16):
         features = features.float()
     flat = features.reshape(n, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    # outside autocast, which would run the bmm in half precision again and undo the cast
+    with torch.autocast(flat.device.type, enabled=False):
+        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
 def feature_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,15 @@ def test_gram_matrix_is_symmetric_and_float32_for_half_inputs():
     torch.testing.assert_close(g, g.transpose(1, 2))
 
 
+def test_gram_matrix_stays_float32_under_autocast():
+    # large activations: their float16 Gram sums would overflow (65504) before the division
+    f = torch.full((1, 2, 16, 16), 20.0, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g = gram_matrix(f)
+    assert g.dtype == torch.float32
+    torch.testing.assert_close(g, loop_gram(f.float()))
+
+
 def test_gram_matrix_rejects_non_feature_maps():
     with pytest.raises(ValueError, match=r"Expected features of shape \(N, C, H, W\), got shape \(4, 5\)"):
         gram_matrix(torch.zeros(4, 5))
