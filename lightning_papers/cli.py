@@ -5,9 +5,13 @@
 ``lightning-papers demo`` runs the main job on embedded data; ``lightning-papers conv ...`` is the
 convolution-arithmetic toolkit when it is installed; ``lightning-papers landscape --ckpt ... --config ...``
 draws the loss surface of a saved checkpoint; ``lightning-papers stylize --ckpt ... --input ... --output ...``
-applies a trained style-transfer checkpoint.
+and ``lightning-papers super-resolve`` (same options) apply a trained style-transfer or super-resolution
+checkpoint to a photograph or a folder (``--fast``: fp16 + torch.compile + CUDA graphs on CUDA);
+``lightning-papers export --ckpt ... --format onnx|torchscript --output ...`` writes either kind's inference
+model to a file that runs without this package.
 
-This module imports jsonargparse (through LightningCLI); ``import lightning_papers`` never imports it.
+This module imports jsonargparse (through LightningCLI) and, for ``export``, onnx, each only when the command
+needs it; ``import lightning_papers`` never imports them.
 """
 
 from __future__ import annotations
@@ -47,9 +51,11 @@ def _extra_commands() -> dict:
     from lightning_papers.landscape import cli as landscape_cli
 
     commands["landscape"] = (landscape_cli.add_subparser, landscape_cli.run)
-    from lightning_papers.modules import stylize_cli
+    from lightning_papers.modules import export, image_cli
 
-    commands["stylize"] = (stylize_cli.add_subparser, stylize_cli.run)
+    commands["stylize"] = (image_cli.add_stylize_parser, image_cli.run)
+    commands["super-resolve"] = (image_cli.add_super_resolve_parser, image_cli.run)
+    commands["export"] = (export.add_subparser, export.run)
     return commands
 
 

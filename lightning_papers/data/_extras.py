@@ -1,4 +1,4 @@
-"""Imports from the optional ``data`` extra (scikit-learn, scikit-image), with one install hint."""
+"""Imports from the optional extras (``data``: scikit-learn, scikit-image; ``export``: onnx), with one install hint."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ import importlib
 from types import ModuleType
 
 
-def require_extra(module: str, purpose: str) -> ModuleType:
+def require_extra(module: str, purpose: str, extra: str = "data") -> ModuleType:
     """Import ``module`` (e.g. ``"sklearn.datasets"``) or say how to install it.
+
+    Args:
+        module: the module to import.
+        purpose: what needs it, for the message (e.g. ``"DigitsDataModule"``).
+        extra: the optional extra of ``lightning-papers`` that installs it (``"data"`` or ``"export"``).
 
     Raises:
         ImportError: naming ``purpose`` and the extra that provides ``module``.
@@ -17,5 +22,6 @@ def require_extra(module: str, purpose: str) -> ModuleType:
     except ImportError as err:
         package = module.split(".")[0]
         raise ImportError(
-            f"{purpose} needs {package!r} (the data extra): install it with `pip install \"lightning-papers[data]\"`"
+            f"{purpose} needs {package!r} (the {extra} extra): install it with "
+            f"`pip install \"lightning-papers[{extra}]\"`"
         ) from err

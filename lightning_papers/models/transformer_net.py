@@ -144,28 +144,40 @@ def _check_choice(name: str, value: object, supported: tuple) -> None:
         raise ValueError(f"Expected `{name}` to be one of {supported}, got {value!r}")
 
 
-def _pad_input(x: torch.Tensor, multiple: int, minimum: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Pad H and W up to a multiple of ``multiple`` and at least ``minimum``; return the pad (l, r, t, b)."""
+def _padded_size(size: int, multiple: int, minimum: int) -> int:
+    """``size`` rounded up to a multiple of ``multiple``, and at least ``minimum``."""
+    rounded = (size + multiple - 1) // multiple * multiple
+    if torch.jit.is_tracing():
+        # Traced sizes are tensors: ``max`` would freeze the example's branch, so sizes below ``minimum`` are
+        # left to fail (the ONNX export documents H, W >= 5); the rounding itself stays in the graph.
+        return rounded
+    return max(minimum, rounded)
+
+
+# ``_pad_input`` and ``_crop`` are written for the exporters too: no closures or generators (``torch.jit.script``
+# then works at any size), and when traced (the ONNX export) the padding is always applied, so that the pad
+# amounts stay computed from the input's size instead of frozen at the example's.
+def _pad_input(x: torch.Tensor, multiple: int, minimum: int) -> tuple[torch.Tensor, list[int]]:
+    """Pad H and W up to a multiple of ``multiple`` and at least ``minimum``; return the pad [l, r, t, b]."""
     if x.dim() != 4:
-        raise ValueError(f"Expected images of shape (N, C, H, W), got shape {tuple(x.shape)}")
-    h, w = x.shape[-2:]
-
-    def target(size: int) -> int:
-        return max(minimum, math.ceil(size / multiple) * multiple)
-
-    dh, dw = target(h) - h, target(w) - w
-    pad = (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)
+        shape = ", ".join([str(s) for s in x.shape])
+        raise ValueError(f"Expected images of shape (N, C, H, W), got shape ({shape})")
+    h, w = x.shape[-2], x.shape[-1]
+    dh, dw = _padded_size(h, multiple, minimum) - h, _padded_size(w, multiple, minimum) - w
+    pad = [dw // 2, dw - dw // 2, dh // 2, dh - dh // 2]
+    if torch.jit.is_tracing():
+        return F.pad(x, pad, mode="reflect"), pad
     if dh == 0 and dw == 0:
         return x, pad
     # Reflection where the image is large enough for it; tiny images (a few pixels) are replicated instead.
-    mode = "reflect" if max(pad[0], pad[1]) < w and max(pad[2], pad[3]) < h else "replicate"
-    return F.pad(x, pad, mode=mode), pad
+    if max(pad[0], pad[1]) < w and max(pad[2], pad[3]) < h:
+        return F.pad(x, pad, mode="reflect"), pad
+    return F.pad(x, pad, mode="replicate"), pad
 
 
-def _crop(y: torch.Tensor, pad: tuple[int, int, int, int], scale: int) -> torch.Tensor:
-    left, right, top, bottom = (p * scale for p in pad)
-    h, w = y.shape[-2:]
-    return y[..., top:h - bottom, left:w - right]
+def _crop(y: torch.Tensor, pad: list[int], scale: int) -> torch.Tensor:
+    h, w = y.shape[-2], y.shape[-1]
+    return y[..., pad[2] * scale:h - pad[3] * scale, pad[0] * scale:w - pad[1] * scale]
 
 
 class TransformerNet(nn.Module):

@@ -1,0 +1,151 @@
+"""``lightning-papers export``: a trained checkpoint as an ONNX or TorchScript file that runs without this package.
+
+Johnson, Alahi, Fei-Fei, Perceptual Losses for Real-Time Style Transfer and Super-Resolution, 2016
+(arXiv 1603.08155). The checkpoint's kind (``FastStyleTransfer`` or ``SuperResolution``) is read from the file;
+what is exported is its inference forward, :class:`~lightning_papers.modules.ImageModel`: images in [0, 1]
+of shape (N, 3, H, W) in, images in [0, 1] out (clamped), the input's size for style transfer and ``factor``
+times it for super-resolution, the bicubic residual included::
+
+    lightning-papers export --ckpt style.ckpt --format onnx --output style.onnx [--opset 17]
+    lightning-papers export --ckpt sr.ckpt --format torchscript --output sr.pt
+
+Sizes: the batch, height and width are dynamic. TorchScript (``torch.jit.script``) keeps the networks'
+padding logic and takes any H, W >= 1. ONNX (the TorchScript-based ``torch.onnx.export``, which every torch from
+2.4 on has; ``dynamo=False`` where the dynamo exporter is the default) computes the padding from the input's
+size too, and takes any H, W >= 5 (``ONNX_MIN_SIZE``; below that ONNX Runtime fails in a reflection ``Pad``);
+the ONNX file records its kind, factor and minimum size in its metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import warnings
+from pathlib import Path
+
+import torch
+
+__all__ = ["DEFAULT_OPSET", "FORMATS", "MIN_OPSET", "ONNX_MIN_SIZE", "add_subparser", "export_checkpoint",
+           "export_model", "run"]
+
+FORMATS = ("onnx", "torchscript")
+MIN_OPSET = 11  # ONNX Pad with computed pads and Resize with cubic interpolation
+DEFAULT_OPSET = 17
+ONNX_MIN_SIZE = 5  # the traced padding handles H, W >= 5; smaller images fail in a reflection Pad
+EXAMPLE_SIZE = 32  # the example image the ONNX exporter traces (any size works afterwards)
+
+# Expected while tracing for ONNX, and not the user's business: sizes read as tensors, the legacy exporter's
+# deprecation notice, instance norm's train flag, slices that are not constant-folded.
+_EXPORT_NOISE = (
+    ".*might cause the trace to be incorrect.*",
+    ".*legacy TorchScript-based ONNX export.*",
+    ".*The feature will be removed.*",
+    ".*is set to train=True.*",
+    ".*Constant folding.*",
+    ".*torch.jit.(script|save|trace).* is deprecated.*",
+)
+
+
+def add_subparser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export", help="export a FastStyleTransfer or SuperResolution checkpoint to ONNX or TorchScript",
+        description="Export a trained checkpoint's inference model (images in [0, 1], any batch, height and width: "
+                    f"TorchScript any size, ONNX H, W >= {ONNX_MIN_SIZE}) to ONNX or TorchScript.")
+    p.add_argument("--ckpt", required=True, help="FastStyleTransfer or SuperResolution checkpoint (.ckpt)")
+    p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    p.add_argument("--output", required=True, help="the file to write (e.g. model.onnx, model.pt)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset version (default {DEFAULT_OPSET}, at least {MIN_OPSET})")
+
+
+def export_checkpoint(ckpt: str | Path, output: str | Path, format: str = "onnx", *,
+                      opset: int = DEFAULT_OPSET) -> Path:
+    """Export the inference model of a ``FastStyleTransfer`` or ``SuperResolution`` checkpoint; returns ``output``.
+
+    Raises:
+        FileNotFoundError: for a missing checkpoint.
+        ValueError: for an unknown ``format``, an ``opset`` out of range, or a file that is not a checkpoint of
+            either kind.
+        ImportError: for ONNX without the ``onnx`` package (the ``export`` extra).
+    """
+    from lightning_papers.modules.image_model import load_image_model
+
+    _check_format(format, opset)
+    return export_model(load_image_model(ckpt), output, format, opset=opset)
+
+
+def export_model(model: torch.nn.Module, output: str | Path, format: str = "onnx", *,
+                 opset: int = DEFAULT_OPSET) -> Path:
+    """Export an image model (e.g. an :class:`~lightning_papers.modules.ImageModel`, on the CPU, float32) to
+    ``output`` with dynamic batch, height and width; returns ``output``.
+
+    Raises:
+        ValueError: for an unknown ``format`` or an ``opset`` out of range.
+        ImportError: for ONNX without the ``onnx`` package (the ``export`` extra).
+    """
+    _check_format(format, opset)
+    output = Path(output)
+    model = model.cpu().float().eval()
+    if format == "onnx":
+        from lightning_papers.data._extras import require_extra
+
+        require_extra("onnx", "ONNX export", extra="export")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        for message in _EXPORT_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        if format == "onnx":
+            _export_onnx(model, output, opset)
+        else:
+            torch.jit.save(torch.jit.script(model), str(output))
+    return output
+
+
+def _check_format(format: str, opset: int) -> None:
+    if format not in FORMATS:
+        raise ValueError(f"Expected --format to be one of {FORMATS}, got {format!r}")
+    if format == "onnx" and (isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET):
+        raise ValueError(f"Expected --opset to be an ONNX opset version >= {MIN_OPSET}, got {opset!r}")
+
+
+def _export_onnx(model: torch.nn.Module, output: Path, opset: int) -> None:
+    import onnx
+
+    # a fixed example that leaves the global RNG alone; its values do not matter, its size is traced symbolically
+    example = torch.rand(1, 3, EXAMPLE_SIZE, EXAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
+    kwargs = {
+        "input_names": ["image"],
+        "output_names": ["output"],
+        "dynamic_axes": {"image": {0: "batch", 2: "height", 3: "width"},
+                         "output": {0: "batch", 2: "out_height", 3: "out_width"}},
+        "opset_version": opset,
+    }
+    # The TorchScript-based exporter: it records the padding as computed from the input's size (torch.export
+    # specialises it to the example's size), it needs no onnxscript and takes seconds, not tens of seconds.
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), str(output), **kwargs)
+    except Exception as err:
+        if "opset" in str(err).lower():
+            raise ValueError(f"Expected --opset to be an ONNX opset version this torch {torch.__version__} exports "
+                             f"(>= {MIN_OPSET}), got {opset}: {err}") from err
+        raise
+    proto = onnx.load(str(output))
+    onnx.checker.check_model(proto)
+    metadata = {"kind": getattr(model, "kind", "") or type(model).__name__,
+                "factor": str(getattr(model, "factor", 1)),
+                "min_size": str(ONNX_MIN_SIZE),
+                "input": "image: float32 (N, 3, H, W) in [0, 1]",
+                "paper": "Johnson, Alahi, Fei-Fei 2016, arXiv 1603.08155"}
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(output))
+
+
+def run(args: argparse.Namespace) -> int:
+    path = export_checkpoint(args.ckpt, args.output, args.format, opset=args.opset)
+    print(f"exported {args.ckpt} as {args.format} to {path}")  # noqa: T201
+    return 0

@@ -1,0 +1,150 @@
+"""``ImageModel``: the inference forward of a trained perceptual-loss checkpoint, as a plain ``nn.Module``.
+
+Johnson, Alahi, Fei-Fei, Perceptual Losses for Real-Time Style Transfer and Super-Resolution, 2016
+(arXiv 1603.08155). A :class:`~lightning_papers.modules.FastStyleTransfer` or
+:class:`~lightning_papers.modules.SuperResolution` checkpoint holds a LightningModule with losses, metrics and
+optimizer state around one image transformation network; applying or exporting it needs only the network and
+(for super-resolution) the bicubic upsampling it corrects. :func:`load_image_model` reads either kind of
+checkpoint (no VGG weights needed), tells which it is, and returns an :class:`ImageModel`: images in [0, 1] in,
+images in [0, 1] out, scriptable with ``torch.jit.script`` and traceable for ONNX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["KINDS", "ImageModel", "checkpoint_kind", "load_image_model"]
+
+# LightningModule class name -> the state_dict prefix only its network has, and the command that applies it.
+KINDS = {"FastStyleTransfer": "net.down.", "SuperResolution": "net.stem."}
+COMMANDS = {"FastStyleTransfer": "stylize", "SuperResolution": "super-resolve"}
+
+
+class ImageModel(nn.Module):
+    """An image transformation network with its inference post-processing: ``clamp(net(x))`` or, for residual
+    super-resolution, ``clamp(clamp(bicubic(x)) + net(x))`` (exactly ``SuperResolution.forward`` in eval mode).
+
+    Args:
+        net: a :class:`~lightning_papers.models.TransformerNet`, a
+            :class:`~lightning_papers.models.SuperResolutionNet` or any module mapping (N, 3, H, W) images to
+            images ``factor`` times larger.
+        factor: how much larger the output is than the input (1 for style transfer).
+        residual: add the bicubic upsampling of the input to the network's output (``SuperResolution``'s
+            default); needs ``factor`` > 1.
+        kind: the LightningModule class the network came from, for messages and export metadata.
+
+    Raises:
+        ValueError: for a ``factor`` that is not a positive integer, or ``residual`` with ``factor`` 1.
+
+    Example::
+
+        >>> model = ImageModel(SuperResolutionNet(factor=4, output="none"), factor=4, residual=True)
+        >>> model(torch.rand(1, 3, 9, 11)).shape
+        torch.Size([1, 3, 36, 44])
+    """
+
+    def __init__(self, net: nn.Module, *, factor: int = 1, residual: bool = False, kind: str = "") -> None:
+        super().__init__()
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"Expected `factor` to be a positive integer, got {factor!r}")
+        if residual and factor == 1:
+            raise ValueError("Expected `factor` > 1 with `residual=True` (a bicubic upsampling to add), got 1")
+        self.net = net
+        self.factor = factor
+        self.residual = bool(residual)
+        self.kind = kind
+
+    @classmethod
+    def from_module(cls, module: nn.Module) -> ImageModel:
+        """The inference model of a ``FastStyleTransfer`` or ``SuperResolution`` (sharing its network).
+
+        Raises:
+            TypeError: for any other module.
+        """
+        from lightning_papers.modules.style_transfer import FastStyleTransfer
+        from lightning_papers.modules.super_resolution import SuperResolution
+
+        if isinstance(module, FastStyleTransfer):
+            return cls(module.net, kind="FastStyleTransfer")
+        if isinstance(module, SuperResolution):
+            hp = module.hparams
+            return cls(module.net, factor=int(hp.factor), residual=bool(hp.residual), kind="SuperResolution")
+        raise TypeError(f"Expected a FastStyleTransfer or SuperResolution module, got {type(module).__name__}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        if self.residual:
+            # SuperResolution.bicubic: the upsampled input, clamped, plus the network's correction
+            up = F.interpolate(x, scale_factor=float(self.factor), mode="bicubic", align_corners=False)
+            out = up.clamp(0, 1) + out
+        return out.clamp(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, factor={self.factor}, residual={self.residual}"
+
+
+def checkpoint_kind(checkpoint: Mapping[str, Any]) -> str | None:
+    """``"FastStyleTransfer"``, ``"SuperResolution"`` or ``None``: which network a loaded checkpoint holds.
+
+    A ``_class_path`` hyper-parameter (checkpoints written under LightningCLI) decides when it names one of the
+    two classes; otherwise the network's weights do (``net.down.*``: style transfer, ``net.stem.*``: SR).
+    """
+    hparams = checkpoint.get("hyper_parameters")
+    class_path = hparams.get("_class_path") if isinstance(hparams, Mapping) else None
+    if isinstance(class_path, str) and class_path.rsplit(".", 1)[-1] in KINDS:
+        return class_path.rsplit(".", 1)[-1]
+    state = checkpoint.get("state_dict")
+    if isinstance(state, Mapping):
+        for kind, prefix in KINDS.items():
+            if any(isinstance(key, str) and key.startswith(prefix) for key in state):
+                return kind
+    return None
+
+
+def load_image_model(ckpt: str | Path, expected: str | None = None) -> ImageModel:
+    """The :class:`ImageModel` of a checkpoint, on the CPU in eval mode (no VGG weights are needed).
+
+    Args:
+        ckpt: a ``FastStyleTransfer`` or ``SuperResolution`` checkpoint (``.ckpt``).
+        expected: ``"FastStyleTransfer"`` or ``"SuperResolution"`` to accept only that kind; ``None``: either.
+
+    Raises:
+        FileNotFoundError: for a missing checkpoint.
+        ValueError: for an unknown ``expected``, a checkpoint of the other kind (naming the file, the class
+            expected and the command for the one found) or a file that is not a checkpoint of either kind.
+    """
+    from lightning_papers.modules.style_transfer import FastStyleTransfer
+    from lightning_papers.modules.super_resolution import SuperResolution
+
+    classes = {"FastStyleTransfer": FastStyleTransfer, "SuperResolution": SuperResolution}
+    if expected is not None and expected not in KINDS:
+        raise ValueError(f"Expected `expected` to be one of {tuple(KINDS)} or None, got {expected!r}")
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"Expected --ckpt to be a checkpoint file, got {str(ckpt)!r} (no such file)")
+    wanted = expected or " or ".join(KINDS)
+    try:  # a first, safe look (tensors and plain data only) to tell the two kinds apart
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # e.g. objects ``weights_only`` refuses: Lightning's own loading below decides
+        checkpoint = None
+    kind = checkpoint_kind(checkpoint) if isinstance(checkpoint, Mapping) else None
+    if checkpoint is not None and kind is None:
+        raise ValueError(f"Expected --ckpt to be a {wanted} checkpoint, but {str(path)!r} holds neither network "
+                         f"(no {' or '.join(repr(p + '*') for p in KINDS.values())} weights)")
+    if expected is not None and kind is not None and kind != expected:
+        raise ValueError(f"Expected --ckpt to be a {expected} checkpoint, but {str(path)!r} is a {kind} checkpoint "
+                         f"(apply it with `lightning-papers {COMMANDS[kind]}`)")
+    name = kind or expected
+    if name is None:
+        raise ValueError(f"Expected --ckpt to be a {wanted} checkpoint, but {str(path)!r} could not be read as one")
+    try:
+        module = classes[name].load_from_checkpoint(str(path), map_location="cpu")
+    except Exception as err:
+        raise ValueError(f"Could not load a {name} checkpoint from {str(path)!r}: {type(err).__name__}: {err}") from err
+    return ImageModel.from_module(module).eval()
