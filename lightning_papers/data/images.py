@@ -195,6 +195,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         num_workers: loader worker processes.
         scale: area range of the training crops, relative to the image.
         pin_memory: pin loader memory when a CUDA device is present.
+        val_resize: resize validation images (shorter side to ``image_size``) before the centre crop; ``False``
+            crops them at their own resolution, as super-resolution benchmarks evaluate (a photo shrunk
+            to the crop size holds detail no upsampler could recover).
 
     Raises:
         ValueError: for a non-positive ``image_size`` or ``batch_size``, a negative ``num_workers``, a
@@ -219,6 +222,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         num_workers: int = 0,
         scale: tuple[float, float] = (0.25, 1.0),
         pin_memory: bool = False,
+        val_resize: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("image_size", image_size), ("batch_size", batch_size)):
@@ -239,6 +243,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.scale = tuple(scale)
         self.pin_memory = pin_memory
+        self.val_resize = val_resize
         self.train_set: ImageListDataset | None = None
         self.val_set: ImageListDataset | None = None
         self.skipped: list[Path] = []
@@ -249,7 +254,8 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     @property
     def val_transform(self) -> T.Compose:
-        return T.Compose([T.Resize(self.image_size, antialias=True), T.CenterCrop(self.image_size)])
+        resize = [T.Resize(self.image_size, antialias=True)] if self.val_resize else []
+        return T.Compose([*resize, T.CenterCrop(self.image_size)])
 
     def prepare_data(self) -> None:
         if self.root is None:

@@ -35,10 +35,15 @@ LOSSES = ("feature", "pixel")
 
 
 def degrade(hr: torch.Tensor, factor: int, sigma: float = 1.0) -> torch.Tensor:
-    """The paper's low-resolution input: Gaussian blur (``sigma``), then bicubic downsampling by ``factor``."""
+    """The paper's low-resolution input: Gaussian blur (``sigma``), then bicubic downsampling by ``factor``.
+
+    The downsampling is antialiased (the bicubic kernel stretched by ``factor``, as MATLAB's ``imresize``
+    and PIL do); torch's plain bicubic interpolation would sample the blurred image almost pointwise.
+    """
     blurred = TF.gaussian_blur(hr, kernel_size=[4 * round(sigma) + 1] * 2, sigma=[sigma, sigma])
     size = (hr.shape[-2] // factor, hr.shape[-1] // factor)
-    return F.interpolate(blurred, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    # antialiased, as MATLAB's imresize that SR benchmarks use: without it a x4 bicubic kernel barely filters
+    return F.interpolate(blurred, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -53,9 +58,17 @@ class SuperResolution(pl.LightningModule):
     Args:
         factor: 4 or 8.
         loss: ``"feature"`` (VGG-16 relu2_2, the paper's) or ``"pixel"`` (the paper's baseline).
-        lr: Adam learning rate (paper: 1e-3).
+        lr: Adam learning rate. The default 1e-4 suits ``norm="none"``: at the paper's 1e-3, Adam's
+            same-sign steps over 576 inputs per unit pushed the last upsampling stage's ReLUs dead within 100
+            steps (its output stopped changing); 1e-4 gave +0.50 dB over bicubic after 150 steps (held-out
+            128 px crops of the sample photographs). The paper's setting (``norm="batch"``, 1e-3) is in the
+            COCO recipes.
         vgg_weights: for ``loss="feature"``: ``"imagenet"``, a local ``.pth`` path or ``"random"`` (tests).
         residual: predict a correction to the bicubic upsampling (see the module docstring).
+        norm: the network's normalisation: ``"none"`` (default) or ``"batch"`` (the paper's). With the paper's
+            batch of 4, batch and running statistics differ enough that a batch-norm network evaluates worse
+            than it trains for a long while (sample photographs, 200 pixel-loss steps at 1e-3: 28.68 dB
+            against bicubic's 28.76 on held-out 128 px crops).
         sample_every_n_epochs: log ``sr/samples`` every this many validation epochs (``0``: never).
 
     Raises:
@@ -67,10 +80,11 @@ class SuperResolution(pl.LightningModule):
         self,
         factor: int = 4,
         loss: str = "feature",
-        lr: float = 1e-3,
+        lr: float = 1e-4,
         vgg_weights: str = "imagenet",
         residual: bool = True,
         sample_every_n_epochs: int = 1,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -82,7 +96,7 @@ class SuperResolution(pl.LightningModule):
             raise ValueError(f"Expected `sample_every_n_epochs` >= 0, got {sample_every_n_epochs!r}")
         self.save_hyperparameters()
         self.lr = lr
-        self.net = SuperResolutionNet(factor=factor, output="none" if residual else "sigmoid")
+        self.net = SuperResolutionNet(factor=factor, norm=norm, output="none" if residual else "sigmoid")
         if residual:
             last = [m for m in self.net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
             torch.nn.init.zeros_(last.weight)

@@ -45,6 +45,21 @@ def test_batches_are_rgb_floats_of_the_crop_size(folder):
     assert val.shape == (1, 3, 16, 16)
 
 
+@pytest.mark.parametrize("val_resize", [True, False])
+def test_validation_images_are_resized_or_cropped_at_their_own_resolution(tmp_path, val_resize):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "only.png")
+    dm = ImageFolderDataModule(tmp_path, image_size=16, batch_size=1, val_resize=val_resize)
+    dm.setup("fit")
+    (val,) = list(dm.val_dataloader())
+    native = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+    if val_resize:  # the whole picture shrunk to a 16 px shorter side: not a crop of the original pixels
+        assert not torch.allclose(val[0], native[:, 7:23, 12:28])
+    else:  # the centre 16 x 16 of the original pixels, untouched
+        torch.testing.assert_close(val[0], native[:, 7:23, 12:28])
+
+
 def test_split_is_seeded_and_disjoint(folder):
     def split(seed):
         dm = ImageFolderDataModule(folder, image_size=8, val_fraction=0.4, seed=seed)
