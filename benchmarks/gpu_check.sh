@@ -58,12 +58,16 @@ if [[ $DRY == 1 ]]; then
   SC_ARGS=(--seeds 0 --baseline-steps 16 --val-every 4 --ratio 0.5)
   CLR_ARGS=(--seeds 0 --fixed-lrs 0.05 --max-steps 8 --step-size 2 --finder-steps 6 --val-every 4)
   DEMO=(fast=True)
+  STYLE_INF=(--sizes 32 48x32 --rounds 1 --warmup 1 --iters 1); STYLE_PREC=32  # fp16/bf16 convs crawl on a CPU
+  STYLE_TRAIN=(--train-size 32 --train-steps 2 --train-warmup 1 --rounds 1)
 else
   DEV=cuda; ACC=gpu; MODEL=resnet56; TB=1000; TSTEPS=60; TWARM=10; ROUNDS=3; IMAGES=10000; LBATCH=1000; GRID="4 4"; LROUNDS=2
   LR_ARGS=()
   SC_ARGS=(--seeds 0 1 2)
   CLR_ARGS=()
   DEMO=()
+  STYLE_INF=(--sizes 256 512 1024 1920x1080 --rounds 3 --warmup 5 --iters 20 --compile --cuda-graphs); STYLE_PREC=16
+  STYLE_TRAIN=(--train-size 256 --train-steps 30 --train-warmup 10 --rounds 3)
 fi
 
 # 1. the GPU-marked tests: each under bf16-mixed and 16-mixed, channels_last weights
@@ -91,7 +95,16 @@ for cfg in "bf16-mixed 0.4" "32-true 0.4" "32-true 0.2" "32-true 0.1"; do
 done
 step clr_vs_fixed 90 "$PY" benchmarks/clr_vs_fixed.py --accelerator "$ACC" --precision bf16-mixed "${CLR_ARGS[@]}"
 
-# 5. the demo, end to end, bf16-mixed (the full one on the GPU, --fast on the dry run)
+# 5. fast style transfer: TransformerNet, and the stylize path (ImageRunner, with CUDA graphs on the GPU), vs a
+#    plain PyTorch re-implementation, fp16 + torch.compile up to 1920x1080 (the compiles are most of the ~60 s); then
+#    FastStyleTransfer's training step under Trainer vs a plain loop (batch 4 of 256 px, fp16, VGG random weights);
+#    the dry run in fp32
+step style_inference 150 "$PY" benchmarks/style_transfer.py --device "$DEV" --parts inference --precision "$STYLE_PREC" \
+  "${STYLE_INF[@]}"
+step style_train 90 "$PY" benchmarks/style_transfer.py --device "$DEV" --parts train --precision "$STYLE_PREC" \
+  "${STYLE_TRAIN[@]}"
+
+# 6. the demo, end to end, bf16-mixed (the full one on the GPU, --fast on the dry run)
 step demo 120 "$PY" -c "
 import json, sys
 from lightning_papers.demo import run_demo

@@ -1,4 +1,5 @@
-"""The table that ``benchmarks/gpu_check.sh`` prints last, made from its logs (one JSON line per benchmark).
+"""The table that ``benchmarks/gpu_check.sh`` prints last, made from its logs (one JSON line per benchmark;
+``style_transfer.py`` prints one per configuration, and each is a row).
 
 Usage: ``python benchmarks/gpu_table.py runs/gpu_check`` (Markdown on stdout). A step that failed or timed
 out is a row that says so; a step that printed no JSON line is reported as such, never silently dropped.
@@ -23,6 +24,43 @@ def last_json(path: Path) -> dict | None:
             except json.JSONDecodeError:
                 continue
     return None
+
+
+def all_json(path: Path, benchmark: str) -> list[dict]:
+    """Every JSON line of ``benchmark`` in a log, in order (scripts that print one line per configuration)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(data, dict) and data.get("benchmark") == benchmark:
+                out.append(data)
+    return out
+
+
+def style_transfer_rows(records: list[dict]) -> list[tuple[str, str]]:
+    """One row per configuration of ``benchmarks/style_transfer.py`` (inference sizes, the training step)."""
+    rows = []
+    for d in records:
+        h, w = d["size"]
+        ms = d.get("ms_per_image") or d.get("ms_per_step")
+        if d.get("part") == "inference":
+            opts = "".join((" compile" if d["compile"] else "", " channels_last" if d["channels_last"] else ""))
+            runner = ""
+            if "runner" in ms:
+                runner = f"; stylize runner ({d.get('runner', '?')}) {ms['runner']:.2f} ms"
+            rows.append((f"TransformerNet {w}x{h} precision {d['precision']}{opts}",
+                         f"ours {ms['ours']:.2f} ms/image, plain re-implementation {ms['plain']:.2f}: plain/ours "
+                         f"{d['ratio_plain_ours']:.3f}x{runner}; max diff {d['max_abs_diff']['ours']:.1e}"))
+        else:
+            rows.append((f"style training step b{d['batch']} {w}px precision {d['precision']} (VGG random)",
+                         f"ours {ms['ours']:.1f} ms/step, plain loop {ms['plain']:.1f}: ours/plain "
+                         f"{d['ratio_ours_plain']:.3f}x; first losses differ by {d['first_loss_rel_diff']:.1e} "
+                         f"(relative); the paper's 40k iterations: {ms['ours'] * 40 / 60:.0f} min"))
+    return rows
 
 
 def fmt(v, spec: str = ".3g") -> str:
@@ -78,6 +116,8 @@ def rows_for(name: str, log: Path) -> list[tuple[str, str]]:
                  f"steps to fixed's final acc: fixed {data['fixed_steps']}, CLR {data['clr_steps_where_reached']} "
                  f"(reached {data['clr_reached']}); final acc % fixed {data['fixed_final_acc']}, CLR "
                  f"{data['clr_final_acc']}")]
+    if bench == "style_transfer":
+        return style_transfer_rows(all_json(log, bench))
     if bench == "demo":
         return [(f"demo ({data['precision']})",
                  f"{data['seconds']:.1f} s, val acc {data['val_acc']:.2%}, suggested lr {fmt(data['suggested_lr'])}")]
