@@ -12,7 +12,8 @@ norm layers ignored, as in the paper) on the same validation images and compares
 
 The paper's observation: without shortcuts, deep nets' surfaces turn chaotic and non-convex; ResNet-20
 vs its no-short twin is the shallow end of their Fig. 5, where the difference is mild. Writes the two
-contour plots (``--out``, default ``docs/images``) and prints one JSON line.
+surface pictures, contours above and the 3-D surface below (``--out``, default ``docs/images``; also
+``python -m recipes.make_figures --only landscapes``) and prints one JSON line.
 
 Usage::
 
@@ -44,7 +45,8 @@ def train(name: str, args) -> ImageClassifier:
     module = ImageClassifier(name, lr=args.lr, momentum=0.9, weight_decay=5e-4, scheduler="multistep",
                              milestones=[int(args.epochs * 0.6), int(args.epochs * 0.85)])
     trainer = L.Trainer(accelerator=args.device, devices=1, max_epochs=args.epochs, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+                        limit_train_batches=args.limit_train_batches, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=DigitsDataModule(batch_size=64, seed=0))
     module.val_accuracy = float(trainer.callback_metrics["val/acc"])
     return module
@@ -67,11 +69,11 @@ def analyse(module: ImageClassifier, batches, axes, args) -> tuple[dict, object]
     z = result["loss"]
     lo, hi = hessian_2d(z, (axes[0][1] - axes[0][0], axes[1][1] - axes[1][0]))
     ratio = np.abs(lo) / np.maximum(np.abs(hi), 1e-12)
-    eig = hessian_top_eigenvalue(net, batches, max_iter=args.hessian_iters)
+    eig = hessian_top_eigenvalue(net, batches, max_iter=args.hessian_iters) if args.hessian_iters > 0 else None
     return {
         "val_acc": module.val_accuracy,
         "centre_loss": float(z[len(axes[0]) // 2, len(axes[1]) // 2]),
-        "top_hessian_eigenvalue": float(eig.eigenvalue),
+        "top_hessian_eigenvalue": float(eig.eigenvalue) if eig is not None else float("nan"),
         "share_nonconvex_points": float(np.mean(lo < 0)),
         "mean_abs_eig_ratio": float(np.mean(ratio)),
         "loss_rise_r0.5": float(loss_rise(result, 0.5)),
@@ -80,21 +82,28 @@ def analyse(module: ImageClassifier, batches, axes, args) -> tuple[dict, object]
     }, result
 
 
-def main() -> None:
+def _batches(value: str) -> int | float:
+    """Lightning's ``limit_train_batches``: ``"4"`` is four batches, ``"0.5"`` half of them."""
+    return int(value) if value.isdigit() else float(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--limit-train-batches", type=_batches, default=1.0,
+                   help="batches per epoch (an int) or a fraction of them (smoke tests)")
     p.add_argument("--grid", type=int, default=15, help="points per axis over [-1, 1]")
     p.add_argument("--images", type=int, default=256, help="validation images the surface is computed on")
-    p.add_argument("--hessian-iters", type=int, default=20)
+    p.add_argument("--hessian-iters", type=int, default=20, help="power iterations (0: skip the eigenvalue)")
     p.add_argument("--device", default="cpu", help="Lightning accelerator (cpu, gpu)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="docs/images", help="folder for the two contour PNGs ('' for none)")
-    args = p.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    p.add_argument("--out", default="docs/images", help="folder for the two surface PNGs ('' for none)")
+    return p
 
-    t0 = time.perf_counter()
+
+def compare(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Train both networks and analyse their surfaces: ``(rows, results)``, each keyed by model name."""
     dm = DigitsDataModule()
     dm.setup("fit")
     images, labels = (t[: args.images] for t in dm.val_set.tensors)
@@ -105,25 +114,56 @@ def main() -> None:
         module = train(name, args).to(device)
         batches = prepare_batches((images, labels), device, 128, transform=dm.transform)
         rows[name], results[name] = analyse(module, batches, axes, args)
+    return rows, results
 
-    print(f"digits, {args.epochs} epochs, {args.grid}x{args.grid} grid on {len(images)} validation images, "
+
+def save_figures(rows: dict, results: dict, out: str | Path, zmax: float = 10.0, dpi: int = 80) -> list[Path]:
+    """``out/landscape_<name>.png`` per model: contour lines up to ``zmax`` above, the 3-D surface of log10 loss
+    below (the whole grid, no clipping)."""
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, result in results.items():
+        row = rows[name]
+        fig = Figure(figsize=(4.2, 6.6))
+        ax = fig.add_subplot(2, 1, 1)
+        result.plot("contour", ax=ax, levels=np.linspace(0, zmax, 21))
+        details = f"loss at the minimum {row['centre_loss']:.3f}"
+        if np.isfinite(row["top_hessian_eigenvalue"]):
+            details += f", top Hessian eigenvalue {row['top_hessian_eigenvalue']:.0f}"
+        ax.set_title(f"{name} on digits, val acc {100 * row['val_acc']:.1f} %\n{details}\n"
+                     f"filter-normalised loss, contours 0 .. {zmax:g}", fontsize=8.5)
+        ax.set_aspect("equal")
+        ax3d = fig.add_subplot(2, 1, 2, projection="3d")
+        result.plot("surface3d", ax=ax3d, log=True)
+        ax3d.set_zlabel("log10 loss")
+        ax3d.view_init(elev=35, azim=-60)
+        fig.tight_layout()
+        path = out / f"landscape_{name}.png"
+        fig.savefig(path, dpi=dpi)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+    t0 = time.perf_counter()
+    rows, results = compare(args)
+    device = torch.device("cuda" if args.device in ("gpu", "cuda") else "cpu")
+    print(f"digits, {args.epochs} epochs, {args.grid}x{args.grid} grid on {args.images} validation images, "
           f"{device_name(device)}, torch {torch.__version__}")
     keys = list(rows["resnet20"])
     print(f"{'':28s}{'resnet20':>14s}{'resnet20_noshort':>18s}")
     for k in keys:
         print(f"{k:28s}{rows['resnet20'][k]:>14.4g}{rows['resnet20_noshort'][k]:>18.4g}")
     if args.out:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, result in results.items():
-            ax = result.plot("contour", levels=np.linspace(0, 10, 21))
-            ax.set_title(f"{name}: filter-normalised loss surface (digits)")
-            ax.figure.set_size_inches(4.2, 3.6)
-            ax.figure.savefig(out / f"landscape_{name}.png", dpi=80, bbox_inches="tight")
-        print(f"contours: {out}/landscape_resnet20.png, {out}/landscape_resnet20_noshort.png")
+        paths = save_figures(rows, results, args.out)
+        print("surfaces: " + ", ".join(str(p) for p in paths))
     print(json.dumps({"benchmark": "landscape_skip_connections", "device": device_name(device),
                       "torch": torch.__version__, "args": vars(args), "rows": rows,
                       "seconds": time.perf_counter() - t0}))
