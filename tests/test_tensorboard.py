@@ -1,6 +1,6 @@
-"""TensorBoard, checked for real: a `tensorboard` server over the demo's log dir serves every tag family of
-DESIGN.md's table (but `sr/`: the super-resolution module does not exist yet), and the custom-scalars
-layout."""
+"""TensorBoard, checked for real: a `tensorboard` server over the demo's log dir, and a short super-resolution
+run beside it (the demo trains no SR model), serves every tag family of DESIGN.md's table, and the
+custom-scalars layout."""
 
 from __future__ import annotations
 
@@ -30,13 +30,33 @@ def _get(port: int, path: str):
         return json.loads(resp.read().decode())
 
 
+def _short_sr_run(root) -> str:
+    """Two pixel-loss steps of ``SuperResolution`` and one validation, logged to TensorBoard under ``root``."""
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lightning_papers.data import ImageFolderDataModule
+    from lightning_papers.modules import SuperResolution
+
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=TensorBoardLogger(root, "sr"),
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        check_val_every_n_epoch=None, val_check_interval=2, num_sanity_val_steps=0,
+                        limit_val_batches=1, log_every_n_steps=1)
+    trainer.fit(SuperResolution(factor=4, loss="pixel"),
+                datamodule=ImageFolderDataModule(image_size=32, batch_size=2, val_fraction=0.34))
+    return str(root)
+
+
 @pytest.fixture
 def tensorboard_server(demo_fast_run, tmp_path):
     run_dir, _ = demo_fast_run
+    sr_dir = _short_sr_run(tmp_path / "sr_run")
     port = _free_port()
     log = (tmp_path / "tensorboard.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir), "--host", "127.0.0.1",
+        [sys.executable, "-m", "tensorboard.main", "--logdir_spec", f"demo:{run_dir},sr:{sr_dir}",
+         "--host", "127.0.0.1",
          "--port", str(port), "--load_fast", "false", "--reload_interval", "1"],
         stdout=log, stderr=subprocess.STDOUT,
     )
@@ -87,11 +107,13 @@ def test_server_serves_every_tag_family(tensorboard_server):
     assert any(t.startswith("landscape/mesh") for t in mesh), sorted(mesh)
     assert {"style/loss", "style/content", "style/style", "style/tv"} <= scalars  # the demo's step 5
     assert "style/samples" in images
+    assert {"sr/loss_step", "sr/psnr", "sr/psnr_bicubic", "sr/ssim", "sr/ssim_bicubic"} <= scalars  # the SR run
+    assert "sr/samples" in images
 
     # the custom-scalars layout reached the server, and every chart's regexes are the package's own tags
     layout = _get(port, "/data/plugin/custom_scalars/layout")
     titles = {c["title"] for c in layout["category"]}
-    assert {"Training", "Schedule", "LR range test", "Loss landscape"} <= titles
+    assert {"Training", "Schedule", "LR range test", "Loss landscape", "Perceptual losses"} <= titles
     training = next(c for c in layout["category"] if c["title"] == "Training")
     loss_chart = next(ch for ch in training["chart"] if ch["title"].startswith("loss"))
     regexes = loss_chart["multiline"]["tag"]
