@@ -1,7 +1,8 @@
 """README.md's Python snippets run as written, and every image it links exists.
 
 Each ```python block is executed in a fresh namespace. To keep the suite short, ``lightning.Trainer`` is
-replaced by a subclass that caps training at a few CPU steps, and ``LRRangeFinder`` sweeps at most 8
+replaced by a subclass that caps training at a few steps on one CPU process (the "Scaling out" snippet's
+GPUs, nodes and precision become the CPU's), and ``LRRangeFinder`` sweeps at most 8
 steps; the snippets' own imports, names and arguments are what is tested. The landscape snippet uses
 ``model``, ``x`` and ``y`` from the text around it: the test provides a small CNN and 16 digits, and
 shrinks its 51 x 51 grid to 5 x 5.
@@ -27,7 +28,7 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | r
 class _ShortTrainer(lightning.Trainer):
     def __init__(self, *args, **kwargs):
         kwargs.update(max_steps=3, max_epochs=1, limit_train_batches=3, limit_val_batches=1, accelerator="cpu",
-                      devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      devices=1, num_nodes=1, strategy="auto", precision="32-true", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, num_sanity_val_steps=0)
         super().__init__(*args, **kwargs)
 
