@@ -28,8 +28,9 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | r
 class _ShortTrainer(lightning.Trainer):
     def __init__(self, *args, **kwargs):
         kwargs.update(max_steps=3, max_epochs=1, limit_train_batches=3, limit_val_batches=1, accelerator="cpu",
-                      devices=1, num_nodes=1, strategy="auto", precision="32-true", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, num_sanity_val_steps=0)
+                      devices=1, num_nodes=1, strategy="auto", precision="32-true", logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=0)
         super().__init__(*args, **kwargs)
 
 
