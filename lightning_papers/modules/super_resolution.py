@@ -40,10 +40,12 @@ def degrade(hr: torch.Tensor, factor: int, sigma: float = 1.0) -> torch.Tensor:
     The downsampling is antialiased (the bicubic kernel stretched by ``factor``, as MATLAB's ``imresize``
     and PIL do); torch's plain bicubic interpolation would sample the blurred image almost pointwise.
     """
-    blurred = TF.gaussian_blur(hr, kernel_size=[4 * round(sigma) + 1] * 2, sigma=[sigma, sigma])
     size = (hr.shape[-2] // factor, hr.shape[-1] // factor)
-    # antialiased, as MATLAB's imresize that SR benchmarks use: without it a x4 bicubic kernel barely filters
-    return F.interpolate(blurred, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    # data preparation, in float32 outside autocast (antialiased bicubic has no bfloat16 CPU kernel)
+    with torch.autocast(hr.device.type, enabled=False):
+        blurred = TF.gaussian_blur(hr.float(), kernel_size=[4 * round(sigma) + 1] * 2, sigma=[sigma, sigma])
+        # antialiased, as MATLAB's imresize that SR benchmarks use: without it a x4 bicubic kernel barely filters
+        return F.interpolate(blurred, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
