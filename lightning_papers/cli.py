@@ -51,11 +51,11 @@ def _extra_commands() -> dict:
     from lightning_papers.landscape import cli as landscape_cli
 
     commands["landscape"] = (landscape_cli.add_subparser, landscape_cli.run)
-    from lightning_papers.modules import export, image_cli
+    from lightning_papers.modules import image_cli
 
     commands["stylize"] = (image_cli.add_stylize_parser, image_cli.run)
     commands["super-resolve"] = (image_cli.add_super_resolve_parser, image_cli.run)
-    commands["export"] = (export.add_subparser, export.run)
+    commands["export"] = (image_cli.add_export_parser, image_cli.run_export)
     return commands
 
 

@@ -18,15 +18,13 @@ the ONNX file records its kind, factor and minimum size in its metadata.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_OPSET", "FORMATS", "MIN_OPSET", "ONNX_MIN_SIZE", "add_subparser", "export_checkpoint",
-           "export_model", "run"]
+__all__ = ["DEFAULT_OPSET", "FORMATS", "MIN_OPSET", "ONNX_MIN_SIZE", "export_checkpoint", "export_model"]
 
 FORMATS = ("onnx", "torchscript")
 MIN_OPSET = 11  # ONNX Pad with computed pads and Resize with cubic interpolation
@@ -44,18 +42,6 @@ _EXPORT_NOISE = (
     ".*Constant folding.*",
     ".*torch.jit.(script|save|trace).* is deprecated.*",
 )
-
-
-def add_subparser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "export", help="export a FastStyleTransfer or SuperResolution checkpoint to ONNX or TorchScript",
-        description="Export a trained checkpoint's inference model (images in [0, 1], any batch, height and width: "
-                    f"TorchScript any size, ONNX H, W >= {ONNX_MIN_SIZE}) to ONNX or TorchScript.")
-    p.add_argument("--ckpt", required=True, help="FastStyleTransfer or SuperResolution checkpoint (.ckpt)")
-    p.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
-    p.add_argument("--output", required=True, help="the file to write (e.g. model.onnx, model.pt)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                   help=f"ONNX opset version (default {DEFAULT_OPSET}, at least {MIN_OPSET})")
 
 
 def export_checkpoint(ckpt: str | Path, output: str | Path, format: str = "onnx", *,
@@ -143,9 +129,3 @@ def _export_onnx(model: torch.nn.Module, output: Path, opset: int) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(output))
-
-
-def run(args: argparse.Namespace) -> int:
-    path = export_checkpoint(args.ckpt, args.output, args.format, opset=args.opset)
-    print(f"exported {args.ckpt} as {args.format} to {path}")  # noqa: T201
-    return 0

@@ -27,10 +27,12 @@ from lightning_papers.modules.image_runner import PRECISIONS
 
 __all__ = [
     "COMMANDS",
+    "add_export_parser",
     "add_stylize_parser",
     "add_super_resolve_parser",
     "apply_to_files",
     "run",
+    "run_export",
     "stylize_files",
     "super_resolve_files",
 ]
@@ -156,4 +158,26 @@ def run(args: argparse.Namespace) -> int:
     apply_to_files(kind, args.ckpt, inputs, outputs, device=args.device, precision=args.precision, fast=args.fast,
                    channels_last=args.channels_last, compile=args.compile, cuda_graphs=args.cuda_graphs)
     print(f"{done} {len(outputs)} image(s) into {args.output}")  # noqa: T201
+    return 0
+
+
+def add_export_parser(subparsers) -> None:
+    from lightning_papers.modules import export
+
+    p = subparsers.add_parser(
+        "export", help="export a FastStyleTransfer or SuperResolution checkpoint to ONNX or TorchScript",
+        description="Export a trained checkpoint's inference model (images in [0, 1], any batch, height and width: "
+                    f"TorchScript any size, ONNX H, W >= {export.ONNX_MIN_SIZE}) to ONNX or TorchScript.")
+    p.add_argument("--ckpt", required=True, help="FastStyleTransfer or SuperResolution checkpoint (.ckpt)")
+    p.add_argument("--format", required=True, help=f"one of {', '.join(export.FORMATS)}")
+    p.add_argument("--output", required=True, help="the file to write (e.g. model.onnx, model.pt)")
+    p.add_argument("--opset", type=int, default=export.DEFAULT_OPSET,
+                   help=f"ONNX opset version (default {export.DEFAULT_OPSET}, at least {export.MIN_OPSET})")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from lightning_papers.modules.export import export_checkpoint
+
+    path = export_checkpoint(args.ckpt, args.output, args.format, opset=args.opset)
+    print(f"exported {args.ckpt} as {args.format} to {path}")  # noqa: T201
     return 0
