@@ -105,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     axes = [parse_grid(args.grid)]
     if args.mode == "2d":
         axes.append(parse_grid(args.ygrid or args.grid))
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    from lightning_papers.modules.image_runner import resolve_device
+
+    device = resolve_device(args.device)  # the image commands' rule: "auto" is CUDA when available
 
     module, datamodule = _load_module_and_data(args.config, args.ckpt)
     module = module.to(device)

@@ -86,3 +86,10 @@ def test_not_a_checkpoint_is_refused(tmp_path):
     torch.save({"weights": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match=r"Expected a Lightning checkpoint with a 'state_dict'"):
         main(["landscape", "--ckpt", str(bad), "--config", str(QUICKSTART), "--grid", "-1:1:3", "--device", "cpu"])
+
+
+def test_an_unknown_device_is_refused_before_any_loading(tmp_path):
+    ckpt = tmp_path / "any.ckpt"
+    ckpt.write_bytes(b"not read: the device is checked first")
+    with pytest.raises(ValueError, match=r"Expected --device to be auto, cpu, cuda or cuda:N, got 'gpu0'"):
+        main(["landscape", "--ckpt", str(ckpt), "--config", str(QUICKSTART), "--grid", "-1:1:3", "--device", "gpu0"])
