@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from lightning_papers.modules.super_resolution import bicubic_upsample
 
 __all__ = ["KINDS", "ImageModel", "checkpoint_kind", "load_image_model"]
 
@@ -80,9 +81,7 @@ class ImageModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
         if self.residual:
-            # SuperResolution.bicubic: the upsampled input, clamped, plus the network's correction
-            up = F.interpolate(x, scale_factor=float(self.factor), mode="bicubic", align_corners=False)
-            out = up.clamp(0, 1) + out
+            out = bicubic_upsample(x, self.factor) + out  # SuperResolution's baseline plus the correction
         return out.clamp(0, 1)
 
     def extra_repr(self) -> str:

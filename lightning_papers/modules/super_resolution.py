@@ -29,7 +29,7 @@ from lightning_papers.losses import VGGFeatures, feature_loss, fetch_vgg16_weigh
 from lightning_papers.models import SuperResolutionNet
 from lightning_papers.modules._frozen import drop_keys
 
-__all__ = ["SuperResolution", "degrade", "luma"]
+__all__ = ["SuperResolution", "bicubic_upsample", "degrade", "luma"]
 
 LOSSES = ("feature", "pixel")
 
@@ -46,6 +46,11 @@ def degrade(hr: torch.Tensor, factor: int, sigma: float = 1.0) -> torch.Tensor:
         blurred = TF.gaussian_blur(hr.float(), kernel_size=[4 * round(sigma) + 1] * 2, sigma=[sigma, sigma])
         # antialiased, as MATLAB's imresize that SR benchmarks use: without it a x4 bicubic kernel barely filters
         return F.interpolate(blurred, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def bicubic_upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """The bicubic baseline: ``x`` upsampled ``factor`` times, clamped to [0, 1] (scriptable, for exports too)."""
+    return F.interpolate(x, scale_factor=float(factor), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -123,7 +128,7 @@ class SuperResolution(pl.LightningModule):
 
     # -- steps ------------------------------------------------------------------------------------------
     def bicubic(self, lr: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(lr, scale_factor=self.hparams.factor, mode="bicubic", align_corners=False).clamp(0, 1)
+        return bicubic_upsample(lr, self.hparams.factor)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """Upscale low-resolution images in [0, 1] by ``factor``."""
