@@ -97,6 +97,7 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
             kind or a file that is not a checkpoint.
     """
     from torchvision.utils import save_image
+    from tqdm.auto import tqdm
 
     from lightning_papers.data import load_image
     from lightning_papers.modules.image_model import load_image_model
@@ -116,7 +117,9 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
     model = load_image_model(ckpt, expected=kind)
     runner = ImageRunner(model, dev, **options)
     log.info("%s: %d image(s) on %s", kind, len(inputs), runner.describe())
-    for src, dst in zip(inputs, outputs):
+    # a progress bar for folders (tqdm comes with Lightning); none for a single photograph
+    for src, dst in tqdm(list(zip(inputs, outputs)), desc=kind, unit="image",
+                         disable=len(inputs) < 2):
         out = runner(load_image(src)[None])
         dst.parent.mkdir(parents=True, exist_ok=True)
         save_image(out.clamp(0, 1).cpu(), dst)

@@ -58,7 +58,7 @@ def test_super_resolve_is_factor_times_the_oriented_size_and_matches_the_module(
     assert torch.max(torch.abs(got - bicubic)) > 10 / 255  # the network's correction is in the picture
 
 
-def test_a_folder_keeps_its_layout(style_checkpoint, sr_checkpoint, tmp_path):
+def test_a_folder_keeps_its_layout(style_checkpoint, sr_checkpoint, tmp_path, capsys):
     (tmp_path / "in" / "sub").mkdir(parents=True)
     _photo(tmp_path / "in" / "a.jpg")
     _photo(tmp_path / "in" / "sub" / "b.png", size=(16, 20))
@@ -66,6 +66,7 @@ def test_a_folder_keeps_its_layout(style_checkpoint, sr_checkpoint, tmp_path):
                  str(tmp_path / "out"), "--device", "cpu", "--precision", "bf16"]) == 0
     assert (tmp_path / "out" / "a.png").is_file()
     assert _read(tmp_path / "out" / "sub" / "b.png")[0] == (16, 20)
+    assert "FastStyleTransfer: 100%" in capsys.readouterr().err  # a folder gets a progress bar
     assert main(["super-resolve", "--ckpt", str(sr_checkpoint[0]), "--input", str(tmp_path / "in"), "--output",
                  str(tmp_path / "sr"), "--device", "cpu", "--fast"]) == 0
     assert _read(tmp_path / "sr" / "a.png")[0] == (4 * 37, 4 * 23)
