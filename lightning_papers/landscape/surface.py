@@ -16,9 +16,11 @@ ran a data loader for every point; here (our own design):
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -29,7 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lightning_papers.compiling import CompiledOrEager
 from lightning_papers.landscape.directions import Direction, landscape_tensors
+from lightning_papers.landscape.fold import fold_batchnorm
 from lightning_papers.landscape.result import SurfaceResult
 from lightning_papers.landscape.sharding import check_shard, shard_indices
 from lightning_papers.landscape.storage import (
@@ -172,7 +176,56 @@ def _recompute_bn(model: nn.Module, batches: Sequence[Batch], autocast) -> None:
         m.eval()
 
 
-def _evaluate(model: nn.Module, batches: Sequence[Batch], metrics: dict[str, Metric], autocast) -> list[float]:
+def _evaluated_tensors(
+    model: nn.Module,
+    kind: str,
+    keys: list[str],
+    dirs_list: Sequence[Direction],
+    fold_bn: bool,
+    channels_last: bool,
+    copy_model: bool,
+    metadata: dict[str, Any],
+) -> tuple[nn.Module, list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor]]]:
+    """The module to evaluate, the tensors to write each point's weights into, their centre values and the
+    directions: the model itself, or (``copy_model``) an evaluation copy, with BatchNorms folded (``fold_bn``)
+    and in channels_last format (``channels_last``), and the directions mapped onto it. Records what was done
+    in ``metadata``."""
+    metadata["fold_bn"] = 0
+    metadata["channels_last"] = bool(channels_last)
+    run_model, scale_of = model, None
+    if copy_model:
+        if fold_bn:
+            folded = fold_batchnorm(model, keep=keys)
+            if folded.reason:
+                warnings.warn(f"fold_bn=True: {folded.reason}; the BatchNorms are evaluated unfolded",
+                              RuntimeWarning, stacklevel=3)
+            run_model, scale_of = folded.model, folded.scale_of
+            metadata["fold_bn"] = len(folded.pairs)
+        else:
+            run_model = copy.deepcopy(model).eval()
+        if channels_last:
+            run_model.to(memory_format=torch.channels_last)
+    live = landscape_tensors(run_model, kind)
+    targets = [live[k] for k in keys]
+    centre = [t.detach().clone() for t in targets]
+    dirs = []
+    for d in dirs_list:
+        row = []
+        for k, t in zip(keys, targets):
+            if k not in d.tensors:
+                row.append(torch.zeros_like(t))
+                continue
+            s = scale_of(k) if scale_of is not None else None
+            v = d.tensors[k].to(device=t.device)
+            v = v.to(t.dtype) if s is None else (v.double() * s).to(t.dtype)
+            row.append(v.contiguous(memory_format=torch.channels_last) if channels_last and v.dim() == 4 else v)
+        dirs.append(row)
+    return run_model, targets, centre, dirs
+
+
+def _evaluate(
+    model: Callable[[torch.Tensor], torch.Tensor], batches: Sequence[Batch], metrics: dict[str, Metric], autocast
+) -> list[float]:
     sums = [None] * len(metrics)
     n = 0
     with torch.no_grad():
@@ -260,6 +313,9 @@ def surface(
     backend: str = "inplace",
     points_per_call: int = 4,
     autocast_dtype: torch.dtype | None = None,
+    fold_bn: bool = False,
+    channels_last: bool = False,
+    compile: bool | Mapping[str, Any] = False,
     recompute_bn: bool = False,
     shard: tuple[int, int] | None = None,
     progress: bool | Callable[[int, int], None] | None = None,
@@ -287,6 +343,16 @@ def surface(
         points_per_call: grid points per vmap call (memory grows with it).
         autocast_dtype: e.g. ``torch.bfloat16`` to run the forward passes under autocast; ``None`` for the
             model's own precision.
+        fold_bn: evaluate a copy of the model with each BatchNorm folded into the convolution before it, and
+            the directions scaled to match (exact up to float rounding; see
+            :func:`~lightning_papers.landscape.fold.fold_batchnorm`): no BatchNorm kernels per point. Pairs a
+            point would change (a non-zero direction on the BatchNorm) stay unfolded; a model ``torch.fx``
+            cannot trace is evaluated unfolded, with a warning.
+        channels_last: evaluate a copy of the model in channels_last memory format, with 4-D inputs converted
+            once (faster convolutions on GPUs under bf16/fp16, and often on CPUs).
+        compile: ``torch.compile`` the evaluated copy (``True``, or a dict of ``torch.compile`` arguments such as
+            ``{"mode": "max-autotune-no-cudagraphs"}``); backend ``"inplace"`` only. The first point compiles.
+            If compiling fails, warn once and evaluate eagerly.
         recompute_bn: re-estimate BatchNorm running statistics on ``data`` at every point instead of keeping
             the centre's (inplace backend, ``kind="weights"`` only).
         shard: ``(rank, world_size)``: compute only the points ``rank, rank + world_size, ...`` of the flat
@@ -331,6 +397,13 @@ def surface(
         raise ValueError(
             f"Expected `recompute_bn=True` with backend='inplace' and kind='weights', got {backend!r} and {kind!r}"
         )
+    if compile is not False and backend != "inplace":
+        raise ValueError(f"Expected backend='inplace' with `compile`, got backend {backend!r}")
+    if compile is not False and compile is not True and not isinstance(compile, Mapping):
+        raise ValueError(f"Expected `compile` to be a bool or a dict of torch.compile arguments, got {compile!r}")
+    if fold_bn and recompute_bn:
+        raise ValueError("Expected at most one of `fold_bn` and `recompute_bn`, got both True (re-estimated "
+                         "statistics change each point's BatchNorm, so there is nothing fixed to fold)")
     if resume and path is None:
         raise ValueError("Expected a `path` to resume from, got `resume=True` with `path=None`")
     if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
@@ -410,13 +483,14 @@ def surface(
         with preserved_model(model):
             model.eval()
             with torch.no_grad():
-                targets = [tensors[k] for k in keys]
-                centre = [t.detach().clone() for t in targets]
-                dirs = [
-                    [d.tensors[k].to(device=t.device, dtype=t.dtype) if k in d.tensors else torch.zeros_like(t)
-                     for k, t in zip(keys, targets)]
-                    for d in dirs_list
-                ]
+                run_model, targets, centre, dirs = _evaluated_tensors(
+                    model, kind, keys, dirs_list, fold_bn, channels_last,
+                    bool(todo) and (fold_bn or channels_last or compile is not False), result.metadata)
+                forward = CompiledOrEager(run_model, enabled=compile is not False,
+                                          **(dict(compile) if isinstance(compile, Mapping) else {}))
+                if channels_last:
+                    batches = [(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x, y)
+                               for x, y in batches]
                 if backend == "inplace":
                     for flat in todo:
                         torch._foreach_copy_(targets, centre)
@@ -424,13 +498,13 @@ def surface(
                             if c != 0.0:
                                 torch._foreach_add_(targets, dl, alpha=c)
                         if recompute_bn:
-                            _recompute_bn(model, batches, autocast)
-                        record(flat, _evaluate(model, batches, metric_fns, autocast))
+                            _recompute_bn(run_model, batches, autocast)
+                        record(flat, _evaluate(forward, batches, metric_fns, autocast))
                 else:
                     for start in range(0, len(todo), points_per_call):
                         chunk = todo[start : start + points_per_call]
                         coords = np.array([coords_of(f) for f in chunk])
-                        rows = _evaluate_vmap(model, keys, centre, dirs, coords, batches, metric_fns, autocast)
+                        rows = _evaluate_vmap(run_model, keys, centre, dirs, coords, batches, metric_fns, autocast)
                         for flat, vals in zip(chunk, rows):
                             record(flat, vals)
     finally:

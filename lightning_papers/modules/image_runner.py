@@ -15,11 +15,12 @@ unsupported Python), the runner warns once, naming the error, and runs the netwo
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Any
 
 import torch
 from torch import nn
+
+from lightning_papers.compiling import CompiledOrEager
 
 __all__ = ["PRECISIONS", "ImageRunner", "fast_options", "resolve_device"]
 
@@ -92,14 +93,9 @@ class ImageRunner:
         self.cuda_graphs = bool(cuda_graphs)
         net = net.to(self.device)
         self.net = (net.to(memory_format=torch.channels_last) if self.channels_last else net).eval()
-        self.compile_error: str | None = None
-        self._compiled: Any = None
-        if compile or cuda_graphs:
-            try:
-                # reduce-overhead = CUDA graphs (CUDA graph trees: one recording per input shape)
-                self._compiled = torch.compile(self.net, mode="reduce-overhead" if cuda_graphs else None)
-            except Exception as err:  # e.g. "Dynamo is not supported on Python 3.x" on an older torch
-                self._fall_back(err)
+        # reduce-overhead = CUDA graphs (CUDA graph trees: one recording per input shape)
+        self._run = CompiledOrEager(self.net, enabled=bool(compile or cuda_graphs),
+                                    mode="reduce-overhead" if cuda_graphs else None)
 
     @classmethod
     def fast(cls, net: nn.Module, device: str | torch.device = "auto") -> ImageRunner:
@@ -109,7 +105,12 @@ class ImageRunner:
     @property
     def compiled(self) -> bool:
         """Whether calls go through ``torch.compile`` (False after a fallback to eager)."""
-        return self._compiled is not None
+        return self._run.compiled
+
+    @property
+    def compile_error(self) -> str | None:
+        """``"<ExceptionType>: <first line>"`` of a failed compile, or ``None``."""
+        return self._run.error
 
     def describe(self) -> str:
         """A one-line summary, e.g. ``"cuda, fp16 autocast, torch.compile + CUDA graphs"``."""
@@ -128,28 +129,11 @@ class ImageRunner:
             x = x.contiguous(memory_format=torch.channels_last)
         autocast = contextlib.nullcontext() if self.dtype is None else torch.autocast(self.device.type, self.dtype)
         with torch.no_grad(), autocast:
-            if self._compiled is not None:
-                try:
-                    return self._run_compiled(x)
-                except Exception as err:  # compiling happens at the first call of each input shape
-                    out = self.net(x).float()  # an error of the input's own is raised here, as without compile
-                    self._fall_back(err)
-                    return out
-            return self.net(x).float()
-
-    def _run_compiled(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.cuda_graphs:
-            return self._compiled(x).float()
-        mark_step = getattr(torch.compiler, "cudagraph_mark_step_begin", None)
-        if mark_step is not None:  # each call is a new inference step: the previous outputs may be overwritten
-            mark_step()
-        out = self._compiled(x)
+            if not (self.cuda_graphs and self.compiled):
+                return self._run(x).float()
+            mark_step = getattr(torch.compiler, "cudagraph_mark_step_begin", None)
+            if mark_step is not None:  # each call is a new inference step: the previous outputs may be overwritten
+                mark_step()
+            out = self._run(x)
         # the output lives in the graph's memory pool, which the next replay overwrites: copy it out
         return out.float() if out.dtype != torch.float32 else out.clone()
-
-    def _fall_back(self, err: BaseException) -> None:
-        self._compiled = None
-        lines = str(err).strip().splitlines()
-        self.compile_error = f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
-        warnings.warn(f"torch.compile failed ({self.compile_error}); running the network eagerly instead",
-                      RuntimeWarning, stacklevel=4)
