@@ -8,15 +8,18 @@ same model, directions, grid and data, in one process:
 
   * ``naive``: per point ``load_state_dict({k: centre_cpu + a d1_cpu + b d2_cpu})`` (moved to the device),
     then a ``DataLoader`` over the raw uint8 images with the normalisation applied per batch;
-  * ``ours``: ``surface(...)`` (batches cached on the device, in-place ``_foreach`` weight updates);
+  * ``ours``: ``surface(...)`` (batches cached on the device, in-place ``_foreach`` weight updates), with the
+    speed options asked for (``--fold-bn``, ``--channels-last``, ``--compile``, ``--bf16``; ``--fast`` = all
+    three layout/kernel options, and bf16 on CUDA);
   * ``eval``: plain passes of the model over the same cached batches, one per grid point - the bar: a point
     cannot cost less than one pass.
 
 Usage::
 
     python benchmarks/landscape.py                                   # CPU, ResNet-20, 128 digits, 3x3 grid
+    python benchmarks/landscape.py --fold-bn --channels-last         # the same with the CPU's fast options
     python benchmarks/landscape.py --device cuda --model resnet56 --data synthetic --images 10000 \\
-        --batch-size 1000 --grid 11 11
+        --batch-size 1000 --grid 11 11 --fast
 
 Prints a table, the ratio ours/naive (points per second) and our efficiency vs the eval bar, then a JSON line.
 """
@@ -77,9 +80,17 @@ def main() -> None:
     parser.add_argument("--grid", type=int, nargs=2, default=(3, 3))
     parser.add_argument("--backend", default="inplace", choices=("inplace", "vmap"))
     parser.add_argument("--bf16", action="store_true", help="ours under bf16 autocast (the naive loop stays fp32)")
+    parser.add_argument("--fold-bn", action="store_true", help="ours with BatchNorm folded into the convs")
+    parser.add_argument("--channels-last", action="store_true", help="ours in channels_last memory format")
+    parser.add_argument("--compile", action="store_true", help="ours through torch.compile (compiled before timing)")
+    parser.add_argument("--fast", action="store_true",
+                        help="--fold-bn --channels-last --compile, and --bf16 on CUDA")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median time is reported")
     args = parser.parse_args()
+    if args.fast:
+        args.fold_bn = args.channels_last = args.compile = True
+        args.bf16 = args.bf16 or args.device.startswith("cuda")
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
@@ -117,9 +128,20 @@ def main() -> None:
     def run_naive():
         return naive_surface(model, directions, axes, images, labels, dm.transform, args.batch_size, device)
 
+    options = dict(backend=args.backend, autocast_dtype=torch.bfloat16 if args.bf16 else None,
+                   fold_bn=args.fold_bn, channels_last=args.channels_last, compile=args.compile)
+    flags = [name for name, on in (("bf16", args.bf16), ("fold_bn", args.fold_bn),
+                                   ("channels_last", args.channels_last), ("compile", args.compile)) if on]
+
     def run_ours():
-        return surface(model, directions, axes, batches, backend=args.backend,
-                       autocast_dtype=torch.bfloat16 if args.bf16 else None, metrics=("loss",))["loss"]
+        return surface(model, directions, axes, batches, metrics=("loss",), **options)["loss"]
+
+    compile_s = 0.0
+    if args.compile:  # compile once before timing (later surfaces reuse the compiled graph)
+        t0 = time.perf_counter()
+        surface(model, directions, ([0.5], [0.5]), batches, metrics=("loss",), **options)
+        sync(device)
+        compile_s = time.perf_counter() - t0
 
     # Alternate the contenders round by round (the machine may be shared): median time of each.
     times: dict[str, list[float]] = {"eval": [], "naive": [], "ours": []}
@@ -135,15 +157,17 @@ def main() -> None:
 
     rows = [
         ("naive (rebuild + DataLoader per point)", points / naive_s, naive_s / points),
-        (f"ours (surface, {args.backend}{', bf16' if args.bf16 else ''})", points / ours_s, ours_s / points),
+        (f"ours (surface, {', '.join([args.backend, *flags])})", points / ours_s, ours_s / points),
         (f"bar: eval passes over cached batches{', bf16' if args.bf16 else ''}", points / eval_s, eval_s / points),
     ]
     print(f"model {args.model}, {args.images} images, batch {args.batch_size}, grid {args.grid[0]}x{args.grid[1]}, "
           f"device {device} ({device_name(device)}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'contender':45s} {'points/s':>10s} {'s/point':>10s}")
+    print(f"{'contender':60s} {'points/s':>10s} {'s/point':>10s}")
     for name, pps, spp in rows:
-        print(f"{name:45s} {pps:10.3f} {spp:10.3f}")
+        print(f"{name:60s} {pps:10.3f} {spp:10.3f}")
+    if args.compile:
+        print(f"compiling (one surface of one point, before timing): {compile_s:.1f} s")
     max_diff = float(np.nanmax(np.abs(ours["loss"] - ref)))
     max_rel = float(np.nanmax(np.abs(ours["loss"] - ref) / np.maximum(np.abs(ref), 1e-12)))
     print(f"ours/naive speed-up: {naive_s / ours_s:.2f}x; efficiency vs eval bar: {eval_s / ours_s:.2%}; "
@@ -154,7 +178,8 @@ def main() -> None:
         "batch_size": args.batch_size,
         "grid": list(args.grid), "device": str(device), "device_name": device_name(device),
         "cpu": cpu_name(), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "backend": args.backend, "bf16": args.bf16, "rounds": args.rounds,
+        "torch": torch.__version__, "backend": args.backend, "bf16": args.bf16, "fold_bn": args.fold_bn,
+        "channels_last": args.channels_last, "compile": args.compile, "compile_s": compile_s, "rounds": args.rounds,
         "naive_points_per_s": points / naive_s, "ours_points_per_s": points / ours_s,
         "eval_passes_per_s": points / eval_s,
         "speedup": naive_s / ours_s, "efficiency_vs_eval": eval_s / ours_s, "max_abs_loss_diff": max_diff,

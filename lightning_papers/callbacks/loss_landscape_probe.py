@@ -46,6 +46,7 @@ from lightning_papers.landscape import (
     write_vtp,
 )
 from lightning_papers.landscape.directions import SUPPORTED_KINDS, SUPPORTED_NORMALIZATIONS
+from lightning_papers.landscape.surface import check_compile_option
 
 __all__ = ["LossLandscapeProbe"]
 
@@ -71,6 +72,10 @@ class LossLandscapeProbe(Callback):
         kind: ``"weights"`` or ``"states"``.
         backend: ``"inplace"`` or ``"vmap"`` (see :func:`lightning_papers.landscape.surface`).
         autocast_dtype: e.g. ``torch.bfloat16`` for the evaluations.
+        fold_bn: evaluate a copy of the module with BatchNorm folded into the convolutions (exact up to float
+            rounding, no BatchNorm kernels per point); see :func:`lightning_papers.landscape.surface`.
+        channels_last: evaluate a channels_last copy of the module.
+        compile: ``torch.compile`` the evaluated copy (``True`` or a dict of ``torch.compile`` arguments).
         sharpness: also estimate the Hessian's top eigenvalue (``hessian_iters`` power iterations).
         hessian_iters: power iterations for ``sharpness``.
         radius: radius for the ``landscape/sharpness/loss_rise`` summary.
@@ -78,7 +83,8 @@ class LossLandscapeProbe(Callback):
 
     Raises:
         ValueError: for an unknown ``mode``, ``at``, ``dataloader``, ``normalization`` or ``kind``, a
-            non-positive ``num_batches``/``every_n_epochs``/``hessian_iters``, or a grid of the wrong dimension.
+            non-positive ``num_batches``/``every_n_epochs``/``hessian_iters``, a grid of the wrong dimension, or
+            a ``compile`` that is neither a bool nor a dict, or comes with the ``"vmap"`` backend.
 
     Example::
 
@@ -104,6 +110,9 @@ class LossLandscapeProbe(Callback):
         kind: str = "weights",
         backend: str = "inplace",
         autocast_dtype: torch.dtype | None = None,
+        fold_bn: bool = False,
+        channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
         sharpness: bool = True,
         hessian_iters: int = 10,
         radius: float = 0.5,
@@ -127,6 +136,7 @@ class LossLandscapeProbe(Callback):
             raise ValueError(f"Expected `kind` to be one of {SUPPORTED_KINDS}, got {kind!r}")
         if not isinstance(hessian_iters, int) or hessian_iters < 1:
             raise ValueError(f"Expected `hessian_iters` to be a positive integer, got {hessian_iters!r}")
+        check_compile_option(compile, backend)
         ndim = 2 if mode == "2d" else 1
         if grid is None:
             if mode == "2d":
@@ -148,6 +158,9 @@ class LossLandscapeProbe(Callback):
         self.kind = kind
         self.backend = backend
         self.autocast_dtype = autocast_dtype
+        self.fold_bn = fold_bn
+        self.channels_last = channels_last
+        self.compile = compile
         self.sharpness = sharpness
         self.hessian_iters = hessian_iters
         self.radius = radius
@@ -191,6 +204,9 @@ class LossLandscapeProbe(Callback):
                 batches,
                 backend=self.backend,
                 autocast_dtype=self.autocast_dtype,
+                fold_bn=self.fold_bn,
+                channels_last=self.channels_last,
+                compile=self.compile,
                 shard=(trainer.global_rank, trainer.world_size),
             )
             result = self._gather(trainer, part)

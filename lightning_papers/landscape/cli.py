@@ -57,6 +57,9 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--bf16", action="store_true", help="evaluate under bf16 autocast")
+    p.add_argument("--fast", action="store_true",
+                   help="fold BatchNorm into the convolutions, channels_last and torch.compile (the same values "
+                        "up to float rounding; the first point compiles)")
     p.add_argument("--out", default="runs/landscape", help="output folder (default runs/landscape)")
 
 
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = surface(module, directions, tuple(axes) if len(axes) == 2 else axes[0], batches,
                      autocast_dtype=torch.bfloat16 if args.bf16 else None, path=str(out / "surface"), resume=True,
-                     progress=True)
+                     progress=True, fold_bn=args.fast, channels_last=args.fast, compile=args.fast)
     seconds = time.perf_counter() - t0
 
     import matplotlib
@@ -137,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     new = result.metadata.get("timing", {}).get("points", 0)
     print(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "  # noqa: T201
           f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; centre loss "
-          f"{result.centre_value():.4f}, lowest {np.nanmin(result['loss']):.4f}")
+          f"{result.centre_value():.4f}, lowest {np.nanmin(result['loss']):.4f}"
+          + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
+             if args.fast else ""))
     print("files: " + ", ".join(files))  # noqa: T201
     return 0

@@ -45,7 +45,7 @@ from lightning_papers.landscape.storage import (
     surface_paths,
 )
 
-__all__ = ["SUPPORTED_BACKENDS", "accuracy", "prepare_batches", "preserved_model", "surface"]
+__all__ = ["SUPPORTED_BACKENDS", "accuracy", "check_compile_option", "prepare_batches", "preserved_model", "surface"]
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,15 @@ def _recompute_bn(model: nn.Module, batches: Sequence[Batch], autocast) -> None:
             model(x)
     for m in bns:
         m.eval()
+
+
+def check_compile_option(compile: Any, backend: str) -> None:
+    """Raise ``ValueError`` unless ``compile`` is a bool or a dict of ``torch.compile`` arguments, and (when not
+    ``False``) ``backend`` is ``"inplace"``."""
+    if not isinstance(compile, (bool, Mapping)):
+        raise ValueError(f"Expected `compile` to be a bool or a dict of torch.compile arguments, got {compile!r}")
+    if compile is not False and backend != "inplace":
+        raise ValueError(f"Expected backend='inplace' with `compile`, got backend {backend!r}")
 
 
 def _evaluated_tensors(
@@ -397,10 +406,7 @@ def surface(
         raise ValueError(
             f"Expected `recompute_bn=True` with backend='inplace' and kind='weights', got {backend!r} and {kind!r}"
         )
-    if compile is not False and backend != "inplace":
-        raise ValueError(f"Expected backend='inplace' with `compile`, got backend {backend!r}")
-    if compile is not False and compile is not True and not isinstance(compile, Mapping):
-        raise ValueError(f"Expected `compile` to be a bool or a dict of torch.compile arguments, got {compile!r}")
+    check_compile_option(compile, backend)
     if fold_bn and recompute_bn:
         raise ValueError("Expected at most one of `fold_bn` and `recompute_bn`, got both True (re-estimated "
                          "statistics change each point's BatchNorm, so there is nothing fixed to fold)")

@@ -99,6 +99,18 @@ def test_interpolate_every_epoch_logs_curve(tmp_path):
     assert probe.results[1]["loss"][2] > probe.results[1]["loss"][0]
 
 
+def test_fold_bn_and_channels_last_probe_gives_the_plain_probes_curve(tmp_path):
+    curves = []
+    for fast in (False, True):
+        probe = LossLandscapeProbe(mode="1d", grid=np.linspace(-1, 1, 3), num_batches=1, sharpness=False,
+                                   fold_bn=fast, channels_last=fast)
+        _fit(tmp_path / str(fast), probe)
+        curves.append(probe.results[0])
+    np.testing.assert_allclose(curves[1]["loss"], curves[0]["loss"], rtol=1e-5)
+    assert curves[1].metadata["fold_bn"] == 2 and curves[0].metadata["fold_bn"] == 0
+    assert curves[1].metadata["channels_last"] and np.ptp(curves[1]["loss"]) > 0.01
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -112,6 +124,9 @@ def test_interpolate_every_epoch_logs_curve(tmp_path):
         (dict(kind="grads"), "Expected `kind`"),
         (dict(hessian_iters=0), "Expected `hessian_iters`"),
         (dict(mode="1d", grid=(np.zeros(2), np.zeros(2))), "Expected `grid` to be 1"),
+        (dict(compile="max-autotune"), r"Expected `compile` to be a bool or a dict of torch.compile arguments, "
+                                       r"got 'max-autotune'"),
+        (dict(compile=True, backend="vmap"), r"Expected backend='inplace' with `compile`, got backend 'vmap'"),
     ],
 )
 def test_errors(kwargs, match):

@@ -70,6 +70,22 @@ def test_1d_mode_writes_a_curve(checkpoint, tmp_path):
     assert (out / "curve.png").is_file()
 
 
+def test_fast_folds_the_classifiers_batchnorms_and_gives_the_same_curve(checkpoint, tmp_path, capsys, monkeypatch):
+    path, _ = checkpoint
+    real_compile = torch.compile
+    # a real dynamo graph without the C++ compile time of inductor on a 2-core CI machine
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend="aot_eager"))
+    common = ["landscape", "--ckpt", str(path), "--config", str(QUICKSTART), "--mode", "1d", "--grid", "-1:1:3",
+              "--batches", "1", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert "--fast" not in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "fast"), "--fast"]) == 0
+    assert "; --fast: 19 BatchNorms folded, channels_last, torch.compile" in capsys.readouterr().out
+    plain, fast = load_surface(tmp_path / "plain" / "surface"), load_surface(tmp_path / "fast" / "surface")
+    np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-5)
+    assert fast.metadata["fold_bn"] == 19 and fast.metadata["channels_last"] and np.ptp(fast["loss"]) > 0.1
+
+
 @pytest.mark.parametrize("spec", ["-1:1", "1:-1:5", "a:b:c", "-1:1:0", "-1:1:51:2"])
 def test_bad_grid_specs(spec):
     with pytest.raises(ValueError, match=r"Expected a grid as START:STOP:POINTS .* got '" + spec):
