@@ -79,11 +79,13 @@ for prec in bf16-mixed 16-mixed; do
     --batch-size "$TB" --precision "$prec" --channels-last --steps "$TSTEPS" --warmup "$TWARM" --rounds "$ROUNDS"
 done
 
-# 3. loss surfaces: ours vs the original's per-point cost model, fp32 and bf16, 10k CIFAR-shaped images
-step landscape_fp32 90 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
-  --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds "$LROUNDS"
-step landscape_bf16 90 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
-  --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds "$LROUNDS" --bf16
+# 3. loss surfaces: ours vs the original's per-point cost model (always fp32), 10k CIFAR-shaped images: ours in
+#    fp32, bf16, bf16 with BatchNorm folded and channels_last, and --fast (the same + torch.compile)
+for cfg in "fp32:" "bf16:--bf16" "fold_bf16:--bf16 --fold-bn --channels-last" "fast:--fast"; do
+  name=${cfg%%:*}; read -r -a extra <<<"${cfg#*:}"
+  step "landscape_$name" 120 "$PY" benchmarks/landscape.py --device "$DEV" --model "$MODEL" --data synthetic \
+    --images "$IMAGES" --batch-size "$LBATCH" --grid $GRID --rounds "$LROUNDS" "${extra[@]}"
+done
 
 # 4. the schedule benchmarks on the device (digits, ResNet-20), bf16-mixed
 step lr_range 90 "$PY" benchmarks/lr_range.py --accelerator "$ACC" --precision bf16-mixed "${LR_ARGS[@]}"

@@ -87,7 +87,9 @@ def rows_for(name: str, log: Path) -> list[tuple[str, str]]:
         spp = 1.0 / data["ours_points_per_s"]
         per_image = spp / data["images"]
         grid = "x".join(map(str, data["grid"]))
-        return [(f"surface {data['model']} {data['images']} imgs {grid}{' bf16' if data['bf16'] else ' fp32'}",
+        opts = [o for o in ("fold_bn", "channels_last", "compile") if data.get(o)]
+        label = f"{' bf16' if data['bf16'] else ' fp32'}{' + ' + ', '.join(opts) if opts else ''}"
+        return [(f"surface {data['model']} {data['images']} imgs {grid}{label}",
                  f"ours {data['ours_points_per_s']:.2f} pts/s, naive {data['naive_points_per_s']:.2f}; "
                  f"speed-up {data['speedup']:.2f}x, efficiency {data['efficiency_vs_eval']:.0%}, "
                  f"max rel. loss diff {data.get('max_rel_loss_diff', float('nan')):.1e}; "
