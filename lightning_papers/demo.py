@@ -129,6 +129,8 @@ def run_demo(
         grid=(np.linspace(-1, 1, side), np.linspace(-1, 1, side)),
         num_batches=1 if fast else 2,
         hessian_iters=3 if fast else 10,
+        fold_bn=True,  # BatchNorm folded into the convs, channels_last: the same surface, about 2x faster on a CPU
+        channels_last=True,
     )
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val/acc", mode="max",
                                  filename="best", save_last=True)

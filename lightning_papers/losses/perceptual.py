@@ -376,15 +376,31 @@ class VGGFeatures(nn.Module):
         """Channels of the tap ``name``."""
         return _CHANNELS[name]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """The activations of ``layers`` (default: all the taps) for images ``x`` in [0, 1]; the stack stops at the
+        deepest of them (e.g. a content target at ``relu2_2`` costs a third of a pass to ``relu4_3``).
+
+        Raises:
+            ValueError: for inputs that are not (N, 3, H, W), or a layer that is not one of the taps.
+        """
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"Expected RGB images of shape (N, 3, H, W) in [0, 1], got shape {tuple(x.shape)}")
+        taps = self._taps
+        if layers is not None:
+            unknown = [name for name in layers if name not in self.layers]
+            if unknown or not layers:
+                raise ValueError(f"Expected `layers` to be a non-empty subset of the taps {self.layers}, got "
+                                 f"{tuple(layers)!r}")
+            taps = {i: name for i, name in self._taps.items() if name in layers}
+        last = max(taps)
         out: dict[str, torch.Tensor] = {}
         h = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         for i, module in enumerate(self.features):
+            if i > last:
+                break
             h = module(h)
-            if i in self._taps:
-                out[self._taps[i]] = h
+            if i in taps:
+                out[taps[i]] = h
         return out
 
     def extra_repr(self) -> str:
@@ -480,7 +496,8 @@ class PerceptualLoss(nn.Module):
         ``tv`` (weighted) and ``loss`` (their sum)."""
         out_feats = self.vgg(output)
         with torch.no_grad():
-            content_feats = self.vgg(content)[self.content_layer]
+            # the content target needs the stack only up to its own layer (relu2_2 by default)
+            content_feats = self.vgg(content, layers=(self.content_layer,))[self.content_layer]
         terms = {
             "content": self.content_weight * feature_loss(out_feats[self.content_layer], content_feats),
             "style": self.style_weight * style_loss(out_feats, self.target_grams, self.style_layer_weights),

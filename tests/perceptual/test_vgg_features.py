@@ -86,6 +86,36 @@ def test_taps_have_the_paper_shapes_and_the_net_is_truncated():
     assert len(random_vgg(layers=("relu2_2",)).features) == TORCHVISION_TAPS["relu2_2"] + 1
 
 
+def test_a_subset_of_layers_equals_the_full_pass_and_stops_at_its_deepest():
+    vgg = random_vgg()
+    x = torch.rand(2, 3, 32, 32)
+    calls = []
+    for i, module in enumerate(vgg.features):
+        module.register_forward_hook(lambda m, inp, out, i=i: calls.append(i))
+    full = vgg(x)
+    assert calls == list(range(len(vgg.features)))
+    calls.clear()
+    part = vgg(x, layers=("relu1_2", "relu2_2"))
+    assert list(part) == ["relu1_2", "relu2_2"] and calls == list(range(TORCHVISION_TAPS["relu2_2"] + 1))
+    for name in part:
+        assert torch.equal(part[name], full[name])
+    for bad in (("relu5_3",), ("relu3_1",), ()):
+        with pytest.raises(ValueError, match=r"Expected `layers` to be a non-empty subset of the taps \("):
+            vgg(x, layers=bad)
+
+
+def test_perceptual_loss_runs_the_content_target_only_to_the_content_layer():
+    vgg = random_vgg()
+    loss_fn = PerceptualLoss(vgg)
+    loss_fn.set_style(torch.rand(3, 16, 16))
+    depths = []
+    vgg.features[0].register_forward_hook(lambda m, inp, out: depths.append(0))
+    vgg.features[-1].register_forward_hook(lambda m, inp, out: depths.append(len(vgg.features) - 1))
+    loss_fn(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+    # two passes start (output, content); only the output's reaches relu4_3
+    assert depths.count(0) == 2 and depths.count(len(vgg.features) - 1) == 1
+
+
 def test_frozen_and_stays_in_eval_mode_under_a_training_parent():
     vgg = random_vgg()
     parent = nn.ModuleDict({"net": nn.Conv2d(3, 3, 1), "vgg": vgg})
