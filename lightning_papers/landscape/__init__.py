@@ -1,7 +1,8 @@
 """Loss-landscape library (pure PyTorch, no Lightning).
 
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
-filter-normalised random directions, PCA directions of a trajectory, 1-D/2-D surfaces, sharpness, plots.
+filter-normalised random directions, PCA directions of a trajectory, 1-D/2-D surfaces (optionally on a copy
+with BatchNorm folded into the convolutions), sharpness, plots.
 """
 
 from lightning_papers.landscape.directions import (
@@ -13,6 +14,7 @@ from lightning_papers.landscape.directions import (
     random_directions,
     target_direction,
 )
+from lightning_papers.landscape.fold import FoldedModel, fold_batchnorm
 from lightning_papers.landscape.pca import PCADirections, pca_directions
 from lightning_papers.landscape.plot import (
     mesh_arrays,
@@ -42,12 +44,14 @@ from lightning_papers.landscape.surface import accuracy, prepare_batches, preser
 
 __all__ = [
     "Direction",
+    "FoldedModel",
     "HessianEigenvalue",
     "PCADirections",
     "SurfaceResult",
     "accuracy",
     "centre_curvature",
     "data_fingerprint",
+    "fold_batchnorm",
     "hessian_top_eigenvalue",
     "ignored_keys",
     "landscape_tensors",
