@@ -217,11 +217,12 @@ class _ReferenceSurface(Callback):
                         for b in batches]
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_landscape_probe_under_autocast_matches_a_float32_cpu_surface(tmp_path, precision):
+# fast: BatchNorm folded, channels_last, and (on CUDA, where it is the point) torch.compile with Inductor
+@pytest.mark.parametrize(("precision", "fast"), [*((p, False) for p in PRECISIONS), (PRECISIONS[0], True)])
+def test_landscape_probe_under_autocast_matches_a_float32_cpu_surface(tmp_path, precision, fast):
     grid = (np.linspace(-0.5, 0.5, 3), np.linspace(-0.5, 0.5, 3))
     probe = LossLandscapeProbe(mode="2d", grid=grid, num_batches=2, autocast_dtype=torch.bfloat16, sharpness=False,
-                               save_results=False)
+                               save_results=False, fold_bn=fast, channels_last=fast, compile=fast and CUDA)
     reference = _ReferenceSurface(probe)
     L.seed_everything(0)
     module = _module()
@@ -240,6 +241,7 @@ def test_landscape_probe_under_autocast_matches_a_float32_cpu_surface(tmp_path, 
     np.testing.assert_allclose(ours["accuracy"], expected["accuracy"], atol=0.05)
     assert np.argmin(ours["loss"]) == np.argmin(expected["loss"])
     assert _is_channels_last(module)
+    assert ours.metadata["fold_bn"] == (19 if fast else 0)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
