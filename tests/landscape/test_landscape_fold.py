@@ -67,6 +67,20 @@ def test_folded_resnet_computes_the_same_function_and_leaves_the_model_alone():
     assert all(isinstance(m, nn.BatchNorm2d) for n, m in net.named_modules() if n in bns)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_a_torchvision_model_folds_every_batchnorm(name):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = getattr(torchvision.models, name)(weights=None)  # random weights: no download
+    x = torch.randn(2, 3, 32, 32)
+    _with_stats(net, 2 * x + 0.5)
+    folded = fold_batchnorm(net)
+    assert len(folded.pairs) == sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded.model(x), net(x), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("ignore", [("bias", "norm"), ("norm",), ("bias",)])
 def test_folded_surface_equals_the_reference(bn_net, digits64, ignore):
     # ("norm",): conv biases move, so the folded biases get scaled directions;
