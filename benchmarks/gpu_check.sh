@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU check for lightning-papers: the GPU-marked tests (bf16-mixed and 16-mixed with every callback,
-# channels_last), every benchmark's CUDA mode and the full demo, sized to fit in about 6 minutes on one H100;
+# channels_last), every benchmark's CUDA mode and the full demo, sized to fit in about 7 minutes on one H100 (not yet timed with the new landscape steps);
 # prints one table last (benchmarks/gpu_table.py).
 #
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine, from the checkout (PYTHONPATH=., no install)
