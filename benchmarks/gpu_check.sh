@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU check for lightning-papers: the GPU-marked tests (bf16-mixed and 16-mixed with every callback,
-# channels_last), every benchmark's CUDA mode and the full demo, sized to fit in about 7 minutes on one H100 (not yet timed with the new landscape steps);
-# prints one table last (benchmarks/gpu_table.py).
+# channels_last), every benchmark's CUDA mode and the full demo, sized to fit in about 7 minutes on one H100
+# (an estimate: not yet timed with the new landscape steps); prints one table last (benchmarks/gpu_table.py).
 #
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine, from the checkout (PYTHONPATH=., no install)
 #   bash benchmarks/gpu_check.sh --dry-run   # the same steps on the CPU with tiny sizes: checks the script
