@@ -57,7 +57,8 @@ def test_readme_snippet_runs(index, monkeypatch, tmp_path):
     images, labels = dm.val_set.tensors
     namespace = {
         "__name__": "readme_snippet",
-        "model": nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)),
+        "model": nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                               nn.Linear(4 * 8 * 8, 10)),
         "x": dm.transform(images[:16]),
         "y": labels[:16],
     }
@@ -66,6 +67,11 @@ def test_readme_snippet_runs(index, monkeypatch, tmp_path):
         assert "np.linspace(-1, 1, 51)" in code
         code = code.replace("np.linspace(-1, 1, 51)", "np.linspace(-1, 1, 5)")
     exec(compile(code, f"README.md block {index + 1}", "exec"), namespace)  # noqa: S102
+    if "fold_bn=True" in code:  # the fast surface is the plain one, to float rounding
+        import numpy as np
+
+        assert namespace["fast"].metadata["fold_bn"] == 1
+        np.testing.assert_allclose(namespace["fast"]["loss"], namespace["res"]["loss"], rtol=1e-5)
 
 
 def test_every_linked_image_exists():
