@@ -101,6 +101,15 @@ def test_folded_surface_equals_the_reference(bn_net, digits64, ignore):
     assert res.metadata["fold_bn"] == (0 if "norm" not in ignore else 2)
 
 
+def test_states_directions_fold_when_the_running_statistics_stay(bn_net, digits64):
+    d = random_directions(bn_net, n=2, seed=7, kind="states")  # ignore=("bias", "norm"): statistics stay
+    batches = _batches(digits64)
+    ref_loss, _ = reference_surface(bn_net, d, AXES, batches, kind="states")
+    res = surface(bn_net, d, AXES, batches, fold_bn=True, metrics=("loss",))
+    np.testing.assert_allclose(res["loss"], ref_loss, rtol=1e-5, atol=1e-5)
+    assert res.metadata["fold_bn"] == 2
+
+
 def test_channels_last_and_vmap_with_folding_equal_the_reference(bn_net, digits64):
     d = random_directions(bn_net, n=2, seed=5)
     batches = _batches(digits64)
