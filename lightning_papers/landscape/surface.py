@@ -7,6 +7,9 @@ ran a data loader for every point; here (our own design):
 * the evaluation batches are materialised and put on the device once;
 * the perturbed weights are written in place with ``torch._foreach_copy_`` / ``torch._foreach_add_``
   (centre, then ``+ a d1``, then ``+ b d2``), only for the entries whose directions are non-zero;
+* optionally the points run on an evaluation copy with BatchNorm folded into the convolutions and the
+  directions scaled alike (``fold_bn``; see :mod:`lightning_papers.landscape.fold`), in channels_last memory
+  format, through ``torch.compile``;
 * optionally several grid points run in one batched call (``backend="vmap"``: ``torch.func.vmap`` over
   ``functional_call``) and under bf16 autocast (``autocast_dtype``);
 * grid points can be sharded across processes (``shard=(rank, world_size)``), saved every few points and
