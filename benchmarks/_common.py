@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-__all__ = ["cpu_name", "device_name", "sync"]
+__all__ = ["backward_step", "cpu_name", "device_name", "sync"]
 
 
 def cpu_name() -> str:
@@ -34,3 +34,14 @@ def sync(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """The plain loops' backward and optimizer step, through the fp16 ``GradScaler`` when there is one."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()

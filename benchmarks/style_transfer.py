@@ -41,7 +41,7 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 import torch.nn.functional as F
-from _common import device_name, sync
+from _common import backward_step, device_name, sync
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -351,13 +351,7 @@ def run_plain(module: FastStyleTransfer, loader: DataLoader, args, device: torch
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
                 loss = plain_loss(net, vgg, targets, x)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            backward_step(loss, opt, scaler)
             if first is None:
                 first = float(loss.detach())
             step += 1

@@ -31,7 +31,7 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 import torch.nn.functional as F
-from _common import device_name, sync
+from _common import backward_step, device_name, sync
 from lightning.pytorch.callbacks import Callback
 
 from lightning_papers.data import SyntheticDataModule
@@ -124,13 +124,7 @@ def run_plain(dm: SyntheticDataModule, args) -> float:
             opt.zero_grad(set_to_none=True)
             with ctx:
                 loss = F.cross_entropy(model(x), y)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            backward_step(loss, opt, scaler)
             step += 1
     sync(device)
     return (time.perf_counter() - start) / args.steps
