@@ -142,6 +142,6 @@ def run(args: argparse.Namespace) -> int:
           f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; centre loss "
           f"{result.centre_value():.4f}, lowest {np.nanmin(result['loss']):.4f}"
           + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
-             if args.fast else ""))
+             if args.fast and new else ""))
     print("files: " + ", ".join(files))  # noqa: T201
     return 0
