@@ -6,20 +6,27 @@ the learning rate up for a few hundred iterations and read ``base_lr`` where the
 
 All suggestion functions share one signature, ``fn(lrs, losses, accuracies=None, **options)``. Points with
 a NaN or infinite value are ignored; when too few finite points remain they warn and return ``None``
-instead of raising, so a failed range test never crashes a training run. Pure numpy: no Lightning.
+instead of raising, so a failed range test never crashes a training run. :class:`SmoothedLoss` is the range
+test's online rule (bias-corrected EMA, stop on divergence or a non-finite loss) and :class:`LRRangeResult`
+what a test measured, with its suggestions and a plot. Pure numpy and matplotlib: no Lightning.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "MIN_POINTS",
     "SUGGESTIONS",
+    "LRRangeResult",
+    "SmoothedLoss",
     "clr_bounds",
     "minimum",
     "smooth_ema",
@@ -31,12 +38,62 @@ __all__ = [
 MIN_POINTS = 5
 
 
-def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
-    """Bias-corrected exponential moving average, ``avg_i / (1 - beta**(i + 1))``.
+class SmoothedLoss:
+    """The range test's online rule: a bias-corrected EMA of the loss, and when to stop.
 
-    The correction makes the first smoothed value equal the first raw value (Lightning's finder divides
-    by ``1 - beta**(i + 2)`` in effect, so its first point is about half the real loss). Non-finite values
-    are passed through as NaN and do not enter the average.
+    ``update(loss)`` returns ``avg_i / (1 - beta**i)`` over the finite losses seen so far (the correction makes
+    the first smoothed value equal the first raw value; Lightning's finder divides by ``1 - beta**(i + 2)`` in
+    effect, so its first point is about half the real loss). A non-finite loss returns NaN, does not enter
+    the average and sets :attr:`stop_reason` to ``"non-finite"``; a smoothed loss above ``divergence_factor``
+    times the best one sets it to ``"diverged"``.
+
+    Args:
+        beta: smoothing factor in [0, 1); 0 disables smoothing.
+        divergence_factor: ``> 1``, or ``None`` to never call a divergence.
+
+    Raises:
+        ValueError: for ``beta`` outside [0, 1) or ``divergence_factor <= 1``.
+
+    Example::
+
+        >>> ema = SmoothedLoss(beta=0.5, divergence_factor=2.0)
+        >>> [ema.update(v) for v in (4.0, 8.0)], ema.stop_reason
+        ([4.0, 6.666666666666667], None)
+        >>> ema.update(40.0), ema.stop_reason
+        (25.714285714285715, 'diverged')
+    """
+
+    def __init__(self, beta: float = 0.98, divergence_factor: float | None = None) -> None:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Expected `beta` in [0, 1), got {beta!r}")
+        if divergence_factor is not None and not divergence_factor > 1.0:
+            raise ValueError(f"Expected `divergence_factor > 1` or None, got {divergence_factor!r}")
+        self.beta = beta
+        self.divergence_factor = divergence_factor
+        self.best = math.inf
+        self.stop_reason: str | None = None
+        self._avg = 0.0
+        self._count = 0
+
+    def update(self, loss: float) -> float:
+        """Add one raw loss; return its smoothed value (NaN for a non-finite loss)."""
+        loss = float(loss)
+        if not math.isfinite(loss):
+            self.stop_reason = "non-finite"
+            return math.nan
+        self._count += 1
+        self._avg = self.beta * self._avg + (1.0 - self.beta) * loss
+        smoothed = self._avg / (1.0 - self.beta**self._count)
+        self.best = min(self.best, smoothed)
+        if self.divergence_factor is not None and smoothed > self.divergence_factor * self.best:
+            self.stop_reason = "diverged"
+        return smoothed
+
+
+def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
+    """:class:`SmoothedLoss` over a whole curve: bias-corrected EMA, ``avg_i / (1 - beta**(i + 1))``.
+
+    Non-finite values are passed through as NaN and do not enter the average.
 
     Args:
         values: raw values in order.
@@ -50,18 +107,8 @@ def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
         >>> smooth_ema([4.0, 8.0], beta=0.5).tolist()
         [4.0, 6.666666666666667]
     """
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"Expected `beta` in [0, 1), got {beta!r}")
-    out = np.full(len(values), np.nan)
-    avg, count = 0.0, 0
-    for i, value in enumerate(values):
-        value = float(value)
-        if not np.isfinite(value):
-            continue
-        count += 1
-        avg = beta * avg + (1.0 - beta) * value
-        out[i] = avg / (1.0 - beta**count)
-    return out
+    ema = SmoothedLoss(beta)
+    return np.array([ema.update(v) for v in values], dtype=np.float64)
 
 
 def _finite(lrs, values, name: str, min_points: int):
@@ -317,3 +364,130 @@ def suggest(
     if method not in SUGGESTIONS:
         raise ValueError(f"Expected `method` to be one of {tuple(SUGGESTIONS)}, got {method!r}")
     return SUGGESTIONS[method](lrs, losses, accuracies)
+
+
+@dataclass
+class LRRangeResult:
+    """What one range test measured, and what it suggests.
+
+    Attributes:
+        lrs: learning rate of each recorded optimizer step.
+        losses: raw training loss (mean over micro-batches and ranks) of each step.
+        smoothed_losses: bias-corrected EMA of ``losses`` (the first equals the first raw loss).
+        val_accuracies: validation accuracy after each step, NaN where not measured; empty when unused.
+        method: suggestion method (``"steepest"``, ``"valley"`` or ``"minimum"``).
+        suggestion: suggested learning rate, or ``None``.
+        clr_bounds: Smith's ``(base_lr, max_lr)``, or ``None``.
+        stop_reason: ``"completed"``, ``"diverged"`` or ``"non-finite"``.
+        skipped_steps: optimizer steps skipped by the AMP grad scaler (not recorded).
+        epoch: the epoch at whose start the test ran.
+
+    Example::
+
+        >>> r = LRRangeResult(lrs=[1e-3, 1e-2, 1e-1, 1.0, 10.0], losses=[3.0, 2.0, 1.0, 2.0, 9.0],
+        ...                   smoothed_losses=[3.0, 2.0, 1.0, 2.0, 9.0], method="minimum")
+        >>> r.compute_suggestions(); r.suggestion
+        0.01
+    """
+
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smoothed_losses: list[float] = field(default_factory=list)
+    val_accuracies: list[float] = field(default_factory=list)
+    method: str = "steepest"
+    suggestion: float | None = None
+    clr_bounds: tuple[float, float] | None = None
+    stop_reason: str = "completed"
+    skipped_steps: int = 0
+    epoch: int = 0
+
+    def compute_suggestions(self) -> None:
+        """(Re)compute :attr:`suggestion` and :attr:`clr_bounds` from the curves."""
+        accuracies = self.val_accuracies or None
+        self.suggestion = suggest(self.method, self.lrs, self.smoothed_losses, accuracies)
+        self.clr_bounds = clr_bounds(self.lrs, self.smoothed_losses, accuracies)
+
+    def schedule_bounds(self) -> tuple[float, float]:
+        """``(base_lr, max_lr)`` for a schedule that takes its rates from this test: :attr:`clr_bounds`, or, when
+        the curve gave none, the suggestion as ``max_lr`` and a quarter of it as ``base_lr`` (Smith: "within a
+        factor of 3 or 4 of the maximum"), with a warning.
+
+        Raises:
+            ValueError: when the test suggested nothing at all.
+        """
+        if self.clr_bounds is not None:
+            return float(self.clr_bounds[0]), float(self.clr_bounds[1])
+        if self.suggestion is None:
+            raise ValueError(
+                f"Expected the LR range test to suggest a learning rate, got none ({len(self.lrs)} points, stop: "
+                f"{self.stop_reason}); widen or lengthen the sweep, or give the learning rates as numbers"
+            )
+        warnings.warn(f"The LR range test found no cyclical bounds; using its suggestion {self.suggestion:.3g} as "
+                      f"max_lr and {self.suggestion / 4:.3g} as base_lr.", UserWarning, stacklevel=2)
+        return self.suggestion / 4.0, float(self.suggestion)
+
+    def summary(self) -> str:
+        """One line: suggestion, bounds, points, why the sweep stopped."""
+        return (f"suggestion ({self.method}): {self.suggestion!r}; CLR bounds: {self.clr_bounds!r}; "
+                f"points: {len(self.lrs)}; stop: {self.stop_reason}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (non-finite numbers become ``None``)."""
+
+        def clean(values: list[float]) -> list[float | None]:
+            return [v if math.isfinite(v) else None for v in values]
+
+        out = asdict(self)
+        for key in ("lrs", "losses", "smoothed_losses", "val_accuracies"):
+            out[key] = clean(out[key])
+        out["clr_bounds"] = list(self.clr_bounds) if self.clr_bounds is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LRRangeResult:
+        data = dict(data)
+        for key in ("lrs", "losses", "smoothed_losses", "val_accuracies"):
+            data[key] = [float("nan") if v is None else float(v) for v in data.get(key, [])]
+        if data.get("clr_bounds") is not None:
+            data["clr_bounds"] = tuple(data["clr_bounds"])
+        return cls(**data)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Loss (raw and smoothed) against lr on a log axis, suggestions marked; returns the Axes (like every
+        ``plot`` of the package; ``.figure`` is its Figure).
+
+        Args:
+            ax: a matplotlib Axes to draw into; a new Figure (not registered with pyplot) when ``None``.
+        """
+        if ax is None:
+            from matplotlib.figure import Figure
+
+            ax = Figure(figsize=(6, 4)).subplots()
+        ax.plot(self.lrs, self.losses, color="0.7", lw=1, label="loss")
+        ax.plot(self.lrs, self.smoothed_losses, color="C0", lw=2, label="smoothed loss")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss")
+        if self.clr_bounds is not None:
+            ax.axvspan(*self.clr_bounds, color="C2", alpha=0.15, label="CLR bounds")
+        if self.suggestion is not None:
+            ax.axvline(self.suggestion, color="C3", ls="--", label=f"{self.method}: {self.suggestion:.2e}")
+        if self.val_accuracies:
+            pairs = [(lr, a) for lr, a in zip(self.lrs, self.val_accuracies) if math.isfinite(a)]
+            if pairs:
+                twin = ax.twinx()
+                twin.plot(*zip(*pairs), "o-", color="C1", ms=3, label="val accuracy")
+                twin.set_ylabel("validation accuracy")
+        finite = [v for v in self.smoothed_losses if math.isfinite(v)]
+        if finite:  # keep a divergent tail from flattening the interesting part
+            low = min(finite)
+            # the window spans the curve up to its minimum (which may first rise before it falls)
+            high = max(finite[: finite.index(low) + 1])
+            if high - low <= 1e-6 * max(abs(low), 1.0):
+                high = max(finite)
+            if high - low <= 1e-6 * max(abs(low), 1.0):
+                high = low + max(abs(low), 1.0) * 0.01
+            ax.set_ylim(low - 0.1 * (high - low), high + 0.5 * (high - low))
+        ax.legend(loc="lower left", fontsize="small")
+        ax.set_title("LR range test")
+        return ax

@@ -4,10 +4,14 @@ Smith, Cyclical Learning Rates for Training Neural Networks, 2017 (arXiv 1506.01
 ``triangular``, ``triangular2`` and ``exp_range`` policies. Smith & Topin, Super-Convergence: Very Fast
 Training of Neural Networks Using Large Learning Rates, 2018 (arXiv 1708.07120): the 1cycle policy.
 
-Every function takes the (0-based) optimizer step first and returns a float; nothing here knows about
-Lightning, so a plain PyTorch loop can call ``lr = triangular(step, 1e-3, 6e-3, 2000)`` directly. The
-callable classes (:class:`Cyclical`, :class:`OneCycle`, :class:`Ramp`) bind the parameters and pickle,
-unlike closures, so DDP spawn and checkpoints can carry them.
+One formula per schedule, a function of the (0-based) optimizer step that returns a float (:func:`cyclical`,
+:func:`one_cycle`, :func:`ramp`, and the momenta that go with them), and one schedule object per schedule
+that binds its parameters (:class:`Cyclical`, :class:`OneCycle`, :class:`Ramp`): one learning rate per param
+group, the momentum, and for 1cycle its length, the annihilation phase and the stretch of a resumed run whose
+length changed. The objects are frozen dataclasses, so they pickle (DDP spawn) and round-trip through
+checkpoints (``to_dict`` / ``from_dict``). Nothing here knows about Lightning: a plain PyTorch loop calls
+``lr = cyclical(step, 1e-3, 6e-3, 2000)`` or holds ``OneCycle(10_000, max_lr=3.0)`` directly; the callbacks
+``CyclicalLR`` and ``SuperConvergence`` hold one such object each.
 
 The arithmetic is ordered exactly like ``torch.optim.lr_scheduler.CyclicLR`` / ``OneCycleLR`` so that the
 sequences agree bit for bit (the tests compare them with ``==``).
@@ -16,8 +20,9 @@ sequences agree bit for bit (the tests compare them with ``==``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 __all__ = [
     "CYCLICAL_MODES",
@@ -28,14 +33,10 @@ __all__ = [
     "Ramp",
     "cyclical",
     "cyclical_momentum",
-    "exp_range",
-    "exponential_ramp",
-    "linear_ramp",
     "one_cycle",
     "one_cycle_momentum",
+    "one_cycle_pct_start",
     "ramp",
-    "triangular",
-    "triangular2",
 ]
 
 CYCLICAL_MODES = ("triangular", "triangular2", "exp_range")
@@ -144,47 +145,45 @@ def cyclical_momentum(
     return max_momentum - (max_momentum - base_momentum) * height * _cyclical_scale(step, cycle, mode, gamma)
 
 
-def triangular(step: int, base_lr: float, max_lr: float, step_size: float) -> float:
-    """Smith's ``triangular`` policy: a constant-amplitude triangle wave (see :func:`cyclical`).
-
-    Example::
-
-        >>> triangular(1, 0.0, 1.0, step_size=2)
-        0.5
-    """
-    return cyclical(step, base_lr, max_lr, step_size, mode="triangular")
+def _per_group(value: float | Sequence[float], name: str) -> tuple[float, ...]:
+    """A number or a non-empty sequence of numbers, as a tuple of floats."""
+    values = (value,) if isinstance(value, (int, float)) else tuple(value)
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"Expected `{name}` to be a number or a sequence of numbers, got {value!r}")
+    return tuple(float(v) for v in values)
 
 
-def triangular2(step: int, base_lr: float, max_lr: float, step_size: float) -> float:
-    """Smith's ``triangular2`` policy: the amplitude halves after every cycle (see :func:`cyclical`).
-
-    Example::
-
-        >>> triangular2(6, 0.0, 1.0, step_size=2)
-        0.5
-    """
-    return cyclical(step, base_lr, max_lr, step_size, mode="triangular2")
+def _broadcast(*columns: tuple[float, ...]) -> list[tuple[float, ...]]:
+    """Rows of the columns, a one-element column repeated to the others' length."""
+    n = max(len(c) for c in columns)
+    return list(zip(*(c * n if len(c) == 1 else c for c in columns)))
 
 
-def exp_range(step: int, base_lr: float, max_lr: float, step_size: float, gamma: float) -> float:
-    """Smith's ``exp_range`` policy: the amplitude decays as ``gamma**step`` (see :func:`cyclical`).
+def _scalar_or_list(values: list[float], scalar: bool) -> float | list[float]:
+    return values[0] if scalar else values
 
-    Example::
 
-        >>> round(exp_range(2, 0.0, 1.0, step_size=2, gamma=0.5), 6)
-        0.25
-    """
-    return cyclical(step, base_lr, max_lr, step_size, mode="exp_range", gamma=gamma)
+class _Schedule:
+    """What the schedule objects share: a checkpoint-friendly dict form."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields (tuples as lists), for checkpoints."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """The schedule :meth:`to_dict` described."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 @dataclass(frozen=True)
-class Cyclical:
-    """Picklable cyclical schedule: ``Cyclical(...)(step)`` equals :func:`cyclical`; ``.momentum(step)``
-    equals :func:`cyclical_momentum` with ``base_momentum``/``max_momentum``.
+class Cyclical(_Schedule):
+    """Smith's cyclical schedule as an object: ``Cyclical(...)(step)`` is :func:`cyclical`, ``.momentum(step)``
+    is :func:`cyclical_momentum` with ``base_momentum``/``max_momentum``.
 
     Args:
-        base_lr: lower lr bound.
-        max_lr: upper lr bound.
+        base_lr: lower lr bound, a number or one per param group.
+        max_lr: upper lr bound, a number or one per param group (a single value of either is repeated).
         step_size_up: steps from ``base_lr`` to ``max_lr``.
         step_size_down: steps back down (defaults to ``step_size_up``).
         mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
@@ -193,16 +192,19 @@ class Cyclical:
         max_momentum: momentum at the lr trough.
 
     Raises:
-        ValueError: for an unknown ``mode``, non-positive step sizes or ``base_lr > max_lr``.
+        ValueError: for an unknown ``mode``, non-positive step sizes or learning rates, ``base_lr > max_lr``,
+            per-group sequences of different lengths, or momenta outside ``0 <= base <= max <= 1``.
 
     Example::
 
         >>> Cyclical(0.001, 0.006, step_size_up=2000)(1000)
         0.0035
+        >>> Cyclical((0.001, 0.01), 0.02, step_size_up=10).lrs(10)
+        [0.02, 0.02]
     """
 
-    base_lr: float
-    max_lr: float
+    base_lr: float | tuple[float, ...]
+    max_lr: float | tuple[float, ...]
     step_size_up: float
     step_size_down: float | None = None
     mode: str = "triangular"
@@ -216,22 +218,39 @@ class Cyclical:
             raise ValueError(f"Expected `step_size_up` to be positive, got {self.step_size_up!r}")
         if self.step_size_down is not None and not self.step_size_down > 0:
             raise ValueError(f"Expected `step_size_down` to be positive, got {self.step_size_down!r}")
-        if self.base_lr > self.max_lr:
+        base, peak = _per_group(self.base_lr, "base_lr"), _per_group(self.max_lr, "max_lr")
+        if len(base) != len(peak) and 1 not in (len(base), len(peak)):
+            raise ValueError(f"Expected `base_lr` and `max_lr` of the same length, got {len(base)} and {len(peak)}")
+        if any(b > m for b, m in _broadcast(base, peak)):
             raise ValueError(f"Expected `base_lr <= max_lr`, got {self.base_lr!r} > {self.max_lr!r}")
+        if not self.gamma > 0:
+            raise ValueError(f"Expected a positive `gamma`, got {self.gamma!r}")
+        if not 0.0 <= self.base_momentum <= self.max_momentum <= 1.0:
+            raise ValueError(f"Expected `0 <= base_momentum <= max_momentum <= 1`, got {self.base_momentum!r} and "
+                             f"{self.max_momentum!r}")
 
-    def __call__(self, step: int) -> float:
-        return cyclical(step, self.base_lr, self.max_lr, self.step_size_up, self.step_size_down, self.mode, self.gamma)
+    @property
+    def groups(self) -> int:
+        """Param groups the bounds describe (1 when both are single values, which fit any number)."""
+        return len(_broadcast(_per_group(self.base_lr, "base_lr"), _per_group(self.max_lr, "max_lr")))
+
+    def lrs(self, step: int) -> list[float]:
+        """One learning rate per param group at ``step``."""
+        pairs = _broadcast(_per_group(self.base_lr, "base_lr"), _per_group(self.max_lr, "max_lr"))
+        return [cyclical(step, b, m, self.step_size_up, self.step_size_down, self.mode, self.gamma)  # type: ignore[arg-type]
+                for b, m in pairs]
+
+    def __call__(self, step: int) -> float | list[float]:
+        """The learning rate at ``step``: a number, or a list when the bounds are per param group."""
+        return _scalar_or_list(self.lrs(step), self.groups == 1 and not isinstance(self.max_lr, tuple))
 
     def momentum(self, step: int) -> float:
-        return cyclical_momentum(
-            step,
-            self.base_momentum,
-            self.max_momentum,
-            self.step_size_up,
-            self.step_size_down,
-            self.mode,
-            self.gamma,
-        )
+        return cyclical_momentum(step, self.base_momentum, self.max_momentum, self.step_size_up,
+                                 self.step_size_down, self.mode, self.gamma)  # type: ignore[arg-type]
+
+    def cycle_length(self) -> float:
+        """Optimizer steps of one whole cycle (up and down)."""
+        return float(self.step_size_up) + float(self.step_size_down or self.step_size_up)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -270,28 +289,6 @@ def ramp(
     if start <= 0 or end <= 0:
         raise ValueError(f"Expected positive bounds for an exponential ramp, got {start!r} and {end!r}")
     return start * (end / start) ** frac
-
-
-def linear_ramp(step: int, num_steps: int, start: float, end: float) -> float:
-    """:func:`ramp` with ``mode="linear"``.
-
-    Example::
-
-        >>> linear_ramp(1, 3, 0.0, 1.0)
-        0.5
-    """
-    return ramp(step, num_steps, start, end, mode="linear")
-
-
-def exponential_ramp(step: int, num_steps: int, start: float, end: float) -> float:
-    """:func:`ramp` with ``mode="exponential"``.
-
-    Example::
-
-        >>> exponential_ramp(2, 3, 1.0, 100.0)
-        100.0
-    """
-    return ramp(step, num_steps, start, end, mode="exponential")
 
 
 @dataclass(frozen=True)
@@ -451,67 +448,150 @@ def one_cycle_momentum(
     return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values, "momentum")
 
 
-@dataclass(frozen=True)
-class OneCycle:
-    """Picklable 1cycle schedule: ``OneCycle(...)(step)`` is :func:`one_cycle`, ``.momentum(step)`` is
-    :func:`one_cycle_momentum`.
+def one_cycle_pct_start(three_phase: bool, pct_start: float | None = None,
+                        annihilation_pct: float | None = None) -> float:
+    """The warm-up fraction of a 1cycle from the ways one can give it.
 
-    Args:
-        total_steps: total optimizer steps.
-        max_lr: peak learning rate.
-        div_factor: initial lr is ``max_lr / div_factor``.
-        final_div_factor: final lr is ``initial_lr / final_div_factor``.
-        pct_start: fraction of steps spent warming up.
-        anneal: ``"cos"`` or ``"linear"``.
-        three_phase: symmetric three-phase shape.
-        base_momentum: momentum at the lr peak.
-        max_momentum: momentum at the ends.
+    Smith & Topin's shape (``three_phase``) goes up for ``pct_start`` of the steps, down again for as long, and
+    spends the rest, ``annihilation_pct = 1 - 2 pct_start``, annealing far below the start. Either fraction can
+    be given (both if they agree). Defaults: 0.45 with ``three_phase`` (a 10% annihilation), else 0.3 (torch's).
 
     Raises:
-        ValueError: for an unknown ``anneal``, ``pct_start`` outside [0, 1] or a non-positive ``total_steps``.
+        ValueError: for an ``annihilation_pct`` without ``three_phase`` or outside [0, 1), fractions that
+            disagree, or a ``pct_start`` outside (0, 0.5] (``three_phase``) or (0, 1).
+
+    Example::
+
+        >>> one_cycle_pct_start(True, annihilation_pct=0.2)
+        0.4
+    """
+    if annihilation_pct is not None:
+        if not three_phase:
+            raise ValueError(f"Expected `annihilation_pct=None` with `three_phase=False`, got {annihilation_pct!r}")
+        if not 0.0 <= annihilation_pct < 1.0:
+            raise ValueError(f"Expected `annihilation_pct` in [0, 1), got {annihilation_pct!r}")
+        if pct_start is not None and abs(2 * pct_start + annihilation_pct - 1.0) > 1e-9:
+            raise ValueError(
+                f"Expected `2 * pct_start + annihilation_pct == 1`, got {pct_start!r} and {annihilation_pct!r}"
+            )
+        pct_start = (1.0 - annihilation_pct) / 2.0 if pct_start is None else pct_start
+    if pct_start is None:
+        pct_start = 0.45 if three_phase else 0.3
+    upper = 0.5 if three_phase else 1.0
+    if not 0.0 < pct_start <= upper or (not three_phase and pct_start == 1.0):
+        raise ValueError(
+            f"Expected `pct_start` in (0, {upper}{']' if three_phase else ')'} with three_phase={three_phase}, "
+            f"got {pct_start!r}"
+        )
+    return float(pct_start)
+
+
+@dataclass(frozen=True)
+class OneCycle(_Schedule):
+    """The 1cycle schedule as an object: ``OneCycle(...)(step)`` is :func:`one_cycle`, ``.momentum(step)`` is
+    :func:`one_cycle_momentum`, and a run whose length changes midway can stretch the rest of the cycle.
+
+    Args:
+        total_steps: optimizer steps of the cycle.
+        max_lr: peak learning rate, a number or one per param group.
+        div_factor: initial lr is ``max_lr / div_factor``.
+        final_div_factor: final lr is ``initial_lr / final_div_factor``.
+        pct_start: fraction of steps spent warming up; ``None`` resolves with ``annihilation_pct`` as
+            :func:`one_cycle_pct_start` does (0.45 with ``three_phase``, else 0.3).
+        anneal: ``"cos"`` or ``"linear"``.
+        three_phase: Smith & Topin's symmetric shape with a final annihilation phase.
+        base_momentum: momentum at the lr peak.
+        max_momentum: momentum at the ends.
+        annihilation_pct: with ``three_phase``, the fraction of the final phase instead of ``pct_start``.
+        run_steps: optimizer steps the run spreads the cycle over (default ``total_steps``); see :meth:`stretched`.
+        anchor_step: step from which the cycle is stretched.
+        anchor_position: the cycle's position at ``anchor_step``.
+
+    Raises:
+        ValueError: for an unknown ``anneal``, bad fractions (see :func:`one_cycle_pct_start`), non-positive
+            ``total_steps``, learning rates or factors, or momenta outside ``0 <= base <= max <= 1``.
 
     Example::
 
         >>> OneCycle(100, max_lr=1.0)(99)
         4e-06
+        >>> OneCycle(10, max_lr=1.0, three_phase=True).pct_start
+        0.45
     """
 
     total_steps: int
-    max_lr: float
+    max_lr: float | tuple[float, ...]
     div_factor: float = 25.0
     final_div_factor: float = 1e4
-    pct_start: float = 0.3
+    pct_start: float | None = None
     anneal: str = "cos"
     three_phase: bool = False
     base_momentum: float = 0.85
     max_momentum: float = 0.95
+    annihilation_pct: float | None = None
+    run_steps: int | None = None
+    anchor_step: int = 0
+    anchor_position: float = 0.0
 
     def __post_init__(self) -> None:
         _check_mode("anneal", self.anneal, ONE_CYCLE_ANNEALS)
-        if self.total_steps <= 0:
+        if isinstance(self.total_steps, bool) or not isinstance(self.total_steps, int) or self.total_steps <= 0:
             raise ValueError(f"Expected a positive `total_steps`, got {self.total_steps!r}")
-        if not 0.0 <= self.pct_start <= 1.0:
+        if not all(math.isfinite(v) and v > 0 for v in _per_group(self.max_lr, "max_lr")):
+            raise ValueError(f"Expected `max_lr` to be positive, got {self.max_lr!r}")
+        for name in ("div_factor", "final_div_factor"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Expected `{name}` to be positive, got {getattr(self, name)!r}")
+        if self.pct_start is not None and not 0.0 <= self.pct_start <= 1.0:
             raise ValueError(f"Expected `pct_start` in [0, 1], got {self.pct_start!r}")
+        if self.pct_start is None or self.annihilation_pct is not None:
+            object.__setattr__(self, "pct_start",
+                               one_cycle_pct_start(self.three_phase, self.pct_start, self.annihilation_pct))
+        if not 0.0 <= self.base_momentum <= self.max_momentum <= 1.0:
+            raise ValueError(f"Expected `0 <= base_momentum <= max_momentum <= 1`, got {self.base_momentum!r} and "
+                             f"{self.max_momentum!r}")
+        if self.run_steps is not None and (not isinstance(self.run_steps, int) or self.run_steps < 1):
+            raise ValueError(f"Expected `run_steps` to be a positive integer or None, got {self.run_steps!r}")
 
-    def __call__(self, step: int) -> float:
-        return one_cycle(
-            step,
-            self.total_steps,
-            self.max_lr,
-            self.div_factor,
-            self.final_div_factor,
-            self.pct_start,
-            self.anneal,  # type: ignore[arg-type]
-            self.three_phase,
-        )
+    @property
+    def run_total(self) -> int:
+        """Optimizer steps the run plans to take (the cycle ends at the last of them)."""
+        return self.run_steps if self.run_steps is not None else self.total_steps
+
+    def position(self, step: int) -> float:
+        """Position in the cycle (0 ... ``total_steps - 1``) of optimizer step ``step``; the end past the run."""
+        last = self.total_steps - 1
+        if step >= self.run_total:
+            return last
+        if self.anchor_step == 0 and self.anchor_position == 0.0 and self.run_total == self.total_steps:
+            return step  # the plain case: exactly torch's step counter
+        remaining = self.run_total - 1 - self.anchor_step
+        if remaining <= 0:
+            return last
+        return min(last, self.anchor_position + (step - self.anchor_step) * (last - self.anchor_position) / remaining)
+
+    def stretched(self, step: int, run_steps: int) -> OneCycle:
+        """The same cycle with its rest, from ``step`` on, spread over a run of ``run_steps`` steps (a resumed run
+        whose length changed continues where it was instead of jumping)."""
+        position = float(self.position(step))
+        return replace(self, run_steps=int(run_steps), anchor_step=int(step), anchor_position=position)
+
+    def lrs(self, step: int) -> list[float]:
+        """One learning rate per param group at ``step``."""
+        pos = self.position(step)
+        return [one_cycle(pos, self.total_steps, peak, self.div_factor, self.final_div_factor,  # type: ignore[arg-type]
+                          self.pct_start, self.anneal, self.three_phase)  # type: ignore[arg-type]
+                for peak in _per_group(self.max_lr, "max_lr")]
+
+    def __call__(self, step: int) -> float | list[float]:
+        """The learning rate at ``step``: a number, or a list when ``max_lr`` is per param group."""
+        return _scalar_or_list(self.lrs(step), not isinstance(self.max_lr, tuple))
 
     def momentum(self, step: int) -> float:
-        return one_cycle_momentum(
-            step,
-            self.total_steps,
-            self.base_momentum,
-            self.max_momentum,
-            self.pct_start,
-            self.anneal,  # type: ignore[arg-type]
-            self.three_phase,
-        )
+        return one_cycle_momentum(self.position(step), self.total_steps, self.base_momentum,  # type: ignore[arg-type]
+                                  self.max_momentum, self.pct_start, self.anneal, self.three_phase)  # type: ignore[arg-type]
+
+    def shape(self) -> dict[str, Any]:
+        """What fixes the cycle's form (not its length or peak): to compare a checkpoint's with the callback's."""
+        return {"div_factor": self.div_factor, "final_div_factor": self.final_div_factor,
+                "three_phase": self.three_phase, "pct_start": self.pct_start, "anneal": self.anneal}

@@ -13,12 +13,10 @@ from lightning_papers.schedules import (
     Ramp,
     cyclical,
     cyclical_momentum,
-    exp_range,
     one_cycle,
     one_cycle_momentum,
+    one_cycle_pct_start,
     ramp,
-    triangular,
-    triangular2,
 )
 
 
@@ -76,21 +74,20 @@ def test_cyclical_matches_torch_cycliclr_exactly(mode, step_size_up, step_size_d
 @pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
 @pytest.mark.parametrize("step_size", [1, 5, 2000])
 def test_cyclical_equals_paper_formula(mode, step_size):
-    fn = {"triangular": triangular, "triangular2": triangular2}.get(mode)
     for t in range(0, 20000, 7):
         expected = _paper_formula(t, 0.001, 0.006, step_size, mode, 0.9999)
-        got = fn(t, 0.001, 0.006, step_size) if fn else exp_range(t, 0.001, 0.006, step_size, 0.9999)
+        got = cyclical(t, 0.001, 0.006, step_size, mode=mode, gamma=0.9999)
         assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_cyclical_known_points():
-    assert triangular(0, 0.001, 0.006, 4) == 0.001
-    assert triangular(4, 0.001, 0.006, 4) == pytest.approx(0.006)
-    assert triangular(8, 0.001, 0.006, 4) == 0.001
-    assert triangular2(12, 0.0, 1.0, 4) == pytest.approx(0.5)  # peak of the second cycle
-    assert exp_range(4, 0.0, 1.0, 4, gamma=0.5) == pytest.approx(0.5**4)
+    assert cyclical(0, 0.001, 0.006, 4) == 0.001
+    assert cyclical(4, 0.001, 0.006, 4) == pytest.approx(0.006)
+    assert cyclical(8, 0.001, 0.006, 4) == 0.001
+    assert cyclical(12, 0.0, 1.0, 4, mode="triangular2") == pytest.approx(0.5)  # peak of the second cycle
+    assert cyclical(4, 0.0, 1.0, 4, mode="exp_range", gamma=0.5) == pytest.approx(0.5**4)
     # triangular2 never overflows, even after thousands of cycles
-    assert triangular2(10**6, 0.0, 1.0, 1) == 0.0
+    assert cyclical(10**6, 0.0, 1.0, 1, mode="triangular2") == 0.0
 
 
 @pytest.mark.parametrize("anneal", ["cos", "linear"])
@@ -214,3 +211,38 @@ def test_functions_pickle():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_per_group_schedule_objects_equal_the_formulas():
+    clr = Cyclical((1e-4, 1e-3), (1e-3, 6e-3), 5, 3, "triangular2")
+    for t in range(40):
+        assert clr.lrs(t) == [cyclical(t, b, m, 5, 3, "triangular2") for b, m in ((1e-4, 1e-3), (1e-3, 6e-3))]
+    assert Cyclical(1e-3, (6e-3, 1e-2), 5)(5) == pytest.approx([6e-3, 1e-2], rel=1e-15)  # one base for all
+    one = OneCycle(20, (0.5, 0.05), three_phase=True, anneal="linear")
+    for t in range(20):
+        expected = [one_cycle(t, 20, p, pct_start=0.45, anneal="linear", three_phase=True) for p in (0.5, 0.05)]
+        assert one.lrs(t) == expected
+    assert OneCycle.from_dict(one.to_dict()) == one
+    assert pickle.loads(pickle.dumps(one)) == one
+
+
+def test_one_cycle_stretch_continues_from_the_position_it_was_at():
+    one = OneCycle(100, 1.0, three_phase=True, anneal="linear")
+    longer = one.stretched(40, 200)  # the run grew from 100 to 200 steps at step 40
+    assert longer(40) == one(40)  # no jump
+    assert longer.run_total == 200 and longer.position(199) == pytest.approx(99)
+    assert longer(199) == pytest.approx(one(99), rel=1e-12)
+    # evenly spread: half-way through the rest is half-way through the rest of the cycle
+    assert longer.position(40 + 159 // 2) == pytest.approx(40 + (99 - 40) * (159 // 2) / 159)
+    assert one(150) == one(99)  # past the end: the final lr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [((True,), 0.45), ((False,), 0.3), ((True, None, 0.2), 0.4), ((True, 0.4, 0.2), 0.4), ((False, 0.25), 0.25)],
+)
+def test_one_cycle_pct_start(args, expected):
+    assert one_cycle_pct_start(*args) == pytest.approx(expected)
+    assert OneCycle(10, 1.0, pct_start=args[1] if len(args) > 1 else None,
+                    annihilation_pct=args[2] if len(args) > 2 else None, three_phase=args[0]).pct_start == \
+        pytest.approx(expected)

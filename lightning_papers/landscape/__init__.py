@@ -1,7 +1,8 @@
 """Loss-landscape library (pure PyTorch, no Lightning).
 
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
-filter-normalised random directions, PCA directions of a trajectory, 1-D/2-D surfaces (optionally on a copy
+filter-normalised random directions, PCA directions of a trajectory, 1-D/2-D surfaces, interpolation between
+two states (optionally on a copy
 with BatchNorm folded into the convolutions), sharpness, plots.
 """
 
@@ -15,6 +16,7 @@ from lightning_papers.landscape.directions import (
     target_direction,
 )
 from lightning_papers.landscape.fold import FoldedModel, fold_batchnorm
+from lightning_papers.landscape.interpolation import interpolate
 from lightning_papers.landscape.pca import PCADirections, pca_directions
 from lightning_papers.landscape.plot import (
     mesh_arrays,
@@ -40,7 +42,14 @@ from lightning_papers.landscape.storage import (
     model_fingerprint,
     save_surface,
 )
-from lightning_papers.landscape.surface import accuracy, prepare_batches, preserved_model, surface
+from lightning_papers.landscape.surface import (
+    accuracy,
+    prepare_batches,
+    preserved_model,
+    samples_in,
+    surface,
+    to_device,
+)
 
 __all__ = [
     "Direction",
@@ -54,6 +63,7 @@ __all__ = [
     "fold_batchnorm",
     "hessian_top_eigenvalue",
     "ignored_keys",
+    "interpolate",
     "landscape_tensors",
     "load_surface",
     "loss_rise",
@@ -72,9 +82,11 @@ __all__ = [
     "preserved_model",
     "random_direction",
     "random_directions",
+    "samples_in",
     "save_surface",
     "shard_indices",
     "surface",
     "target_direction",
+    "to_device",
     "write_vtp",
 ]

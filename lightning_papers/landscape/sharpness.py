@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_papers.landscape.result import SurfaceResult
-from lightning_papers.landscape.surface import prepare_batches, preserved_model
+from lightning_papers.landscape.surface import Evaluate, prepare_batches, preserved_model, samples_in, to_device
 
 __all__ = ["HessianEigenvalue", "centre_curvature", "hessian_top_eigenvalue", "loss_rise"]
 
@@ -65,11 +65,12 @@ def hessian_top_eigenvalue(
     seed: int = 0,
     batch_size: int = 256,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    evaluate: Evaluate | None = None,
 ) -> HessianEigenvalue:
     """Top Hessian eigenvalue of the mean loss over ``data`` (eval mode) by Hessian-vector-product power iteration.
 
     Args:
-        model: the model (comes back bit-identical, ``requires_grad`` flags included).
+        model: the model (comes back bit-identical: weights, ``requires_grad`` flags and ``.grad`` included).
         data: as for :func:`surface` (materialised on the model's device once).
         loss_fn: batch-mean loss ``fn(output, target)`` (default ``F.cross_entropy``); batches are weighted by size.
         max_iter: power iterations at most.
@@ -77,9 +78,12 @@ def hessian_top_eigenvalue(
         seed: seed of the random start vector.
         batch_size: chunk size when ``data`` is a tensor pair.
         transform: applied to the inputs once on the device.
+        evaluate: instead of ``loss_fn``, ``evaluate(batch)["loss"]`` is the batch-mean loss, on batches of any
+            structure (e.g. a LightningModule's own loss; see :func:`~lightning_papers.landscape.surface`).
 
     Raises:
-        ValueError: for a non-positive ``max_iter`` or ``tol`` or a model without parameters.
+        ValueError: for a non-positive ``max_iter`` or ``tol``, a model without parameters, or both ``loss_fn``
+            and ``evaluate``.
 
     Example::
 
@@ -95,9 +99,21 @@ def hessian_top_eigenvalue(
     params = list(model.parameters())
     if not params:
         raise ValueError("Expected a model with parameters, got none")
-    loss_fn = loss_fn or F.cross_entropy
-    batches = prepare_batches(data, params[0].device, batch_size, transform)
-    n_total = sum(len(y) for _, y in batches)
+    if evaluate is not None and loss_fn is not None:
+        raise ValueError("Expected either `evaluate` or `loss_fn`, got both")
+    if evaluate is None:
+        loss_fn = loss_fn or F.cross_entropy
+        batches = prepare_batches(data, params[0].device, batch_size, transform)
+
+        def batch_loss(batch: Any) -> torch.Tensor:
+            return loss_fn(model(batch[0]), batch[1])
+    else:
+        batches = [to_device(b, params[0].device) for b in data]
+
+        def batch_loss(batch: Any) -> torch.Tensor:
+            return evaluate(batch)["loss"]
+    n_total = sum(samples_in(b) for b in batches)
+    grads_before = [p.grad for p in params]
     gen = torch.Generator().manual_seed(seed)
     history: list[float] = []
     converged = False
@@ -108,8 +124,8 @@ def hessian_top_eigenvalue(
 
         def hvp(vec: list[torch.Tensor]) -> list[torch.Tensor]:
             out = [torch.zeros_like(p) for p in params]
-            for x, y in batches:
-                loss = loss_fn(model(x), y) * (len(y) / n_total)
+            for batch in batches:
+                loss = batch_loss(batch) * (samples_in(batch) / n_total)
                 grads = torch.autograd.grad(loss, params, create_graph=True)
                 dot = sum((g * v).sum() for g, v in zip(grads, vec))
                 hv = torch.autograd.grad(dot, params)
@@ -133,8 +149,8 @@ def hessian_top_eigenvalue(
                 estimate, converged = new, True
                 break
             estimate = new
-        for p in params:
-            p.grad = None
+        for p, grad in zip(params, grads_before):  # `.grad` as found (a loss_fn may have called backward)
+            p.grad = grad
     return HessianEigenvalue(eigenvalue=estimate, iterations=len(history), converged=converged, history=history)
 
 

@@ -14,6 +14,9 @@ ran a data loader for every point; here (our own design):
   ``functional_call``) and under bf16 autocast (``autocast_dtype``);
 * grid points can be sharded across processes (``shard=(rank, world_size)``), saved every few points and
   resumed;
+* what is evaluated is either ``metrics(model(inputs), targets)`` on ``(inputs, targets)`` batches, or any
+  ``evaluate(batch) -> {name: batch mean}`` on batches of any structure (dicts, ``(x,)``, ...), e.g. a
+  LightningModule's own loss;
 * the model comes back bit-identical: weights, buffers, train/eval flags and ``requires_grad``.
 """
 
@@ -48,18 +51,68 @@ from lightning_papers.landscape.storage import (
     surface_paths,
 )
 
-__all__ = ["SUPPORTED_BACKENDS", "accuracy", "check_compile_option", "prepare_batches", "preserved_model", "surface"]
+__all__ = [
+    "SUPPORTED_BACKENDS",
+    "Evaluate",
+    "accuracy",
+    "check_compile_option",
+    "prepare_batches",
+    "preserved_model",
+    "samples_in",
+    "surface",
+    "to_device",
+]
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_BACKENDS = ("inplace", "vmap")
 Batch = tuple[torch.Tensor, torch.Tensor]
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# evaluate(batch) -> {metric name: the batch's mean, a scalar tensor}, for batches of any structure
+Evaluate = Callable[[Any], Mapping[str, torch.Tensor]]
 
 
 def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Top-1 accuracy of logits ``output`` (N, C) against class indices ``target`` (N,)."""
     return (output.argmax(dim=-1) == target).float().mean()
+
+
+def samples_in(batch: Any) -> int:
+    """Samples in ``batch``: the first dimension of its first tensor (depth first through tuples, lists and
+    dicts), as Lightning counts them.
+
+    Raises:
+        ValueError: for a batch without a tensor of at least one dimension.
+
+    Example::
+
+        >>> samples_in({"image": torch.zeros(5, 3), "label": torch.zeros(5)})
+        5
+    """
+    if isinstance(batch, torch.Tensor):
+        if batch.dim() == 0:
+            raise ValueError("Expected a batch whose tensors have a batch dimension, got a 0-d tensor")
+        return int(batch.shape[0])
+    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    for item in items:
+        try:
+            return samples_in(item)
+        except ValueError:
+            continue
+    raise ValueError(f"Expected a batch holding a tensor with a batch dimension, got {type(batch).__name__}")
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """``batch`` with every tensor moved to ``device`` (tuples, lists and dicts rebuilt, anything else kept)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return type(batch)((k, to_device(v, device)) for k, v in batch.items())  # type: ignore[call-arg]
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
+        return type(batch)(*(to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
 
 
 def _resolve_metrics(metrics: Any, loss_fn: Metric | None) -> dict[str, Metric]:
@@ -252,6 +305,25 @@ def _evaluate(
     return [float(s) / n for s in torch.stack(sums).cpu()]
 
 
+def _evaluate_with(evaluate: Evaluate, batches: Sequence[Any], autocast) -> dict[str, float]:
+    """Sample-weighted means over ``batches`` of what ``evaluate(batch)`` returns (batch means)."""
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    with torch.no_grad():
+        for batch in batches:
+            with autocast():
+                out = evaluate(batch)
+            size = samples_in(batch)
+            for name, value in out.items():
+                v = torch.as_tensor(value).detach().double() * size
+                sums[name] = v if name not in sums else sums[name] + v
+            n += size
+    if not sums:
+        raise ValueError("Expected `evaluate(batch)` to return at least one {name: value}, got none")
+    names = list(sums)
+    return dict(zip(names, (float(v) / n for v in torch.stack([sums[k].cpu() for k in names]))))
+
+
 def _evaluate_vmap(
     model: nn.Module,
     keys: list[str],
@@ -318,8 +390,9 @@ def surface(
     grid: Any,
     data: Any,
     *,
-    metrics: Any = ("loss", "accuracy"),
+    metrics: Any = None,
     loss_fn: Metric | None = None,
+    evaluate: Evaluate | None = None,
     batch_size: int = 256,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     backend: str = "inplace",
@@ -346,8 +419,14 @@ def surface(
         data: ``(x, y)`` tensors, a list of ``(x, y)`` batches or a ``DataLoader``; materialised on the device
             once (see :func:`prepare_batches`).
         metrics: names (``"loss"``, ``"accuracy"``), callables ``fn(output, target) -> scalar`` (batch mean),
-            or a ``{name: fn}`` mapping. Batch means are averaged weighted by batch size.
+            or a ``{name: fn}`` mapping; default ``("loss", "accuracy")``. Batch means are averaged weighted by
+            batch size.
         loss_fn: the ``"loss"`` metric (default ``F.cross_entropy``).
+        evaluate: instead of ``metrics``/``loss_fn``, ``evaluate(batch) -> {name: batch mean}`` on batches of any
+            structure (``data`` is then a list of batches, moved to the model's device as they are), e.g. a
+            LightningModule's own loss. It is called with the point's weights in the model, under
+            ``torch.no_grad()``. Backend ``"inplace"`` on the model itself only (no ``fold_bn``,
+            ``channels_last``, ``compile`` or ``recompute_bn``: those evaluate a copy).
         batch_size: chunk size when ``data`` is a tensor pair.
         transform: applied to the inputs once on the device.
         backend: ``"inplace"`` (write each point's weights into the model) or ``"vmap"`` (evaluate
@@ -387,6 +466,7 @@ def surface(
     Example::
 
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> from lightning_papers.landscape import random_directions
         >>> d1, d2 = random_directions(net, n=2, seed=0)
         >>> x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
         >>> r = surface(net, [d1, d2], (np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)), (x, y))
@@ -410,6 +490,17 @@ def surface(
             f"Expected `recompute_bn=True` with backend='inplace' and kind='weights', got {backend!r} and {kind!r}"
         )
     check_compile_option(compile, backend)
+    if evaluate is not None:
+        if not callable(evaluate):
+            raise ValueError(f"Expected `evaluate` to be a callable(batch) -> {{name: value}}, got {evaluate!r}")
+        if metrics is not None or loss_fn is not None:
+            raise ValueError("Expected either `evaluate` or `metrics`/`loss_fn`, got both")
+        copies = {"fold_bn": fold_bn, "channels_last": channels_last, "compile": compile is not False,
+                  "recompute_bn": recompute_bn, "backend='vmap'": backend != "inplace"}
+        if any(copies.values()):
+            raise ValueError(f"Expected `evaluate` without {[k for k, v in copies.items() if v]}: those evaluate a "
+                             "copy of the network, `evaluate` calls the model itself; pass `metrics`/`loss_fn` on "
+                             "(inputs, targets) batches to use them")
     if fold_bn and recompute_bn:
         raise ValueError("Expected at most one of `fold_bn` and `recompute_bn`, got both True (re-estimated "
                          "statistics change each point's BatchNorm, so there is nothing fixed to fold)")
@@ -419,7 +510,8 @@ def surface(
         raise ValueError(f"Expected `autocast_dtype` to be a torch.dtype or None, got {autocast_dtype!r}")
     rank, world = check_shard(shard)
     axes = _as_axes(grid, len(dirs_list))
-    metric_fns = _resolve_metrics(metrics, loss_fn)
+    metric_fns = _resolve_metrics(("loss", "accuracy") if metrics is None else metrics, loss_fn) if evaluate is None \
+        else {}
 
     tensors = landscape_tensors(model, kind)
     for d in dirs_list:
@@ -431,12 +523,21 @@ def surface(
         raise ValueError("Expected at least one non-zero direction entry, got all-zero directions")
 
     device = next(iter(tensors.values())).device
-    batches = prepare_batches(data, device, batch_size, transform)
+    if evaluate is None:
+        batches = prepare_batches(data, device, batch_size, transform)
+    else:
+        batches = [to_device(b, device) for b in (list(data) if not isinstance(data, torch.Tensor) else [data])]
+        if not batches:
+            raise ValueError("Expected `data` to hold at least one batch, got none")
     if autocast_dtype is None:
         autocast = nullcontext
     else:
         def autocast():
             return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+    if evaluate is not None:  # the metric names are what the evaluation returns: ask it once at the centre
+        with preserved_model(model):
+            model.eval()
+            metric_fns = dict.fromkeys(_evaluate_with(evaluate, batches[:1], autocast))
 
     shape = tuple(len(a) for a in axes)
     metadata = {
@@ -444,7 +545,7 @@ def surface(
         "axes": [a.tolist() for a in axes],
         "directions": [d.to_dict() for d in dirs_list],
         "model": model_fingerprint(model),
-        "data": {"fingerprint": data_fingerprint(batches), "samples": int(sum(len(y) for _, y in batches))},
+        "data": {"fingerprint": data_fingerprint(batches), "samples": int(sum(samples_in(b) for b in batches))},
         "metrics": list(metric_fns),
         "shard": None if world == 1 else [rank, world],
         "autocast_dtype": None if autocast_dtype is None else str(autocast_dtype),
@@ -508,7 +609,14 @@ def surface(
                                 torch._foreach_add_(targets, dl, alpha=c)
                         if recompute_bn:
                             _recompute_bn(run_model, batches, autocast)
-                        record(flat, _evaluate(forward, batches, metric_fns, autocast))
+                        if evaluate is not None:
+                            vals = _evaluate_with(evaluate, batches, autocast)
+                            if set(vals) != set(metric_fns):
+                                raise ValueError(f"Expected `evaluate` to return the same names at every point, "
+                                                 f"got {sorted(vals)} after {sorted(metric_fns)}")
+                            record(flat, [vals[m] for m in metric_fns])
+                        else:
+                            record(flat, _evaluate(forward, batches, metric_fns, autocast))
                 else:
                     for start in range(0, len(todo), points_per_call):
                         chunk = todo[start : start + points_per_call]
