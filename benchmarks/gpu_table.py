@@ -82,7 +82,10 @@ def rows_for(name: str, log: Path) -> list[tuple[str, str]]:
         return [(f"train {data['model']} b{data['batch_size']} {data['precision']} channels_last",
                  f"ours {ips['ours']:.0f} img/s ({ms['ours']:.1f} ms/step), bare {ips['bare']:.0f}, "
                  f"plain {ips['plain']:.0f}; ours/plain {data['ratio_ours_plain']:.3f}x, "
-                 f"ours/bare {data['ratio_ours_bare']:.3f}x; 10k iterations: {ms['ours'] * 10:.0f} s")]
+                 f"ours/bare {data['ratio_ours_bare']:.3f}x; every callback: "
+                 + (f"{ips['callbacks']:.0f} img/s, callbacks/bare {data['ratio_callbacks_bare']:.3f}x, "
+                    f"callbacks/ours {data['ratio_callbacks_ours']:.3f}x" if "callbacks" in ips else "not timed")
+                 + f"; 10k iterations: {ms['ours'] * 10:.0f} s")]
     if bench == "landscape":
         spp = 1.0 / data["ours_points_per_s"]
         per_image = spp / data["images"]

@@ -1,4 +1,4 @@
-"""Training throughput: ``ImageClassifier`` under ``Trainer`` vs a bare LightningModule vs a plain loop.
+"""Training throughput: ``ImageClassifier`` with and without every callback vs a bare LightningModule vs a loop.
 
 All three train the same CIFAR ResNet on the same synthetic CIFAR-shaped batches (``SyntheticDataModule``,
 with the same device-side augmentation and normalisation) with the same SGD settings, precision and memory
@@ -9,7 +9,14 @@ synchronised), so Trainer start-up is not counted but every per-step cost (hooks
 References, named honestly:
   * ``plain``: a hand-written PyTorch loop (zero_grad / forward / cross_entropy / backward / step);
   * ``bare``: the smallest LightningModule that does the same under ``Trainer`` (no logging, no metrics);
-  * ``ours``: ``lightning_papers.modules.ImageClassifier`` (logs loss, updates accuracy) under ``Trainer``.
+  * ``ours``: ``lightning_papers.modules.ImageClassifier`` (logs loss, updates accuracy) under ``Trainer``;
+  * ``callbacks``: the same with every callback of the package attached: ``TensorBoardLayout``,
+    ``ConvArithmeticSummary``, an ``LRRangeFinder`` (done before the timed steps), ``CyclicalLR`` with the
+    finder's bounds (setting the lr and momentum every step) and a ``LossLandscapeProbe`` that fires only after
+    the timed steps. ``callbacks/bare`` is what a user pays per step for the package; ``callbacks/ours`` the
+    callbacks' share of it.
+
+The Trainers run without a logger (so no contender pays for writing events).
 
 Usage::
 
@@ -34,6 +41,13 @@ import torch.nn.functional as F
 from _common import backward_step, device_name, sync
 from lightning.pytorch.callbacks import Callback
 
+from lightning_papers.callbacks import (
+    ConvArithmeticSummary,
+    CyclicalLR,
+    LossLandscapeProbe,
+    LRRangeFinder,
+    TensorBoardLayout,
+)
 from lightning_papers.data import SyntheticDataModule
 from lightning_papers.models import get_model
 from lightning_papers.modules import ImageClassifier
@@ -41,6 +55,16 @@ from lightning_papers.modules import ImageClassifier
 LR, MOMENTUM, WD = 0.1, 0.9, 1e-4
 
 
+def every_callback() -> list[Callback]:
+    """Every callback of the package, the probe and the range test outside the timed steps."""
+    return [
+        TensorBoardLayout(),
+        ConvArithmeticSummary(),
+        LRRangeFinder(1e-3, 1.0, num_steps=5, save_results=False),
+        CyclicalLR("finder", "finder", step_size=10, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95),
+        LossLandscapeProbe("1d", grid=[0.0, 0.5], num_batches=1, dataloader="train", sharpness=False,
+                           save_results=False),
+    ]
 
 
 class BareModule(L.LightningModule):
@@ -78,7 +102,7 @@ class StepTimer(Callback):
         self.end = time.perf_counter()
 
 
-def run_lightning(module: L.LightningModule, dm: SyntheticDataModule, args) -> float:
+def run_lightning(module: L.LightningModule, dm: SyntheticDataModule, args, extra=()) -> float:
     timer = StepTimer(args.warmup)
     trainer = L.Trainer(
         accelerator=args.device,
@@ -90,7 +114,7 @@ def run_lightning(module: L.LightningModule, dm: SyntheticDataModule, args) -> f
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],
+        callbacks=[timer, *extra],  # the timer first: it stops the clock before a probe at train end
         num_sanity_val_steps=0,
     )
     trainer.fit(module, datamodule=dm)
@@ -146,7 +170,7 @@ def main() -> None:
 
     torch.backends.cudnn.benchmark = True
     n_samples = args.batch_size * (args.warmup + args.steps + 1)
-    times: dict[str, list[float]] = {"plain": [], "bare": [], "ours": []}
+    times: dict[str, list[float]] = {"plain": [], "bare": [], "ours": [], "callbacks": []}
     for r in range(args.rounds):
         for name in times:
             torch.manual_seed(r)
@@ -159,7 +183,7 @@ def main() -> None:
             else:
                 module = ImageClassifier(args.model, lr=LR, momentum=MOMENTUM, weight_decay=WD,
                                          channels_last=args.channels_last)
-                t = run_lightning(module, dm, args)
+                t = run_lightning(module, dm, args, every_callback() if name == "callbacks" else ())
             times[name].append(t)
 
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -169,12 +193,16 @@ def main() -> None:
           f"median of {args.rounds} rounds x {args.steps} steps")
     print(f"{'contender':<34}{'ms/step':>10}{'img/s':>10}")
     labels = {"plain": "plain PyTorch loop", "bare": "bare LightningModule + Trainer",
-              "ours": "ImageClassifier + Trainer"}
+              "ours": "ImageClassifier + Trainer", "callbacks": "  + every callback"}
     for k, t in med.items():
         print(f"{labels[k]:<34}{t * 1e3:>10.1f}{args.batch_size / t:>10.0f}")
     ratio_plain, ratio_bare = med["ours"] / med["plain"], med["ours"] / med["bare"]
+    cb_bare, cb_ours = med["callbacks"] / med["bare"], med["callbacks"] / med["ours"]
     print(f"time per step: ours/plain = {ratio_plain:.3f}x, ours/bare = {ratio_bare:.3f}x, "
           f"bare/plain = {med['bare'] / med['plain']:.3f}x")
+    per_round = [c / o for c, o in zip(times["callbacks"], times["ours"])]
+    print(f"with every callback: callbacks/bare = {cb_bare:.3f}x, callbacks/ours = {cb_ours:.3f}x "
+          f"(per round {', '.join(f'{r:.3f}' for r in per_round)})")
     print(json.dumps({
         "benchmark": "train_throughput", "model": args.model, "batch_size": args.batch_size,
         "precision": args.precision, "channels_last": args.channels_last, "device": args.device,
@@ -182,6 +210,7 @@ def main() -> None:
         "ms_per_step": {k: round(v * 1e3, 3) for k, v in med.items()},
         "img_per_s": {k: round(args.batch_size / v, 1) for k, v in med.items()},
         "ratio_ours_plain": round(ratio_plain, 4), "ratio_ours_bare": round(ratio_bare, 4),
+        "ratio_callbacks_bare": round(cb_bare, 4), "ratio_callbacks_ours": round(cb_ours, 4),
         "all_ms": {k: [round(x * 1e3, 3) for x in v] for k, v in times.items()},
     }))
 

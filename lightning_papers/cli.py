@@ -39,6 +39,19 @@ def run_lightning_cli(args: Sequence[str]):
     )
 
 
+def _destroy_process_group() -> None:
+    """Destroy torch.distributed's default group, if a DDP run left one, while the interpreter is whole.
+
+    Lightning does it at exit only for NCCL; a gloo group left alive lets a worker thread free its last
+    collective during interpreter finalization, which aborts the process (SIGABRT, "terminate called
+    without an active exception"). Every rank runs ``main``: Lightning's launcher re-runs this command.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _extra_commands() -> dict:
     """Name -> (add_parser(subparsers), run(args) -> int) for the subcommands beside LightningCLI's."""
     commands = {"demo": (_add_demo_parser, _run_demo)}
@@ -107,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         run_lightning_cli(argv)
+        _destroy_process_group()
         return 0
     commands = _extra_commands()
     parser = _parser(commands)

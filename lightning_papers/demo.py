@@ -86,6 +86,7 @@ def run_demo(
     """
     import lightning as L
     import numpy as np
+    import torch.nn.functional as F
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -131,6 +132,7 @@ def run_demo(
         hessian_iters=3 if fast else 10,
         fold_bn=True,  # BatchNorm folded into the convs, channels_last: the same surface, about 2x faster on a CPU
         channels_last=True,
+        loss_fn=F.cross_entropy,  # the folded copy has no training step: say which loss ImageClassifier's is
     )
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val/acc", mode="max",
                                  filename="best", save_last=True)
@@ -164,7 +166,7 @@ def run_demo(
             "TensorBoard events": str(run_dir),
             "conv-arithmetic trace": str(run_dir / "conv_arithmetic"),
             "LR range test": str(run_dir / "lr_range"),
-            "init -> final interpolation": str(run_dir / "super_convergence"),
+            "init -> final interpolation": str(next((run_dir / "landscape").glob("interpolate_epoch*.npz"), "")),
             "loss landscape": str(run_dir / "landscape"),
             "best checkpoint": str(checkpoint.best_model_path),
             f"stylised photograph ({style_note})": str(stylised),

@@ -236,7 +236,7 @@ def schedule_curves(fast: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {"clr": {**CLR, "step_size": step_size, "gamma": gamma, "steps": clr_steps},
                             "one_cycle": {**ONE_CYCLE, "steps": one_cycle_steps}}
     for mode in ("triangular", "triangular2", "exp_range"):
-        callback = CyclicalLR(CLR["base_lr"], CLR["max_lr"], step_size, mode=mode,
+        callback = CyclicalLR(CLR["base_lr"], CLR["max_lr"], step_size=step_size, mode=mode,
                               gamma=gamma if mode == "exp_range" else 1.0)
         data[mode] = np.array(_record(callback, clr_steps).lr)
     settings = {k: v for k, v in ONE_CYCLE.items()}

@@ -24,9 +24,17 @@ def run_script(tmp_path):
 
     For multi-process (DDP, gloo) tests: each test's script launches its own Trainer with ``devices=2``
     in a fresh interpreter that imports this checkout. Fails the test with the script's stderr.
+
+    A DDP script must end with ``torch.distributed.destroy_process_group()`` (checked here): Lightning destroys
+    the group at exit only for NCCL, and a gloo worker thread that frees its last finished collective while the
+    interpreter finalizes needs the GIL there and aborts the rank ("terminate called without an active
+    exception", exit -6; the stack: ``ProcessGroupGloo::runLoop`` -> ``~AsyncWork`` -> ``~ThreadLocalState`` ->
+    a Python decref -> ``take_gil`` -> ``pthread_exit`` in a noexcept destructor).
     """
 
     def run(source: str, name: str = "script.py", timeout: float = 110.0) -> subprocess.CompletedProcess:
+        if "strategy=" in source and "destroy_process_group()" not in source:
+            raise AssertionError("a DDP test script must end with torch.distributed.destroy_process_group()")
         script = tmp_path / name
         script.write_text(source)
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}

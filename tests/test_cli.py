@@ -60,7 +60,8 @@ def test_demo_fast_writes_one_run_folder(demo_fast_run):
     assert result["suggested_lr"] == range_test["suggestion"]
     assert f"suggested lr {range_test['suggestion']:.3g}" in out
     assert (run / "conv_arithmetic" / "trace.json").is_file()
-    assert (run / "super_convergence" / "interpolation.json").is_file()
+    assert Path(result["artefacts"]["init -> final interpolation"]).is_file()
+    assert len(list((run / "landscape").glob("interpolate_epoch*.npz"))) == 1
     assert list((run / "landscape").glob("*.npz")) and list((run / "landscape").glob("*.png"))
     # step 5: a stylised photograph, content | style | stylised, each 2 x 64 px in --fast
     stylised = [Path(v) for k, v in result["artefacts"].items() if k.startswith("stylised photograph")]

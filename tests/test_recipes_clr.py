@@ -28,7 +28,7 @@ def test_recipe_headers_follow_the_house_style(path):
     assert "__" not in header  # no placeholder left
     config = yaml.safe_load(text)
     clr = _callback_args(config, "CyclicalLR")
-    assert clr["bounds"] == "finder" and clr["mode"] == "triangular2"
+    assert clr["base_lr"] == clr["max_lr"] == "finder" and clr["mode"] == "triangular2"
     assert config["trainer"]["max_steps"] % (2 * clr["step_size"]) == 0  # ends on a cycle boundary
     assert config["model"]["init_args"]["scheduler"] is None
 
@@ -50,12 +50,11 @@ def test_digits_recipe_fits_with_finder_then_cyclical_lr(tmp_path):
     assert isinstance(cli.model, ImageClassifier) and isinstance(cli.datamodule, DigitsDataModule)
     finder = next(cb for cb in cli.trainer.callbacks if isinstance(cb, LRRangeFinder))
     clr = next(cb for cb in cli.trainer.callbacks if isinstance(cb, CyclicalLR))
-    assert (clr.mode, clr.step_size, clr.bounds) == ("triangular2", 18, "finder")
+    assert (clr.mode, clr.step_size, clr.base_lr, clr.max_lr) == ("triangular2", 18, "finder", "finder")
     assert len(finder.result.lrs) == 6 and finder.result.lrs[0] == 0.001
     assert cli.trainer.global_step == 2
-    bounds = finder.result.clr_bounds or (0.01, 0.1)  # the YAML's fallback when the finder has no bounds
-    state = clr.state_dict()
-    assert state["base_lrs"] == [bounds[0]] and state["max_lrs"] == [bounds[1]]
+    bounds = finder.result.schedule_bounds()  # clr_bounds, or the suggestion when the curve gives none
+    assert clr.schedule.base_lr == (bounds[0],) and clr.schedule.max_lr == (bounds[1],)
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == clr.lr_at(1)[0]
 
 
@@ -84,5 +83,5 @@ def test_cifar_recipe_parses_without_data(capsys):
     assert printed["data"]["init_args"]["download"] is False
     assert printed["model"]["init_args"]["model"] == "resnet56"
     clr = _callback_args(printed, "CyclicalLR")
-    assert (clr["step_size"], clr["mode"], clr["bounds"]) == (2000, "triangular2", "finder")
+    assert (clr["step_size"], clr["mode"], clr["base_lr"], clr["max_lr"]) == (2000, "triangular2", "finder", "finder")
     assert printed["trainer"]["max_steps"] == 24000

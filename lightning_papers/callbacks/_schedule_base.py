@@ -1,41 +1,54 @@
-"""What the schedule callbacks (``CyclicalLR``, ``SuperConvergence``) share: param groups, momentum, logging.
+"""What the schedule callbacks (``CyclicalLR``, ``SuperConvergence``) share: one schedule object, driven.
 
 Smith, Cyclical Learning Rates for Training Neural Networks, 2017 (arXiv 1506.01186); Smith & Topin,
 Super-Convergence: Very Fast Training of Neural Networks Using Large Learning Rates, 2017 (arXiv 1708.07120);
 Smith, A disciplined approach to neural network hyper-parameters, 2018 (arXiv 1803.09820) for cyclical momentum.
 
-Both callbacks set every param group's learning rate (and, optionally, momentum or Adam's beta1) before each
-optimizer step from a pure schedule in :mod:`lightning_papers.schedules`; this base holds the Trainer glue so
-that neither copies it.
+Each subclass builds one schedule object of :mod:`lightning_papers.schedules` (:class:`Cyclical` or
+:class:`OneCycle`) when training starts; this base sets every param group's learning rate (and momentum or
+Adam's beta1) from it before each optimizer step, logs them and checkpoints the object.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-__all__ = ["ScheduleCallback", "as_float_list"]
+from lightning_papers.callbacks._trainer import StateKeyed
+
+__all__ = ["FINDER", "ScheduleCallback", "learning_rates"]
+
+FINDER = "finder"  # the one spelling of "take it from the LR range test in the same Trainer"
 
 
-def as_float_list(value: float | Sequence[float] | None) -> list[float] | None:
-    """``None`` stays ``None``; a number becomes a one-element list; a sequence becomes a list of floats."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return [float(value)]
-    return [float(v) for v in value]
+def learning_rates(value: Any, name: str, finder_ok: bool = True) -> str | list[float]:
+    """``"finder"``, or a positive number or sequence of them as a list of floats.
+
+    Raises:
+        ValueError: for anything else, naming ``name`` and the value.
+    """
+    if isinstance(value, str) and value == FINDER and finder_ok:
+        return FINDER
+    values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    ok = isinstance(values, Sequence) and not isinstance(values, str) and len(values) > 0 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf") for v in values)
+    if not ok:
+        expected = "a positive number, a sequence of them (one per param group)" + (" or 'finder'" if finder_ok else "")
+        raise ValueError(f"Expected `{name}` to be {expected}, got {value!r}")
+    return [float(v) for v in values]
 
 
-class ScheduleCallback(Callback):
+class ScheduleCallback(StateKeyed):
     """Base of the callbacks that own the learning rate: they set ``owns_learning_rate = True`` so this
     package's modules hand out a bare optimizer (no second scheduler fights them).
 
     Args:
-        cycle_momentum: whether the subclass cycles momentum (SGD) or beta1 (Adam-like).
+        cycle_momentum: whether the schedule also drives momentum (SGD) or beta1 (Adam-like). Every param group
+            must have one (SGD ``momentum > 0``, or ``betas``): it is never switched on silently.
         log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` every this many optimizer steps;
             ``None`` uses the Trainer's.
     """
@@ -43,58 +56,97 @@ class ScheduleCallback(Callback):
     owns_learning_rate = True
 
     def __init__(self, cycle_momentum: bool, log_every_n_steps: int | None) -> None:
-        if log_every_n_steps is not None and log_every_n_steps < 1:
-            raise ValueError(f"Expected `log_every_n_steps >= 1` or None, got {log_every_n_steps!r}")
-        self.cycle_momentum = cycle_momentum
+        if log_every_n_steps is not None and (isinstance(log_every_n_steps, bool) or
+                                              not isinstance(log_every_n_steps, int) or log_every_n_steps < 1):
+            raise ValueError(f"Expected `log_every_n_steps` to be a positive integer or None, got "
+                             f"{log_every_n_steps!r}")
+        self.cycle_momentum = bool(cycle_momentum)
         self.log_every_n_steps = log_every_n_steps
-        self._momentum_keys: list[str | None] = []
+        self.schedule: Any = None  # the schedule object, built at the first training batch (or restored)
         self._last_logged_step = -1
 
+    # -- what subclasses provide --------------------------------------------------------------------------
+    def _build(self, trainer: pl.Trainer) -> Any:
+        """The schedule object for this run (called at the first training batch, after a range test ran)."""
+        raise NotImplementedError
+
+    def _before_step(self, trainer: pl.Trainer, step: int) -> None:
+        """Called before the lrs of ``step`` are set."""
+
+    # -- helpers --------------------------------------------------------------------------------------------
     @staticmethod
     def _groups(trainer: pl.Trainer) -> list[dict]:
         """Every param group of every optimizer, in order."""
         return [group for optimizer in trainer.optimizers for group in optimizer.param_groups]
 
-    @staticmethod
-    def _expand(values: list[float], n_groups: int, name: str) -> list[float]:
-        """One value per param group: a single value is repeated, otherwise the lengths must match."""
-        if len(values) == 1:
-            return values * n_groups
-        if len(values) != n_groups:
-            raise ValueError(f"Expected `{name}` to have one value per param group ({n_groups}), got {len(values)}")
-        return list(values)
+    def _check_length(self, values: Any, trainer: pl.Trainer, name: str) -> None:
+        n = len(self._groups(trainer))
+        if isinstance(values, list) and len(values) not in (1, n):
+            raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
 
     @staticmethod
-    def _finder(trainer: pl.Trainer) -> Any:
-        """The first :class:`~lightning_papers.callbacks.LRRangeFinder` attached to ``trainer``, or ``None``."""
+    def _finder_bounds(trainer: pl.Trainer) -> tuple[float, float]:
+        """``(base_lr, max_lr)`` from the first ``LRRangeFinder`` of the Trainer (see
+        :meth:`LRRangeResult.schedule_bounds`)."""
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
-        return next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
+        finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
+        if finder is None or finder.result is None:
+            raise ValueError("Expected an `LRRangeFinder` that ran before training, in `Trainer(callbacks=...)`, "
+                             "for learning rates given as 'finder'")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            bounds = finder.result.schedule_bounds()
+        for w in caught:
+            rank_zero_warn(str(w.message))
+        return bounds
 
-    def _detect_momentum_keys(self, trainer: pl.Trainer) -> None:
-        """Remember per group whether momentum lives in ``betas`` (Adam-like), ``momentum`` (SGD) or nowhere."""
-        self._momentum_keys = []
-        for i, group in enumerate(self._groups(trainer)):
-            key = "betas" if "betas" in group else "momentum" if group.get("momentum", 0) > 0 else None
-            if self.cycle_momentum and key is None:
-                # torch's CyclicLR / OneCycleLR would switch momentum on here (SGD(momentum=0) -> 0.9); we never do.
-                rank_zero_warn(
-                    f"`cycle_momentum=True` but param group {i} has no momentum; its momentum stays "
-                    f"{group.get('momentum', 'absent')}."
-                )
-            self._momentum_keys.append(key)
+    @staticmethod
+    def _needs_finder(trainer: pl.Trainer) -> None:
+        from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
-    def _set(self, trainer: pl.Trainer, step: int, lrs: list[float], momentum: float | None) -> None:
-        """Write ``lrs`` (one per group) and ``momentum`` (where the group has one) and log them."""
+        if not any(isinstance(cb, LRRangeFinder) for cb in trainer.callbacks):
+            raise ValueError("Expected an `LRRangeFinder` in `Trainer(callbacks=...)` for learning rates given as "
+                             "'finder'")
+
+    # -- hooks ----------------------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.cycle_momentum:
+            return
+        i = 0
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                if "betas" not in group and not group.get("momentum", 0) > 0:
+                    # torch's CyclicLR / OneCycleLR would switch momentum on here (SGD(momentum=0) -> 0.9); we never do
+                    raise ValueError(
+                        f"Expected an optimizer with momentum for `cycle_momentum=True`, got "
+                        f"{type(optimizer).__name__} whose param group {i} has momentum "
+                        f"{group.get('momentum', 'absent')} (0 or absent). `{type(self).__name__}` never switches "
+                        "momentum on: give the optimizer `momentum>0` (e.g. `SGD(momentum=0.9)`) or pass "
+                        "`cycle_momentum=False`."
+                    )
+                i += 1
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self.schedule is None:
+            self.schedule = self._build(trainer)
+        step = trainer.global_step
+        self._before_step(trainer, step)
         groups = self._groups(trainer)
-        for group, lr, key in zip(groups, lrs, self._momentum_keys):
+        lrs = self.schedule.lrs(step)
+        if len(lrs) == 1:
+            lrs = lrs * len(groups)
+        elif len(lrs) != len(groups):
+            raise ValueError(f"Expected one learning rate per param group ({len(groups)}), got {len(lrs)}")
+        momentum = self.schedule.momentum(step) if self.cycle_momentum else None
+        for group, lr in zip(groups, lrs):
             group["lr"] = lr
-            if momentum is None or key is None:
-                continue
-            if key == "betas":
-                group["betas"] = (momentum, *group["betas"][1:])
-            else:
-                group["momentum"] = momentum
+            if momentum is not None:
+                if "betas" in group:
+                    group["betas"] = (momentum, *group["betas"][1:])
+                else:
+                    group["momentum"] = momentum
         self._log(trainer, step, groups)
 
     def _log(self, trainer: pl.Trainer, step: int, groups: list[dict]) -> None:
@@ -110,5 +162,11 @@ class ScheduleCallback(Callback):
                 metrics[f"schedule/momentum{suffix}"] = float(group["betas"][0])
             elif "momentum" in group:
                 metrics[f"schedule/momentum{suffix}"] = float(group["momentum"])
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
+        if trainer.is_global_zero:  # no collectives on this path: loggers are written on rank 0 only
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
+
+    # -- checkpointing --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedule": None if self.schedule is None else self.schedule.to_dict()}
+

@@ -8,29 +8,28 @@ versus actual output sizes and receptive fields, computed by
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from lightning_papers.callbacks._trainer import report
 from lightning_papers.conv_arithmetic import ShapeTrace, trace_shapes
 
 __all__ = ["ConvArithmeticSummary"]
 
 
 class ConvArithmeticSummary(Callback):
-    """Trace the model's shapes and receptive fields at fit start and log them (rank 0 only).
+    """Trace the model's shapes and receptive fields at fit start and log them.
 
     The table goes to the ``logging`` log (``rank_zero_info``), to TensorBoard as Markdown text under the tag
     ``conv_arithmetic/table`` when a ``TensorBoardLogger`` is attached, and as JSON to
     ``trainer.log_dir/conv_arithmetic/trace.json``. Layers whose strides or dilation leave input pixels
-    unread, and predictions that differ from PyTorch's shapes, are reported with ``rank_zero_warn``.
+    unread, and predictions that differ from PyTorch's shapes, are reported with ``rank_zero_warn``. Every rank
+    traces (the same model: the same table), rank 0 writes.
 
     Args:
         input_size: ``(C, *spatial)`` of the example input, used when the module has no
@@ -59,36 +58,25 @@ class ConvArithmeticSummary(Callback):
         self.trace: ShapeTrace | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
         example: Any = pl_module.example_input_array
-        if example is None:
-            example = self.input_size
-        else:
-            example = move_data_to_device(example, pl_module.device)
+        example = self.input_size if example is None else move_data_to_device(example, pl_module.device)
         try:
             self.trace = trace_shapes(pl_module, example)
-        except Exception as err:  # a summary must not stop training
+        except Exception as err:  # noqa: BLE001 - a summary must not stop training
             rank_zero_warn(f"ConvArithmeticSummary could not trace the model: {type(err).__name__}: {err}")
-            return
+            self.trace = None
         trace = self.trace
-        rank_zero_info(f"Convolution arithmetic (Dumoulin & Visin, arXiv 1603.07285):\n{trace.table()}")
-
-        for row in trace.dropping_rows:
-            rank_zero_warn(
-                f"ConvArithmeticSummary: layer {row.name!r} ({row.layer}, k={row.kernel}, s={row.stride}, "
-                f"p={row.padding}, d={row.dilation}) never reads {row.ignored} input pixels per axis of its "
-                f"{row.input_shape[-len(row.ignored):]} input"
-            )
-        for row in trace.mismatches:
-            rank_zero_warn(f"ConvArithmeticSummary: layer {row.name!r} predicted {row.predicted}, got {row.actual}")
-
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_text(self.TAG, trace.to_markdown(), global_step=trainer.global_step)
-
-        root = trainer.log_dir or trainer.default_root_dir
-        outdir = os.path.join(root, "conv_arithmetic")
-        os.makedirs(outdir, exist_ok=True)
-        with open(os.path.join(outdir, "trace.json"), "w") as f:
-            json.dump(trace.to_dict(), f, indent=1)
+        if trace is not None:
+            rank_zero_info(f"Convolution arithmetic (Dumoulin & Visin, arXiv 1603.07285):\n{trace.table()}")
+            for row in trace.dropping_rows:
+                rank_zero_warn(
+                    f"ConvArithmeticSummary: layer {row.name!r} ({row.layer}, k={row.kernel}, s={row.stride}, "
+                    f"p={row.padding}, d={row.dilation}) never reads {row.ignored} input pixels per axis of its "
+                    f"{row.input_shape[-len(row.ignored):]} input"
+                )
+            for row in trace.mismatches:
+                rank_zero_warn(f"ConvArithmeticSummary: layer {row.name!r} predicted {row.predicted}, got {row.actual}")
+        # every rank reaches the report (its log_dir is a collective under DDP), traced or not
+        report(trainer, "conv_arithmetic", step=trainer.global_step,
+               texts={self.TAG: trace.to_markdown()} if trace is not None else None,
+               files={"trace.json": trace.to_dict()} if trace is not None else None)

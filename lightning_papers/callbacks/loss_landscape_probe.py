@@ -2,117 +2,113 @@
 
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
 filter-normalised 2-D surfaces and 1-D curves around the current weights; Smith & Topin, Exploring Loss
-Function Topology with Cyclical Learning Rates, 2017 (arXiv 1702.04283): the 1-D interpolation between the
-weights at the start of training and the current ones.
+Function Topology with Cyclical Learning Rates, 2017 (arXiv 1702.04283): the line from the weights at the start
+of training (``alpha = 0``) to the current ones (``alpha = 1``).
 
-The callback owns no math: it picks ``num_batches`` fixed batches (moved to the device once through
-``trainer.strategy.batch_to_device``, so the datamodule's ``on_after_batch_transfer`` normalisation applies),
-calls :func:`lightning_papers.landscape.surface` on this rank's share of the grid, gathers the shares through
-``trainer.strategy.all_gather``, and rank 0 writes files and TensorBoard figures. The model, optimizer and RNG
-come back exactly as they were.
+The callback owns no math: it takes fixed evaluation batches (the same on every rank), evaluates the module's
+own loss (or a ``loss_fn``) with :func:`lightning_papers.landscape.surface` /
+:func:`~lightning_papers.landscape.interpolate` on this rank's share of the grid, gathers the shares and reports
+them. The model, optimizer and RNG come back exactly as they were.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.seed import isolate_rng
 
-from lightning_papers.landscape import (
-    SurfaceResult,
-    centre_curvature,
-    hessian_top_eigenvalue,
-    loss_rise,
-    merge_surfaces,
-    mesh_arrays,
-    plot_contour,
-    plot_curve,
-    plot_heatmap,
-    plot_surface3d,
-    random_directions,
-    save_surface,
-    surface,
-    target_direction,
-    write_vtp,
-)
+from lightning_papers import landscape as ls
+from lightning_papers.callbacks import _trainer
 from lightning_papers.landscape.directions import SUPPORTED_KINDS, SUPPORTED_NORMALIZATIONS
 from lightning_papers.landscape.surface import check_compile_option
 
 __all__ = ["LossLandscapeProbe"]
 
 log = logging.getLogger(__name__)
+_DEFAULT_GRIDS = {"2d": (np.linspace(-1, 1, 11),) * 2, "1d": np.linspace(-1, 1, 21),
+                  "interpolate": np.linspace(-0.5, 1.5, 21)}
 
 
-class LossLandscapeProbe(Callback):
-    """Probe the loss landscape around the current weights at the end of training or every n epochs.
+class LossLandscapeProbe(_trainer.StateKeyed):
+    """Probe the loss landscape of any LightningModule at the end of training or every n epochs.
+
+    What is evaluated is the module's own loss (what its ``training_step`` returns, else what its
+    ``validation_step`` returns or logs), in eval mode, with its ``self.log`` calls kept out of your logs;
+    accuracy is added when batches are ``(inputs, targets)`` with class targets and the forward pass returns
+    logits. ``loss_fn`` / ``metrics`` override that.
 
     Args:
         mode: ``"2d"`` (surface along two filter-normalised random directions), ``"1d"`` (one random
-            direction) or ``"interpolate"`` (from the current weights, ``alpha = 0``, towards the weights at the
-            start of training, ``alpha = 1``).
+            direction) or ``"interpolate"`` (the line from the weights at the start of training, ``alpha = 0``, to
+            the current ones, ``alpha = 1``).
         at: ``"fit_end"`` (once, when training ends) or ``None`` with ``every_n_epochs``.
         every_n_epochs: probe at the end of every n-th training epoch (overrides ``at``).
         grid: coordinate axes; default 11x11 over [-1, 1]^2 (2d), 21 points over [-1, 1] (1d) or [-0.5, 1.5]
             (interpolate).
-        num_batches: fixed batches of the dataloader used at every point (and for sharpness).
-        dataloader: ``"val"`` or ``"train"``.
+        num_batches: fixed batches of each dataloader used at every point (and for sharpness).
+        dataloader: ``"val"``, ``"train"`` or both (``("train", "val")``: metrics named ``train_loss``, ...).
         seed: seed of the random directions (the same directions at every probe).
         normalization: ``"filter"``, ``"layer"`` or ``"none"``.
         ignore: entries with a zero direction (``"bias"``, ``"norm"``).
-        kind: ``"weights"`` or ``"states"``.
-        backend: ``"inplace"`` or ``"vmap"`` (see :func:`lightning_papers.landscape.surface`).
-        autocast_dtype: e.g. ``torch.bfloat16`` for the evaluations.
-        fold_bn: evaluate a copy of the module with BatchNorm folded into the convolutions (exact up to float
-            rounding, no BatchNorm kernels per point); see :func:`lightning_papers.landscape.surface`.
-        channels_last: evaluate a channels_last copy of the module.
-        compile: ``torch.compile`` the evaluated copy (``True`` or a dict of ``torch.compile`` arguments).
-        sharpness: also estimate the Hessian's top eigenvalue (``hessian_iters`` power iterations).
+        kind: ``"weights"`` or ``"states"``; default ``"states"`` for ``"interpolate"`` (BatchNorm statistics move
+            with the weights, so alpha 0 is exactly the initial model), ``"weights"`` otherwise.
+        backend: ``"inplace"`` or ``"vmap"`` (``"vmap"`` needs ``loss_fn``).
+        autocast_dtype: the dtype of the evaluations; default: the Trainer's (``bf16-mixed`` -> bfloat16);
+            ``torch.float32`` for full precision.
+        fold_bn: evaluate a copy of the network with BatchNorm folded into the convolutions (needs ``loss_fn``:
+            the copy has no training step).
+        channels_last: evaluate a channels_last copy (needs ``loss_fn``).
+        compile: ``torch.compile`` the evaluated copy (``True`` or a dict of arguments; needs ``loss_fn``).
+        loss_fn: ``fn(module(inputs), targets)`` on ``(inputs, targets, ...)`` batches instead of the module's loss.
+        metrics: extra ``{name: fn(output, target)}`` on the module's forward output.
+        sharpness: also estimate the Hessian's top eigenvalue of the same loss (``hessian_iters`` iterations).
         hessian_iters: power iterations for ``sharpness``.
         radius: radius for the ``landscape/sharpness/loss_rise`` summary.
         save_results: rank 0 writes ``.npz``/``.json``, PNGs and ``.vtp`` to ``trainer.log_dir/landscape/``.
 
     Raises:
         ValueError: for an unknown ``mode``, ``at``, ``dataloader``, ``normalization`` or ``kind``, a
-            non-positive ``num_batches``/``every_n_epochs``/``hessian_iters``, a grid of the wrong dimension, or
-            a ``compile`` that is neither a bool nor a dict, or comes with the ``"vmap"`` backend.
+            non-positive ``num_batches``/``every_n_epochs``/``hessian_iters``, a grid of the wrong dimension, a bad
+            ``compile``, or a copy option (``fold_bn``, ``channels_last``, ``compile``, ``backend="vmap"``)
+            without ``loss_fn``.
 
     Example::
 
-        >>> probe = LossLandscapeProbe(mode="2d", grid=(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)))
+        >>> probe = LossLandscapeProbe("2d", grid=(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)))
         >>> trainer = pl.Trainer(callbacks=[probe], max_epochs=2)  # doctest: +SKIP
     """
 
     SUPPORTED_MODES = ("2d", "1d", "interpolate")
     SUPPORTED_AT = ("fit_end", None)
     SUPPORTED_DATALOADERS = ("val", "train")
+    _state_key_fields = ("mode", "dataloader", "every_n_epochs", "seed", "axes")
 
     def __init__(
         self,
         mode: str = "2d",
+        *,
         at: str | None = "fit_end",
         every_n_epochs: int | None = None,
         grid: Any = None,
         num_batches: int = 4,
-        dataloader: str = "val",
+        dataloader: str | Sequence[str] = "val",
         seed: int = 0,
         normalization: str = "filter",
         ignore: Sequence[str] = ("bias", "norm"),
-        kind: str = "weights",
+        kind: str | None = None,
         backend: str = "inplace",
         autocast_dtype: torch.dtype | None = None,
         fold_bn: bool = False,
         channels_last: bool = False,
         compile: bool | dict[str, Any] = False,
+        loss_fn: Callable | None = None,
+        metrics: Mapping[str, Callable] | None = None,
         sharpness: bool = True,
         hessian_iters: int = 10,
         radius: float = 0.5,
@@ -126,52 +122,48 @@ class LossLandscapeProbe(Callback):
             raise ValueError(f"Expected `every_n_epochs` to be a positive integer or None, got {every_n_epochs!r}")
         if at is None and every_n_epochs is None:
             raise ValueError("Expected `at='fit_end'` or an `every_n_epochs`, got neither")
-        if not isinstance(num_batches, int) or num_batches < 1:
+        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
             raise ValueError(f"Expected `num_batches` to be a positive integer, got {num_batches!r}")
-        if dataloader not in self.SUPPORTED_DATALOADERS:
-            raise ValueError(f"Expected `dataloader` to be one of {self.SUPPORTED_DATALOADERS}, got {dataloader!r}")
+        loaders = (dataloader,) if isinstance(dataloader, str) else tuple(dataloader)
+        if not loaders or any(d not in self.SUPPORTED_DATALOADERS for d in loaders) or len(set(loaders)) < len(
+                loaders):
+            raise ValueError(f"Expected `dataloader` to be one or both of {self.SUPPORTED_DATALOADERS}, got "
+                             f"{dataloader!r}")
         if normalization not in SUPPORTED_NORMALIZATIONS:
             raise ValueError(f"Expected `normalization` to be one of {SUPPORTED_NORMALIZATIONS}, got {normalization!r}")
+        kind = kind or ("states" if mode == "interpolate" else "weights")
         if kind not in SUPPORTED_KINDS:
             raise ValueError(f"Expected `kind` to be one of {SUPPORTED_KINDS}, got {kind!r}")
-        if not isinstance(hessian_iters, int) or hessian_iters < 1:
+        if isinstance(hessian_iters, bool) or not isinstance(hessian_iters, int) or hessian_iters < 1:
             raise ValueError(f"Expected `hessian_iters` to be a positive integer, got {hessian_iters!r}")
         check_compile_option(compile, backend)
+        copies = [name for name, on in (("fold_bn", fold_bn), ("channels_last", channels_last),
+                                        ("compile", compile is not False), ("backend='vmap'", backend == "vmap")) if on]
+        if copies and loss_fn is None:
+            raise ValueError(f"Expected a `loss_fn` with {copies}: they evaluate a copy of the network, which has no "
+                             "training step; e.g. `loss_fn=torch.nn.functional.cross_entropy` for a classifier")
         ndim = 2 if mode == "2d" else 1
-        if grid is None:
-            if mode == "2d":
-                grid = (np.linspace(-1, 1, 11), np.linspace(-1, 1, 11))
-            else:
-                grid = np.linspace(-1, 1, 21) if mode == "1d" else np.linspace(-0.5, 1.5, 21)
+        grid = _DEFAULT_GRIDS[mode] if grid is None else grid
         axes = [grid] if ndim == 1 and np.ndim(grid) == 1 else list(grid)
         if len(axes) != ndim or any(np.ndim(a) != 1 or len(a) == 0 for a in axes):
             raise ValueError(f"Expected `grid` to be {ndim} non-empty 1-D coordinate array(s) for mode {mode!r}")
-        self.mode = mode
-        self.at = at
-        self.every_n_epochs = every_n_epochs
+        self.mode, self.at, self.every_n_epochs = mode, at, every_n_epochs
         self.axes = [np.asarray(a, dtype=np.float64) for a in axes]
         self.num_batches = num_batches
-        self.dataloader = dataloader
-        self.seed = seed
-        self.normalization = normalization
-        self.ignore = tuple(ignore)
-        self.kind = kind
-        self.backend = backend
-        self.autocast_dtype = autocast_dtype
-        self.fold_bn = fold_bn
-        self.channels_last = channels_last
-        self.compile = compile
-        self.sharpness = sharpness
-        self.hessian_iters = hessian_iters
-        self.radius = radius
+        self.dataloader = loaders[0] if len(loaders) == 1 else loaders
+        self.seed, self.normalization, self.ignore, self.kind = seed, normalization, tuple(ignore), kind
+        self.backend, self.autocast_dtype = backend, autocast_dtype
+        self.fold_bn, self.channels_last, self.compile = fold_bn, channels_last, compile
+        self.loss_fn, self.metrics = loss_fn, dict(metrics or {})
+        self.sharpness, self.hessian_iters, self.radius = sharpness, hessian_iters, radius
         self.save_results = save_results
-        self.results: dict[int, SurfaceResult] = {}
+        self.results: dict[int, ls.SurfaceResult] = {}
         self.initial_state: dict[str, torch.Tensor] | None = None
 
     # -- hooks ------------------------------------------------------------------------------------------
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.mode == "interpolate" and self.initial_state is None:
-            self.initial_state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.mode == "interpolate" and self.initial_state is None:  # a resumed run has it from the checkpoint
+            self.initial_state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
@@ -184,148 +176,111 @@ class LossLandscapeProbe(Callback):
             self.probe(trainer, pl_module, epoch=max(trainer.current_epoch - 1, 0))
 
     # -- the probe --------------------------------------------------------------------------------------
-    def probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int | None = None) -> SurfaceResult:
+    def probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int | None = None) -> ls.SurfaceResult:
         """Compute (sharded), gather, report and return the landscape at the current weights; ``epoch`` is the
-        TensorBoard step and file suffix (default ``trainer.current_epoch``)."""
+        TensorBoard step and file suffix (default ``trainer.current_epoch``). Call it on every rank."""
         epoch = trainer.current_epoch if epoch is None else epoch
-        stage = trainer.state.stage
+        loaders = (self.dataloader,) if isinstance(self.dataloader, str) else self.dataloader
+        evaluation = _trainer.ModuleEvaluation(pl_module, self.loss_fn, self.metrics)
+        dtype = _trainer.autocast_dtype(trainer) if self.autocast_dtype is None else self.autocast_dtype
+        options = dict(autocast_dtype=None if dtype == torch.float32 else dtype, shard=(trainer.global_rank,
+                       trainer.world_size), backend=self.backend)
         sharp: dict[str, float] = {}
-        with isolate_rng():
-            try:
-                trainer.state.stage = None  # the datamodule must not augment these batches
-                batches = self._batches(trainer, pl_module)
-            finally:
-                trainer.state.stage = stage
-            directions = self._directions(pl_module)
-            part = surface(
-                pl_module,
-                directions,
-                self.axes,
-                batches,
-                backend=self.backend,
-                autocast_dtype=self.autocast_dtype,
-                fold_bn=self.fold_bn,
-                channels_last=self.channels_last,
-                compile=self.compile,
-                shard=(trainer.global_rank, trainer.world_size),
-            )
-            result = self._gather(trainer, part)
+        with isolate_rng(), evaluation.active():
+            parts = {}
+            for split in loaders:
+                batches = _trainer.evaluation_batches(trainer, pl_module, split, self.num_batches)
+                part = self._compute(pl_module, batches, evaluation, options)
+                parts[split] = _trainer.gather_surface(trainer, part)
+            result = parts[loaders[0]] if len(parts) == 1 else _joined(parts)
             if self.sharpness and trainer.is_global_zero:
-                sharp = self._sharpness(pl_module, batches, result)
+                sharp = self._sharpness(pl_module, batches, evaluation, result)
+        result.metadata["evaluated"] = evaluation.describe()
         self.results[epoch] = result
         self._report(trainer, result, sharp, epoch)
         return result
 
-    def _directions(self, pl_module: pl.LightningModule):
+    def _compute(self, pl_module: pl.LightningModule, batches: list[Any], evaluation: Any,
+                 options: dict[str, Any]) -> ls.SurfaceResult:
+        if self.loss_fn is not None and (self.fold_bn or self.channels_last or self.compile is not False
+                                         or self.backend == "vmap"):
+            metrics = {"loss": self.loss_fn, **self.metrics}
+            with ls.preserved_model(pl_module), torch.no_grad():  # eval mode: no BatchNorm statistics change
+                pl_module.eval()
+                logits = pl_module(batches[0][0])
+            if _trainer._classification_target(batches[0], logits) is not None and "accuracy" not in metrics:
+                metrics["accuracy"] = ls.accuracy
+            options = dict(options, metrics=metrics, fold_bn=self.fold_bn, channels_last=self.channels_last,
+                           compile=self.compile)
+        else:
+            options = dict(options, evaluate=evaluation)
         if self.mode == "interpolate":
             if self.initial_state is None:
                 raise RuntimeError("`LossLandscapeProbe(mode='interpolate')` has no initial weights: fit not started")
-            return [target_direction(pl_module, self.initial_state, kind=self.kind)]
-        n = 2 if self.mode == "2d" else 1
-        return random_directions(pl_module, n, self.seed, self.normalization, self.ignore, self.kind)
+            return ls.interpolate(pl_module, self.initial_state, self.axes[0], batches, kind=self.kind, **options)
+        directions = ls.random_directions(pl_module, len(self.axes), self.seed, self.normalization, self.ignore,
+                                          self.kind)
+        return ls.surface(pl_module, directions, tuple(self.axes) if len(self.axes) == 2 else self.axes[0], batches,
+                          **options)
 
-    def _batches(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[Any]:
-        loader = None
-        dm = trainer.datamodule
-        if dm is not None:
-            loader = dm.val_dataloader() if self.dataloader == "val" else dm.train_dataloader()
-        else:
-            loaders = trainer.val_dataloaders if self.dataloader == "val" else trainer.train_dataloader
-            loader = loaders[0] if isinstance(loaders, (list, tuple)) and loaders else loaders
-        if loader is None:
-            raise RuntimeError(f"`LossLandscapeProbe` found no {self.dataloader} dataloader")
-        batches = []
-        for batch in loader:
-            if len(batches) == self.num_batches:
-                break
-            batch = trainer.precision_plugin.convert_input(batch)
-            batch = pl_module._on_before_batch_transfer(batch, dataloader_idx=0)
-            batches.append(trainer.strategy.batch_to_device(batch, dataloader_idx=0))
-        if not batches:
-            raise RuntimeError(f"`LossLandscapeProbe` found an empty {self.dataloader} dataloader")
-        return batches
-
-    @staticmethod
-    def _gather(trainer: pl.Trainer, part: SurfaceResult) -> SurfaceResult:
-        if trainer.world_size == 1:
-            return part
-        names = list(part.values)
-        device = trainer.strategy.root_device
-        values = torch.as_tensor(np.stack([part.values[m] for m in names]), dtype=torch.float64, device=device)
-        computed = torch.as_tensor(part.computed, device=device).to(torch.uint8)
-        all_values = trainer.strategy.all_gather(values).cpu().numpy()
-        all_computed = trainer.strategy.all_gather(computed).cpu().numpy().astype(bool)
-        parts = [
-            SurfaceResult(part.axes, {m: all_values[r, i] for i, m in enumerate(names)}, all_computed[r], part.metadata)
-            for r in range(trainer.world_size)
-        ]
-        return merge_surfaces(parts)
-
-    def _sharpness(self, pl_module: pl.LightningModule, batches: list[Any], result: SurfaceResult) -> dict[str, float]:
+    def _sharpness(self, pl_module: pl.LightningModule, batches: list[Any], evaluation: Any,
+                   result: ls.SurfaceResult) -> dict[str, float]:
         out: dict[str, float] = {}
-        eig = hessian_top_eigenvalue(pl_module, batches, max_iter=self.hessian_iters)
-        out["hessian_top_eig"] = eig.eigenvalue
-        if math.isfinite(result.centre_value()):
-            out["loss_rise"] = loss_rise(result, self.radius)
+        if self.mode != "interpolate":  # the centre of an interpolation is the start, not the current weights
+            out["hessian_top_eig"] = ls.hessian_top_eigenvalue(pl_module, batches, max_iter=self.hessian_iters,
+                                                               evaluate=evaluation).eigenvalue
+        metric = "loss" if "loss" in result.values else next(iter(result.values))
+        if math.isfinite(result.centre_value(metric)):
+            out["loss_rise"] = ls.loss_rise(result, self.radius, metric)
         try:
-            for j, c in enumerate(centre_curvature(result)):
+            for j, c in enumerate(ls.centre_curvature(result, metric)):
                 out[f"curvature_{'xy'[j]}"] = c
         except ValueError:  # the grid has no interior point at the origin
             pass
         return out
 
-    def _report(self, trainer: pl.Trainer, result: SurfaceResult, sharp: dict[str, float], epoch: int) -> None:
-        log_dir = trainer.log_dir  # a collective call under DDP: every rank must reach it
-        if not trainer.is_global_zero:
-            return
-        log.info("loss landscape at epoch %d: centre loss %.4g, %s", epoch, result.centre_value(), sharp)
+    def _report(self, trainer: pl.Trainer, result: ls.SurfaceResult, sharp: dict[str, float], epoch: int) -> None:
         figures: dict[str, Any] = {}
-        if result.ndim == 2:
-            figures["contour"] = plot_contour(result).figure
-            figures["heatmap"] = plot_heatmap(result).figure
-            figures["surface3d"] = plot_surface3d(result).figure
-        else:
-            xlabel = "alpha (0: current, 1: start of training)" if self.mode == "interpolate" else "alpha"
-            figures["curve1d"] = plot_curve(result, xlabel=xlabel).figure
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                writer = logger.experiment
-                for name, fig in figures.items():
-                    writer.add_figure(f"landscape/{name}", fig, global_step=epoch, close=False)
-                if result.ndim == 2:
-                    verts, faces, _ = mesh_arrays(result)
-                    if len(faces):
-                        writer.add_mesh(
-                            "landscape/mesh",
-                            vertices=torch.as_tensor(verts, dtype=torch.float32).unsqueeze(0),
-                            faces=torch.as_tensor(faces, dtype=torch.int32).unsqueeze(0),
-                            global_step=epoch,
-                        )
-                for k, v in sharp.items():
-                    writer.add_scalar(f"landscape/sharpness/{k}", v, global_step=epoch)
-                writer.flush()
-            elif sharp:
-                logger.log_metrics({f"landscape/sharpness/{k}": v for k, v in sharp.items()}, step=epoch)
-        if self.save_results:
-            if log_dir is None:
-                rank_zero_warn("`LossLandscapeProbe(save_results=True)` but the trainer has no log_dir; nothing saved")
-                return
-            out = os.path.join(log_dir, "landscape")
-            os.makedirs(out, exist_ok=True)
-            stem = os.path.join(out, f"{self.mode}_epoch{epoch}")
-            result.metadata["sharpness"] = sharp
-            save_surface(result, stem)
-            for name, fig in figures.items():
-                fig.savefig(f"{stem}_{name}.png", dpi=100, bbox_inches="tight")
+        meshes: dict[str, Any] = {}
+        series: dict[str, Any] = {}
+        files: dict[str, Any] = {}
+        stem = f"{self.mode}_epoch{epoch}"
+        if trainer.is_global_zero:
+            metric = "loss" if "loss" in result.values else next(iter(result.values))
+            log.info("loss landscape (%s) at epoch %d: %s at the centre %.4g, %s", self.mode, epoch, metric,
+                     result.centre_value(metric), sharp)
             if result.ndim == 2:
-                write_vtp(result, f"{stem}.vtp")
+                figures = {f"landscape/{k}": result.plot(k, metric=metric).figure
+                           for k in ("contour", "heatmap", "surface3d")}
+                verts, faces, _ = ls.mesh_arrays(result, metric)
+                meshes = {"landscape/mesh": (verts, faces)} if len(faces) else {}
+                files[f"{stem}.vtp"] = lambda path: ls.write_vtp(result, path, metric)
+            elif self.mode == "interpolate":
+                ax = result.plot("curve", xlabel="alpha (0 = start of training, 1 = current weights)")
+                ax.set_title("Interpolation from the initial to the current weights")
+                figures = {"landscape/interpolation": ax.figure}
+                series = {"landscape/interpolation/alpha": result.axes[0].tolist(),
+                          **{f"landscape/interpolation/{k}": v.tolist() for k, v in result.values.items()}}
+            else:
+                figures = {"landscape/curve1d": result.plot("curve", xlabel="alpha").figure}
+            result.metadata["sharpness"] = sharp
+            files[stem] = lambda path: ls.save_surface(result, path)
+        _trainer.report(trainer, "landscape", step=epoch, figures=figures, meshes=meshes, series=series,
+                        scalars={f"landscape/sharpness/{k}": v for k, v in sharp.items()}, files=files,
+                        save_files=self.save_results, figure_prefix=f"{stem}_")
 
     # -- checkpointing ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "probed_epochs": sorted(self.results),
-            "initial_state": self.initial_state,
-        }
+        return {"probed_epochs": sorted(self.results), "initial_state": self.initial_state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.initial_state = state_dict.get("initial_state")
+
+
+def _joined(parts: dict[str, ls.SurfaceResult]) -> ls.SurfaceResult:
+    """Results of several dataloaders on one grid as one, metrics named ``<split>_<metric>``."""
+    first = next(iter(parts.values()))
+    values = {f"{split}_{m}": v for split, part in parts.items() for m, v in part.values.items()}
+    computed = np.logical_and.reduce([p.computed for p in parts.values()])
+    metadata = dict(first.metadata, data={split: p.metadata["data"] for split, p in parts.items()})
+    return ls.SurfaceResult(first.axes, values, computed, metadata)

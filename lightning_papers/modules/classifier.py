@@ -18,8 +18,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_papers.callbacks.base import owns_learning_rate
+from lightning_papers.lr_owner import owns_learning_rate
 from lightning_papers.models import get_model
+from lightning_papers.modules._frozen import under_trainer
 
 __all__ = ["ImageClassifier"]
 
@@ -160,7 +161,7 @@ class ImageClassifier(L.LightningModule):
             opt = torch.optim.AdamW(params, lr=self.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         if hp.scheduler is None:
             return opt
-        if self._trainer is not None and owns_learning_rate(self.trainer.callbacks):
+        if under_trainer(self) and owns_learning_rate(self.trainer.callbacks):
             rank_zero_warn(
                 f"ImageClassifier: scheduler={hp.scheduler!r} is ignored because a schedule callback owns the "
                 "learning rate; remove one of the two to silence this warning."

@@ -21,29 +21,9 @@ import torch
 from torch import nn
 
 from lightning_papers.compiling import CompiledOrEager
+from lightning_papers.devices import PRECISIONS, resolve_device
 
 __all__ = ["PRECISIONS", "ImageRunner", "fast_options", "resolve_device"]
-
-# --precision value -> autocast dtype (None: plain float32)
-PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; any other torch device name as is.
-
-    Raises:
-        ValueError: for a name torch does not know, or a CUDA device when CUDA is not available.
-    """
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"Expected --device to be auto, cpu, cuda or cuda:N, got {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Expected --device to be a device this machine has, got {device!r} (CUDA is not available)")
-    return dev
-
 
 def fast_options(device: str | torch.device = "auto") -> dict[str, Any]:
     """The fastest settings for ``device``: fp16 autocast + ``torch.compile`` + CUDA graphs on CUDA, fp32 eager

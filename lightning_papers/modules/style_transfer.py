@@ -21,7 +21,7 @@ import torch
 
 from lightning_papers.losses import PerceptualLoss, VGGFeatures, fetch_vgg16_weights
 from lightning_papers.models import TransformerNet
-from lightning_papers.modules._frozen import drop_keys
+from lightning_papers.modules._frozen import drop_keys, under_trainer
 
 __all__ = ["FastStyleTransfer"]
 
@@ -87,7 +87,7 @@ class FastStyleTransfer(pl.LightningModule):
 
     def configure_model(self) -> None:
         # Under a Trainer only: ``load_from_checkpoint`` calls this hook too, and inference needs no VGG.
-        if self._trainer is not None:
+        if under_trainer(self):
             self.build_loss()
 
     def build_loss(self) -> PerceptualLoss:

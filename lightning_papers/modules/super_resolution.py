@@ -27,7 +27,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from lightning_papers.losses import VGGFeatures, feature_loss, fetch_vgg16_weights, pixel_loss
 from lightning_papers.models import SuperResolutionNet
-from lightning_papers.modules._frozen import drop_keys
+from lightning_papers.modules._frozen import drop_keys, under_trainer
 
 __all__ = ["SuperResolution", "bicubic_upsample", "degrade", "luma"]
 
@@ -120,7 +120,7 @@ class SuperResolution(pl.LightningModule):
             fetch_vgg16_weights(download=True)
 
     def configure_model(self) -> None:
-        if self.hparams.loss == "feature" and self.vgg is None and self._trainer is not None:
+        if self.hparams.loss == "feature" and self.vgg is None and under_trainer(self):
             self.vgg = VGGFeatures(weights=self.hparams.vgg_weights, layers=("relu2_2",)).to(self.device)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -244,7 +244,7 @@ def test_callback_matches_torch_cycliclr_over_10k_steps_per_group(mode, gamma, s
         optimizers=[opt], callbacks=[], loggers=[], log_every_n_steps=50, global_step=0,
         estimated_stepping_batches=steps, num_training_batches=steps, accumulate_grad_batches=1,
     )
-    cb = CyclicalLR(base_lr, max_lr, step_size_up, cycle_momentum=True, **kwargs)
+    cb = CyclicalLR(base_lr, max_lr, step_size=step_size_up, cycle_momentum=True, **kwargs)
     lrs, momenta = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a whole number of cycles: no warning of any kind
@@ -269,18 +269,18 @@ def test_step_size_in_epochs(tmp_path):
     recorder = Recorder()
     cb = CyclicalLR(1e-3, 6e-3, step_size_epochs=0.5)  # 8 batches per epoch, accumulate 2 -> 4 steps/epoch
     _fit(tmp_path, [cb, recorder], max_steps=12, accumulate_grad_batches=2)
-    assert cb.state_dict()["step_size_up"] == 2.0
+    assert cb.schedule.step_size_up == 2.0 and cb.state_dict()["schedule"]["step_size_up"] == 2.0
     assert recorder.lrs == _torch_reference(12, base_lr=1e-3, max_lr=6e-3, step_size_up=2)[0]
 
 
 def test_bounds_from_finder(tmp_path):
     recorder = Recorder()
     finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=20, save_results=False)
-    cb = CyclicalLR(step_size=4, bounds="finder")
+    cb = CyclicalLR("finder", "finder", step_size=4)
     _fit(tmp_path, [cb, finder, recorder], max_steps=8)
     base, peak = finder.result.clr_bounds
-    assert cb.state_dict()["base_lrs"] == [base]
-    assert cb.state_dict()["max_lrs"] == [peak]
+    assert cb.schedule.base_lr == (base,)
+    assert cb.schedule.max_lr == (peak,)
     assert recorder.lrs[0] == [base]
     assert recorder.lrs[4] == [pytest.approx(peak)]
 
@@ -305,7 +305,7 @@ def test_crash_then_resume_continues_the_cycle(tmp_path):
     assert first.lrs == full.lrs[:10]
     assert resumed.lrs == full.lrs[5:]
     assert resumed.momenta == full.momenta[5:]
-    assert cb.state_dict()["step_size_up"] == 6.0
+    assert cb.schedule.step_size_up == 6.0
 
 
 def test_state_dict_round_trip():
@@ -318,9 +318,11 @@ def test_state_dict_round_trip():
         "mode": "triangular",
         "gamma": 1.0,
     }
-    cb.load_state_dict(state)
-    assert cb.state_dict() == state
-    assert cb.lr_at(7) == [0.5]
+    cb.load_state_dict(state)  # a checkpoint of the first release
+    assert cb.lr_at(7) == [0.5] and cb.lr_at(10) == [0.1]
+    restored = CyclicalLR(1e-3, 6e-3, step_size=5)
+    restored.load_state_dict(cb.state_dict())
+    assert restored.schedule == cb.schedule and restored.state_dict() == cb.state_dict()
 
 
 def test_owns_learning_rate():
@@ -331,19 +333,20 @@ def test_owns_learning_rate():
     "kwargs, match",
     [
         ({"mode": "cosine"}, "Expected `mode` to be one of"),
-        ({"bounds": "auto"}, "Expected `bounds` to be one of"),
+        ({"bounds": "auto"}, "Expected `bounds` to be None or 'finder'"),
         ({"step_size": None}, "Expected exactly one of `step_size` and `step_size_epochs`"),
         ({"step_size_epochs": 2}, "Expected exactly one of `step_size` and `step_size_epochs`"),
         ({"step_size": 0}, "Expected `step_size` to be positive"),
         ({"step_size_down": -1}, "Expected `step_size_down` to be positive"),
-        ({"base_lr": None}, "Expected `base_lr` and `max_lr` unless"),
-        ({"base_lr": None, "bounds": "finder"}, "Expected both or neither of `base_lr` and `max_lr`"),
-        ({"base_lr": 0.0}, "Expected positive learning rates"),
+        ({"base_lr": None}, r"Expected `base_lr` and `max_lr` \(numbers or 'finder'\)"),
+        ({"base_lr": "auto"}, "Expected `base_lr` to be a positive number, a sequence of them .* or 'finder'"),
+        ({"base_lr": 0.0}, "Expected `base_lr` to be a positive number"),
+        ({"max_lr": float("inf")}, "Expected `max_lr` to be a positive number"),
         ({"base_lr": 0.1, "max_lr": 0.01}, "Expected `base_lr <= max_lr`"),
         ({"base_lr": [1e-3, 1e-3], "max_lr": [1e-2, 1e-2, 1e-2]}, "Expected `base_lr` and `max_lr` of the same"),
         ({"gamma": 0.0}, "Expected a positive `gamma`"),
         ({"base_momentum": 0.95, "max_momentum": 0.9}, "Expected `0 <= base_momentum <= max_momentum <= 1`"),
-        ({"log_every_n_steps": 0}, "Expected `log_every_n_steps >= 1` or None"),
+        ({"log_every_n_steps": 0}, "Expected `log_every_n_steps` to be a positive integer or None"),
     ],
 )
 def test_constructor_errors(kwargs, match):
@@ -356,10 +359,28 @@ def test_constructor_errors(kwargs, match):
     "kwargs, match",
     [
         ({"base_lr": [1e-3, 1e-3, 1e-3], "max_lr": 1e-2}, "Expected `base_lr` to have one value per param group"),
-        ({"base_lr": None, "max_lr": None, "bounds": "finder"}, "Expected an `LRRangeFinder`"),
+        ({"base_lr": "finder", "max_lr": "finder"}, "Expected an `LRRangeFinder`"),
+        ({"base_lr": 1e-4, "max_lr": "finder"}, "Expected an `LRRangeFinder`"),
     ],
 )
 def test_fit_start_errors(tmp_path, kwargs, match):
     cb = CyclicalLR(step_size=4, **kwargs)
     with pytest.raises(ValueError, match=match):
         _fit(tmp_path, [cb], model=TinyModel(two_groups=True), max_steps=2)
+
+
+def test_deprecated_bounds_finder_still_works_and_falls_back(tmp_path):
+    recorder = Recorder()
+    finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=20, save_results=False)
+    with pytest.warns(DeprecationWarning, match="base_lr='finder', max_lr='finder'"):
+        cb = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
+    _fit(tmp_path, [finder, cb, recorder], max_steps=8)
+    assert cb.schedule.base_lr == (finder.result.clr_bounds[0],)
+    # a range test that suggests nothing: the numbers given are the fallback, with a warning
+    finder.result.clr_bounds = finder.result.suggestion = None
+    with pytest.warns(DeprecationWarning):
+        fallback = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
+    fallback._steps = (4.0, 4.0)  # what on_train_start resolves
+    with pytest.warns(UserWarning, match="suggested no learning rate; using the given"):
+        schedule = fallback._build(SimpleNamespace(callbacks=[finder]))
+    assert (schedule.base_lr, schedule.max_lr) == ((0.01,), (0.1,))

@@ -4,6 +4,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -91,19 +92,20 @@ def test_interpolate_every_epoch_logs_curve(tmp_path):
                                num_batches=1, sharpness=False)
     trainer, _ = _fit(tmp_path, probe, max_epochs=2)
     acc = _tags(trainer.log_dir)
-    steps = [e.step for e in acc.Images("landscape/curve1d")]
+    steps = [e.step for e in acc.Images("landscape/interpolation")]
     assert steps == [0, 1]
     assert sorted(probe.results) == [0, 1]
     assert probe.state_dict()["probed_epochs"] == [0, 1] and probe.initial_state is not None
-    # alpha = 1 is the start of training: higher loss than the trained centre (alpha = 0)
-    assert probe.results[1]["loss"][2] > probe.results[1]["loss"][0]
+    # alpha = 0 is the start of training (the package's one convention): higher loss than the trained alpha = 1
+    assert probe.results[1]["loss"][0] > probe.results[1]["loss"][2]
+    assert probe.results[1].metadata["interpolation"]["alpha=0"] == "start"
 
 
 def test_fold_bn_and_channels_last_probe_gives_the_plain_probes_curve(tmp_path):
     curves = []
     for fast in (False, True):
         probe = LossLandscapeProbe(mode="1d", grid=np.linspace(-1, 1, 3), num_batches=1, sharpness=False,
-                                   fold_bn=fast, channels_last=fast)
+                                   fold_bn=fast, channels_last=fast, loss_fn=F.cross_entropy)
         _fit(tmp_path / str(fast), probe)
         curves.append(probe.results[0])
     np.testing.assert_allclose(curves[1]["loss"], curves[0]["loss"], rtol=1e-5)
@@ -144,6 +146,7 @@ import torch
 from torch import nn
 
 from lightning_papers.callbacks import LossLandscapeProbe
+from lightning_papers.callbacks._trainer import evaluation_batches
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.landscape import random_directions, surface
 from lightning_papers.modules import ImageClassifier
@@ -161,13 +164,14 @@ if __name__ == "__main__":
                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=sys.argv[1])
     module = ImageClassifier(net, lr=0.05)
     trainer.fit(module, datamodule=DigitsDataModule(batch_size=16))
-    batches = probe._batches(trainer, module)
+    batches = evaluation_batches(trainer, module, "val", 1)  # the probe's: rank 0's, broadcast
     single = surface(module, random_directions(module, 2, seed=0), axes, batches)
     result = probe.results[0]
     out = {"loss": result["loss"].tolist(), "single": single["loss"].tolist(),
            "complete": result.complete, "rank": trainer.global_rank}
     with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
         json.dump(out, f)
+    torch.distributed.destroy_process_group()  # see tests/conftest.py::run_script
 '''
 
 

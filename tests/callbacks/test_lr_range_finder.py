@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -255,9 +256,9 @@ def test_apply_sets_module_and_optimizer_lr(tmp_path):
 def test_result_object_plot_and_state_dict(tmp_path):
     finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=10, save_results=False)
     _fit(tmp_path, [finder], max_steps=1)
-    fig = finder.result.plot()
-    assert isinstance(fig, Figure)
-    assert any(line.get_linestyle() == "--" for line in fig.axes[0].lines)  # suggestion marked
+    ax = finder.result.plot()  # an Axes, like every plot() of the package
+    assert isinstance(ax, Axes) and isinstance(ax.figure, Figure)
+    assert any(line.get_linestyle() == "--" for line in ax.lines)  # suggestion marked
     json.dumps(finder.result.to_dict())
 
     clone = LRRangeFinder()
@@ -304,13 +305,15 @@ def test_runtime_errors(tmp_path, model_cls, finder_kwargs, match):
         ({"apply": "weights"}, "Expected `apply` to be one of"),
         ({"min_lr": 0.0}, "Expected `0 < min_lr < max_lr`"),
         ({"min_lr": 1.0, "max_lr": 0.1}, "Expected `0 < min_lr < max_lr`"),
-        ({"num_steps": 1}, "Expected `num_steps >= 2`"),
+        ({"num_steps": 1}, "Expected `num_steps` to be an integer >= 2, got 1"),
+        ({"num_steps": 2.5}, "Expected `num_steps` to be an integer >= 2, got 2.5"),
+        ({"max_lr": float("inf")}, r"Expected `0 < min_lr < max_lr` \(finite\)"),
         ({"smoothing": 1.0}, r"Expected `smoothing` in \[0, 1\) or None, got 1.0"),
         ({"divergence_factor": 1.0}, "Expected `divergence_factor > 1`"),
         ({"at_epochs": [-1]}, "Expected `at_epochs` to be non-negative integers"),
         ({"at_epochs": []}, "Expected `at_epochs` to be non-negative integers"),
-        ({"val_batches": -1}, "Expected `val_batches >= 0`"),
-        ({"val_every": 0}, "Expected `val_every >= 1`"),
+        ({"val_batches": -1}, "Expected `val_batches` to be an integer >= 0"),
+        ({"val_every": 0}, "Expected `val_every` to be an integer >= 1"),
     ],
 )
 def test_constructor_errors(kwargs, match):
@@ -361,6 +364,7 @@ _DDP_SCRIPT = textwrap.dedent(
                "local": model.local[:6], "rank": trainer.global_rank}
         with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
             json.dump(out, f)
+        torch.distributed.destroy_process_group()  # see tests/conftest.py::run_script
     """
 )
 

@@ -3,9 +3,9 @@ the init-to-final interpolation probe, and DDP."""
 
 import copy
 import json
-import os
 import textwrap
 import warnings
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -17,6 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_papers.callbacks import LRRangeFinder, SuperConvergence
+from lightning_papers.landscape import load_surface
+from lightning_papers.schedules import OneCycle
 
 
 def _dataset(n=32, seed=0):
@@ -225,8 +227,12 @@ def test_gradient_accumulation_one_value_per_optimizer_step(tmp_path):
 
 def test_never_switches_momentum_on_and_cycle_momentum_false(tmp_path):
     rec = Recorder()
-    with pytest.warns(UserWarning, match="has no momentum"):
+    # the same rule as CyclicalLR: cycling momentum an optimizer does not have is refused, never switched on
+    with pytest.raises(ValueError, match=r"got SGD whose param group 0 has momentum 0\.0 \(0 or absent\)"):
         _fit(tmp_path / "a", model=TinyModel(momentum=0.0), callbacks=[SuperConvergence(1.0), rec], max_steps=5)
+    assert rec.lrs == []
+    _fit(tmp_path / "c", model=TinyModel(momentum=0.0), callbacks=[SuperConvergence(1.0, cycle_momentum=False), rec],
+         max_steps=5)
     assert all(m == [0.0] for m in rec.momenta)
     rec = Recorder()
     _fit(tmp_path / "b", callbacks=[SuperConvergence(1.0, cycle_momentum=False), rec], max_steps=5)
@@ -241,7 +247,7 @@ def test_max_lr_from_finder(tmp_path):
     _fit(tmp_path, callbacks=[sc, finder, rec], max_steps=10)  # listed before the finder on purpose
     result = finder.result
     expected = result.clr_bounds[1] if result.clr_bounds is not None else result.suggestion
-    assert sc._max_lrs == [pytest.approx(expected, rel=1e-12)]
+    assert sc.schedule.max_lr == (pytest.approx(expected, rel=1e-12),)
     ref, _ = _torch_one_cycle(10, max_lr=expected, pct_start=0.3)
     assert [r[0] for r in rec.lrs] == pytest.approx(ref, abs=1e-12, rel=0)
 
@@ -249,10 +255,12 @@ def test_max_lr_from_finder(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"max_lr": "auto"}, "Expected `max_lr` to be a positive number, a sequence or 'finder'"),
+        ({"max_lr": "auto"}, r"Expected `max_lr` to be a positive number, a sequence of them \(one per param "
+                             r"group\) or 'finder', got 'auto'"),
         ({"max_lr": "finder"}, None),
-        ({"max_lr": -1.0}, "Expected `max_lr` to be positive"),
-        ({"max_lr": [1.0, 0.0]}, "Expected `max_lr` to be positive"),
+        ({"max_lr": -1.0}, "Expected `max_lr` to be a positive number"),
+        ({"max_lr": [1.0, 0.0]}, "Expected `max_lr` to be a positive number"),
+        ({"max_lr": float("inf")}, "Expected `max_lr` to be a positive number"),
         ({"max_lr": [1.0, "x"]}, "Expected `max_lr` to be a positive number"),
         ({"max_lr": 1.0, "total_steps": 0}, "Expected `total_steps` to be a positive integer"),
         ({"max_lr": 1.0, "total_steps": 2.5}, "Expected `total_steps` to be a positive integer"),
@@ -265,7 +273,7 @@ def test_max_lr_from_finder(tmp_path):
         ({"max_lr": 1.0, "annihilation_pct": 1.0}, r"Expected `annihilation_pct` in \[0, 1\)"),
         ({"max_lr": 1.0, "annihilation_pct": 0.2, "pct_start": 0.3}, "Expected `2 \\* pct_start"),
         ({"max_lr": 1.0, "base_momentum": 0.96}, "Expected `0 <= base_momentum <= max_momentum <= 1`"),
-        ({"max_lr": 1.0, "log_every_n_steps": 0}, "Expected `log_every_n_steps >= 1`"),
+        ({"max_lr": 1.0, "log_every_n_steps": 0}, "Expected `log_every_n_steps` to be a positive integer"),
         ({"max_lr": 1.0, "interpolation_points": 1}, "Expected `interpolation_points` to be an integer >= 2"),
         ({"max_lr": 1.0, "interpolation_batches": 0}, "Expected `interpolation_batches` to be a positive"),
         ({"max_lr": 1.0, "interpolation_range": (0.2, 1.0)}, "Expected `interpolation_range` to be"),
@@ -302,13 +310,21 @@ def test_state_dict_pickles_and_round_trips():
     import pickle
 
     sc = SuperConvergence(1.0)
-    sc._max_lrs, sc._schedule_total, sc._run_total = [1.0], 10, 10
+    sc.schedule = OneCycle(10, (1.0,), anneal="linear", three_phase=True)
     clone = pickle.loads(pickle.dumps(sc))
     other = SuperConvergence(1.0)
     other.load_state_dict(clone.state_dict())
     assert other.lr_at(3) == sc.lr_at(3) and other.momentum_at(3) == sc.momentum_at(3)
+    assert other.schedule == sc.schedule
     with pytest.warns(UserWarning, match="different schedule shape"):
         SuperConvergence(1.0, anneal="cos").load_state_dict(sc.state_dict())
+    # a checkpoint of the first release (its own keys) resumes the same sequence, stretched as it was
+    old = {"max_lrs": [1.0], "schedule_total": 10, "run_total": 12, "anchor_step": 4, "anchor_pos": 4.0,
+           "shape": sc._shape(), "init_state": None}
+    legacy = SuperConvergence(1.0)
+    legacy.load_state_dict(old)
+    assert legacy.schedule == sc.schedule.stretched(4, 12)
+    assert legacy.lr_at(11) == sc.lr_at(9)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -397,11 +413,12 @@ def test_interpolation_probe_endpoints_identity_json_and_tensorboard(tmp_path):
     assert {n: m.training for n, m in model.named_modules()} == before.training
     assert torch.equal(torch.get_rng_state(), before.rng)
 
-    path = os.path.join(trainer.log_dir, "super_convergence", "interpolation.json")
-    data = json.loads(open(path).read())
-    assert data["alpha"] == alphas
-    assert data["train_loss"] == pytest.approx(list(result["train_loss"]))
-    assert "1702.04283" in data["metadata"]["paper"]
+    # one interpolation in the package: LossLandscapeProbe(mode="interpolate")'s files and tags
+    (npz,) = (Path(trainer.log_dir) / "landscape").glob("interpolate_epoch*.npz")
+    saved = load_surface(npz)
+    assert list(saved.axes[0]) == alphas
+    assert saved["train_loss"] == pytest.approx(list(result["train_loss"]))
+    assert saved.metadata["interpolation"]["alpha=0"] == "start"
 
     acc = EventAccumulator(trainer.log_dir, size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
@@ -478,9 +495,10 @@ _DDP_SCRIPT = textwrap.dedent(
                             callbacks=[sc, rec], enable_progress_bar=False, enable_model_summary=False,
                             enable_checkpointing=False, default_root_dir=sys.argv[1], num_sanity_val_steps=0)
         trainer.fit(Model())
-        out = {"lrs": rec.lrs, "total": sc._run_total, "interp": sc.interpolation["train_loss"].tolist()}
+        out = {"lrs": rec.lrs, "total": sc.schedule.run_total, "interp": sc.interpolation["train_loss"].tolist()}
         with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
             json.dump(out, f)
+        torch.distributed.destroy_process_group()  # see tests/conftest.py::run_script
     """
 )
 

@@ -17,6 +17,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 from lightning_papers.callbacks import (
@@ -26,6 +27,7 @@ from lightning_papers.callbacks import (
     LRRangeFinder,
     SuperConvergence,
 )
+from lightning_papers.callbacks._trainer import evaluation_batches
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.landscape import random_directions, surface
 from lightning_papers.modules import ImageClassifier
@@ -212,7 +214,7 @@ class _ReferenceSurface(Callback):
         self.model = copy.deepcopy(pl_module).float().cpu()
         self.model.model = self.model.model.to(memory_format=torch.contiguous_format)
         self.model.channels_last = False
-        batches = self.probe._batches(trainer, pl_module)
+        batches = evaluation_batches(trainer, pl_module, "val", self.probe.num_batches)
         self.batches = [tuple(t.float().cpu().contiguous() if t.is_floating_point() else t.cpu() for t in b)
                         for b in batches]
 
@@ -222,7 +224,8 @@ class _ReferenceSurface(Callback):
 def test_landscape_probe_under_autocast_matches_a_float32_cpu_surface(tmp_path, precision, fast):
     grid = (np.linspace(-0.5, 0.5, 3), np.linspace(-0.5, 0.5, 3))
     probe = LossLandscapeProbe(mode="2d", grid=grid, num_batches=2, autocast_dtype=torch.bfloat16, sharpness=False,
-                               save_results=False, fold_bn=fast, channels_last=fast, compile=fast and CUDA)
+                               save_results=False, fold_bn=fast, channels_last=fast, compile=fast and CUDA,
+                               loss_fn=F.cross_entropy if fast else None)
     reference = _ReferenceSurface(probe)
     L.seed_everything(0)
     module = _module()

@@ -52,8 +52,8 @@ def test_recipe_fast_dev_run(tmp_path, name, synthetic, model, first_lr):
     if "1cycle" in name:
         (sc,) = schedule
         assert sc.three_phase and sc.anneal == "linear" and not sc.cycle_momentum
-        assert sc._max_lrs[0] / sc.div_factor == pytest.approx(first_lr)  # where the cycle starts
-        assert sc._run_total == 1  # fast_dev_run: a one-step schedule, which is its own annihilation
+        assert sc.schedule.max_lr[0] / sc.div_factor == pytest.approx(first_lr)  # where the cycle starts
+        assert sc.schedule.run_total == 1  # fast_dev_run: a one-step schedule, which is its own annihilation
         assert (sc.interpolation is not None) == (not synthetic)
     else:
         assert not schedule and cli.model.hparams.scheduler == "multistep"

@@ -1,0 +1,99 @@
+"""Every callback of the package in one 2-process DDP run (CPU, gloo).
+
+``ConvArithmeticSummary`` used to return early on ranks other than 0 and then call ``trainer.log_dir`` (a
+collective) on rank 0 alone: rank 0 waited forever. The process group here times out after 60 s, so a
+callback that calls a collective on some ranks only fails this test instead of hanging the suite.
+``LRRangeFinder``, ``SuperConvergence`` and ``LossLandscapeProbe`` have their own DDP tests beside their other
+tests; this one puts ``TensorBoardLayout``, ``ConvArithmeticSummary`` and ``CyclicalLR`` under DDP together with
+the finder and an interpolation probe, in one Trainer, and checks that the ranks agree.
+"""
+
+import json
+
+import pytest
+import torch
+
+_SCRIPT = '''
+import json, sys
+from datetime import timedelta
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
+from torch import nn
+
+from lightning_papers.callbacks import (ConvArithmeticSummary, CyclicalLR, LossLandscapeProbe, LRRangeFinder,
+                                        TensorBoardLayout)
+from lightning_papers.data import DigitsDataModule
+from lightning_papers.modules import ImageClassifier
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+if __name__ == "__main__":
+    L.seed_everything(0, verbose=False)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    finder = LRRangeFinder(1e-3, 1.0, num_steps=12, divergence_factor=None)
+    clr = CyclicalLR("finder", "finder", step_size=2)
+    probe = LossLandscapeProbe("interpolate", grid=np.linspace(0, 1, 3), num_batches=1, sharpness=False)
+    summary, recorder = ConvArithmeticSummary(), Recorder()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=60)), max_epochs=1,
+        limit_train_batches=4, limit_val_batches=1, num_sanity_val_steps=0,
+        logger=TensorBoardLogger(sys.argv[1], name="tb", version=0),
+        callbacks=[TensorBoardLayout(), summary, finder, clr, probe, recorder],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )
+    trainer.fit(ImageClassifier(net, lr=0.05), datamodule=DigitsDataModule(batch_size=16))
+    out = {"rank": trainer.global_rank, "lrs": recorder.lrs, "bounds": list(finder.result.clr_bounds),
+           "losses": finder.result.losses, "schedule": clr.schedule.to_dict(),
+           "trace_rows": len(summary.trace.rows), "receptive_field": summary.trace.receptive_field,
+           "interpolation": probe.results[0]["loss"].tolist()}
+    with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
+        json.dump(out, f)
+    torch.distributed.destroy_process_group()  # see tests/conftest.py::run_script
+'''
+
+
+@pytest.mark.timeout(240)
+def test_every_callback_under_ddp_agrees_across_ranks_and_writes_once(tmp_path, run_script):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_script(_SCRIPT, "ddp_all.py", timeout=230)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for key in ("lrs", "bounds", "losses", "schedule", "trace_rows", "receptive_field", "interpolation"):
+        assert ranks[0][key] == ranks[1][key], key
+    # the lrs both ranks used are torch's CyclicLR between the bounds the finder found (and broadcast)
+    base, peak = ranks[0]["bounds"]
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CyclicLR(opt, base, peak, step_size_up=2, cycle_momentum=False)
+    expected = []
+    for _ in ranks[0]["lrs"]:
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert ranks[0]["lrs"] == expected and len(expected) == 4
+    assert ranks[0]["trace_rows"] == 2 and ranks[0]["interpolation"][0] > ranks[0]["interpolation"][-1]
+    # rank 0 wrote each file once; TensorBoard has the layout, the table, the curve and the interpolation
+    log_dir = tmp_path / "tb" / "version_0"
+    assert (log_dir / "conv_arithmetic" / "trace.json").is_file()
+    assert (log_dir / "lr_range" / "result.json").is_file()
+    assert len(list((log_dir / "landscape").glob("interpolate_epoch0.npz"))) == 1
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert "custom_scalars__config__" in tags["tensors"]
+    assert "conv_arithmetic/table/text_summary" in tags["tensors"]
+    assert {"lr_range/curve", "landscape/interpolation"} <= set(tags["images"])
+    assert "schedule/lr" in tags["scalars"]
