@@ -220,11 +220,20 @@ def test_two_probes_and_two_finders_share_a_trainer_and_resume(tmp_path):
 
 def test_a_checkpoint_saved_under_the_old_class_name_key_still_loads(tmp_path):
     finder = LRRangeFinder(1e-4, 1.0, num_steps=6, save_results=False)
-    _fit(AutoEncoder(), [finder], tmp_path, limit_train_batches=2)
-    old_checkpoint = {"callbacks": {"LRRangeFinder": finder.state_dict()}}  # the key before state_key existed
-    fresh = LRRangeFinder(1e-4, 1.0, num_steps=6, save_results=False)
-    fresh.on_load_checkpoint(None, None, old_checkpoint)
-    assert fresh.result == finder.result
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    _fit(AutoEncoder(), [finder, ckpt], tmp_path, limit_train_batches=2, enable_checkpointing=True)
+    path = tmp_path / "ckpt" / "last.ckpt"
+    checkpoint = torch.load(path, weights_only=False)
+    # as the first release saved it: under the bare class name, before instances had their own keys
+    checkpoint["callbacks"] = {"LRRangeFinder": checkpoint["callbacks"].pop(finder.state_key)}
+    torch.save(checkpoint, path)
+    resumed = LRRangeFinder(1e-4, 1.0, num_steps=6, save_results=False)
+    module = AutoEncoder()
+    calls = []
+    module.training_step = lambda batch, batch_idx: calls.append(1) or AutoEncoder.training_step(module, batch, 0)
+    _fit(module, [resumed], tmp_path, max_epochs=2, limit_train_batches=2, ckpt_path=str(path))
+    assert resumed.result == finder.result
+    assert len(calls) == 2  # the second epoch's two steps: the restored finder did not sweep again
 
 
 def test_two_schedules_are_told_apart(tmp_path):
