@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from lightning_papers.cli import main
+from lightning_papers.cli.landscape import parse_grid
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.landscape import load_surface
-from lightning_papers.landscape.cli import parse_grid
 from lightning_papers.modules import ImageClassifier
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     axes = [parse_grid(args.grid)]
     if args.mode == "2d":
         axes.append(parse_grid(args.ygrid or args.grid))
-    from lightning_papers.modules.image_runner import resolve_device
+    from lightning_papers.devices import resolve_device
 
     device = resolve_device(args.device)  # the image commands' rule: "auto" is CUDA when available
 
@@ -138,10 +138,10 @@ def run(args: argparse.Namespace) -> int:
         write_vtp(result, out / "surface.vtp")
         files.append(str(out / "surface.vtp"))
     new = result.metadata.get("timing", {}).get("points", 0)
-    print(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "  # noqa: T201
+    print(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "
           f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; centre loss "
           f"{result.centre_value():.4f}, lowest {np.nanmin(result['loss']):.4f}"
           + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
              if args.fast and new else ""))
-    print("files: " + ", ".join(files))  # noqa: T201
+    print("files: " + ", ".join(files))
     return 0
