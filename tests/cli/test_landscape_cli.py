@@ -1,5 +1,6 @@
 """`lightning-papers landscape --ckpt --config`: a checkpoint's surface, its centre equal to the model's own
-loss, files written, a rerun resumed instead of recomputed, and clear errors."""
+loss (cross-entropy for the quickstart classifier, the mean squared error for a regressor with dict batches),
+files written, a rerun resumed instead of recomputed, other settings refused, and clear errors."""
 
 from __future__ import annotations
 
@@ -11,14 +12,27 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import DiabetesData, DiabetesRegression, SmoothedDigitsClassifier
 
 from lightning_papers.cli import main
 from lightning_papers.cli.landscape import parse_grid
 from lightning_papers.data import DigitsDataModule
-from lightning_papers.landscape import load_surface
+from lightning_papers.landscape import load_surface, random_directions, surface
 from lightning_papers.modules import ImageClassifier
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
+# a recipe naming the test helpers' modules by class path, as a user's YAML names theirs
+CONFIG = """seed_everything: 0
+trainer:
+  accelerator: cpu
+  devices: 1
+model:
+  class_path: cli_helpers.{model}
+data:
+  class_path: {data}
+  init_args:
+    batch_size: 16
+"""
 
 
 @pytest.fixture
@@ -109,3 +123,101 @@ def test_an_unknown_device_is_refused_before_any_loading(tmp_path):
     ckpt.write_bytes(b"not read: the device is checked first")
     with pytest.raises(ValueError, match=r"Expected --device to be auto, cpu, cuda or cuda:N, got 'gpu0'"):
         main(["landscape", "--ckpt", str(ckpt), "--config", str(QUICKSTART), "--grid", "-1:1:3", "--device", "gpu0"])
+
+
+@pytest.fixture
+def regression(tmp_path):
+    """(checkpoint, config, trained module) of the diabetes regressor: its own loss is the mean squared error."""
+    L.seed_everything(0)
+    module = DiabetesRegression()
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=DiabetesData())
+    path = tmp_path / "regression.ckpt"
+    trainer.save_checkpoint(path)
+    config = tmp_path / "regression.yaml"
+    config.write_text(CONFIG.format(model="DiabetesRegression", data="cli_helpers.DiabetesData"))
+    return path, config, module.eval()
+
+
+def test_a_regressor_with_dict_batches_gets_its_own_loss_at_every_point(regression, tmp_path, capsys):
+    path, config, module = regression
+    out = tmp_path / "surf"
+    assert main(["landscape", "--ckpt", str(path), "--config", str(config), "--mode", "1d", "--grid", "-1:1:5",
+                 "--batches", "2", "--device", "cpu", "--out", str(out)]) == 0
+    saved = load_surface(out / "surface")
+    assert list(saved.values) == ["loss"]  # no accuracy: not a classifier
+    assert saved.metadata["evaluated"] == "DiabetesRegression's own step loss"
+
+    # independent reference: the mean squared error of the module's forward pass on the first 32 validation patients,
+    # scaled as the datamodule's hook scales them (no training noise), at theta + a d with the command's directions
+    dm = DiabetesData()
+    dm.setup("validate")
+    x, y = dm.val_set.tensors
+    x, y = dm.transform(x[:32]), y[:32]
+    with torch.no_grad():
+        centre = float(F.mse_loss(module(x), y))
+    reference = surface(module, random_directions(module, 1, seed=0), np.linspace(-1, 1, 5), (x, y),
+                        metrics={"loss": F.mse_loss})
+    np.testing.assert_allclose(saved["loss"], reference["loss"], rtol=1e-5)
+    assert saved.centre_value() == pytest.approx(centre, rel=1e-5) and np.ptp(saved["loss"]) > 0.01
+    assert f"centre loss {centre:.4f}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, key", [(["--seed", "1"], "directions"), (["--bf16"], "autocast_dtype"),
+                                         (["--batches", "1"], "data")])
+def test_a_rerun_with_other_settings_is_refused_and_leaves_the_file(regression, tmp_path, change, key):
+    path, config, _ = regression
+    out = tmp_path / "surf"
+    args = ["landscape", "--ckpt", str(path), "--config", str(config), "--mode", "1d", "--grid", "-1:1:3",
+            "--batches", "2", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    before = (out / "surface.npz").read_bytes()
+    with pytest.raises(ValueError, match=rf"Expected the saved surface at '.*surface.npz' to match this run's `{key}`"):
+        main([*args, *change])
+    assert (out / "surface.npz").read_bytes() == before
+
+
+def test_fast_is_refused_for_batches_that_are_not_a_classifiers(regression, tmp_path):
+    path, config, _ = regression
+    with pytest.raises(ValueError, match=r"Expected \(inputs, integer class targets\) batches and logits out with "
+                                         r"--fast .*--fast is for classifiers\), got batches of a dict with keys "
+                                         r"\['x', 'y'\]"):
+        main(["landscape", "--ckpt", str(path), "--config", str(config), "--mode", "1d", "--grid", "-1:1:3",
+              "--batches", "1", "--device", "cpu", "--out", str(tmp_path / "fast"), "--fast"])
+    assert not (tmp_path / "fast" / "surface.npz").exists()
+
+
+def test_fast_is_refused_for_a_classifier_whose_own_loss_is_not_cross_entropy(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "smoothed.ckpt"
+    torch.save({"state_dict": SmoothedDigitsClassifier().state_dict()}, path)
+    config = tmp_path / "smoothed.yaml"
+    config.write_text(CONFIG.format(model="SmoothedDigitsClassifier", data="lightning_papers.data.DigitsDataModule"))
+    args = ["landscape", "--ckpt", str(path), "--config", str(config), "--mode", "1d", "--grid", "-1:1:3",
+            "--batches", "1", "--device", "cpu"]
+    with pytest.raises(ValueError, match=r"Expected the module's own loss to be cross-entropy with --fast .*, got "
+                                         r"[0-9.]+ from SmoothedDigitsClassifier's step and [0-9.]+ cross-entropy"):
+        main([*args, "--out", str(tmp_path / "fast"), "--fast"])
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0  # its own loss, label smoothing included
+    saved = load_surface(tmp_path / "plain" / "surface")
+    assert set(saved.values) == {"loss", "accuracy"}
+
+
+def test_a_model_without_validation_step_is_refused(regression, tmp_path):
+    path, _, _ = regression
+    config = tmp_path / "no_validation.yaml"
+    config.write_text(CONFIG.format(model="DiabetesRegressionNoValidation", data="cli_helpers.DiabetesData"))
+    with pytest.raises(ValueError, match=r"Expected the config's model to define validation_step .*, got "
+                                         r"DiabetesRegressionNoValidation without one"):
+        main(["landscape", "--ckpt", str(path), "--config", str(config), "--grid", "-1:1:3", "--device", "cpu",
+              "--out", str(tmp_path / "surf")])
+
+
+def test_an_empty_validation_loader_is_refused(regression, tmp_path):
+    path, config, _ = regression
+    config.write_text(config.read_text() + "    val_size: 0\n")
+    with pytest.raises(ValueError, match=r"Expected the config's data module to have a non-empty validation loader, "
+                                         r"got DiabetesData with none"):
+        main(["landscape", "--ckpt", str(path), "--config", str(config), "--grid", "-1:1:3", "--device", "cpu",
+              "--out", str(tmp_path / "surf")])
