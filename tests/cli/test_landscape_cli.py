@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from cli_helpers import DiabetesData, DiabetesRegression, SmoothedDigitsClassifier
 
 from lightning_papers.cli import main
-from lightning_papers.cli.landscape import parse_grid
+from lightning_papers.cli.landscape import _trainer_device, parse_grid
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.landscape import load_surface, random_directions, surface
 from lightning_papers.modules import ImageClassifier
@@ -104,6 +104,18 @@ def test_fast_folds_the_classifiers_batchnorms_and_gives_the_same_curve(checkpoi
 def test_bad_grid_specs(spec):
     with pytest.raises(ValueError, match=r"Expected a grid as START:STOP:POINTS .* got '" + spec):
         parse_grid(spec)
+
+
+@pytest.mark.parametrize("device, expected", [("auto", ("auto", 1)), ("cpu", ("cpu", 1)), ("cuda", ("gpu", 1)),
+                                              ("cuda:1", ("gpu", [1]))])
+def test_device_names_map_to_lightning_accelerators(device, expected, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the names are checked, nothing runs on CUDA
+    assert _trainer_device(device) == expected
+
+
+def test_a_device_lightning_cannot_run_is_refused():
+    with pytest.raises(ValueError, match=r"Expected --device to be auto, cpu, cuda or cuda:N, got 'meta'"):
+        _trainer_device("meta")
 
 
 def test_missing_checkpoint_is_named(tmp_path):
