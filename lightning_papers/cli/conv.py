@@ -1,14 +1,15 @@
 """``conv`` command line: explain, solve, trace and animate with the arithmetic of Dumoulin & Visin,
 A guide to convolution arithmetic for deep learning, 2016 (arXiv 1603.07285).
 
-``add_subparser(subparsers)`` registers ``conv`` on a parent argparse parser and ``run(args)`` executes it;
-``main(argv)`` runs the sub-commands on their own::
+``add_subparser(subparsers)`` registers ``conv`` on a parent argparse parser (``lightning-papers conv ...``) and
+``run(args)`` executes it; ``main(argv)`` runs the sub-commands on their own. The arithmetic itself is
+:mod:`lightning_papers.conv_arithmetic`, which knows nothing of this command::
 
-    python -m lightning_papers.conv_arithmetic.cli explain --i 32 --k 3 --s 2 --p 1
-    python -m lightning_papers.conv_arithmetic.cli solve --i 32 --o 16 --k 3
-    python -m lightning_papers.conv_arithmetic.cli trace --model resnet56 --input-size 3 32 32
-    python -m lightning_papers.conv_arithmetic.cli animate --kind transposed --i 5 --k 3 --s 2 --p 1 -o out.gif
-    python -m lightning_papers.conv_arithmetic.cli animate --all docs/images/conv
+    python -m lightning_papers.cli.conv explain --i 32 --k 3 --s 2 --p 1
+    python -m lightning_papers.cli.conv solve --i 32 --o 16 --k 3
+    python -m lightning_papers.cli.conv trace --model resnet56 --input-size 3 32 32
+    python -m lightning_papers.cli.conv animate --kind transposed --i 5 --k 3 --s 2 --p 1 -o out.gif
+    python -m lightning_papers.cli.conv animate --all docs/images/conv
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ ANIMATION_KINDS = ("conv", "transposed", "pool", "dilation")
 
 
 def _out(text: str) -> None:
-    print(text)  # noqa: T201 - a command line prints its answer
+    print(text)  # a command line prints its answer
 
 
 def _add_commands(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +82,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
 
 def build_parser() -> argparse.ArgumentParser:
     """A stand-alone parser whose sub-commands are ``explain``, ``solve``, ``trace`` and ``animate``."""
-    parser = argparse.ArgumentParser(prog="python -m lightning_papers.conv_arithmetic.cli", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lightning_papers.cli.conv", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_commands(parser)
     return parser

@@ -10,7 +10,7 @@ from lightning_papers.cli import main, run_lightning_cli
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.modules import ImageClassifier
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 
 
@@ -39,6 +39,19 @@ def test_recipe_runs_as_a_module(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "`Trainer.fit` stopped: `max_steps=1` reached." in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("module, args", [
+    ("lightning_papers.cli", ["conv", "explain", "--i", "32", "--k", "3", "--s", "2", "--p", "1"]),
+    ("lightning_papers.cli.conv", ["explain", "--i", "32", "--k", "3", "--s", "2", "--p", "1"]),
+])
+def test_python_dash_m_runs_the_command(tmp_path, module, args):
+    """`python -m lightning_papers.cli ...` (README's torchrun line) is `lightning-papers ...`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Relationship 6" in proc.stdout and "= 16" in proc.stdout
 
 
 def test_unknown_model_in_config_lists_valid_names(tmp_path):
@@ -84,8 +97,8 @@ def test_import_needs_neither_cli_nor_data_extras():
     code = (
         "import sys, lightning_papers, lightning_papers.models, lightning_papers.data, "
         "lightning_papers.modules, lightning_papers.callbacks\n"
-        "bad = [m for m in ('jsonargparse', 'sklearn', 'skimage', 'onnx', 'onnxruntime', 'onnxscript') "
-        "if m in sys.modules]\n"
+        "bad = [m for m in ('jsonargparse', 'sklearn', 'skimage', 'onnx', 'onnxruntime', 'onnxscript', "
+        "'lightning_papers.cli') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_papers.modules.image_runner import PRECISIONS
+from lightning_papers.devices import PRECISIONS
 
 __all__ = [
     "COMMANDS",
@@ -100,8 +100,9 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
     from tqdm.auto import tqdm
 
     from lightning_papers.data import load_image
+    from lightning_papers.devices import resolve_device
     from lightning_papers.modules.image_model import load_image_model
-    from lightning_papers.modules.image_runner import ImageRunner, fast_options, resolve_device
+    from lightning_papers.modules.image_runner import ImageRunner, fast_options
 
     if len(inputs) != len(outputs):
         raise ValueError(f"Expected as many outputs as inputs, got {len(outputs)} for {len(inputs)}")
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     inputs, outputs = _paths(args.input, args.output)
     apply_to_files(kind, args.ckpt, inputs, outputs, device=args.device, precision=args.precision, fast=args.fast,
                    channels_last=args.channels_last, compile=args.compile, cuda_graphs=args.cuda_graphs)
-    print(f"{done} {len(outputs)} image(s) into {args.output}")  # noqa: T201
+    print(f"{done} {len(outputs)} image(s) into {args.output}")
     return 0
 
 
@@ -182,5 +183,5 @@ def run_export(args: argparse.Namespace) -> int:
     from lightning_papers.modules.export import export_checkpoint
 
     path = export_checkpoint(args.ckpt, args.output, args.format, opset=args.opset)
-    print(f"exported {args.ckpt} as {args.format} to {path}")  # noqa: T201
+    print(f"exported {args.ckpt} as {args.format} to {path}")
     return 0

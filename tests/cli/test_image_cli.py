@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from lightning_papers.cli import image as image_cli
 from lightning_papers.cli import main
 from lightning_papers.data import load_image
-from lightning_papers.modules import image_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*random.*:UserWarning")
 

@@ -7,8 +7,8 @@ import json
 
 from PIL import Image
 
+from lightning_papers.cli.conv import add_subparser, main
 from lightning_papers.conv_arithmetic.animation import CASES
-from lightning_papers.conv_arithmetic.cli import add_subparser, main
 
 
 def test_explain(capsys):

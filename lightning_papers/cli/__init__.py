@@ -1,17 +1,19 @@
-"""The ``lightning-papers`` command.
+"""The ``lightning-papers`` command: every subcommand lives in this package, above the library.
 
 ``lightning-papers fit|validate|test|predict --config recipes/....yaml`` is Lightning's own
 ``LightningCLI`` (any LightningModule / LightningDataModule, picked by class path in the YAML).
 ``lightning-papers demo`` runs the main job on embedded data; ``lightning-papers conv ...`` is the
-convolution-arithmetic toolkit when it is installed; ``lightning-papers landscape --ckpt ... --config ...``
-draws the loss surface of a saved checkpoint; ``lightning-papers stylize --ckpt ... --input ... --output ...``
-and ``lightning-papers super-resolve`` (same options) apply a trained style-transfer or super-resolution
-checkpoint to a photograph or a folder (``--fast``: fp16 + torch.compile + CUDA graphs on CUDA);
-``lightning-papers export --ckpt ... --format onnx|torchscript --output ...`` writes either kind's inference
-model to a file that runs without this package.
+convolution-arithmetic toolkit (Dumoulin & Visin, arXiv 1603.07285; :mod:`.conv`);
+``lightning-papers landscape --ckpt ... --config ...`` draws the loss surface of a saved checkpoint (Li et al.,
+arXiv 1712.09913; :mod:`.landscape`); ``lightning-papers stylize --ckpt ... --input ... --output ...`` and
+``lightning-papers super-resolve`` (same options) apply a trained style-transfer or super-resolution checkpoint
+(Johnson et al., arXiv 1603.08155; :mod:`.image`) to a photograph or a folder (``--fast``: fp16 + torch.compile +
+CUDA graphs on CUDA); ``lightning-papers export --ckpt ... --format onnx|torchscript --output ...`` writes either
+kind's inference model to a file that runs without this package. ``python -m lightning_papers.cli ...`` is the
+same command (for ``torchrun``).
 
-This module imports jsonargparse (through LightningCLI) and, for ``export``, onnx, each only when the command
-needs it; ``import lightning_papers`` never imports them.
+This package imports jsonargparse (through LightningCLI) and, for ``export``, onnx, each only when the command
+needs it; ``import lightning_papers`` never imports them, and no library package imports this one.
 """
 
 from __future__ import annotations
@@ -54,22 +56,16 @@ def _destroy_process_group() -> None:
 
 def _extra_commands() -> dict:
     """Name -> (add_parser(subparsers), run(args) -> int) for the subcommands beside LightningCLI's."""
-    commands = {"demo": (_add_demo_parser, _run_demo)}
-    try:
-        from lightning_papers.conv_arithmetic import cli as conv_cli
-    except ImportError:
-        conv_cli = None
-    if conv_cli is not None and hasattr(conv_cli, "add_subparser"):
-        commands["conv"] = (conv_cli.add_subparser, conv_cli.run)
-    from lightning_papers.landscape import cli as landscape_cli
+    from lightning_papers.cli import conv, image, landscape
 
-    commands["landscape"] = (landscape_cli.add_subparser, landscape_cli.run)
-    from lightning_papers.modules import image_cli
-
-    commands["stylize"] = (image_cli.add_stylize_parser, image_cli.run)
-    commands["super-resolve"] = (image_cli.add_super_resolve_parser, image_cli.run)
-    commands["export"] = (image_cli.add_export_parser, image_cli.run_export)
-    return commands
+    return {
+        "demo": (_add_demo_parser, _run_demo),
+        "conv": (conv.add_subparser, conv.run),
+        "landscape": (landscape.add_subparser, landscape.run),
+        "stylize": (image.add_stylize_parser, image.run),
+        "super-resolve": (image.add_super_resolve_parser, image.run),
+        "export": (image.add_export_parser, image.run_export),
+    }
 
 
 def _add_demo_parser(subparsers) -> None:
@@ -143,7 +139,3 @@ def _join_negative_values(argv: list[str]) -> list[str]:
             out.append(argv[i])
             i += 1
     return out
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

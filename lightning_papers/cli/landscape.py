@@ -1,0 +1,254 @@
+"""``lightning-papers landscape``: the loss surface of a saved checkpoint (Li et al., Visualizing the Loss Landscape
+of Neural Nets, 2018, arXiv 1712.09913).
+
+The recipe YAML names the LightningModule and the data (as for ``lightning-papers fit --config``); the
+checkpoint supplies the weights. What is evaluated is the module's own loss, as ``LossLandscapeProbe`` evaluates
+it inside training (what ``training_step`` returns, else ``validation_step``; accuracy too for a classifier), on
+the first ``--batches`` validation batches taken through the module's and the datamodule's own transfer hooks
+under an evaluation stage (normalised as in training, never augmented). A ``Trainer`` runs ``validate`` and the
+surface is computed as validation starts, so Lightning places the model on the device, sets the precision
+(``--bf16``: bf16 autocast) and connects the data; the batches and the loss come from
+:mod:`lightning_papers.callbacks._trainer`, the package's one Lightning-side plumbing. ``--fast`` folds BatchNorm,
+runs channels_last and compiles a copy of the network, which has no training step: it evaluates cross-entropy
+and accuracy, so it is for classifiers (``(inputs, class targets)`` batches, logits out, cross-entropy as the
+module's own loss) and refuses anything else.
+
+The surface is saved as ``.npz`` + JSON every few points and resumed when the command is run again with the same
+settings (other settings are refused, not mixed in), then drawn as PNGs and a ParaView ``.vtp``::
+
+    lightning-papers landscape --ckpt runs/quickstart/version_0/checkpoints/epoch=5-step=138.ckpt \\
+        --config recipes/quickstart.yaml --grid -1:1:51 --out runs/landscape
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+__all__ = ["add_subparser", "parse_grid", "run"]
+
+
+def parse_grid(spec: str) -> np.ndarray:
+    """``"START:STOP:POINTS"`` (e.g. ``"-1:1:51"``) as ``np.linspace(START, STOP, POINTS)``.
+
+    Raises:
+        ValueError: for anything else, naming the value.
+    """
+    parts = str(spec).split(":")
+    try:
+        start, stop, points = float(parts[0]), float(parts[1]), int(parts[2])
+        ok = len(parts) == 3 and points >= 1 and start < stop and np.isfinite([start, stop]).all()
+    except (ValueError, IndexError):
+        ok = False
+    if not ok:
+        raise ValueError(f"Expected a grid as START:STOP:POINTS with START < STOP and POINTS >= 1 (e.g. -1:1:51), "
+                         f"got {spec!r}")
+    return np.linspace(start, stop, points)
+
+
+def add_subparser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "landscape",
+        help="the loss surface of a saved checkpoint (Li et al.)",
+        description="Compute, save (resumable) and plot the filter-normalised loss surface of a checkpoint: the "
+        "module's own loss (and accuracy for a classifier) on fixed validation batches.",
+    )
+    p.add_argument("--ckpt", required=True, help="Lightning checkpoint (.ckpt) of the model in --config")
+    p.add_argument("--config", required=True, help="recipe YAML naming the model and data (as for `fit`)")
+    p.add_argument("--grid", default="-1:1:51", help="x axis START:STOP:POINTS (default -1:1:51)")
+    p.add_argument("--ygrid", default=None, help="y axis START:STOP:POINTS (default: as --grid)")
+    p.add_argument("--mode", choices=("2d", "1d"), default="2d", help="2-D surface or 1-D curve (default 2d)")
+    p.add_argument("--batches", type=int, default=4, help="validation batches to evaluate on (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--bf16", action="store_true", help="evaluate under bf16 autocast (precision bf16-mixed)")
+    p.add_argument("--fast", action="store_true",
+                   help="classifiers only: cross-entropy on a copy of the network with BatchNorm folded into the "
+                        "convolutions, channels_last and torch.compile (the same values up to float rounding; the "
+                        "first point compiles)")
+    p.add_argument("--out", default="runs/landscape", help="output folder (default runs/landscape)")
+
+
+def _load_module_and_data(config: str, ckpt: str):
+    from lightning.pytorch.cli import LightningCLI
+
+    cli = LightningCLI(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
+                       run=False, save_config_callback=None,
+                       args=["--config", config, "--trainer.logger=false", "--trainer.callbacks=null"])
+    if cli.datamodule is None:
+        raise ValueError(f"Expected the config {config!r} to name a data module under `data:`")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"Could not read the checkpoint {ckpt!r}: {type(err).__name__}: {err}") from err
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ValueError(f"Expected a Lightning checkpoint with a 'state_dict' in {ckpt!r}")
+    cli.model.load_state_dict(state["state_dict"])
+    return cli.model, cli.datamodule
+
+
+def _trainer_device(name: str) -> tuple[str, int | list[int]]:
+    """``--device`` as Lightning's ``(accelerator, devices)``; the name is checked first, before anything loads.
+
+    Raises:
+        ValueError: for a name torch does not know, CUDA where there is none, or a device Lightning cannot run.
+    """
+    from lightning_papers.devices import resolve_device
+
+    device = resolve_device(name)  # the image commands' rule and message
+    if name == "auto":
+        return "auto", 1
+    if device.type == "cuda":
+        return "gpu", 1 if device.index is None else [device.index]
+    if device.type in ("cpu", "mps"):
+        return device.type, 1
+    raise ValueError(f"Expected --device to be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
+def _describe(batch) -> str:
+    if isinstance(batch, torch.Tensor):
+        return f"a tensor of shape {tuple(batch.shape)}"
+    if isinstance(batch, (list, tuple)):
+        return f"a {type(batch).__name__} of " + ", ".join(_describe(b) for b in batch)
+    if isinstance(batch, dict):
+        return f"a dict with keys {sorted(map(str, batch))}"
+    return type(batch).__name__
+
+
+def _check_classifier(module, batch) -> None:
+    """``--fast`` evaluates cross-entropy on a copy of the network: refuse batches that are not
+    ``(inputs, class targets)`` with logits out, and a module whose own loss is not that cross-entropy.
+
+    Raises:
+        ValueError: saying ``--fast`` is for classifiers, and what was found instead.
+    """
+    import torch.nn.functional as F
+
+    from lightning_papers.callbacks._trainer import ModuleEvaluation, _classification_target
+    from lightning_papers.landscape import preserved_model
+
+    what = "(inputs, integer class targets) batches and logits out with --fast (it evaluates cross-entropy on a " \
+           "folded copy of the network, which has no training step: --fast is for classifiers)"
+    if not (isinstance(batch, (list, tuple)) and len(batch) == 2 and isinstance(batch[0], torch.Tensor)):
+        raise ValueError(f"Expected {what}, got batches of {_describe(batch)}")
+    evaluation = ModuleEvaluation(module)
+    with preserved_model(module), torch.no_grad(), evaluation.active():
+        module.eval()
+        logits = module(batch[0])
+        target = _classification_target(batch, logits)
+        if target is None:
+            raise ValueError(f"Expected {what}, got batches of {_describe(batch)} and outputs of "
+                             f"{_describe(logits)}")
+        own = float(evaluation(batch)["loss"])
+    cross_entropy = float(F.cross_entropy(logits.float(), target))
+    if not np.isclose(own, cross_entropy, rtol=1e-4, atol=1e-6):
+        raise ValueError(f"Expected the module's own loss to be cross-entropy with --fast (it evaluates "
+                         f"cross-entropy: --fast is for classifiers trained with it), got {own:.6g} from "
+                         f"{type(module).__name__}'s step and {cross_entropy:.6g} cross-entropy; run without --fast")
+
+
+class _SurfaceAtValidationStart(Callback):
+    """Computes the whole surface as ``Trainer.validate`` starts: the module is on its device, in eval mode, its
+    data connected and the precision set; nothing of the validation itself is used."""
+
+    def __init__(self, args: argparse.Namespace, axes: list[np.ndarray], out: Path) -> None:
+        self.args, self.axes, self.out = args, axes, out
+        self.result = None
+        self.seconds = 0.0
+        self.device = ""
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        from torch.nn import functional as F
+
+        from lightning_papers.callbacks._trainer import ModuleEvaluation, autocast_dtype, evaluation_batches
+        from lightning_papers.landscape import accuracy, random_directions, save_surface, surface
+
+        args = self.args
+        batches = evaluation_batches(trainer, pl_module, "val", args.batches)
+        if args.fast:
+            _check_classifier(pl_module, batches[0])
+        directions = random_directions(pl_module, len(self.axes), seed=args.seed)
+        grid = tuple(self.axes) if len(self.axes) == 2 else self.axes[0]
+        path = str(self.out / "surface")
+        options = dict(autocast_dtype=autocast_dtype(trainer), path=path, resume=True, progress=True)
+        t0 = time.perf_counter()
+        if args.fast:
+            result = surface(pl_module, directions, grid, batches, metrics={"loss": F.cross_entropy,
+                             "accuracy": accuracy}, fold_bn=True, channels_last=True, compile=True, **options)
+            evaluated = "cross_entropy + ['accuracy'] on a copy of the network (--fast)"
+        else:
+            evaluation = ModuleEvaluation(pl_module)
+            with evaluation.active():
+                result = surface(pl_module, directions, grid, batches, evaluate=evaluation, **options)
+            evaluated = evaluation.describe()
+        self.seconds = time.perf_counter() - t0
+        result.metadata["evaluated"] = evaluated
+        save_surface(result, path)
+        self.result, self.device = result, str(pl_module.device)
+
+
+def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
+             devices: int | list[int]):
+    """(surface, seconds, device): the surface computed inside ``Trainer.validate``."""
+    import lightning as L
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    module, datamodule = _load_module_and_data(args.config, args.ckpt)
+    if not is_overridden("validation_step", module):
+        raise ValueError(f"Expected the config's model to define validation_step (the surface is computed inside "
+                         f"Trainer.validate), got {type(module).__name__} without one")
+    probe = _SurfaceAtValidationStart(args, axes, out)
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, precision="bf16-mixed" if args.bf16 else "32-true",
+                        logger=False, callbacks=[probe], enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, limit_val_batches=1, num_sanity_val_steps=0,
+                        inference_mode=False, default_root_dir=str(out))
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    if probe.result is None:  # the loop skipped validation: no batch to start it with
+        raise ValueError(f"Expected the config's data module to have a non-empty validation loader, got "
+                         f"{type(datamodule).__name__} with none")
+    return probe.result, probe.seconds, probe.device
+
+
+def run(args: argparse.Namespace) -> int:
+    from lightning_papers.landscape import write_vtp
+
+    if not Path(args.ckpt).is_file():
+        raise FileNotFoundError(f"Expected --ckpt to be a checkpoint file, got {args.ckpt!r} (no such file)")
+    if not Path(args.config).is_file():
+        raise FileNotFoundError(f"Expected --config to be a recipe YAML, got {args.config!r} (no such file)")
+    if args.batches < 1:
+        raise ValueError(f"Expected --batches >= 1, got {args.batches}")
+    axes = [parse_grid(args.grid)]
+    if args.mode == "2d":
+        axes.append(parse_grid(args.ygrid or args.grid))
+    accelerator, devices = _trainer_device(args.device)  # a bad name fails before the config and checkpoint load
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result, seconds, device = _surface(args, axes, out, accelerator, devices)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    kinds = ("contour", "surface3d") if args.mode == "2d" else ("curve",)
+    files = [str(out / "surface.npz"), str(out / "surface.json")]
+    for kind in kinds:
+        ax = result.plot(kind)
+        path = out / f"{kind}.png"
+        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        files.append(str(path))
+    if args.mode == "2d":
+        write_vtp(result, out / "surface.vtp")
+        files.append(str(out / "surface.vtp"))
+    new = result.metadata.get("timing", {}).get("points", 0)
+    print(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "
+          f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; centre loss "
+          f"{result.centre_value():.4f}, lowest {np.nanmin(result['loss']):.4f}"
+          + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
+             if args.fast and new else ""))
+    print("files: " + ", ".join(files))
+    return 0
