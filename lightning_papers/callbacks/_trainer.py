@@ -45,6 +45,7 @@ __all__ = [
     "StateKeyed",
     "TrainingSnapshot",
     "autocast_dtype",
+    "classification_target",
     "cycle_batches",
     "evaluation_batches",
     "evaluation_stage",
@@ -221,7 +222,7 @@ def _logged_loss(logged: Mapping[str, Any]) -> torch.Tensor | None:
     return torch.as_tensor(logged[names[0]]) if names else None
 
 
-def _classification_target(batch: Any, output: Any) -> torch.Tensor | None:
+def classification_target(batch: Any, output: Any) -> torch.Tensor | None:
     """The class targets when ``batch`` is ``(inputs, targets, ...)`` with integer targets (N,) and ``output``
     is logits (N, C >= 2): then accuracy means something; otherwise ``None``."""
     if not isinstance(batch, (list, tuple)) or len(batch) < 2 or not isinstance(output, torch.Tensor):
@@ -315,7 +316,7 @@ class ModuleEvaluation:
         else:
             values = {"loss": self._run_step(batch)}
             output = self._outputs[0] if len(self._outputs) == 1 else None
-        target = _classification_target(batch, output)
+        target = classification_target(batch, output)
         if target is not None and "accuracy" not in self.metrics:
             values["accuracy"] = (output.argmax(dim=-1) == target).float().mean()
         for name, fn in self.metrics.items():

@@ -208,7 +208,7 @@ class LossLandscapeProbe(_trainer.StateKeyed):
             with ls.preserved_model(pl_module), torch.no_grad():  # eval mode: no BatchNorm statistics change
                 pl_module.eval()
                 logits = pl_module(batches[0][0])
-            if _trainer._classification_target(batches[0], logits) is not None and "accuracy" not in metrics:
+            if _trainer.classification_target(batches[0], logits) is not None and "accuracy" not in metrics:
                 metrics["accuracy"] = ls.accuracy
             options = dict(options, metrics=metrics, fold_bn=self.fold_bn, channels_last=self.channels_last,
                            compile=self.compile)

@@ -129,7 +129,7 @@ def _check_classifier(module, batch) -> None:
     """
     import torch.nn.functional as F
 
-    from lightning_papers.callbacks._trainer import ModuleEvaluation, _classification_target
+    from lightning_papers.callbacks._trainer import ModuleEvaluation, classification_target
     from lightning_papers.landscape import preserved_model
 
     what = "(inputs, integer class targets) batches and logits out with --fast (it evaluates cross-entropy on a " \
@@ -140,7 +140,7 @@ def _check_classifier(module, batch) -> None:
     with preserved_model(module), torch.no_grad(), evaluation.active():
         module.eval()
         logits = module(batch[0])
-        target = _classification_target(batch, logits)
+        target = classification_target(batch, logits)
         if target is None:
             raise ValueError(f"Expected {what}, got batches of {_describe(batch)} and outputs of "
                              f"{_describe(logits)}")
