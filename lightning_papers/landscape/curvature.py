@@ -536,9 +536,9 @@ class HessianSpectrum:
 def hessian_eigenvalues(
     model: nn.Module,
     data: Any,
-    k: int = 1,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     *,
+    k: int = 1,
     evaluate: Evaluate | None = None,
     algorithm: str = "lanczos",
     which: str = "largest",
@@ -560,8 +560,8 @@ def hessian_eigenvalues(
         model: the model; it comes back bit-identical (weights, buffers, flags, ``.grad``), the global RNG too.
         data: ``(x, y)`` tensors (split into ``batch_size`` chunks), a list of ``(x, y, ...)`` batches or a
             ``DataLoader``, put on the model's device once; with ``evaluate``, batches of any structure.
-        k: how many eigenvalues.
         loss_fn: batch-mean loss ``fn(output, target)`` (default ``F.cross_entropy``); batches weighted by size.
+        k: how many eigenvalues.
         evaluate: instead of ``loss_fn``, ``evaluate(batch)["loss"]`` is the batch-mean loss (e.g. a
             LightningModule's own, see :func:`~lightning_papers.landscape.surface`).
         algorithm: ``"lanczos"`` (default: on ResNet-20 it needed several times fewer Hessian-vector products
