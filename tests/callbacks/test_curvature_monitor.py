@@ -5,6 +5,7 @@ with and without it, and a resumed run continues the history."""
 import copy
 import json
 import math
+import re
 import warnings
 
 import lightning as L
@@ -21,6 +22,7 @@ from torch.func import functional_call
 from lightning_papers.callbacks import CurvatureMonitor, SuperConvergence
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.modules import ImageClassifier
+from lightning_papers.tensorboard import LAYOUT
 
 WEIGHT_DECAY = 5e-4
 
@@ -112,6 +114,8 @@ def test_monitor_measures_the_exact_top_eigenvalue_and_the_schedules_threshold(t
         assert [e.step for e in events.Scalars(tag)] == [2, 4, 6], tag
     assert [e.value for e in events.Scalars("curvature/2_over_lr")] == pytest.approx(history.threshold, rel=1e-6)
     assert {"curvature/sharpness", "curvature/spectrum"} <= set(events.Tags()["images"])
+    for _, regexes in LAYOUT["Curvature"].values():  # every custom-scalars chart shows what the monitor wrote
+        assert all(any(re.fullmatch(r, t) for t in events.Tags()["scalars"]) for r in regexes), regexes
     saved = json.loads((log_dir / "curvature" / "history.json").read_text())
     assert saved["steps"] == [2, 4, 6] and saved["top_eigenvalue"] == pytest.approx(history.top_eigenvalue)
     assert (log_dir / "curvature" / "sharpness.png").is_file() and (log_dir / "curvature" / "spectrum.png").is_file()
