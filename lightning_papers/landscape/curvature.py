@@ -416,10 +416,13 @@ class HessianTrace:
     """Result of :func:`hessian_trace`.
 
     Attributes:
-        trace: the mean of the samples ``z^T H z``.
+        trace: the estimate: ``exact_part`` plus the mean of the samples.
         stderr: its standard error (sample standard deviation / sqrt(samples)).
-        samples: the samples, in order.
+        samples: the samples ``z^T H z`` (``z`` projected off the deflated subspace), in order.
         converged: ``stderr <= tol * |trace|`` before ``max_samples``.
+        exact_part: the trace over the deflated Krylov subspace (0 without deflation).
+        deflated: the dimension of that subspace.
+        products: Hessian-vector products computed.
         seconds: wall time of the call.
     """
 
@@ -427,11 +430,15 @@ class HessianTrace:
     stderr: float
     samples: list[float]
     converged: bool
+    exact_part: float = 0.0
+    deflated: int = 0
+    products: int = 0
     seconds: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return {"trace": self.trace, "stderr": self.stderr, "samples": list(self.samples),
-                "converged": self.converged, "seconds": self.seconds}
+                "converged": self.converged, "exact_part": self.exact_part, "deflated": self.deflated,
+                "products": self.products, "seconds": self.seconds}
 
     def plot(self, ax: Any = None) -> Any:
         """The running mean against the number of samples, with a band of one standard error."""
@@ -441,7 +448,7 @@ class HessianTrace:
             ax = Figure(figsize=(5, 3.5)).add_subplot()
         x = np.asarray(self.samples, dtype=np.float64)
         n = np.arange(1, len(x) + 1)
-        mean = np.cumsum(x) / n
+        mean = self.exact_part + np.cumsum(x) / n
         var = np.array([x[:i].var(ddof=1) if i > 1 else np.nan for i in n])
         err = np.sqrt(var / n)
         ax.plot(n, mean, marker=".", label="running mean")
@@ -650,6 +657,7 @@ def hessian_trace(
     max_samples: int = 100,
     min_samples: int = 10,
     tol: float = 0.01,
+    deflate: int = 0,
     seed: int = 0,
     batch_size: int = 256,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -661,11 +669,22 @@ def hessian_trace(
     """Hutchinson's estimate of the Hessian's trace: the mean of ``z^T H z`` over Rademacher vectors ``z``.
 
     Sampling stops once ``min_samples`` are drawn and the standard error is at most ``tol`` times the estimate's
-    magnitude, or after ``max_samples``. The other arguments are those of :func:`hessian_eigenvalues`.
+    magnitude, or after ``max_samples``.
+
+    With ``deflate=m`` the first ``m`` products build a Krylov subspace (Lanczos from a random vector), whose part of
+    the trace is computed exactly (the sum of the tridiagonal's diagonal, ``tr(Q^T H Q)``), and the samples
+    estimate the rest, ``tr((I - QQ^T) H (I - QQ^T))``, from Rademacher vectors projected off it (a deflated
+    Hutchinson estimator, in the spirit of Hutch++: Meyer, Musco, Musco, Woodruff, 2021, arXiv 2010.09649). The
+    variance of a sample is about twice the squared Frobenius norm of what is sampled, and in a trained network's
+    Hessian a few outlying eigenvalues carry most of it (ResNet-20 on digits: the top three, 92 %), so for the same
+    standard error far fewer products are needed (``benchmarks/curvature.py``); for a Hessian without outliers
+    the ``m`` products are spent for little. The estimate stays unbiased.
+
+    The other arguments are those of :func:`hessian_eigenvalues`.
 
     Raises:
         ValueError: for a non-positive ``max_samples`` or ``tol``, ``min_samples`` outside ``[2, max_samples]``
-            (one sample has no standard error), or as :func:`hessian_eigenvalues` does.
+            (one sample has no standard error), a negative ``deflate``, or as :func:`hessian_eigenvalues` does.
 
     Example::
 
@@ -680,24 +699,33 @@ def hessian_trace(
                          f"got {min_samples!r}")
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"Expected `tol` > 0, got {tol!r}")
+    if isinstance(deflate, bool) or not isinstance(deflate, int) or deflate < 0:
+        raise ValueError(f"Expected `deflate` to be a non-negative integer, got {deflate!r}")
     named = _check_common(model, loss_fn, evaluate, autocast_dtype, batchnorm, seed)
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     samples: list[float] = []
     converged = False
-    mean, stderr = math.nan, math.nan
+    estimate, stderr, exact, basis = math.nan, math.nan, 0.0, None
     with _hessian(model, data, loss_fn, evaluate, batch_size, transform, autocast_dtype, batchnorm, cache_graph,
                   all_reduce, named) as op:
+        if deflate:
+            krylov = _lanczos(op, _random_unit(gen, op.dim, named[0][1]), deflate, gen)
+            exact, basis = float(sum(krylov.alphas)), krylov.basis  # tr(Q^T H Q) = tr(T)
         for _ in range(max_samples):
             z = _rademacher(gen, op.dim, named[0][1])
+            if basis is not None:
+                z = z - basis.T @ (basis @ z)
             samples.append(_dot(z, op(z)))
             n = len(samples)
-            mean = float(np.mean(samples))
+            estimate = exact + float(np.mean(samples))
             stderr = float(np.std(samples, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-            if n >= min_samples and stderr <= tol * abs(mean):
+            if n >= min_samples and stderr <= tol * abs(estimate):
                 converged = True
                 break
-    return HessianTrace(mean, stderr, samples, converged, time.perf_counter() - t0)
+        products = op.products
+    return HessianTrace(estimate, stderr, samples, converged, exact, 0 if basis is None else len(basis), products,
+                        time.perf_counter() - t0)
 
 
 def hessian_spectrum(

@@ -177,6 +177,20 @@ def test_trace_of_a_diagonal_hessian_is_exact_in_every_sample():
     assert res.converged and len(res.samples) == 3 and res.stderr == pytest.approx(0.0, abs=1e-5)
 
 
+def test_deflated_trace_is_exact_on_its_subspace_and_less_noisy(mlp_case):
+    model, data, hess, _ = mlp_case
+    dim = hess.shape[0]
+    full = hessian_trace(model, data, deflate=dim, min_samples=2, max_samples=2)
+    # the Krylov subspace is the whole space: the trace is computed exactly, the projected samples are zero
+    assert full.deflated == dim and full.trace == pytest.approx(np.trace(hess), rel=1e-5)
+    assert full.exact_part == pytest.approx(full.trace) and np.abs(full.samples).max() < 1e-6
+    assert full.products == dim + 2
+    plain = hessian_trace(model, data, min_samples=60, max_samples=60)
+    deflated = hessian_trace(model, data, deflate=10, min_samples=60, max_samples=60)
+    assert abs(deflated.trace - np.trace(hess)) < 4 * deflated.stderr  # unbiased
+    assert deflated.stderr < 0.7 * plain.stderr and deflated.products == 70  # the same samples, less noise
+
+
 def test_trace_stops_at_its_tolerance(mlp_case):
     model, data, _, _ = mlp_case
     res = hessian_trace(model, data, tol=0.1, min_samples=5, max_samples=500, batch_size=64)
@@ -280,6 +294,8 @@ def test_trace_spectrum_and_model_errors():
         hessian_trace(net, data, max_samples=10, min_samples=1)
     with pytest.raises(ValueError, match="Expected `tol` > 0, got -1"):
         hessian_trace(net, data, tol=-1)
+    with pytest.raises(ValueError, match="Expected `deflate` to be a non-negative integer, got -3"):
+        hessian_trace(net, data, deflate=-3)
     with pytest.raises(ValueError, match="Expected `runs` to be a positive integer, got 0"):
         hessian_spectrum(net, data, runs=0)
     with pytest.raises(ValueError, match="Expected `steps` to be a positive integer, got -2"):
