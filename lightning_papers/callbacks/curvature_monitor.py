@@ -193,8 +193,10 @@ class CurvatureMonitor(_trainer.StateKeyed):
         every rank."""
         step = trainer.global_step
         self._last_step = step
+        trainable = {name for name, p in pl_module.named_parameters() if p.requires_grad}
+        start = self._start if self._start is not None and set(self._start.tensors) == trainable else None
         result = self._run(trainer, pl_module, ls.hessian_eigenvalues, k=self.k, max_iter=self.max_iter, tol=self.tol,
-                           start=self._start)
+                           start=start)  # no warm start after a change of the trainable parameters
         self.last_result, self._start = result, result.eigenvectors[0]
         values = {"curvature/top_eigenvalue": result.eigenvalues[0]}
         if self.trace:

@@ -144,6 +144,25 @@ def test_resume_continues_the_history(tmp_path):
     assert first.state_key == resumed.state_key and "CurvatureMonitor" in first.state_key
 
 
+class _FreezeFirstConv(Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 2:
+            pl_module.model[0].requires_grad_(False)
+
+
+def test_parameters_frozen_mid_run_drop_the_warm_start(tmp_path):
+    monitor = CurvatureMonitor(every_n_steps=2, max_iter=40, tol=1e-6)
+    _, module = _fit(tmp_path, [monitor, _FreezeFirstConv()], max_steps=4)
+    assert monitor.history.steps == [2, 4]
+    # the second value is the top eigenvalue of the Hessian block of the parameters still trainable
+    hess = _exact_hessian(module, [(x, y) for x, y in monitor._batches])
+    frozen = sum(p.numel() for p in module.model[0].parameters())
+    assert monitor.history.top_eigenvalue[1] == pytest.approx(np.linalg.eigvalsh(hess[frozen:, frozen:])[-1],
+                                                              rel=1e-4)
+    assert set(monitor.last_result.eigenvectors[0].tensors) == {"model.1.weight", "model.1.bias", "model.5.weight",
+                                                                "model.5.bias"}
+
+
 def test_adaptive_optimizer_gets_no_threshold_and_a_warning(tmp_path):
     monitor = CurvatureMonitor(every_n_steps=3, batchnorm="running", dataloader="val")
     with warnings.catch_warnings(record=True) as caught:
