@@ -224,7 +224,7 @@ def _cli(f):
         (["landscape", "--ckpt", str(f / "weights.pt"), "--config", str(QUICKSTART), "--device", "tpu9"],
          r"--device to be auto, cpu, cuda or cuda:N, got 'tpu9'"),
         (["landscape", "--ckpt", str(f / "weights.pt"), "--config", str(QUICKSTART), "--device", "cpu",
-          "--out", str(f / "notes.txt" / "sub")], r"--out to be a place this user can write"),
+          "--out", str(f / "notes.txt" / "sub")], r"--out in a folder this user can write"),
         (["stylize", "--ckpt", "nope.ckpt", "--input", str(f / "photo.png"), "--output", "o.png"],
          r"--ckpt .*'nope\.ckpt' \(no such file\)"),
         (["stylize", "--ckpt", str(f / "notes.txt"), "--input", str(f / "photo.png"), "--output", "o.png"],
@@ -244,7 +244,7 @@ def _cli(f):
         (["stylize", "--ckpt", str(f / "weights.pt"), "--input", str(f), "--output", "o.png"],
          r"--output to be a folder when --input is one"),
         (["stylize", "--ckpt", str(f / "weights.pt"), "--input", str(f / "photo.png"),
-          "--output", str(f / "notes.txt" / "o.png")], r"--output to be a place this user can write"),
+          "--output", str(f / "notes.txt" / "o.png")], r"--output in a folder this user can write"),
         (["stylize", "--ckpt", str(f / "weights.pt"), "--input", str(f / "photo.png"), "--output", "o.png",
           "--device", "gpu0"], r"--device to be auto, cpu, cuda or cuda:N, got 'gpu0'"),
         (["super-resolve", "--ckpt", str(f / "notes.txt"), "--input", str(f / "photo.png"), "--output", "o.png"],
@@ -448,7 +448,7 @@ def test_a_bad_output_fails_before_the_checkpoint_is_read(tmp_path, files, capsy
     blocker.write_text("x")
     assert main(["stylize", "--ckpt", str(files / "notes.txt"), "--input", str(files / "photo.png"),
                  "--output", str(blocker / "o.png")]) == 2
-    assert "--output to be a place this user can write" in capsys.readouterr().err
+    assert "--output in a folder this user can write" in capsys.readouterr().err
 
 
 def test_a_surface_path_is_checked_before_any_point_is_computed(tmp_path):

@@ -92,16 +92,10 @@ def check_writable(paths: Sequence[Path], flag: str = "--output") -> None:
         ValueError: naming ``flag`` and the path, for a folder that cannot be made or written into, or an
             output that is an existing folder.
     """
-    import tempfile
+    from lightning_papers.files import check_writable_folder
 
     for folder in sorted({p.parent for p in paths}):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".lightning-papers-check-"):
-                pass
-        except OSError as err:
-            raise ValueError(f"Expected {flag} to be a place this user can write, got {str(folder)!r} "
-                             f"({err.strerror or type(err).__name__})") from None
+        check_writable_folder(folder, flag)
     for path in paths:
         if path.is_dir():
             raise ValueError(f"Expected {flag} to name a file, got the folder {str(path)!r}")

@@ -26,7 +26,6 @@ import copy
 import logging
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_papers.compiling import CompiledOrEager
+from lightning_papers.files import check_writable_folder
 from lightning_papers.landscape.directions import Direction, landscape_tensors
 from lightning_papers.landscape.fold import fold_batchnorm
 from lightning_papers.landscape.result import SurfaceResult
@@ -373,14 +373,7 @@ def _check_writable(path: str | os.PathLike) -> None:
     Raises:
         ValueError: naming the folder, when it cannot be made or written into.
     """
-    folder = surface_paths(path)[0].parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".surface-check-"):
-            pass
-    except OSError as err:
-        raise ValueError(f"Expected `path` in a folder this user can write, got {str(path)!r} "
-                         f"({err.strerror or type(err).__name__})") from None
+    check_writable_folder(surface_paths(path)[0].parent, "`path`")
 
 
 def _progress_fn(progress: Any, total: int) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
