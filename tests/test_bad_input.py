@@ -366,6 +366,7 @@ def test_a_crafted_checkpoint_never_runs_its_payload(tmp_path, files, style_chec
         ["export", "--ckpt", str(crafted), "--format", "torchscript", "--output", str(tmp_path / "m.pt")],
         ["landscape", "--ckpt", str(crafted), "--config", str(QUICKSTART), "--device", "cpu", "--grid", "-1:1:3",
          "--out", str(tmp_path / "surf")],
+        ["validate", "--config", str(QUICKSTART), "--ckpt_path", str(crafted), "--trainer.logger=false"],
     ]
     for argv in commands:
         assert main(argv) == 2, argv
