@@ -152,6 +152,12 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:300] if text else ""
 
 
+def _weights_only_reason(err: BaseException) -> str:
+    """The line of torch's weights-only error that says what it stopped at (the first is generic advice)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0] if lines else "")
+
+
 def read_checkpoint(path: str | Path, flag: str = "--ckpt") -> dict[str, Any]:
     """A checkpoint or state dict read with ``torch.load(weights_only=True)``: tensors and plain data only, never
     code (explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` and torch < 2.6's unsafe default do not apply).
@@ -162,21 +168,29 @@ def read_checkpoint(path: str | Path, flag: str = "--ckpt") -> dict[str, Any]:
             (refused: that could run code), or one that is not a dict; each naming ``flag`` and the path.
     """
     import pickle
+    import zipfile
 
     path = Path(path)
     if not path.is_file():
         what = "a folder" if path.is_dir() else "no such file"
         raise FileNotFoundError(f"Expected {flag} to be a checkpoint file, got {str(path)!r} ({what})")
+    not_one = f"Expected {flag} to be a checkpoint written by torch.save or Lightning, but {str(path)!r}"
+    with open(path, "rb") as f:
+        pickled = f.read(1) == b"\x80"  # a pickle's PROTO opcode: torch.save's legacy format starts with one
+    if not (pickled or zipfile.is_zipfile(path)):
+        raise ValueError(f"{not_one} is neither a zip archive nor a pickle")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        reason = _weights_only_reason(err)
+        if "GLOBAL" not in reason:  # the weights-only unpickler stopped at something other than an object
+            raise ValueError(f"{not_one} could not be read as one ({reason})") from None
         raise ValueError(f"Expected {flag} to hold only tensors and plain data, but {str(path)!r} needs arbitrary "
-                         f"objects unpickled, which could run code; refused ({_first_line(err)}). Re-save its "
+                         f"objects unpickled, which could run code; refused ({reason}). Re-save its "
                          "state_dict and hyper-parameters with a trusted torch, or load it yourself if you trust "
                          "it") from None
-    except Exception as err:  # not a zip/pickle file at all: a text file, a truncated download, ...
-        raise ValueError(f"Expected {flag} to be a checkpoint written by torch.save or Lightning, but "
-                         f"{str(path)!r} could not be read as one ({type(err).__name__}: {_first_line(err)})") from None
+    except Exception as err:  # a truncated download, a damaged archive, ...
+        raise ValueError(f"{not_one} could not be read as one ({type(err).__name__}: {_first_line(err)})") from None
     if not isinstance(checkpoint, dict):
         raise ValueError(f"Expected {flag} to be a checkpoint (a dict), got a {type(checkpoint).__name__} in "
                          f"{str(path)!r}")
