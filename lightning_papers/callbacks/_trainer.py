@@ -271,10 +271,13 @@ class ModuleEvaluation:
         self._logged: dict[str, Any] | None = None
 
     def describe(self) -> str:
-        """What is evaluated, for metadata."""
-        loss = getattr(self.loss_fn, "__name__", repr(self.loss_fn)) if self.loss_fn else \
-            f"{type(self.module).__name__}'s own step loss"
-        return loss + (f" + {sorted(self.metrics)}" if self.metrics else "")
+        """What is evaluated, for metadata (a resumed surface must have been made with the same)."""
+        from lightning_papers.landscape.storage import callable_identity
+
+        module = f"{type(self.module).__module__}.{type(self.module).__qualname__}"
+        loss = f"{callable_identity(self.loss_fn)} on {module}" if self.loss_fn else f"{module}'s own step loss"
+        metrics = {name: callable_identity(fn) for name, fn in self.metrics.items()}
+        return loss + (f" + {metrics}" if metrics else "")
 
     @contextmanager
     def active(self) -> Iterator[ModuleEvaluation]:
