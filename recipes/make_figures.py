@@ -15,6 +15,9 @@ schedulers through them). Data: scikit-learn's digits (``DigitsDataModule``) and
   ``benchmarks/fidelity_superconvergence.py`` (three seeds; about half of the full set's time).
 * ``landscapes``: Li et al., Visualizing the Loss Landscape (arXiv 1712.09913), ResNet-20 with and without
   shortcuts, through ``benchmarks/landscape_skip_connections.py``.
+* ``curvature``: the top Hessian eigenvalue against (2 + 2 momentum) / lr over a 1cycle run (Cohen et al., arXiv
+  2103.00065) and the eigenvalue density at its end, from ``recipes/superconvergence/
+  resnet20_digits_1cycle_curvature.yaml``.
 * ``style_transfer``, ``super_resolution``: Johnson et al., Perceptual Losses (arXiv 1603.08155).
 * ``conv_animations``: Dumoulin & Visin, convolution arithmetic (arXiv 1603.07285).
 
@@ -335,6 +338,95 @@ def _requantize(path: Path, colors: int = 128) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 4b. curvature along a 1cycle run, from its recipe
+# ---------------------------------------------------------------------------------------------------------
+CURVATURE_RECIPE = REPO / "recipes" / "superconvergence" / "resnet20_digits_1cycle_curvature.yaml"
+
+
+def curvature(out: Path, fast: bool = False) -> Picture:
+    """The top Hessian eigenvalue against the stability threshold (2 + 2 momentum) / lr over the 1cycle run of
+    ``recipes/superconvergence/resnet20_digits_1cycle_curvature.yaml`` (Cohen et al., arXiv 2103.00065), and the
+    eigenvalue density at its end: the recipe through LightningCLI, the pictures drawn from the files its
+    ``CurvatureMonitor`` wrote (``--fast``: a few steps at 8 px)."""
+    import tempfile
+
+    import yaml
+
+    from lightning_papers.cli import run_lightning_cli
+    from lightning_papers.landscape import CurvatureHistory, HessianSpectrum
+
+    config = yaml.safe_load(CURVATURE_RECIPE.read_text())
+    monitor = next(cb for cb in config["trainer"]["callbacks"] if cb["class_path"].endswith("CurvatureMonitor"))
+    if fast:
+        config["trainer"].update(max_steps=4, val_check_interval=2)
+        config["data"]["init_args"].update(size=8, batch_size=16)
+        monitor["init_args"].update(every_n_steps=2, max_iter=4, spectrum_runs=1, spectrum_steps=6)
+    with tempfile.TemporaryDirectory() as tmp:
+        config["trainer"]["logger"]["init_args"]["save_dir"] = tmp
+        config["trainer"].update(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+                                 enable_checkpointing=False)
+        path = Path(tmp) / CURVATURE_RECIPE.name
+        path.write_text(yaml.safe_dump(config))
+        start = time.perf_counter()
+        cli = run_lightning_cli(["fit", "--config", str(path)])
+        seconds = time.perf_counter() - start
+        folder = Path(cli.trainer.log_dir) / "curvature"
+        history = CurvatureHistory.from_dict(_json(folder / "history.json"))
+        saved = _json(folder / "spectrum.json")
+        val_acc = float(cli.trainer.callback_metrics.get("val/acc", float("nan")))
+    spectrum = HessianSpectrum(np.array(saved["nodes"], dtype=np.float64), np.array(saved["weights"], dtype=np.float64),
+                               saved["dimension"])
+    steps, batch = config["trainer"]["max_steps"], config["data"]["init_args"]["batch_size"]
+    paths = draw_curvature(out, history, spectrum, steps, batch, val_acc)
+    at_peak = history.top_eigenvalue[int(np.argmax(history.lr))]
+    data = {"history": history.to_dict(), "spectrum": saved, "val_acc": val_acc, "seconds": seconds}
+    summary = (f"{steps} steps in {seconds:.0f} s, val acc {100 * val_acc:.1f} %; top eigenvalue "
+               f"{history.top_eigenvalue[0]:.1f} at step {history.steps[0]}, {at_peak:.1f} at the lr peak, "
+               f"{history.top_eigenvalue[-1]:.1f} at the end; threshold low {np.nanmin(history.threshold):.1f}; "
+               f"spectrum trace {spectrum.trace:.1f}, largest node {np.nanmax(spectrum.nodes):.2f}")
+    return Picture(paths, data, summary)
+
+
+def draw_curvature(out: Path, history: Any, spectrum: Any, steps: int, batch: int, val_acc: float) -> list[Path]:
+    """The two curvature pictures from a ``CurvatureHistory`` and a ``HessianSpectrum``."""
+    peak_step = int(np.argmax(history.lr))
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    history.plot(ax=ax)  # the recipe measures no trace: the second axis is free for the learning rate
+    ax.set_ylim(top=30 * max(history.top_eigenvalue))  # the annihilation phase's threshold runs off the top
+    twin = ax.twinx()
+    twin.plot(history.steps, history.lr, color="0.6", lw=1, label="learning rate")
+    twin.set_ylabel("learning rate", color="0.4")
+    lines = ax.get_lines() + twin.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7.5, loc="upper left")
+    ax.set_title(f"ResNet-20 on digits, 1cycle over {steps} steps (batch {batch}, {100 * val_acc:.1f} % val. acc.):\n"
+                 f"top eigenvalue {history.top_eigenvalue[0]:.1f} at step {history.steps[0]}, "
+                 f"{history.top_eigenvalue[peak_step]:.1f} at the lr peak (threshold "
+                 f"{history.threshold[peak_step]:.1f}), {history.top_eigenvalue[-1]:.1f} at the end", fontsize=8.5)
+    fig.tight_layout()
+    curve = _save(fig, out / "curvature_1cycle.png")
+
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.subplots()
+    spectrum.plot(ax=ax)
+    ax.axvline(history.top_eigenvalue[-1], color="C3", ls=":", lw=1, label="top eigenvalue (CurvatureMonitor)")
+    ax.legend(fontsize=8, loc="upper right")
+    runs, width = spectrum.nodes.shape
+    ax.set_title(f"Hessian eigenvalue density after {steps} steps ({runs} SLQ runs x {width} Lanczos steps,\n"
+                 f"{spectrum.dimension:,} parameters): trace estimate {spectrum.trace:.1f}, largest node "
+                 f"{np.nanmax(spectrum.nodes):.2f}", fontsize=8.5)
+    fig.tight_layout()
+    density = _save(fig, out / "curvature_spectrum.png")
+    return [curve, density]
+
+
+def _json(path: Path) -> Any:
+    import json
+
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------------------------------------------------
 # 5. fast style transfer
 # ---------------------------------------------------------------------------------------------------------
 def style_transfer(out: Path, fast: bool = False) -> Picture:
@@ -452,6 +544,7 @@ FIGURES: dict[str, Callable[[Path, bool], Picture]] = {
     "schedules": schedules,
     "superconvergence": superconvergence,
     "landscapes": landscapes,
+    "curvature": curvature,
     "style_transfer": style_transfer,
     "super_resolution": super_resolution,
     "conv_animations": conv_animations,

@@ -503,7 +503,7 @@ _DDP_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(210)
 def test_ddp_two_processes_identical_lrs(tmp_path, run_script):
     run_script(_DDP_SCRIPT, "ddp_sc.py")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
