@@ -100,14 +100,16 @@ def make_model(depth: int = 20, *, wide: int = 1, shortcut: str = "A", seed: int
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 512) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` in eval mode; the model's mode is restored."""
+    """(accuracy, mean cross-entropy) of ``model`` in eval mode, on the model's device; its mode is restored."""
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     correct, loss = 0, 0.0
     for i in range(0, len(y), chunk):
-        out = model(x[i : i + chunk])
-        correct += int((out.argmax(1) == y[i : i + chunk]).sum())
-        loss += float(F.cross_entropy(out, y[i : i + chunk], reduction="sum"))
+        xb, yb = x[i : i + chunk].to(device), y[i : i + chunk].to(device)
+        out = model(xb)
+        correct += int((out.argmax(1) == yb).sum())
+        loss += float(F.cross_entropy(out, yb, reduction="sum"))
     model.train(was_training)
     return correct / len(y), loss / len(y)
 
@@ -129,7 +131,9 @@ def train(
 ) -> dict:
     """Plain SGD for ``steps`` optimizer steps, the lr (and momentum) of step ``t`` set from ``lr_at(t)``.
 
-    Batches are drawn from reshuffled epochs of the training images under ``seed`` and augmented by a random
+    The data stays on the CPU (batches are drawn, augmented and then moved to the model's device), so a
+    CUDA model trains on the same batches. Batches are drawn from reshuffled epochs of the training images under
+    ``seed`` and augmented by a random
     shift of up to ``augment`` pixels (a padded random crop, no flip: a flipped digit is another digit). A
     non-finite loss ends the run (``diverged``); the model is then evaluated as it stands (usually chance).
 
@@ -141,6 +145,7 @@ def train(
     crops = torch.Generator().manual_seed(20_000 + seed)
     shift = BatchAugment(padding=augment, flip=False) if augment else None
     opt = torch.optim.SGD(model.parameters(), lr=lr_at(0), momentum=momentum, weight_decay=weight_decay)
+    device = next(model.parameters()).device
     n = len(task.train_y)
     order = torch.randperm(n, generator=gen)
     pos = 0
@@ -157,6 +162,7 @@ def train(
         xb, yb = task.train_x[idx], task.train_y[idx]
         if shift is not None:
             xb = shift(xb + 1.0, generator=crops) - 1.0  # pads with the background (-1 after normalising)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
             if momentum_at is not None:
@@ -194,7 +200,8 @@ def range_test(task: Task, model: nn.Module, min_lr: float, max_lr: float, steps
         idx = torch.randint(0, len(task.train_y), (batch_size,), generator=gen)
         for group in opt.param_groups:
             group["lr"] = ramp(step)
-        loss = F.cross_entropy(model(task.train_x[idx]), task.train_y[idx])
+        device = next(model.parameters()).device
+        loss = F.cross_entropy(model(task.train_x[idx].to(device)), task.train_y[idx].to(device))
         value = float(loss.detach())
         result.lrs.append(ramp(step))
         result.losses.append(value)

@@ -35,6 +35,7 @@ Usage::
     python benchmarks/fidelity_superconvergence.py                  # 3 seeds, the defaults below
     python benchmarks/fidelity_superconvergence.py --seeds 0 1 2 3 4 --budget 1280 --plot sc.png
     python benchmarks/fidelity_superconvergence.py --fast           # a smoke test of the script (seconds)
+    python benchmarks/fidelity_superconvergence.py --device cuda --depth 56 --size 32 --train-size 1000  # larger (GPU)
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def peaks_from(upper: float | None, baseline_lr: float, count: int) -> list[floa
 
 
 def run_baseline(task, args, seed: int, steps: int, eval_every: int | None = None) -> dict:
-    model = make_model(args.depth, seed=seed)
+    model = make_model(args.depth, seed=seed).to(args.device)
     sched = PiecewiseConstant.for_budget(args.baseline_lr, steps)
     out = train(model, task, steps, sched, momentum=0.9, weight_decay=args.weight_decay,
                 batch_size=args.batch_size, seed=seed, eval_every=eval_every)
@@ -74,7 +75,7 @@ def run_baseline(task, args, seed: int, steps: int, eval_every: int | None = Non
 
 
 def run_one_cycle(task, args, seed: int, steps: int, peak: float) -> dict:
-    model = make_model(args.depth, seed=seed)
+    model = make_model(args.depth, seed=seed).to(args.device)
     cycle = OneCycle(steps, peak, div_factor=args.div_factor, final_div_factor=100.0, anneal="linear",
                      three_phase=True, base_momentum=0.85, max_momentum=0.95)
     return train(model, task, steps, cycle, momentum_at=cycle.momentum, weight_decay=args.one_cycle_wd,
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finder-min-lr", type=float, default=1e-3)
     p.add_argument("--finder-max-lr", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (on a shared CPU one is fastest)")
+    p.add_argument("--device", default="cpu", help="where the models train (cpu, cuda); the data stays on the CPU")
     p.add_argument("--plot", default="", help="write the accuracy-vs-budget figure here ('' for none)")
     p.add_argument("--fast", action="store_true", help="a smoke test of the script: tiny budgets, one seed")
     return p
@@ -115,11 +117,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     t0, load0 = time.perf_counter(), load_average()
     task = digits_task(args.size, args.train_size)
-    print(f"{task.describe()}; ResNet-{args.depth}, batch {args.batch_size}; {cpu_name()}, torch {torch.__version__}, "
+    where = cpu_name() if args.device == "cpu" else torch.cuda.get_device_name(args.device)
+    print(f"{task.describe()}; ResNet-{args.depth}, batch {args.batch_size}; {where}, torch {torch.__version__}, "
           f"{args.threads} threads; seeds {args.seeds}; load average {load0}", flush=True)
 
-    finder = range_test(task, make_model(args.depth, seed=args.seeds[0]), args.finder_min_lr, args.finder_max_lr,
-                        args.finder_steps, batch_size=args.batch_size, weight_decay=args.weight_decay,
+    probe_model = make_model(args.depth, seed=args.seeds[0]).to(args.device)
+    finder = range_test(task, probe_model, args.finder_min_lr, args.finder_max_lr, args.finder_steps,
+                        batch_size=args.batch_size, weight_decay=args.weight_decay,
                         seed=args.seeds[0])
     upper = finder.clr_bounds[1] if finder.clr_bounds is not None else None
     print(f"range test (seed {args.seeds[0]}): {finder.summary()}", flush=True)
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         "best_one_cycle": {str(s): v for s, v in best.items()},
         "reaches_baseline_at": reaches, "beats_baseline_at": beats, "verdict": verdict, "diverged_runs": diverged,
         "baseline_curves": full_curves, "seconds": seconds, "load_average": [load0, load_average()],
-        "cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
+        "cpu": cpu_name(), "threads": args.threads, "device": args.device, "torch": torch.__version__,
         "args": vars(args),
     }
     if args.plot:

@@ -104,3 +104,29 @@ def test_landscape_fast(scripts, capsys):
     assert large["lr"] == pytest.approx(small["lr"] * large["batch"] / small["batch"])  # scaled linearly
     assert set(summary["verdicts"]) == {"skip connections flatten", "width flattens", "small batches flatten"}
     assert all(v["verdict"] in ("shown", "partly", "not shown") for v in summary["verdicts"].values())
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "match"),
+    [
+        ("fidelity_superconvergence", ["--budget", "8"], r"Expected `--budget` >= 16 .*got 8"),
+        ("fidelity_lr_range", ["--reference-length", "40"], r"Expected `--reference-length` to be one of "
+                                                            r"--sweep-lengths \[20, 30, 50, 100\], got 40"),
+        ("fidelity_clr", ["--steps", "100", "--cycles", "3"], r"Expected `--steps` to be a multiple of 2 x --cycles "
+                                                              r"\(6\), got 100"),
+    ],
+)
+def test_bad_options_are_refused_naming_them(scripts, script, argv, match):
+    with pytest.raises(SystemExit, match=match):
+        scripts(script).main(argv)
+
+
+def test_task_and_model_errors(scripts):
+    fidelity = scripts("_fidelity")
+    with pytest.raises(ValueError, match=r"Expected `train_size` in \[100, 1697\] .*got 50"):
+        fidelity.digits_task(8, 50)
+    with pytest.raises(ValueError, match=r"Expected a CIFAR ResNet depth 6n \+ 2 >= 8 .*got 21"):
+        fidelity.make_model(21)
+    assert fidelity.PiecewiseConstant.for_budget(0.4, 80).milestones == (50, 70)  # the paper's 50k/70k of 80k
+    schedule = fidelity.PiecewiseConstant(0.35, (50_000, 70_000))
+    assert [schedule(s) for s in (0, 49_999, 50_000, 70_000)] == pytest.approx([0.35, 0.35, 0.035, 0.0035])
