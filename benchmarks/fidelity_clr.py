@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=240, help="optimizer steps of every run")
     p.add_argument("--cycles", type=int, default=3, help="whole triangular2 cycles in the budget")
-    p.add_argument("--fixed-lrs", type=float, nargs="+", default=[0.03, 0.1, 0.3])
+    p.add_argument("--fixed-lrs", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3])
     p.add_argument("--finder-steps", type=int, default=100)
     p.add_argument("--val-every", type=int, default=20)
     p.add_argument("--size", type=int, default=8)

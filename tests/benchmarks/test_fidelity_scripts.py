@@ -89,8 +89,10 @@ def test_clr_fast(scripts, capsys):
     assert summary["verdict"] in ("shown", "partly", "not shown")
 
 
-def test_landscape_fast(scripts, capsys):
-    summary = scripts("fidelity_landscape").main(["--fast"])
+def test_landscape_fast(scripts, capsys, tmp_path):
+    png = tmp_path / "li.png"
+    summary = scripts("fidelity_landscape").main(["--fast", "--plot", str(png)])
+    assert png.stat().st_size > 1000
     out = capsys.readouterr().out
     assert _json_line(out)["benchmark"] == "fidelity_landscape"
     variants = {"resnet20", "resnet20_noshort", "resnet20_wide2", "resnet20_large_batch"}
