@@ -19,13 +19,21 @@ from lightning_papers.landscape.fold import FoldedModel, fold_batchnorm
 from lightning_papers.landscape.interpolation import interpolate
 from lightning_papers.landscape.pca import PCADirections, pca_directions
 from lightning_papers.landscape.plot import (
+    CLIP_FACTOR,
+    MeshView,
+    SurfaceScale,
+    animate_surfaces,
     mesh_arrays,
+    mesh_view,
     plot_contour,
     plot_curve,
     plot_filled_contour,
     plot_heatmap,
     plot_surface3d,
     plot_trajectory,
+    save_gif,
+    surface_frames,
+    surface_scale,
     write_vtp,
 )
 from lightning_papers.landscape.result import SurfaceResult
@@ -52,12 +60,16 @@ from lightning_papers.landscape.surface import (
 )
 
 __all__ = [
+    "CLIP_FACTOR",
     "Direction",
     "FoldedModel",
     "HessianEigenvalue",
+    "MeshView",
     "PCADirections",
     "SurfaceResult",
+    "SurfaceScale",
     "accuracy",
+    "animate_surfaces",
     "centre_curvature",
     "data_fingerprint",
     "fold_batchnorm",
@@ -69,6 +81,7 @@ __all__ = [
     "loss_rise",
     "merge_surfaces",
     "mesh_arrays",
+    "mesh_view",
     "model_fingerprint",
     "orthogonalize",
     "pca_directions",
@@ -83,9 +96,12 @@ __all__ = [
     "random_direction",
     "random_directions",
     "samples_in",
+    "save_gif",
     "save_surface",
     "shard_indices",
     "surface",
+    "surface_frames",
+    "surface_scale",
     "target_direction",
     "to_device",
     "write_vtp",
