@@ -267,7 +267,7 @@ def plot_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: A
     if z.count() >= 4:
         cs = ax.contour(x, y, z, levels=lv, norm=norm, **kwargs)
         if labels:
-            ax.clabel(cs, inline=True, fontsize=7, fmt="%.2g")
+            ax.clabel(cs, inline=True, fontsize=7, fmt=_fmt)
     _finish(ax, result)
     _title(ax, metric, scale, log)
     return ax
