@@ -234,6 +234,9 @@ def test_frame_errors(tmp_path):
         surface_frames({**results, 3: other})
     with pytest.raises(ValueError, match=r"Expected at least one \(epoch, SurfaceResult\) to draw, got none"):
         surface_frames({})
+    with pytest.raises(ValueError, match=r"Expected \{epoch: SurfaceResult\} or \(epoch, SurfaceResult\) pairs, "
+                                         r"got 3"):
+        surface_frames([3])
     with pytest.raises(ValueError, match=r"Expected `metric` to be one of \['accuracy', 'loss'\], got 'nope'"):
         surface_frames(results, "nope")
     with pytest.raises(ValueError, match=r"Expected `duration` to be a positive number of milliseconds, got 0"):
