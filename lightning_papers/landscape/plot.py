@@ -54,12 +54,9 @@ CLIP_FACTOR = 100.0
 # the scale every surface picture shares
 # ----------------------------------------------------------------------------------------------------
 def _round_sig(values: np.ndarray, digits: int = 2) -> np.ndarray:
-    """Round to ``digits`` significant digits (readable contour labels: 0.039, 0.05, 0.063, ...)."""
-    out = np.array(values, dtype=np.float64)
-    nonzero = out != 0
-    exponent = np.floor(np.log10(np.abs(out[nonzero])))
-    out[nonzero] = np.round(out[nonzero] / 10**exponent, digits - 1) * 10**exponent
-    return out
+    """Round to ``digits`` significant digits (readable contour labels: 0.039, 0.05, 0.063, ...), to the double
+    nearest the decimal (through its text: 0.37, not 0.37000000000000005)."""
+    return np.array([float(f"{v:.{digits}g}") for v in np.ravel(values)], dtype=np.float64).reshape(np.shape(values))
 
 
 def _fmt(value: float) -> str:
