@@ -458,7 +458,7 @@ def mesh_view(result: SurfaceResult, metric: str = "loss", *, vmin: float | None
     # TensorBoard centres the mesh; its default camera looks along -z, which would show the surface edge-on: look
     # from above and in front instead
     half = 0.5 * (extent or 1.0)
-    config = {"camera": {"cls": "PerspectiveCamera", "fov": 60, "position": [1.0 * half, 2.0 * half, 2.5 * half],
+    config = {"camera": {"cls": "PerspectiveCamera", "fov": 60, "position": [0.8 * half, 2.8 * half, 1.8 * half],
                          "lookAt": [0.0, 0.0, 0.0]},
               # the default light comes from below (-y here): light the surface from above, mostly ambient so the
               # colours stay readable
