@@ -137,7 +137,8 @@ def save_figures(rows: dict, results: dict, out: str | Path, zmax: float = 10.0,
                      f"filter-normalised loss, contours 0 .. {zmax:g}", fontsize=8.5)
         ax.set_aspect("equal")
         ax3d = fig.add_subplot(2, 1, 2, projection="3d")
-        result.plot("surface3d", ax=ax3d, log=True)
+        # the whole grid: the plots' default clip (100 x the centre loss) would cut the no-shortcut walls
+        result.plot("surface3d", ax=ax3d, log=True, vmax=float(np.nanmax(result["loss"])))
         ax3d.set_zlabel("log10 loss")
         ax3d.view_init(elev=35, azim=-60)
         fig.tight_layout()

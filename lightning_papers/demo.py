@@ -68,10 +68,12 @@ def run_demo(
     2. LR range test (Smith) -> suggestion and CLR bounds;
     3. 1cycle training (Smith & Topin) with the range test's upper bound, and the init -> final
        interpolation probe;
-    4. a filter-normalised loss-landscape surface of the trained model (Li et al.);
+    4. a filter-normalised loss-landscape surface at every epoch (Li et al.), and the surfaces over training
+       on common levels as an image series and a GIF;
     5. a short fast-style-transfer run on scikit-image's photographs (Johnson et al.) and one stylised
        photograph written to ``<run>/style_transfer/`` (with ImageNet VGG-16 weights when they are in the
-       torch hub cache, else with a random VGG: a smoke test of the path, not a picture to judge).
+       torch hub cache, else with a random VGG: a smoke test of the path, not a picture to judge, which the
+       picture's caption and the ``style/samples`` tag's description say).
 
     Args:
         out_dir: parent of the run folder (one timestamped folder per run).
@@ -124,11 +126,13 @@ def run_demo(
         interpolation_points=3 if fast else 11,
         interpolation_batches=1 if fast else 3,
     )
-    side = 3 if fast else 11
+    side = 5 if fast else 9
     probe = LossLandscapeProbe(
         mode="2d",
+        every_n_epochs=1,  # the surface at every epoch: landscape/over_training and 2d_over_training.gif show the
+        # basin form (one batch per point keeps the five surfaces near the cost of one 11 x 11 on two batches)
         grid=(np.linspace(-1, 1, side), np.linspace(-1, 1, side)),
-        num_batches=1 if fast else 2,
+        num_batches=1,
         hessian_iters=3 if fast else 10,
         fold_bn=True,  # BatchNorm folded into the convs, channels_last: the same surface, about 2x faster on a CPU
         channels_last=True,
@@ -168,6 +172,8 @@ def run_demo(
             "LR range test": str(run_dir / "lr_range"),
             "init -> final interpolation": str(next((run_dir / "landscape").glob("interpolate_epoch*.npz"), "")),
             "loss landscape": str(run_dir / "landscape"),
+            **({"loss landscape over training": str(run_dir / "landscape" / "2d_over_training.gif")}
+               if (run_dir / "landscape" / "2d_over_training.gif").is_file() else {}),
             "best checkpoint": str(checkpoint.best_model_path),
             f"stylised photograph ({style_note})": str(stylised),
         },
@@ -189,6 +195,8 @@ def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool)
     from lightning_papers.data import ImageFolderDataModule, load_image, sample_photos
     from lightning_papers.losses import vgg16_checkpoint_path
     from lightning_papers.modules import FastStyleTransfer
+    from lightning_papers.modules.style_transfer import RANDOM_VGG_NOTE
+    from lightning_papers.tensorboard import TensorBoardLayout
 
     cached = vgg16_checkpoint_path().is_file()
     note = "ImageNet VGG-16" if cached else f"random VGG-16, smoke test only: no weights at {vgg16_checkpoint_path()}"
@@ -200,7 +208,11 @@ def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool)
                                    "random", lr=1e-2, sample_every_n_steps=4 if fast else 10)
         trainer = L.Trainer(
             accelerator=device, devices=1, precision=precision, max_steps=8 if fast else 40,
-            logger=TensorBoardLogger(save_dir=str(run_dir), name="", version="style_transfer"),
+            # no hp_metric placeholder (-1) in the charts; the layout's "style transfer losses" chart, the only one
+            # this run fills
+            logger=TensorBoardLogger(save_dir=str(run_dir), name="", version="style_transfer",
+                                     default_hp_metric=False),
+            callbacks=[TensorBoardLayout()],
             enable_checkpointing=False, limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=4,
             enable_model_summary=False,
         )
@@ -214,4 +226,28 @@ def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool)
     path = run_dir / "style_transfer" / f"stylised_{content_name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image([content, style, out.clamp(0, 1)], path, nrow=3, padding=2)
+    if not cached:  # the limitation goes where the picture is, not only in the console summary
+        _caption(path, RANDOM_VGG_NOTE)
     return path, note
+
+
+def _caption(path: Path, text: str) -> None:
+    """Add ``text`` under the picture at ``path``, wrapped to its width, in dark red on white."""
+    import textwrap
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.open(path).convert("RGB")
+    try:
+        font = ImageFont.load_default(size=12)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        font = ImageFont.load_default()
+    chars = max(20, int(image.width / (0.6 * 12)))
+    lines = textwrap.wrap(text, width=chars)
+    line_height = 16
+    out = Image.new("RGB", (image.width, image.height + 8 + line_height * len(lines)), "white")
+    out.paste(image, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        draw.text((4, image.height + 4 + i * line_height), line, fill=(150, 0, 0), font=font)
+    out.save(path)

@@ -21,6 +21,10 @@ schedulers through them). Data: scikit-learn's digits (``DigitsDataModule``) and
 * ``style_transfer``, ``super_resolution``: Johnson et al., Perceptual Losses (arXiv 1603.08155).
 * ``conv_animations``: Dumoulin & Visin, convolution arithmetic (arXiv 1603.07285).
 
+README's two TensorBoard screenshots (``tensorboard_mesh.png``, ``tensorboard_custom_scalars.png``) are not made
+here: the browser test takes them (``python tests/test_tensorboard_browser.py RUN_FOLDER --readme docs/images``
+over a ``lightning-papers demo`` run folder; it needs Chromium).
+
 Then every PNG/GIF in ``--out`` is checked: each under 300 kB, all together under 3 MB, or the command exits
 non-zero naming the file. ``--fast`` runs tiny versions of everything (the test: 22 s of figures). The full set took
 621 s (5.2 min of CPU time) on a 2-core AMD EPYC shared with other jobs (load average 7-8), with one torch

@@ -12,11 +12,12 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from lightning_papers.tensorboard import LAYOUT, TensorBoardLayout, add_layout
+from lightning_papers.tensorboard import LAYOUT, TensorBoardLayout, add_image, add_layout, layout_with_data
 
 
 def _free_port() -> int:
@@ -151,3 +152,66 @@ def test_add_layout_writes_custom_scalars_and_rejects_other_objects(tmp_path):
 def test_layout_errors(layout):
     with pytest.raises(ValueError, match="Expected `layout` as"):
         TensorBoardLayout(layout)
+
+
+def test_layout_with_data_keeps_the_charts_that_have_a_tag():
+    tags = ["train/loss_step", "val/loss", "lr_range/loss", "lr_range/lr"]
+    kept = layout_with_data(LAYOUT, tags)
+    assert kept == {
+        "Training": {"loss (train, val)": LAYOUT["Training"]["loss (train, val)"]},
+        "LR range test": {"loss (raw, smoothed)": LAYOUT["LR range test"]["loss (raw, smoothed)"],
+                          "learning rate": LAYOUT["LR range test"]["learning rate"]},
+    }
+    assert layout_with_data(LAYOUT, []) == {}
+    # TensorBoard searches a chart's regexes anywhere in a tag
+    assert layout_with_data({"A": {"b": ["Multiline", ["loss"]]}}, ["val/loss_epoch"]) == {
+        "A": {"b": ["Multiline", ["loss"]]}}
+
+
+def _served_layout(log_dir):
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    events = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(events[-1].tensor_proto.string_val[0])  # TensorBoard shows a run's last layout
+    return len(events), {c.title: [chart.title for chart in c.chart] for c in layout.category}
+
+
+def test_layout_callback_keeps_at_fit_end_only_the_charts_the_run_filled(tmp_path):
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from torch import nn
+
+    from lightning_papers.data import DigitsDataModule
+    from lightning_papers.modules import ImageClassifier
+
+    L.seed_everything(0, verbose=False)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                        logger=TensorBoardLogger(tmp_path, name="tb", default_hp_metric=False),
+                        callbacks=[TensorBoardLayout()], log_every_n_steps=1, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(ImageClassifier(net), datamodule=DigitsDataModule(batch_size=16))
+    written, layout = _served_layout(trainer.log_dir)
+    assert written == 2  # the whole layout at fit start, the charts with data at fit end
+    assert layout == {"Training": ["loss (train, val)", "accuracy (train, val)"]}
+
+
+def test_add_image_carries_a_description(tmp_path):
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator as PluginAccumulator
+
+    writer = SummaryWriter(str(tmp_path))
+    image = np.zeros((3, 8, 12), dtype=np.uint8)
+    image[0, :, :6] = 255
+    add_image(writer, "style/samples", image, step=3, description="Random VGG-16 weights", dataformats="CHW")
+    writer.close()
+    legacy = EventAccumulator(str(tmp_path), size_guidance={"images": 0})  # what add_image's readers see
+    legacy.Reload()
+    (event,) = legacy.Images("style/samples")
+    assert (event.step, event.width, event.height) == (3, 12, 8)
+    served = PluginAccumulator(str(tmp_path))  # what the TensorBoard server reads
+    served.Reload()
+    metadata = served.SummaryMetadata("style/samples")
+    assert metadata.plugin_data.plugin_name == "images" and metadata.summary_description == "Random VGG-16 weights"

@@ -39,7 +39,8 @@ from lightning.pytorch.utilities import CombinedLoader
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
 from lightning_papers import devices
-from lightning_papers.landscape import SurfaceResult, merge_surfaces
+from lightning_papers.landscape import MeshView, SurfaceResult, merge_surfaces
+from lightning_papers.tensorboard import add_image, add_mesh
 
 __all__ = [
     "ModuleEvaluation",
@@ -386,7 +387,8 @@ def report(
     series: Mapping[str, Sequence[float]] | None = None,
     figures: Mapping[str, Any] | None = None,
     texts: Mapping[str, str] | None = None,
-    meshes: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    meshes: Mapping[str, MeshView | tuple[np.ndarray, np.ndarray]] | None = None,
+    images: Mapping[str, np.ndarray] | None = None,
     files: Mapping[str, Any] | None = None,
     save_files: bool = True,
     figure_prefix: str = "",
@@ -395,7 +397,8 @@ def report(
 
     ``trainer.log_dir`` is a collective under DDP, so every rank calls it here; then rank 0 alone writes:
     ``scalars`` at ``step`` and ``series`` (one point per index) to every logger, and to TensorBoard loggers
-    also ``figures`` (matplotlib Figures), ``texts`` and ``meshes`` (``(vertices, faces)``); with ``save_files``,
+    also ``figures`` (matplotlib Figures), ``texts``, ``meshes`` (a :class:`~lightning_papers.landscape.MeshView`,
+    whose description goes into the tag, or ``(vertices, faces)``) and ``images`` (H, W, 3 uint8); with ``save_files``,
     the figures as ``<figure_prefix><tag without its first part>.png`` (``lr_range/curve/epoch1`` ->
     ``curve_epoch1.png``) and ``files``: ``{name.json: JSON-able}`` (non-finite numbers become ``null``)
     or ``{name: writer(path)}``.
@@ -420,9 +423,14 @@ def report(
                 writer.add_figure(tag, fig, global_step=step, close=False)
             for tag, text in (texts or {}).items():
                 writer.add_text(tag, text, global_step=step)
-            for tag, (vertices, faces) in (meshes or {}).items():
-                writer.add_mesh(tag, vertices=torch.as_tensor(vertices, dtype=torch.float32).unsqueeze(0),
-                                faces=torch.as_tensor(faces, dtype=torch.int32).unsqueeze(0), global_step=step)
+            for tag, mesh in (meshes or {}).items():
+                if isinstance(mesh, MeshView):
+                    add_mesh(writer, tag, mesh.vertices, mesh.faces, mesh.colors, step=step,
+                             description=mesh.description, config=mesh.config)
+                else:
+                    add_mesh(writer, tag, mesh[0], mesh[1], step=step)
+            for tag, image in (images or {}).items():
+                add_image(writer, tag, image, step=step)
             writer.flush()
         else:
             if scalars:

@@ -175,6 +175,27 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         if self.every_n_epochs is None and self.at == "fit_end":
             # the loop has already counted the last epoch as done: step = index of the last epoch trained
             self.probe(trainer, pl_module, epoch=max(trainer.current_epoch - 1, 0))
+        self.report_over_training(trainer)
+
+    def report_over_training(self, trainer: pl.Trainer) -> None:
+        """With 2-D surfaces from two or more epochs: the surface at every epoch on common axes, levels and colours
+        (:func:`~lightning_papers.landscape.surface_frames`), as the image series ``landscape/over_training``
+        (step = epoch) and ``<log_dir>/landscape/2d_over_training.gif``. Called at the end of training; call it
+        on every rank."""
+        surfaces = {e: r for e, r in sorted(self.results.items()) if r.ndim == 2}
+        if self.mode != "2d" or len(surfaces) < 2:
+            return
+        frames: list[Any] = []
+        if trainer.is_global_zero:
+            metric = "loss" if "loss" in next(iter(surfaces.values())).values else \
+                next(iter(next(iter(surfaces.values())).values))
+            frames, scale = ls.surface_frames(surfaces, metric)
+            log.info("loss landscape over training: epochs %s, %s", list(surfaces), scale.describe())
+        for i, epoch in enumerate(surfaces):
+            _trainer.report(trainer, "landscape", step=epoch, save_files=False,
+                            images={"landscape/over_training": frames[i]} if frames else {})
+        files = {"2d_over_training.gif": lambda path: ls.save_gif(frames, path)} if frames else {}
+        _trainer.report(trainer, "landscape", files=files, save_files=self.save_results)
 
     # -- the probe --------------------------------------------------------------------------------------
     def probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int | None = None) -> ls.SurfaceResult:
@@ -257,8 +278,8 @@ class LossLandscapeProbe(_trainer.StateKeyed):
             if result.ndim == 2:
                 figures = {f"landscape/{k}": result.plot(k, metric=metric).figure
                            for k in ("contour", "heatmap", "surface3d")}
-                verts, faces, _ = ls.mesh_arrays(result, metric)
-                meshes = {"landscape/mesh": (verts, faces)} if len(faces) else {}
+                view = ls.mesh_view(result, metric)  # heights scaled to the grid: raw losses render as a needle
+                meshes = {"landscape/mesh": view} if len(view.faces) else {}
                 files[f"{stem}.vtp"] = lambda path: ls.write_vtp(result, path, metric)
             elif self.mode == "interpolate":
                 ax = result.plot("curve", xlabel="alpha (0 = start of training, 1 = current weights)")
@@ -276,10 +297,20 @@ class LossLandscapeProbe(_trainer.StateKeyed):
 
     # -- checkpointing ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"probed_epochs": sorted(self.results), "initial_state": self.initial_state}
+        # the 2-D surfaces go along (small: grid x metrics floats), so a resumed run still draws them all over
+        # training
+        surfaces = {int(e): {"axes": [a.tolist() for a in r.axes], "computed": r.computed.tolist(),
+                             "values": {m: v.tolist() for m, v in r.values.items()}}
+                    for e, r in self.results.items() if r.ndim == 2}
+        return {"probed_epochs": sorted(self.results), "initial_state": self.initial_state, "surfaces": surfaces}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.initial_state = state_dict.get("initial_state")
+        for epoch, saved in (state_dict.get("surfaces") or {}).items():
+            self.results.setdefault(int(epoch), ls.SurfaceResult(
+                [np.asarray(a) for a in saved["axes"]], {m: np.asarray(v, dtype=np.float64)
+                                                         for m, v in saved["values"].items()},
+                np.asarray(saved["computed"], dtype=bool)))
 
 
 def _joined(parts: dict[str, ls.SurfaceResult]) -> ls.SurfaceResult:

@@ -14,7 +14,9 @@ and accuracy, so it is for classifiers (``(inputs, class targets)`` batches, log
 module's own loss) and refuses anything else.
 
 The surface is saved as ``.npz`` + JSON every few points and resumed when the command is run again with the same
-settings (other settings are refused, not mixed in), then drawn as PNGs and a ParaView ``.vtp``::
+settings (other settings are refused, not mixed in), then drawn as PNGs (contour, heatmap, 3-D: levels log-spaced
+from the minimum up to 100 times the centre loss, the clip said in each picture and printed) and a ParaView
+``.vtp``::
 
     lightning-papers landscape --ckpt runs/quickstart/version_0/checkpoints/epoch=5-step=138.ckpt \\
         --config recipes/quickstart.yaml --grid -1:1:51 --out runs/landscape
@@ -239,7 +241,7 @@ def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accele
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightning_papers.landscape import write_vtp
+    from lightning_papers.landscape import surface_scale, write_vtp
 
     if not Path(args.ckpt).is_file():
         raise FileNotFoundError(f"Expected --ckpt to be a checkpoint file, got {args.ckpt!r} (no such file)")
@@ -263,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    kinds = ("contour", "surface3d") if args.mode == "2d" else ("curve",)
+    kinds = ("contour", "heatmap", "surface3d") if args.mode == "2d" else ("curve",)
     files = [str(out / "surface.npz"), str(out / "surface.json")]
     for kind in kinds:
         ax = result.plot(kind)
@@ -279,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
           f"lowest {np.nanmin(result['loss']):.4f}"
           + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
              if args.fast and new else ""))
+    if args.mode == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
+        print(f"pictures: {surface_scale(result['loss'], centre=result.centre_value()).describe()}")
     print("files: " + ", ".join(files))
     return 0
 

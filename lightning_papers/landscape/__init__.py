@@ -32,13 +32,21 @@ from lightning_papers.landscape.fold import FoldedModel, fold_batchnorm
 from lightning_papers.landscape.interpolation import interpolate
 from lightning_papers.landscape.pca import PCADirections, pca_directions
 from lightning_papers.landscape.plot import (
+    CLIP_FACTOR,
+    MeshView,
+    SurfaceScale,
+    animate_surfaces,
     mesh_arrays,
+    mesh_view,
     plot_contour,
     plot_curve,
     plot_filled_contour,
     plot_heatmap,
     plot_surface3d,
     plot_trajectory,
+    save_gif,
+    surface_frames,
+    surface_scale,
     write_vtp,
 )
 from lightning_papers.landscape.result import SurfaceResult
@@ -65,6 +73,7 @@ from lightning_papers.landscape.surface import (
 )
 
 __all__ = [
+    "CLIP_FACTOR",
     "CurvatureHistory",
     "Direction",
     "FoldedModel",
@@ -72,9 +81,12 @@ __all__ = [
     "HessianEigenvalue",
     "HessianSpectrum",
     "HessianTrace",
+    "MeshView",
     "PCADirections",
     "SurfaceResult",
+    "SurfaceScale",
     "accuracy",
+    "animate_surfaces",
     "centre_curvature",
     "data_fingerprint",
     "fold_batchnorm",
@@ -89,6 +101,7 @@ __all__ = [
     "loss_rise",
     "merge_surfaces",
     "mesh_arrays",
+    "mesh_view",
     "model_fingerprint",
     "optimizer_stability_thresholds",
     "orthogonalize",
@@ -104,10 +117,13 @@ __all__ = [
     "random_direction",
     "random_directions",
     "samples_in",
+    "save_gif",
     "save_surface",
     "shard_indices",
     "stability_threshold",
     "surface",
+    "surface_frames",
+    "surface_scale",
     "target_direction",
     "to_device",
     "write_vtp",

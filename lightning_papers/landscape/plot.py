@@ -1,13 +1,23 @@
-"""Figures of loss surfaces (matplotlib, Agg-safe) and a VTK ``.vtp`` export for ParaView.
+"""Figures of loss surfaces (matplotlib, Agg-safe), TensorBoard meshes, animations and a VTK ``.vtp`` export.
 
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
 contour plots, 3-D surfaces (rendered in ParaView in the paper), 1-D curves of loss and accuracy, and
 optimisation paths drawn over the contours of the PCA plane. NaN/inf values are masked, never plotted.
+
+Every surface plot draws on one :class:`SurfaceScale` (:func:`surface_scale`), so that a first picture shows the
+basin without tuning. A loss spans decades between the minimum and the edge of a grid (0.04 to 40 and more), and
+linear levels between the two leave the whole basin inside one contour. So for a positive loss the levels are
+log-spaced from the minimum up to a clip, ``CLIP_FACTOR`` (100) times the loss at the grid's centre, and values
+above the clip are drawn as the clip, said in the figure. The paper draws 0.1 to 10 around minima near 0.1: two
+decades, the same span. ``levels=``, ``vmin=``, ``vmax=`` and ``log=`` override the rule.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -17,15 +27,185 @@ import numpy as np
 from lightning_papers.landscape.result import SurfaceResult
 
 __all__ = [
+    "CLIP_FACTOR",
+    "MeshView",
+    "SurfaceScale",
+    "animate_surfaces",
     "mesh_arrays",
+    "mesh_view",
     "plot_contour",
     "plot_curve",
     "plot_filled_contour",
     "plot_heatmap",
     "plot_surface3d",
     "plot_trajectory",
+    "save_gif",
+    "surface_frames",
+    "surface_scale",
     "write_vtp",
 ]
+
+CLIP_FACTOR = 100.0
+"""Default clip of a positive loss: this many times its value at the grid's centre (two decades, as the paper's
+0.1 .. 10)."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# the scale every surface picture shares
+# ----------------------------------------------------------------------------------------------------
+def _round_sig(values: np.ndarray, digits: int = 2) -> np.ndarray:
+    """Round to ``digits`` significant digits (readable contour labels: 0.039, 0.05, 0.063, ...), to the double
+    nearest the decimal (through its text: 0.37, not 0.37000000000000005)."""
+    return np.array([float(f"{v:.{digits}g}") for v in np.ravel(values)], dtype=np.float64).reshape(np.shape(values))
+
+
+def _fmt(value: float) -> str:
+    """Two significant digits, positional where that reads well: 0.039, 6.4, 240."""
+    rounded = float(_round_sig(np.array([value]))[0])
+    return np.format_float_positional(rounded, trim="-") if 1e-3 <= abs(rounded) < 1e5 else f"{rounded:.2g}"
+
+
+@dataclass(frozen=True)
+class SurfaceScale:
+    """How a surface's values become contour levels, colours and heights, shared by every plot of a surface.
+
+    Attributes:
+        vmin, vmax: the range drawn; values above ``vmax`` are clipped (drawn as ``vmax``, the colour bar's
+            arrow), values below ``vmin`` as ``vmin``.
+        levels: contour levels, increasing.
+        log: the levels are log-spaced and colours follow ``log10`` of the values.
+        clipped: some finite value lies above ``vmax``.
+        rule: where ``vmax`` came from (``"100 x centre"``: the centre value, ``"the maximum"``, ``"vmax="`` ...).
+        metric: the metric's name.
+        spacing: ``"log-spaced"``, ``"linear"`` or ``"given"`` (levels passed in).
+    """
+
+    vmin: float
+    vmax: float
+    levels: np.ndarray
+    log: bool
+    clipped: bool
+    rule: str
+    metric: str = "loss"
+    spacing: str = "linear"
+
+    def describe(self) -> str:
+        """One line for a figure: the levels and the clip, e.g. ``"20 log-spaced levels 0.039 .. 6.4; loss > 6.4
+        (100 x centre) clipped"``."""
+        text = f"{len(self.levels)} {self.spacing} levels {_fmt(self.levels[0])} .. {_fmt(self.levels[-1])}"
+        if self.clipped:
+            text += f"; {self.metric} > {_fmt(self.vmax)} ({self.rule}) clipped"
+        return text
+
+    def norm(self, log10: bool = False):
+        """The matplotlib colour normalisation (``LogNorm`` for a log scale; in ``log10`` units with ``log10``)."""
+        from matplotlib.colors import LogNorm, Normalize
+
+        if log10:
+            return Normalize(math.log10(self.vmin), math.log10(self.vmax))
+        return LogNorm(self.vmin, self.vmax) if self.log else Normalize(self.vmin, self.vmax)
+
+    def clip(self, values: Any) -> np.ndarray:
+        """``values`` limited to ``[vmin, vmax]`` (NaN stays NaN)."""
+        with np.errstate(invalid="ignore"):
+            return np.clip(np.asarray(values, dtype=np.float64), self.vmin, self.vmax)
+
+    def unit(self, values: Any) -> np.ndarray:
+        """``values`` clipped and mapped to [0, 1]: linearly, or in ``log10`` on a log scale (NaN stays NaN)."""
+        v = self.clip(values)
+        lo, hi = self.vmin, self.vmax
+        if self.log:
+            v, lo, hi = np.log10(v), math.log10(lo), math.log10(hi)
+        return (v - lo) / (hi - lo)
+
+
+def _finite(values: Any) -> np.ndarray:
+    arrays = values if isinstance(values, (list, tuple)) else [values]
+    flat = np.concatenate([np.ma.filled(np.ma.asarray(a, dtype=np.float64), np.nan).ravel() for a in arrays])
+    return flat[np.isfinite(flat)]
+
+
+def surface_scale(values: Any, metric: str = "loss", *, centre: float | None = None, levels: Any = 20,
+                  vmin: float | None = None, vmax: float | None = None,
+                  clip_factor: float = CLIP_FACTOR) -> SurfaceScale:
+    """The levels, colour range and clip that show the basin of ``values`` (one array, or a list of arrays drawn
+    on one scale, e.g. the epochs of an animation).
+
+    The rule: for a positive metric that is not an accuracy (no ``"acc"`` in its name), the clip is
+    ``min(maximum, clip_factor * centre)`` (``centre``: the value at the grid's centre, default the minimum) and
+    the levels are log-spaced from the minimum to the clip when they span more than a decade (linear
+    otherwise). Anything else (accuracies, metrics that reach zero or below) gets linear levels from the minimum
+    to the maximum, as matplotlib would draw them.
+
+    Args:
+        values: finite and non-finite values; only the finite ones count.
+        metric: the metric's name (for the rule and the description).
+        centre: the value at the centre of the grid.
+        levels: a number of levels, or the levels themselves (then ``vmin``/``vmax`` default to their ends).
+        vmin, vmax: the range drawn; ``vmax`` is the clip.
+        clip_factor: the clip in multiples of ``centre``.
+
+    Raises:
+        ValueError: for a number of levels below 2, levels that are not increasing and finite, ``vmax`` at or
+            below ``vmin`` (or below every value), or a non-positive ``clip_factor``.
+    """
+    if not (isinstance(clip_factor, (int, float)) and clip_factor > 0):
+        raise ValueError(f"Expected `clip_factor` > 0, got {clip_factor!r}")
+    explicit = None
+    if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
+        if levels < 2:
+            raise ValueError(f"Expected `levels` to be at least 2 or a sequence of levels, got {levels!r}")
+        n = int(levels)
+    else:
+        explicit = np.asarray(levels, dtype=np.float64).ravel()
+        if explicit.size < 1 or not np.isfinite(explicit).all() or np.any(np.diff(explicit) <= 0):
+            raise ValueError(f"Expected `levels` to be a number of levels or increasing finite levels, got {levels!r}")
+        n = explicit.size
+    finite = _finite(values)
+    if explicit is not None:
+        lo = float(explicit[0]) if vmin is None else float(vmin)
+        hi = float(explicit[-1]) if vmax is None else float(vmax)
+    else:
+        lo = float(finite.min()) if finite.size else 0.0
+        lo = lo if vmin is None else float(vmin)
+        hi = float(finite.max()) if finite.size else 1.0
+    rule = "vmax=" if vmax is not None else ("the last level" if explicit is not None else "the maximum")
+    lossy = "acc" not in metric.lower()
+    positive = finite.size > 0 and finite.min() > 0 and lo > 0
+    if explicit is None and vmax is None and lossy and positive:
+        c = centre if centre is not None and math.isfinite(centre) and centre > 0 else lo
+        if clip_factor * c < hi:
+            hi, rule = clip_factor * c, f"{clip_factor:g} x centre"
+    elif vmax is not None:
+        hi = float(vmax)
+    if vmin is not None and vmax is not None and not hi > lo:
+        raise ValueError(f"Expected `vmax` > `vmin`, got vmin={vmin!r}, vmax={vmax!r}")
+    if not hi > lo:  # a flat surface, or vmax at or below its minimum: one level in the middle
+        if vmax is not None:
+            raise ValueError(f"Expected `vmax` above the smallest value drawn ({lo:.4g}), got {vmax!r}")
+        half = 0.5 * max(abs(lo), 1.0)
+        return SurfaceScale(lo - half, lo + half, np.array([lo - half, lo, lo + half]), False, False, "flat",
+                            metric, "around the only value")
+    log = lossy and positive and hi / lo > 10
+    if explicit is not None:
+        lv = explicit
+    elif log:
+        lv = np.geomspace(lo, hi, n)
+        rounded = np.unique(_round_sig(lv))
+        lv = rounded if len(rounded) >= max(2, n // 2) else lv
+    else:
+        lv = np.linspace(lo, hi, n)
+    clipped = bool(finite.size and finite.max() > hi)
+    spacing = "given" if explicit is not None else ("log-spaced" if log else "linear")
+    return SurfaceScale(lo, hi, lv, log, clipped, rule, metric, spacing)
+
+
+def _scale_of(result: SurfaceResult, metric: str, levels: Any, vmin: float | None, vmax: float | None,
+              scale: SurfaceScale | None) -> SurfaceScale:
+    if scale is not None:
+        return scale
+    centre = result.centre_value(metric) if metric in result.values else None
+    return surface_scale(result.values[metric], metric, centre=centre, levels=levels, vmin=vmin, vmax=vmax)
 
 
 def _new_axes(ax=None, projection: str | None = None):
@@ -37,75 +217,123 @@ def _new_axes(ax=None, projection: str | None = None):
     return fig.add_subplot(projection=projection) if projection else fig.add_subplot()
 
 
-def _grid2d(result: SurfaceResult, metric: str, log: bool = False):
+def _grid2d(result: SurfaceResult, metric: str):
     if result.ndim != 2:
         raise ValueError(f"Expected a 2-D surface for this plot, got {result.ndim}-D")
     if metric not in result.values:
         raise ValueError(f"Expected `metric` to be one of {sorted(result.values)}, got {metric!r}")
     z = np.array(result.values[metric], dtype=np.float64)
-    if log:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.log10(z)
     # values[m][i, j] is at (axes[0][i], axes[1][j]): matplotlib wants Z[row=y, col=x].
     x, y = np.meshgrid(result.axes[0], result.axes[1])
     return x, y, np.ma.masked_invalid(z.T)
 
 
-def _levels(z: np.ma.MaskedArray, levels: Any) -> Any:
-    if not isinstance(levels, int) or z.count() == 0:
-        return levels
-    lo, hi = float(z.min()), float(z.max())
-    return levels if hi > lo else [lo - 0.5, lo, lo + 0.5]
+def _log10(z: np.ma.MaskedArray) -> np.ma.MaskedArray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.ma.masked_invalid(np.log10(z.filled(np.nan)))
+
+
+def _colorbar(ax, mappable, scale: SurfaceScale, log10: bool) -> None:
+    """A colour bar with about six of the levels as plain-number ticks, an arrow on top when values are clipped."""
+    bar = ax.figure.colorbar(mappable, ax=ax, extend="max" if scale.clipped else "neither")
+    step = max(1, math.ceil(len(scale.levels) / 6))
+    ticks = scale.levels[::step]
+    bar.set_ticks(np.log10(ticks) if log10 else ticks, labels=[_fmt(t) for t in ticks])
+    bar.minorticks_off()
+
+
+def _title(ax, metric: str, scale: SurfaceScale, log: bool, title: str | None = None) -> None:
+    ax.set_title(f"{title or (('log10 ' if log else '') + metric)}\n{scale.describe()}", fontsize=9)
 
 
 def plot_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: Any = 20, labels: bool = True,
-                 log: bool = False, **kwargs):
-    """Contour lines of ``metric`` with inline level labels; the trajectory, if any, drawn on top."""
+                 log: bool = False, vmin: float | None = None, vmax: float | None = None,
+                 scale: SurfaceScale | None = None, **kwargs):
+    """Contour lines of ``metric`` with inline level labels; the trajectory, if any, drawn on top.
+
+    The levels follow :func:`surface_scale` (log-spaced from the minimum to the clip for a loss); ``levels`` (a
+    number or the levels), ``vmin``/``vmax`` or a whole ``scale`` override it; ``log=True`` draws ``log10`` of the
+    values. The title says which levels were drawn and what was clipped."""
     ax = _new_axes(ax)
-    x, y, z = _grid2d(result, metric, log)
+    x, y, z = _grid2d(result, metric)
+    scale = _scale_of(result, metric, levels, vmin, vmax, scale)
+    lv, norm = (np.log10(scale.levels), scale.norm(log10=True)) if log and scale.vmin > 0 else (scale.levels,
+                                                                                               scale.norm())
+    if log and scale.vmin > 0:
+        z = _log10(z)
     if z.count() >= 4:
-        cs = ax.contour(x, y, z, levels=_levels(z, levels), **kwargs)
+        cs = ax.contour(x, y, z, levels=lv, norm=norm, **kwargs)
         if labels:
-            ax.clabel(cs, inline=True, fontsize=7, fmt="%.3g")
-    _finish(ax, result, f"{'log10 ' if log else ''}{metric}")
+            ax.clabel(cs, inline=True, fontsize=7, fmt=_fmt)
+    _finish(ax, result)
+    _title(ax, metric, scale, log)
     return ax
 
 
 def plot_filled_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: Any = 30, log: bool = False,
-                        colorbar: bool = True, **kwargs):
-    """Filled contours of ``metric`` with a colour bar."""
+                        colorbar: bool = True, vmin: float | None = None, vmax: float | None = None,
+                        scale: SurfaceScale | None = None, **kwargs):
+    """Filled contours of ``metric`` with a colour bar; values above the clip take the bar's top arrow."""
     ax = _new_axes(ax)
-    x, y, z = _grid2d(result, metric, log)
+    x, y, z = _grid2d(result, metric)
+    scale = _scale_of(result, metric, levels, vmin, vmax, scale)
+    use_log10 = log and scale.vmin > 0
+    lv, norm = (np.log10(scale.levels), scale.norm(log10=True)) if use_log10 else (scale.levels, scale.norm())
+    if use_log10:
+        z = _log10(z)
     if z.count() >= 4:
-        cs = ax.contourf(x, y, z, levels=_levels(z, levels), **kwargs)
+        extend = "max" if scale.clipped else "neither"
+        cs = ax.contourf(x, y, z, levels=lv, norm=norm, extend=extend, **kwargs)
         if colorbar:
-            ax.figure.colorbar(cs, ax=ax)
-    _finish(ax, result, f"{'log10 ' if log else ''}{metric}")
+            _colorbar(ax, cs, scale, use_log10)
+    _finish(ax, result)
+    _title(ax, metric, scale, log)
     return ax
 
 
 def plot_heatmap(result: SurfaceResult, metric: str = "loss", ax=None, log: bool = False, colorbar: bool = True,
+                 vmin: float | None = None, vmax: float | None = None, scale: SurfaceScale | None = None,
                  **kwargs):
-    """``metric`` as a heat map on the grid (cells centred on the grid points; masked cells blank)."""
+    """``metric`` as a heat map on the grid (cells centred on the grid points; masked cells blank); colours on
+    the :func:`surface_scale` (log colours up to the clip for a loss)."""
     ax = _new_axes(ax)
-    x, y, z = _grid2d(result, metric, log)
-    mesh = ax.pcolormesh(x, y, z, shading="nearest", **kwargs)
+    x, y, z = _grid2d(result, metric)
+    scale = _scale_of(result, metric, kwargs.pop("levels", 20), vmin, vmax, scale)
+    use_log10 = log and scale.vmin > 0
+    if use_log10:
+        z = _log10(z)
+    mesh = ax.pcolormesh(x, y, z, shading="nearest", norm=scale.norm(log10=use_log10), **kwargs)
     if colorbar:
-        ax.figure.colorbar(mesh, ax=ax)
-    _finish(ax, result, f"{'log10 ' if log else ''}{metric}")
+        _colorbar(ax, mesh, scale, use_log10)
+    _finish(ax, result)
+    _title(ax, metric, scale, log)
     return ax
 
 
-def plot_surface3d(result: SurfaceResult, metric: str = "loss", ax=None, log: bool = False, cmap: str = "viridis",
-                   **kwargs):
-    """3-D surface of ``metric`` (``fig.add_subplot(projection="3d")``); non-finite points are left out."""
+def plot_surface3d(result: SurfaceResult, metric: str = "loss", ax=None, log: bool | None = None,
+                   cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+                   scale: SurfaceScale | None = None, **kwargs):
+    """3-D surface of ``metric`` (``fig.add_subplot(projection="3d")``), clipped at the :func:`surface_scale`'s
+    ``vmax``; ``log=None`` draws ``log10`` of the values when the scale is logarithmic. Non-finite points are left
+    out."""
     if ax is None:
         ax = _new_axes(projection="3d")
-    x, y, z = _grid2d(result, metric, log)
-    ax.plot_surface(x, y, z.filled(np.nan), cmap=cmap, linewidth=0, antialiased=True, **kwargs)
+    x, y, z = _grid2d(result, metric)
+    scale = _scale_of(result, metric, kwargs.pop("levels", 20), vmin, vmax, scale)
+    log = scale.log if log is None else log
+    zz = np.ma.masked_invalid(scale.clip(z.filled(np.nan)))
+    lo, hi = scale.vmin, scale.vmax
+    if log and scale.vmin > 0:
+        zz, lo, hi = _log10(zz), math.log10(lo), math.log10(hi)
+    ax.plot_surface(x, y, zz.filled(np.nan), cmap=cmap, vmin=lo, vmax=hi, linewidth=0, antialiased=True,
+                    **kwargs)
+    ax.set_zlim(lo, hi)
     ax.set_xlabel("direction 1")
     ax.set_ylabel("direction 2")
     ax.set_zlabel(f"{'log10 ' if log else ''}{metric}")
+    clip = f"{metric} > {_fmt(scale.vmax)} ({scale.rule}) clipped" if scale.clipped else \
+        f"{metric} {_fmt(scale.vmin)} .. {_fmt(scale.vmax)}"
+    ax.set_title(f"{'log10 ' if log else ''}{metric}\n{clip}", fontsize=9)
     return ax
 
 
@@ -149,34 +377,202 @@ def plot_trajectory(path: np.ndarray, ax=None, explained_variance_ratio: np.ndar
     return ax
 
 
-def _finish(ax, result: SurfaceResult, title: str) -> None:
+def _finish(ax, result: SurfaceResult) -> None:
     if result.trajectory is not None:
         plot_trajectory(result.trajectory, ax=ax)
     ax.set_xlabel("direction 1")
     ax.set_ylabel("direction 2")
-    ax.set_title(title)
+
+
+def _triangles(valid: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    """Two triangles per grid cell whose four corners are all valid (vertex ``r * nx + c``)."""
+    faces = []
+    flat = valid.ravel()
+    for r in range(ny - 1):
+        for c in range(nx - 1):
+            a, b, d, e = r * nx + c, r * nx + c + 1, (r + 1) * nx + c, (r + 1) * nx + c + 1
+            if flat[[a, b, d, e]].all():
+                faces.append((a, b, e))
+                faces.append((a, e, d))
+    return np.array(faces, dtype=np.int64).reshape(-1, 3)
 
 
 def mesh_arrays(result: SurfaceResult, metric: str = "loss", log: bool = False, zmax: float | None = None):
-    """Vertices (N, 3) and triangles (F, 3) of a 2-D surface, for ``.vtp`` files and TensorBoard meshes.
+    """Vertices (N, 3) and triangles (F, 3) of a 2-D surface with the raw values as heights, for ``.vtp`` files
+    (:func:`mesh_view` is the version scaled for TensorBoard).
 
     Non-finite values become ``zmax`` (default: the largest finite value) in the vertices, and triangles that
     touch one are dropped.
     """
-    x, y, z = _grid2d(result, metric, log)
+    x, y, z = _grid2d(result, metric)
+    if log:
+        z = _log10(z)
     valid = ~np.ma.getmaskarray(z)
     fill = zmax if zmax is not None else (float(z.max()) if z.count() else 0.0)
     zz = np.minimum(z.filled(fill), fill) if zmax is not None else z.filled(fill)
     verts = np.stack([x.ravel(), y.ravel(), zz.ravel()], axis=1)
-    ny, nx = x.shape
-    faces = []
-    for r in range(ny - 1):
-        for c in range(nx - 1):
-            a, b, d, e = r * nx + c, r * nx + c + 1, (r + 1) * nx + c, (r + 1) * nx + c + 1
-            if valid.ravel()[[a, b, d, e]].all():
-                faces.append((a, b, e))
-                faces.append((a, e, d))
-    return verts, np.array(faces, dtype=np.int64).reshape(-1, 3), valid.ravel()
+    return verts, _triangles(valid, *x.shape), valid.ravel()
+
+
+@dataclass
+class MeshView:
+    """A surface as a TensorBoard mesh: ``vertices`` (N, 3) float32, ``faces`` (F, 3) int32, per-vertex ``colors``
+    (N, 3) uint8, the ``description`` of how heights and colours were made (the tag's description), and the
+    viewer's ``config`` (three.js camera: an oblique view; TensorBoard's default looks straight down)."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+    description: str
+    config: dict[str, Any]
+
+
+def mesh_view(result: SurfaceResult, metric: str = "loss", *, vmin: float | None = None,
+              vmax: float | None = None, height: float | None = None, cmap: str = "viridis",
+              scale: SurfaceScale | None = None) -> MeshView:
+    """The surface as a mesh that renders as a surface: heights on the :func:`surface_scale` mapped to
+    ``[0, height]`` (``log10`` of the clipped loss for a loss), so z spans the same order as x and y.
+
+    Raw losses reach hundreds at a grid's corners over x, y in [-1, 1]; drawn as they are, a viewer frames a
+    needle. ``height`` defaults to half the larger of the two axes' extents. Colours are ``cmap`` on the same
+    scale. Points with no finite value sit at the top and their triangles are dropped.
+    """
+    from matplotlib import colormaps
+
+    x, y, z = _grid2d(result, metric)
+    scale = _scale_of(result, metric, 20, vmin, vmax, scale)
+    extent = max(float(np.ptp(result.axes[0])), float(np.ptp(result.axes[1])))
+    height = 0.5 * (extent or 1.0) if height is None else float(height)
+    valid = ~np.ma.getmaskarray(z)
+    unit = np.nan_to_num(scale.unit(z.filled(np.nan)), nan=1.0)
+    # three.js (TensorBoard's viewer) has +y up: the height goes there, direction 2 runs into the screen (-z)
+    verts = np.stack([x.ravel(), (unit * height).ravel(), -y.ravel()], axis=1).astype(np.float32)
+    colors = (np.asarray(colormaps[cmap](unit.ravel()))[:, :3] * 255).round().astype(np.uint8)
+    how = (f"log10 of {metric}" if scale.log else metric) + f" clipped to [{_fmt(scale.vmin)}, {_fmt(scale.vmax)}]"
+    description = (f"Vertices (direction 1, height, -direction 2), y up as in three.js. Height and colour ({cmap}): "
+                   f"{how}, mapped linearly to [0, {height:.3g}] "
+                   f"(half the grid's extent), so the surface is half as tall as it is wide. "
+                   + (f"{metric.capitalize()} above {_fmt(scale.vmax)} ({scale.rule} value) is drawn at the top. "
+                      if scale.clipped else "")
+                   + "The raw values are in the .npz beside the event files.")
+    # TensorBoard centres the mesh; its default camera looks along -z, which would show the surface edge-on: look
+    # from above and in front instead
+    half = 0.5 * (extent or 1.0)
+    config = {"camera": {"cls": "PerspectiveCamera", "fov": 60, "position": [0.8 * half, 2.8 * half, 1.8 * half],
+                         "lookAt": [0.0, 0.0, 0.0]},
+              # the default light comes from below (-y here): light the surface from above, mostly ambient so the
+              # colours stay readable
+              "lights": [{"cls": "AmbientLight", "color": "#ffffff", "intensity": 0.9},
+                         {"cls": "DirectionalLight", "color": "#ffffff", "intensity": 0.5, "position": [1, 2, 2]}]}
+    return MeshView(verts, _triangles(valid, *x.shape).astype(np.int32), colors, description, config)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the landscape over training
+# ----------------------------------------------------------------------------------------------------
+def _epochs_and_results(results: Any) -> list[tuple[int, SurfaceResult]]:
+    items = sorted(results.items()) if isinstance(results, Mapping) else list(results)
+    if not items:
+        raise ValueError("Expected at least one (epoch, SurfaceResult) to draw, got none")
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], SurfaceResult)):
+            raise ValueError(f"Expected {{epoch: SurfaceResult}} or (epoch, SurfaceResult) pairs, got {item!r}")
+    first = items[0][1]
+    for epoch, r in items:
+        same = r.ndim == 2 and first.ndim == 2 and all(
+            a.shape == b.shape and np.allclose(a, b) for a, b in zip(r.axes, first.axes))
+        if not same:
+            raise ValueError(f"Expected 2-D surfaces on one grid to draw on common axes, got the grid "
+                             f"{r.shape} at epoch {epoch} and {first.shape} at epoch {items[0][0]} (or other "
+                             "coordinates)")
+    return items
+
+
+def surface_frames(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, SurfaceResult]],
+                   metric: str = "loss", *, levels: Any = 20, vmin: float | None = None,
+                   vmax: float | None = None, dpi: int = 80) -> tuple[list[np.ndarray], SurfaceScale]:
+    """One picture (H, W, 3 uint8) per epoch of the surfaces in ``results`` ({epoch: result}), all on the same
+    axes, levels and colours, so that the basin forming over training is what changes between them.
+
+    The common scale is :func:`surface_scale` over every epoch's values, with the clip taken from the lowest
+    centre value (the trained model's, usually): early epochs then show how far above the final basin they lie.
+
+    Raises:
+        ValueError: for no results, results that are not 2-D surfaces on one grid, or an unknown ``metric``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    items = _epochs_and_results(results)
+    for epoch, r in items:
+        if metric not in r.values:
+            raise ValueError(f"Expected `metric` to be one of {sorted(r.values)}, got {metric!r} (epoch {epoch})")
+    centres = [r.centre_value(metric) for _, r in items]
+    finite_centres = [c for c in centres if math.isfinite(c)]
+    scale = surface_scale([r.values[metric] for _, r in items], metric,
+                          centre=min(finite_centres) if finite_centres else None, levels=levels, vmin=vmin,
+                          vmax=vmax)
+    frames = []
+    for epoch, r in items:
+        fig = Figure(figsize=(5.0, 4.4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        plot_filled_contour(r, metric, ax=ax, scale=scale, cmap="viridis")
+        x, y, z = _grid2d(r, metric)
+        if z.count() >= 4:
+            ax.contour(x, y, z, levels=scale.levels, colors="white", linewidths=0.5, alpha=0.6)
+        ax.set_xlim(r.axes[0][0], r.axes[0][-1])
+        ax.set_ylim(r.axes[1][0], r.axes[1][-1])
+        ax.set_title(f"{metric} at epoch {epoch} (centre {r.centre_value(metric):.3g})\n{scale.describe()}",
+                     fontsize=9)
+        fig.tight_layout()
+        fig.canvas.draw()
+        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    return frames, scale
+
+
+def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, duration: int = 800) -> Path:
+    """Write pictures (H, W, 3 uint8, one size) as a looping GIF, ``duration`` ms each and the last three times
+    as long. Returns the path.
+
+    Raises:
+        ValueError: for no frames, frames of different sizes, or a non-positive ``duration``.
+    """
+    from PIL import Image
+
+    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
+        raise ValueError(f"Expected `duration` to be a positive number of milliseconds, got {duration!r}")
+    shapes = {np.shape(f) for f in frames}
+    if not frames or len(shapes) != 1:
+        raise ValueError(f"Expected one or more frames of one size, got {len(frames)} of sizes {sorted(shapes)}")
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)).quantize(colors=128, method=Image.Quantize.MEDIANCUT,
+                                                                         dither=Image.Dither.NONE) for f in frames]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    durations = [duration] * (len(images) - 1) + [3 * duration]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False,
+                   format="GIF")
+    return path
+
+
+def animate_surfaces(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, SurfaceResult]],
+                     path: str | os.PathLike, metric: str = "loss", *, levels: Any = 20, vmin: float | None = None,
+                     vmax: float | None = None, duration: int = 800) -> Path:
+    """Write the surfaces of several epochs as one animated GIF (:func:`surface_frames`: same axes, levels and
+    colours in every frame, :func:`save_gif`). Returns the path.
+
+    Example::
+
+        >>> probe.results   # {epoch: SurfaceResult} of a LossLandscapeProbe(every_n_epochs=1)  # doctest: +SKIP
+        >>> animate_surfaces(probe.results, "basin.gif")  # doctest: +SKIP
+
+    Raises:
+        ValueError: as :func:`surface_frames` and :func:`save_gif`.
+    """
+    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:  # before the drawing
+        raise ValueError(f"Expected `duration` to be a positive number of milliseconds, got {duration!r}")
+    frames, _ = surface_frames(results, metric, levels=levels, vmin=vmin, vmax=vmax)
+    return save_gif(frames, path, duration)
 
 
 def _data_array(name: str, values: np.ndarray, kind: str = "Float64", components: int = 1) -> str:

@@ -26,6 +26,8 @@ from lightning_papers.modules._frozen import drop_keys, under_trainer
 __all__ = ["FastStyleTransfer"]
 
 _VGG_PREFIX = "loss_fn.vgg."
+RANDOM_VGG_NOTE = ("Random VGG-16 weights (no ImageNet weights were available): the loss network sees no real "
+                   "features, so these pictures only check the pipeline; they are not a stylisation to judge.")
 
 
 class FastStyleTransfer(pl.LightningModule):
@@ -42,7 +44,8 @@ class FastStyleTransfer(pl.LightningModule):
         vgg_weights: ``"imagenet"`` (the hub cache), a local ``.pth`` path, or ``"random"`` (tests only).
         norm, upsample: :class:`TransformerNet` options.
         sample_every_n_steps: log an image grid (content | stylised) to TensorBoard as ``style/samples``
-            every this many optimizer steps (``0``: never).
+            every this many optimizer steps (``0``: never). With ``vgg_weights="random"`` the tag's description
+            (shown on its TensorBoard card) says the pictures only check the pipeline.
 
     Raises:
         ValueError: for a non-positive ``lr``/``style_size``, a negative ``sample_every_n_steps`` or an unknown
@@ -159,15 +162,19 @@ class FastStyleTransfer(pl.LightningModule):
         from lightning.pytorch.loggers import TensorBoardLogger
         from torchvision.utils import make_grid
 
+        from lightning_papers.tensorboard import add_image
+
         if not self.trainer.is_global_zero:
             return
         n = min(4, len(content))
         # one row per image: content | stylised
         pairs = torch.stack([content[:n].detach(), output[:n].detach().float()], dim=1).flatten(0, 1)
         grid = make_grid(pairs.clamp(0, 1).cpu(), nrow=2, padding=2)
+        description = RANDOM_VGG_NOTE if self.hparams.vgg_weights == "random" else None
         for logger in self.trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("style/samples", grid, self.global_step)
+                add_image(logger, "style/samples", grid.numpy(), self.global_step, description=description,
+                          dataformats="CHW")
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.lr)

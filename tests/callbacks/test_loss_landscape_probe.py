@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
 from torch import nn
 
 from lightning_papers.callbacks import LossLandscapeProbe
@@ -85,6 +87,43 @@ def test_2d_probe_logs_figures_mesh_scalars_and_leaves_no_trace(tmp_path):
     # the centre of the surface is the model's own loss on the (normalised) validation batches
     assert probe.results[0].centre_value() == saved.centre_value()
     assert saved.metadata["data"]["samples"] == 64
+
+
+def test_2d_probe_mesh_is_scaled_and_says_how(tmp_path):
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator as PluginAccumulator
+
+    probe = LossLandscapeProbe(mode="2d", grid=(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)), num_batches=1,
+                               sharpness=False)
+    trainer, _ = _fit(tmp_path, probe)
+    acc = PluginAccumulator(trainer.log_dir)
+    acc.Reload()
+    vertices = tensor_util.make_ndarray(acc.Tensors("landscape/mesh_VERTEX")[0].tensor_proto)[0]
+    # heights in [0, 1] (half the grid's extent), not raw losses: the lowest point at 0, the highest at most 1
+    assert vertices[:, 1].min() == 0.0 and vertices[:, 1].max() <= 1.0
+    result = probe.results[0]
+    lowest = np.unravel_index(np.nanargmin(result["loss"]), result.shape)  # (x index, y index)
+    assert vertices[np.argmin(vertices[:, 1]), 0] == pytest.approx(result.axes[0][lowest[0]])
+    colors = tensor_util.make_ndarray(acc.Tensors("landscape/mesh_COLOR")[0].tensor_proto)[0]
+    assert colors.shape == (25, 3) and len(np.unique(colors, axis=0)) > 3  # coloured by height
+    description = acc.SummaryMetadata("landscape/mesh_VERTEX").summary_description
+    assert "loss clipped to [" in description and "half the grid's extent" in description
+
+
+def test_2d_every_epoch_draws_the_landscape_over_training(tmp_path):
+    probe = LossLandscapeProbe(mode="2d", at=None, every_n_epochs=1, grid=(np.linspace(-1, 1, 3),) * 2,
+                               num_batches=1, sharpness=False)
+    trainer, _ = _fit(tmp_path, probe, max_epochs=3)
+    acc = _tags(trainer.log_dir)
+    frames = acc.Images("landscape/over_training")
+    assert [f.step for f in frames] == [0, 1, 2]  # the epoch is the step
+    assert len({(f.width, f.height) for f in frames}) == 1
+    gif = Image.open(tmp_path / "tb" / "version_0" / "landscape" / "2d_over_training.gif")
+    assert gif.n_frames == 3 and gif.size == (frames[0].width, frames[0].height)
+    # the surfaces travel in the checkpoint state: a resumed run draws every epoch
+    restored = LossLandscapeProbe(mode="2d", at=None, every_n_epochs=1, grid=(np.linspace(-1, 1, 3),) * 2)
+    restored.load_state_dict(probe.state_dict())
+    assert sorted(restored.results) == [0, 1, 2]
+    np.testing.assert_array_equal(restored.results[2]["loss"], probe.results[2]["loss"])
 
 
 def test_interpolate_every_epoch_logs_curve(tmp_path):

@@ -17,7 +17,7 @@ from cli_helpers import DiabetesData, DiabetesRegression, SmoothedDigitsClassifi
 from lightning_papers.cli import main
 from lightning_papers.cli.landscape import _trainer_device, parse_grid
 from lightning_papers.data import DigitsDataModule
-from lightning_papers.landscape import load_surface, random_directions, surface
+from lightning_papers.landscape import load_surface, random_directions, surface, surface_scale
 from lightning_papers.modules import ImageClassifier
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
@@ -55,10 +55,12 @@ def test_checkpoint_surface_centre_is_the_models_own_loss_and_reruns_resume(chec
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "9 computed now" in first
-    assert {"surface.npz", "surface.json", "contour.png", "surface3d.png", "surface.vtp"} <= {
+    assert {"surface.npz", "surface.json", "contour.png", "heatmap.png", "surface3d.png", "surface.vtp"} <= {
         p.name for p in out.iterdir()}
     saved = load_surface(out / "surface")
     assert saved.shape == (3, 3) and saved.complete
+    # the pictures' levels and clip, as every landscape picture draws them, printed
+    assert f"pictures: {surface_scale(saved['loss'], centre=saved.centre_value()).describe()}\n" in first
     np.testing.assert_allclose(saved.axes[1], [-0.5, 0.0, 0.5])
 
     # independent reference: the trained module's own loss on the first validation batch, normalised

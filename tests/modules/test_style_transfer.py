@@ -8,9 +8,11 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator as PluginAccumulator
 
 from lightning_papers.data import ImageFolderDataModule
 from lightning_papers.modules import FastStyleTransfer
+from lightning_papers.modules.style_transfer import RANDOM_VGG_NOTE
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*random.*:UserWarning")
 
@@ -58,6 +60,10 @@ def test_training_lowers_the_style_loss_and_logs_samples(tmp_path):
     samples = events.Images("style/samples")
     assert [s.step for s in samples] == list(range(0, 40, 5))
     assert samples[0].width == 2 * 64 + 3 * 2  # content | stylised, 2 px padding
+    # random VGG weights: the samples' tag says (on its TensorBoard card) they only check the pipeline
+    served = PluginAccumulator(trainer.log_dir)
+    served.Reload()
+    assert served.SummaryMetadata("style/samples").summary_description == RANDOM_VGG_NOTE
 
 
 def test_checkpoint_leaves_out_the_vgg_and_resumes_with_the_style_targets(tmp_path):
