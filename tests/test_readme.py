@@ -62,6 +62,7 @@ def test_readme_snippet_runs(index, monkeypatch, tmp_path):
         "x": dm.transform(images[:16]),
         "y": labels[:16],
     }
+    monkeypatch.chdir(tmp_path)  # what a snippet saves (contour.png, spectrum.png) lands here, not in the checkout
     code = BLOCKS[index]
     if "ls.surface" in code:  # the paper's 51 x 51 grid, shrunk to 5 x 5 to keep the suite short
         assert "np.linspace(-1, 1, 51)" in code
