@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_papers.landscape.directions import Direction
-from lightning_papers.landscape.surface import Evaluate, prepare_batches, preserved_model, samples_in, to_device
+from lightning_papers.landscape.surface import Evaluate, evaluation_inputs, preserved_model, samples_in
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -190,17 +190,7 @@ def _hessian(
     on exit the model's state, flags and ``.grad`` are as they were."""
     params = [p for _, p in named]
     device = params[0].device
-    if evaluate is None:
-        batches = prepare_batches(data, device, batch_size, transform)
-    else:
-        batches = [to_device(b, device) for b in (list(data) if not isinstance(data, torch.Tensor) else [data])]
-        if not batches:
-            raise ValueError("Expected `data` to hold at least one batch, got none")
-    if autocast_dtype is None:
-        autocast = nullcontext
-    else:
-        def autocast() -> Any:
-            return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+    batches, autocast = evaluation_inputs(data, device, batch_size, transform, evaluate, autocast_dtype)
     grads_before = [p.grad for p in model.parameters()]
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     tracking = [m.track_running_stats for m in norms]

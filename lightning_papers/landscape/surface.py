@@ -151,6 +151,29 @@ def _as_axes(grid: Any, ndim: int) -> list[np.ndarray]:
     return axes
 
 
+def evaluation_inputs(data: Any, device: torch.device, batch_size: int, transform: Callable | None,
+                      evaluate: Evaluate | None, autocast_dtype: torch.dtype | None) -> tuple[list[Any], Callable]:
+    """The fixed batches on ``device`` (``(inputs, targets)`` batches through :func:`prepare_batches`, or, with
+    ``evaluate``, the user's own batches as they are) and a context-manager factory for ``autocast_dtype``.
+
+    Raises:
+        ValueError: with ``evaluate``, for ``data`` that holds no batch.
+    """
+    if evaluate is None:
+        batches = prepare_batches(data, device, batch_size, transform)
+    else:
+        batches = [to_device(b, device) for b in (list(data) if not isinstance(data, torch.Tensor) else [data])]
+        if not batches:
+            raise ValueError("Expected `data` to hold at least one batch, got none")
+    if autocast_dtype is None:
+        return batches, nullcontext
+
+    def autocast() -> Any:
+        return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+
+    return batches, autocast
+
+
 def prepare_batches(
     data: Any,
     device: torch.device | str,
@@ -539,17 +562,7 @@ def surface(
     if path is not None:
         _check_writable(path)  # now, not after every point was computed
     device = next(iter(tensors.values())).device
-    if evaluate is None:
-        batches = prepare_batches(data, device, batch_size, transform)
-    else:
-        batches = [to_device(b, device) for b in (list(data) if not isinstance(data, torch.Tensor) else [data])]
-        if not batches:
-            raise ValueError("Expected `data` to hold at least one batch, got none")
-    if autocast_dtype is None:
-        autocast = nullcontext
-    else:
-        def autocast():
-            return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+    batches, autocast = evaluation_inputs(data, device, batch_size, transform, evaluate, autocast_dtype)
     if evaluate is not None:  # the metric names are what the evaluation returns: ask it once at the centre
         with preserved_model(model):
             model.eval()
