@@ -56,6 +56,7 @@ if [[ $DRY == 1 ]]; then
   DEV=cpu; ACC=cpu; MODEL=resnet20; TB=16; TSTEPS=2; TWARM=1; ROUNDS=2; IMAGES=64; LBATCH=32; GRID="2 2"; LROUNDS=1
   LR_ARGS=(--steps 6 --noisy-steps 6 --warm-steps 0 --rounds 1)
   SC_ARGS=(--seeds 0 --baseline-steps 16 --val-every 4 --ratio 0.5)
+  FID_SC_ARGS=(--fast)
   CLR_ARGS=(--seeds 0 --fixed-lrs 0.05 --max-steps 8 --step-size 2 --finder-steps 6 --val-every 4)
   DEMO=(fast=True); DEMO_PREC=32-true  # bf16 convolutions crawl on a CPU: the fast demo ran past 120 s in bf16
   STYLE_INF=(--sizes 32 48x32 --rounds 1 --warmup 1 --iters 1); STYLE_PREC=32  # fp16/bf16 convs crawl on a CPU
@@ -64,6 +65,7 @@ else
   DEV=cuda; ACC=gpu; MODEL=resnet56; TB=1000; TSTEPS=60; TWARM=10; ROUNDS=3; IMAGES=10000; LBATCH=1000; GRID="4 4"; LROUNDS=2
   LR_ARGS=()
   SC_ARGS=(--seeds 0 1 2)
+  FID_SC_ARGS=(--depth 56 --size 32 --train-size 1000)  # super-convergence the paper's way, at a larger scale
   CLR_ARGS=()
   DEMO=(); DEMO_PREC=bf16-mixed
   STYLE_INF=(--sizes 256 512 1024 1920x1080 --rounds 3 --warmup 5 --iters 20 --compile --cuda-graphs); STYLE_PREC=16
@@ -97,6 +99,7 @@ for cfg in "bf16-mixed 0.1"; do
   step "superconvergence_${prec}_lr$peak" 90 "$PY" benchmarks/superconvergence.py --accelerator "$ACC" \
     --precision "$prec" --max-lr "$peak" "${SC_ARGS[@]}"
 done
+step fidelity_superconvergence 300 "$PY" benchmarks/fidelity_superconvergence.py --device "$DEV" "${FID_SC_ARGS[@]}"
 step clr_vs_fixed 90 "$PY" benchmarks/clr_vs_fixed.py --accelerator "$ACC" --precision bf16-mixed "${CLR_ARGS[@]}"
 
 # 5. fast style transfer: TransformerNet, and the stylize path (ImageRunner, with CUDA graphs on the GPU), vs a

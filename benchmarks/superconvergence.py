@@ -1,5 +1,9 @@
 """Fidelity: does 1cycle reach the piecewise-constant baseline's accuracy in a fraction of its steps?
 
+Superseded as a test of the claim by ``fidelity_superconvergence.py``, which trains the baseline to its plateau
+and compares across budgets (this script's 160-step baseline is itself still climbing); kept because it drives
+the real ``SuperConvergence`` callback under ``Trainer`` (``gpu_check.sh`` runs it in bf16).
+
 Smith & Topin, Super-Convergence: Very Fast Training of Neural Networks Using Large Learning Rates, 2017
 (arXiv 1708.07120): on CIFAR-10, ResNet-56 with 1cycle (0.1 -> 3.0 -> 0.1, then annihilation) reached 92.4% in
 10k iterations, the piecewise-constant baseline (0.35, x0.1 at 50k and 70k) 91.2% in 80k - 1/8 of the steps.

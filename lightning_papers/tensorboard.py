@@ -3,7 +3,8 @@ images and meshes that carry a description.
 
 TensorBoard's Scalars tab lists every tag alphabetically, one chart each; the Custom Scalars tab shows
 charts that overlay several tags. :data:`LAYOUT` puts train and validation curves on one chart, lr beside
-momentum, and the range test's raw and smoothed loss together. :class:`TensorBoardLayout` writes it at fit
+momentum, the range test's raw and smoothed loss together, and the top Hessian eigenvalue on the stability
+threshold it is measured against (Cohen et al., arXiv 2103.00065). :class:`TensorBoardLayout` writes it at fit
 start into every ``TensorBoardLogger`` of the Trainer (rank zero only), and again at fit end with only the
 charts that have data: a chart whose tags the run never logged would be an empty frame.
 
@@ -46,6 +47,11 @@ LAYOUT: dict[str, dict[str, list[Any]]] = {
     "Loss landscape": {
         "sharpness": ["Multiline", [r"landscape/sharpness/.*"]],
         "init -> final interpolation": ["Multiline", [r"landscape/interpolation/.*"]],
+    },
+    "Curvature": {
+        "top Hessian eigenvalue vs (2 + 2 momentum) / lr": ["Multiline", [r"curvature/top_eigenvalue",
+                                                                          r"curvature/2_over_lr.*"]],
+        "Hessian trace": ["Multiline", [r"curvature/trace"]],
     },
     "Perceptual losses": {
         "style transfer losses": ["Multiline", [r"style/.*"]],

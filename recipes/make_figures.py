@@ -11,10 +11,13 @@ schedulers through them). Data: scikit-learn's digits (``DigitsDataModule``) and
 * ``lr_range_test``: Smith, Cyclical Learning Rates (arXiv 1506.01186): ``LRRangeFinder`` on ResNet-20.
 * ``schedules``: the lr (and momentum) that ``CyclicalLR`` (triangular, triangular2, exp_range) and
   ``SuperConvergence`` (1cycle; Smith & Topin, arXiv 1708.07120) set in a real Trainer, step by step.
-* ``superconvergence``: 1cycle against the piecewise-constant baseline on digits, through
-  ``benchmarks/superconvergence.py``'s own ``run``.
+* ``superconvergence``: 1cycle against a plateaued piecewise-constant baseline across budgets on digits, through
+  ``benchmarks/fidelity_superconvergence.py`` (three seeds; about half of the full set's time).
 * ``landscapes``: Li et al., Visualizing the Loss Landscape (arXiv 1712.09913), ResNet-20 with and without
   shortcuts, through ``benchmarks/landscape_skip_connections.py``.
+* ``curvature``: the top Hessian eigenvalue against (2 + 2 momentum) / lr over a 1cycle run (Cohen et al., arXiv
+  2103.00065) and the eigenvalue density at its end, from ``recipes/superconvergence/
+  resnet20_digits_1cycle_curvature.yaml``.
 * ``style_transfer``, ``super_resolution``: Johnson et al., Perceptual Losses (arXiv 1603.08155).
 * ``conv_animations``: Dumoulin & Visin, convolution arithmetic (arXiv 1603.07285).
 
@@ -295,56 +298,19 @@ def schedules(out: Path, fast: bool = False) -> Picture:
 # 3. super-convergence: 1cycle against the piecewise-constant baseline
 # ---------------------------------------------------------------------------------------------------------
 def superconvergence(out: Path, fast: bool = False) -> Picture:
-    """Validation accuracy against optimizer steps: the baseline (160 steps) and 1cycle in 1/4 of them at three
-    peak rates, through ``benchmarks/superconvergence.py``'s ``run`` (the recipes' settings, seed 0)."""
-    bench = _benchmark("superconvergence")
-    peaks = (0.1, 0.2, 0.4)
-    settings = dict(baseline_steps=160, ratio=0.25, val_every=8, batch_size=64, size=16, baseline_lr=0.1,
-                    div_factor=8.0, pct_start=0.45, weight_decay=1e-4, cycle_momentum=False,
-                    accelerator="cpu", precision="32-true")
-    if fast:
-        settings.update(baseline_steps=16, val_every=4, batch_size=16, size=8)
-    runs = {"baseline": bench.run("baseline", SEED, argparse.Namespace(**settings, max_lr=peaks[0]))}
-    for peak in peaks:
-        runs[f"1cycle peak {peak:g}"] = bench.run("1cycle", SEED, argparse.Namespace(**settings, max_lr=peak))
-    target = runs["baseline"]["final_acc"]
-
-    fig = Figure(figsize=(6.4, 4.0))
-    ax = fig.subplots()
-    base = runs["baseline"]
-    milestones = [round(0.625 * base["steps"]), round(0.875 * base["steps"])]
-    ax.plot(*zip(*base["curve"]), "o-", color="k", ms=3,
-            label=f"baseline: lr 0.1, x0.1 at {milestones[0]} and {milestones[1]} ({100 * target:.1f} %)")
-    reached = {}
-    for i, peak in enumerate(peaks):
-        run = runs[f"1cycle peak {peak:g}"]
-        reached[peak] = bench.steps_to_reach(run["curve"], target)
-        start = peak / settings["div_factor"]
-        ax.plot(*zip(*run["curve"]), "s-", color=f"C{i}", ms=3,
-                label=f"1cycle {start:g} -> {peak:g} -> annihilation ({100 * run['final_acc']:.1f} %)")
-    ax.axhline(target, color="k", ls=":", lw=1)
-    ax.set_xlabel(f"optimizer step (batch {settings['batch_size']})")
-    ax.set_ylabel("validation accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7.5, loc="lower right")
-    one_steps = runs[f"1cycle peak {peaks[0]:g}"]["steps"]
-    verdict = ("super-convergence NOT shown: no 1cycle run reached the baseline's final accuracy"
-               if not any(v is not None for v in reached.values())
-               else "1cycle reached the baseline's final accuracy at step "
-               + ", ".join(f"{v} (peak {p:g})" for p, v in reached.items() if v is not None))
-    ax.set_title(f"1cycle ({one_steps} steps) vs piecewise-constant ({base['steps']} steps), ResNet-20 on digits "
-                 f"({settings['size']} px, seed {SEED})\n{verdict}", fontsize=8.5)
-    fig.tight_layout()
-    path = _save(fig, out / "superconvergence.png")
-    at_same_step = dict(base["curve"]).get(one_steps)
-    summary = (f"baseline {100 * target:.1f} % after {base['steps']} steps"
-               + ("" if at_same_step is None else f" ({100 * at_same_step:.1f} % at step {one_steps})")
-               + f"; 1cycle after {one_steps}: "
-               + ", ".join(f"{100 * runs[f'1cycle peak {p:g}']['final_acc']:.1f} % (peak {p:g})" for p in peaks))
-    data = {name: {"steps": r["steps"], "final_acc": r["final_acc"], "curve": r["curve"], "seconds": r["seconds"]}
-            for name, r in runs.items()}
-    return Picture([path], {**data, "steps_to_baseline_final_acc": reached}, summary)
+    """Held-out accuracy against training budget, 1cycle at B/16 .. B/2 and several peaks against the
+    piecewise-constant baseline at the same budgets and trained to its plateau at B, mean ± std over three seeds:
+    ``benchmarks/fidelity_superconvergence.py`` with its defaults (``--fast``: its smoke-test size)."""
+    bench = _benchmark("fidelity_superconvergence")
+    path = out / "superconvergence.png"
+    argv = ["--plot", str(path), "--threads", str(torch.get_num_threads())] + (["--fast"] if fast else [])
+    summary = bench.main(argv)
+    _requantize(path)
+    reach = summary["reaches_baseline_at"]
+    text = (f"baseline at B = {summary['budget']}: {100 * summary['baseline_plateau']['acc_mean']:.1f} % (2B gains "
+            f"{summary['baseline_plateau']['gain_points']:+.2f} points); 1cycle reaches it at "
+            f"{'no budget tried' if reach is None else f'{reach} steps'}; verdict {summary['verdict']}")
+    return Picture([path], summary, text)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -373,6 +339,95 @@ def landscapes(out: Path, fast: bool = False) -> Picture:
 def _requantize(path: Path, colors: int = 128) -> None:
     image = Image.open(path).convert("RGB")
     image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4b. curvature along a 1cycle run, from its recipe
+# ---------------------------------------------------------------------------------------------------------
+CURVATURE_RECIPE = REPO / "recipes" / "superconvergence" / "resnet20_digits_1cycle_curvature.yaml"
+
+
+def curvature(out: Path, fast: bool = False) -> Picture:
+    """The top Hessian eigenvalue against the stability threshold (2 + 2 momentum) / lr over the 1cycle run of
+    ``recipes/superconvergence/resnet20_digits_1cycle_curvature.yaml`` (Cohen et al., arXiv 2103.00065), and the
+    eigenvalue density at its end: the recipe through LightningCLI, the pictures drawn from the files its
+    ``CurvatureMonitor`` wrote (``--fast``: a few steps at 8 px)."""
+    import tempfile
+
+    import yaml
+
+    from lightning_papers.cli import run_lightning_cli
+    from lightning_papers.landscape import CurvatureHistory, HessianSpectrum
+
+    config = yaml.safe_load(CURVATURE_RECIPE.read_text())
+    monitor = next(cb for cb in config["trainer"]["callbacks"] if cb["class_path"].endswith("CurvatureMonitor"))
+    if fast:
+        config["trainer"].update(max_steps=4, val_check_interval=2)
+        config["data"]["init_args"].update(size=8, batch_size=16)
+        monitor["init_args"].update(every_n_steps=2, max_iter=4, spectrum_runs=1, spectrum_steps=6)
+    with tempfile.TemporaryDirectory() as tmp:
+        config["trainer"]["logger"]["init_args"]["save_dir"] = tmp
+        config["trainer"].update(accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+                                 enable_checkpointing=False)
+        path = Path(tmp) / CURVATURE_RECIPE.name
+        path.write_text(yaml.safe_dump(config))
+        start = time.perf_counter()
+        cli = run_lightning_cli(["fit", "--config", str(path)])
+        seconds = time.perf_counter() - start
+        folder = Path(cli.trainer.log_dir) / "curvature"
+        history = CurvatureHistory.from_dict(_json(folder / "history.json"))
+        saved = _json(folder / "spectrum.json")
+        val_acc = float(cli.trainer.callback_metrics.get("val/acc", float("nan")))
+    spectrum = HessianSpectrum(np.array(saved["nodes"], dtype=np.float64), np.array(saved["weights"], dtype=np.float64),
+                               saved["dimension"])
+    steps, batch = config["trainer"]["max_steps"], config["data"]["init_args"]["batch_size"]
+    paths = draw_curvature(out, history, spectrum, steps, batch, val_acc)
+    at_peak = history.top_eigenvalue[int(np.argmax(history.lr))]
+    data = {"history": history.to_dict(), "spectrum": saved, "val_acc": val_acc, "seconds": seconds}
+    summary = (f"{steps} steps in {seconds:.0f} s, val acc {100 * val_acc:.1f} %; top eigenvalue "
+               f"{history.top_eigenvalue[0]:.1f} at step {history.steps[0]}, {at_peak:.1f} at the lr peak, "
+               f"{history.top_eigenvalue[-1]:.1f} at the end; threshold low {np.nanmin(history.threshold):.1f}; "
+               f"spectrum trace {spectrum.trace:.1f}, largest node {np.nanmax(spectrum.nodes):.2f}")
+    return Picture(paths, data, summary)
+
+
+def draw_curvature(out: Path, history: Any, spectrum: Any, steps: int, batch: int, val_acc: float) -> list[Path]:
+    """The two curvature pictures from a ``CurvatureHistory`` and a ``HessianSpectrum``."""
+    peak_step = int(np.argmax(history.lr))
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    history.plot(ax=ax)  # the recipe measures no trace: the second axis is free for the learning rate
+    ax.set_ylim(top=30 * max(history.top_eigenvalue))  # the annihilation phase's threshold runs off the top
+    twin = ax.twinx()
+    twin.plot(history.steps, history.lr, color="0.6", lw=1, label="learning rate")
+    twin.set_ylabel("learning rate", color="0.4")
+    lines = ax.get_lines() + twin.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7.5, loc="upper left")
+    ax.set_title(f"ResNet-20 on digits, 1cycle over {steps} steps (batch {batch}, {100 * val_acc:.1f} % val. acc.):\n"
+                 f"top eigenvalue {history.top_eigenvalue[0]:.1f} at step {history.steps[0]}, "
+                 f"{history.top_eigenvalue[peak_step]:.1f} at the lr peak (threshold "
+                 f"{history.threshold[peak_step]:.1f}), {history.top_eigenvalue[-1]:.1f} at the end", fontsize=8.5)
+    fig.tight_layout()
+    curve = _save(fig, out / "curvature_1cycle.png")
+
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.subplots()
+    spectrum.plot(ax=ax)
+    ax.axvline(history.top_eigenvalue[-1], color="C3", ls=":", lw=1, label="top eigenvalue (CurvatureMonitor)")
+    ax.legend(fontsize=8, loc="upper right")
+    runs, width = spectrum.nodes.shape
+    ax.set_title(f"Hessian eigenvalue density after {steps} steps ({runs} SLQ runs x {width} Lanczos steps,\n"
+                 f"{spectrum.dimension:,} parameters): trace estimate {spectrum.trace:.1f}, largest node "
+                 f"{np.nanmax(spectrum.nodes):.2f}", fontsize=8.5)
+    fig.tight_layout()
+    density = _save(fig, out / "curvature_spectrum.png")
+    return [curve, density]
+
+
+def _json(path: Path) -> Any:
+    import json
+
+    return json.loads(path.read_text())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -493,6 +548,7 @@ FIGURES: dict[str, Callable[[Path, bool], Picture]] = {
     "schedules": schedules,
     "superconvergence": superconvergence,
     "landscapes": landscapes,
+    "curvature": curvature,
     "style_transfer": style_transfer,
     "super_resolution": super_resolution,
     "conv_animations": conv_animations,

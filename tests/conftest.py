@@ -32,14 +32,20 @@ def run_script(tmp_path):
     a Python decref -> ``take_gil`` -> ``pthread_exit`` in a noexcept destructor).
     """
 
-    def run(source: str, name: str = "script.py", timeout: float = 110.0) -> subprocess.CompletedProcess:
+    def run(source: str, name: str = "script.py", timeout: float = 200.0) -> subprocess.CompletedProcess:
         if "strategy=" in source and "destroy_process_group()" not in source:
             raise AssertionError("a DDP test script must end with torch.distributed.destroy_process_group()")
         script = tmp_path / name
         script.write_text(source)
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True,
-                              text=True, timeout=timeout, cwd=tmp_path)
+        try:
+            proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True,
+                                  text=True, timeout=timeout, cwd=tmp_path)
+        except subprocess.TimeoutExpired as err:  # say how far it got and how busy the machine was
+            tail = (err.stderr or b"")[-3000:]
+            tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+            load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+            raise AssertionError(f"{name} timed out after {timeout:.0f} s, {load}; its stderr ends:\n{tail}") from None
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc
 

@@ -1,9 +1,13 @@
+import warnings
+
 import numpy as np
 import pytest
 
 from lightning_papers.lr_suggestion import (
     SUGGESTIONS,
+    LRRangeResult,
     clr_bounds,
+    diagnose,
     minimum,
     smooth_ema,
     steepest,
@@ -174,3 +178,152 @@ def test_suggest_dispatch():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# diagnose / LRRangeResult.problems: when a curve cannot be read
+# ----------------------------------------------------------------------------------------------------------
+# A real 30-step sweep (ResNet-20 on the digits, 32 px, batch 64, seed 0, lr 1e-4 -> 10, bias-corrected EMA
+# with beta 1 - 10/30), measured on the CPU: the loss never falls clearly before it blows up. Read as usual it
+# suggested 3.3e-4 and CLR bounds 3.7e-5 .. 1.5e-4 - below the sweep's own first rate - while 100 steps of the
+# same sweep suggest 0.095.
+SHORT_LRS = np.logspace(-4, 1, 30)
+SHORT_RAW = np.array([2.53, 2.49, 2.54, 2.72, 2.43, 2.41, 2.71, 2.69, 2.42, 2.46, 2.49, 2.41, 2.41, 2.50, 2.80,
+                      2.73, 2.77, 3.01, 2.62, 2.91, 4.34, 2.77, 5.66, 7.84, 3.62, 5.27, 2.34, 2.52, 2.96, 4.26])
+
+
+def test_the_short_real_sweep_has_no_descent_and_says_why():
+    smoothed = smooth_ema(SHORT_RAW, beta=1 - 10 / 30)
+    problems = diagnose(SHORT_LRS, SHORT_RAW, smoothed)
+    assert len(problems) == 1 and problems[0].startswith("no descent")
+    # the figures in the sentence, computed here independently
+    k = 3  # a tenth of 30 points
+    low = int(np.argmin(smoothed))
+    start, end = SHORT_RAW[:k].mean(), SHORT_RAW[low - k + 1 : low + 1].mean()
+    drop = start - end
+    noise = np.std(np.diff(SHORT_RAW[: low + 1])) / np.sqrt(2)
+    se = noise * np.sqrt(2 / k)
+    assert drop < 3 * se and drop < 0.05 * start
+    assert (f"the {k} raw losses up to the lowest point (lr {SHORT_LRS[low]:.3g}) average {end:.3g}, the first {k} "
+            f"{start:.3g}: a fall of {drop:.3g} ({100 * drop / start:.1f} %) against a standard error of {se:.2g} "
+            f"(single losses scatter by {noise:.2g})") in problems[0]
+    assert "30 points over 5.0 decades, 6.0 per decade" in problems[0]
+
+
+def test_a_clear_descent_then_divergence_is_trusted():
+    loss = _tanh_drop(-2.0)
+    loss[LRS > 1.0] = 9.0
+    assert diagnose(LRS, loss, stop_reason="diverged") == []
+
+
+def test_noise_as_large_as_the_drop_is_no_descent():
+    rng = np.random.default_rng(0)
+    # a 10 % fall, but single losses scatter by 0.5 around it: the drop is under three standard errors
+    loss = 2.0 - 0.2 * (np.log10(LRS) > -2) + rng.normal(0.0, 0.5, LRS.shape)
+    problems = diagnose(LRS, loss, smooth_ema(loss, beta=0.9))
+    assert problems and problems[0].startswith("no descent")
+
+
+def test_a_descent_over_two_points_is_coarse():
+    lrs = np.logspace(-4, 1, 10)  # 1.8 points per decade: the whole fall happens within two steps
+    loss = np.array([2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 1.5, 0.5, 3.0, 9.0])
+    problems = diagnose(lrs, loss, stop_reason="diverged")
+    assert len(problems) == 1 and problems[0].startswith("coarse descent")
+    # the last point within a tenth of the fall (2.5 - 0.2) is the sixth; the lowest is the eighth
+    assert f"from lr {lrs[5]:.3g} to {lrs[7]:.3g} in 2 steps (need 4; 10 points over 5.0 decades" in problems[0]
+    assert diagnose(lrs, loss, stop_reason="diverged", min_descent_points=2) == []
+
+
+def test_still_falling_at_the_end_only_when_the_sweep_completed():
+    loss = _tanh_drop(0.5)  # its centre lies between the sweep's last rates: the loss falls to the very end
+    assert int(np.argmin(loss)) == len(LRS) - 1
+    problems = diagnose(LRS, loss, stop_reason="completed")
+    assert len(problems) == 1
+    assert problems[0].startswith(f"the loss was still falling at the sweep's last learning rate {LRS[-1]:.3g}")
+    # a sweep stopped by divergence did turn, whatever its last smoothed point says
+    assert diagnose(LRS, loss, stop_reason="diverged") == []
+
+
+def test_diagnose_needs_enough_finite_points_and_equal_lengths():
+    assert diagnose(LRS[:3], [1.0, np.nan, 0.5]) == ["only 2 finite points (need 5): nothing to read"]
+    with pytest.raises(ValueError, match=r"Expected `lrs`, `losses` and `smoothed_losses` of the same length"):
+        diagnose(LRS, _u_curve(), _u_curve()[:-1])
+
+
+def test_clr_bounds_fallback_base_stays_inside_the_sweep():
+    # the curve "improves" only at its second point, so base_lr falls back to max_lr / 4 - which is below the
+    # sweep's first rate when the points are closer than a factor of 4: then it is the first rate
+    lrs = np.logspace(-4, 1, 30)  # a factor of 1.49 per point
+    loss = np.concatenate([[2.5, 2.3], np.linspace(2.5, 6.0, 28)])
+    base, peak = clr_bounds(lrs, loss)
+    assert peak == lrs[1]
+    assert lrs[1] / 4 < lrs[0]
+    assert base == lrs[0]
+
+
+def _short_result() -> LRRangeResult:
+    result = LRRangeResult(lrs=list(SHORT_LRS), losses=list(SHORT_RAW),
+                           smoothed_losses=list(smooth_ema(SHORT_RAW, beta=1 - 10 / 30)))
+    result.compute_suggestions()
+    return result
+
+
+def test_result_of_the_short_sweep_is_untrusted_and_never_silent():
+    result = _short_result()
+    assert not result.trusted and result.problems[0].startswith("no descent")
+    assert "NOT TRUSTWORTHY: no descent" in result.summary()
+    # its bounds are inside the sweep now (they were 3.7e-5 .. 1.5e-4 for a sweep from 1e-4)...
+    base, peak = result.clr_bounds
+    assert SHORT_LRS[0] <= base <= peak <= SHORT_LRS[-1]
+    # ...but handing them on says why they are not to be trusted, and strict refuses
+    with pytest.warns(UserWarning, match=r"cannot be trusted, yet its bounds .* are being used: no descent"):
+        assert result.schedule_bounds() == (base, peak)
+    with pytest.raises(ValueError, match=r"Expected an LR range test whose curve can be read, got one that cannot: "
+                                         r"no descent.*Lengthen or widen the sweep"):
+        result.schedule_bounds(strict=True)
+    assert "NOT TRUSTWORTHY" in result.plot().get_title()
+
+
+def test_result_of_a_good_curve_hands_its_bounds_on_quietly():
+    loss = _tanh_drop(-2.0)
+    loss[LRS > 1.0] = 9.0
+    result = LRRangeResult(lrs=list(LRS), losses=list(loss), smoothed_losses=list(loss), stop_reason="diverged")
+    result.compute_suggestions()
+    assert result.trusted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert result.schedule_bounds(strict=True) == result.clr_bounds
+
+
+def test_problems_round_trip_and_old_results_load():
+    result = _short_result()
+    again = LRRangeResult.from_dict(result.to_dict())
+    assert again.problems == result.problems and not again.trusted
+    old = result.to_dict()
+    del old["problems"]  # saved before the field existed
+    assert LRRangeResult.from_dict(old).problems == []
+
+
+# A real 20-step sweep (ResNet-20 on 8 px digits, batch 64, seed 2, 1e-4 -> 10, beta 0.5): the loss does fall,
+# from about 0.002 to 0.023, but the steepest slope of the short curve is its one-sided first candidate: it
+# suggested 1.8e-4, and 3 epochs at that rate reached 35 % (96 % at its 100-step twin's suggestion).
+FLAT_START_RAW = np.array([2.864, 2.988, 2.597, 2.722, 2.471, 2.637, 2.398, 2.638, 2.151, 2.113, 2.344, 3.025,
+                           2.811, 2.591, 4.913, 3.529, 2.122, 3.858, 17.53])
+
+
+def test_a_suggestion_read_off_the_flat_start_is_flagged():
+    lrs = np.logspace(-4, 1, 20)[: len(FLAT_START_RAW)]  # it diverged at the 19th point
+    result = LRRangeResult(lrs=list(lrs), losses=list(FLAT_START_RAW),
+                           smoothed_losses=list(smooth_ema(FLAT_START_RAW, beta=0.5)), stop_reason="diverged")
+    result.compute_suggestions()
+    assert result.suggestion == pytest.approx(lrs[1])
+    assert result.problems == [
+        f"read off the flat start: the suggestion {lrs[1]:.3g} lies where the loss has not begun to fall (it falls "
+        f"from lr {lrs[1]:.3g} to {lrs[9]:.3g}); it reads a wobble of the noise, not the descent"]
+    # the same curve without a suggestion to check is readable: the descent itself is there
+    assert diagnose(lrs, FLAT_START_RAW, smooth_ema(FLAT_START_RAW, beta=0.5), stop_reason="diverged") == []
+    # by hand: the smoothed curve's last point within a tenth of its fall is the second (index 1), lowest the tenth
+    smoothed = smooth_ema(FLAT_START_RAW, beta=0.5)
+    low = int(np.argmin(smoothed))
+    assert low == 9
+    assert np.nonzero(smoothed[: low + 1] >= smoothed[0] - 0.1 * (smoothed[0] - smoothed[low]))[0][-1] == 1

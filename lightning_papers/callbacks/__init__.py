@@ -1,6 +1,7 @@
 """Lightning callbacks: thin glue from Trainer hooks to the pure core, plus logging and state."""
 
 from lightning_papers.callbacks.conv_arithmetic_summary import ConvArithmeticSummary
+from lightning_papers.callbacks.curvature_monitor import CurvatureMonitor
 from lightning_papers.callbacks.cyclical_lr import CyclicalLR
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
 from lightning_papers.callbacks.lr_range_finder import LRRangeFinder, LRRangeResult
@@ -10,6 +11,7 @@ from lightning_papers.tensorboard import TensorBoardLayout
 
 __all__ = [
     "ConvArithmeticSummary",
+    "CurvatureMonitor",
     "CyclicalLR",
     "LossLandscapeProbe",
     "LRRangeFinder",

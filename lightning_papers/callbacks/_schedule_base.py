@@ -84,10 +84,10 @@ class ScheduleCallback(StateKeyed):
         if isinstance(values, list) and len(values) not in (1, n):
             raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
 
-    @staticmethod
-    def _finder_bounds(trainer: pl.Trainer) -> tuple[float, float]:
+    def _finder_bounds(self, trainer: pl.Trainer, strict: bool = False) -> tuple[float, float]:
         """``(base_lr, max_lr)`` from the first ``LRRangeFinder`` of the Trainer (see
-        :meth:`LRRangeResult.schedule_bounds`)."""
+        :meth:`LRRangeResult.schedule_bounds`): a curve that cannot be trusted is refused with ``strict``, and
+        otherwise handed on with a warning that names this callback and every problem."""
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
         finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
@@ -96,9 +96,9 @@ class ScheduleCallback(StateKeyed):
                              "for learning rates given as 'finder'")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            bounds = finder.result.schedule_bounds()
+            bounds = finder.result.schedule_bounds(strict=strict)
         for w in caught:
-            rank_zero_warn(str(w.message))
+            rank_zero_warn(f"`{type(self).__name__}` takes its learning rates from the LR range test: {w.message}")
         return bounds
 
     @staticmethod

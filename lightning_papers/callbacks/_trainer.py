@@ -10,7 +10,7 @@ the Trainer lives here, once:
   ``evaluate(batch)``, with the step's ``self.log`` calls and torchmetrics updates kept out of the user's logs;
 * :func:`autocast_dtype`: the dtype the Trainer's precision runs forward passes in;
 * :func:`report`: collectives on every rank, then scalars, figures, text, meshes and files on rank 0, to every
-  logger;
+  logger; :func:`sum_across_ranks`: the all-reduce the core takes to shard a sum over ranks;
 * the range test's plumbing: :class:`TrainingSnapshot` and :func:`training_step` (one optimizer step through
   the strategy, so DDP, precision and clipping apply).
 
@@ -21,6 +21,7 @@ that says why; nothing else in the package reaches into a Trainer.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -54,6 +55,7 @@ __all__ = [
     "progress_bar",
     "report",
     "silenced_callbacks",
+    "sum_across_ranks",
     "training_step",
 ]
 
@@ -270,10 +272,13 @@ class ModuleEvaluation:
         self._logged: dict[str, Any] | None = None
 
     def describe(self) -> str:
-        """What is evaluated, for metadata."""
-        loss = getattr(self.loss_fn, "__name__", repr(self.loss_fn)) if self.loss_fn else \
-            f"{type(self.module).__name__}'s own step loss"
-        return loss + (f" + {sorted(self.metrics)}" if self.metrics else "")
+        """What is evaluated, for metadata (a resumed surface must have been made with the same)."""
+        from lightning_papers.landscape.storage import callable_identity
+
+        module = f"{type(self.module).__module__}.{type(self.module).__qualname__}"
+        loss = f"{callable_identity(self.loss_fn)} on {module}" if self.loss_fn else f"{module}'s own step loss"
+        metrics = {name: callable_identity(fn) for name, fn in self.metrics.items()}
+        return loss + (f" + {metrics}" if metrics else "")
 
     @contextmanager
     def active(self) -> Iterator[ModuleEvaluation]:
@@ -345,6 +350,18 @@ def gather_surface(trainer: pl.Trainer, part: SurfaceResult) -> SurfaceResult:
         SurfaceResult(part.axes, {m: all_values[r, i] for i, m in enumerate(names)}, all_computed[r], part.metadata)
         for r in range(trainer.world_size)
     ])
+
+
+def sum_across_ranks(trainer: pl.Trainer) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``fn(tensor) -> tensor`` summed over every rank (the same sum on each; every rank must call it the same
+    number of times), as the core's ``all_reduce=`` takes it; ``None`` on a single process."""
+    if trainer.world_size == 1:
+        return None
+    return functools.partial(_reduce_sum, trainer.strategy)
+
+
+def _reduce_sum(strategy: Any, tensor: torch.Tensor) -> torch.Tensor:
+    return strategy.reduce(tensor, reduce_op="sum")
 
 
 def _json_ready(obj: Any) -> Any:

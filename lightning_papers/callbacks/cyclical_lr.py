@@ -23,6 +23,15 @@ from lightning_papers.schedules import CYCLICAL_MODES, Cyclical
 __all__ = ["CyclicalLR"]
 
 
+def _finder_suggested_nothing(trainer: pl.Trainer) -> bool:
+    """Whether the Trainer's first ``LRRangeFinder`` ran and found neither bounds nor a suggestion."""
+    from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
+
+    finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
+    result = None if finder is None else finder.result
+    return result is not None and result.clr_bounds is None and result.suggestion is None
+
+
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -53,7 +62,10 @@ class CyclicalLR(ScheduleCallback):
         log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` (``/pg{i}`` per group when
             there are several) every this many optimizer steps; ``None`` uses the Trainer's.
         bounds: deprecated: ``bounds="finder"`` is ``base_lr="finder", max_lr="finder"``, with numbers given
-            for ``base_lr``/``max_lr`` used when the range test suggests nothing.
+            for ``base_lr``/``max_lr`` used when the range test suggests nothing or its curve cannot be trusted
+            (:attr:`LRRangeResult.problems`, e.g. a sweep too short for the loss to fall).
+
+    Bounds taken from a range test whose curve cannot be trusted come with a warning that names why.
 
     Raises:
         ValueError: for an unknown ``mode``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither
@@ -156,11 +168,13 @@ class CyclicalLR(ScheduleCallback):
         base, peak = self.base_lr, self.max_lr
         if FINDER in (base, peak):
             try:
-                found = self._finder_bounds(trainer)
-            except ValueError:
+                # with numbers to fall back on, a range test whose curve cannot be trusted is not used
+                found = self._finder_bounds(trainer, strict=self._fallback is not None)
+            except ValueError as err:
                 if self._fallback is None:
                     raise
-                rank_zero_warn("`LRRangeFinder` suggested no learning rate; using the given `base_lr`/`max_lr`.")
+                reason = "suggested no learning rate" if _finder_suggested_nothing(trainer) else f"is refused ({err})"
+                rank_zero_warn(f"`LRRangeFinder` {reason}; using the given `base_lr`/`max_lr`.")
                 found = None
             if found is None:
                 base, peak = self._fallback  # type: ignore[misc]

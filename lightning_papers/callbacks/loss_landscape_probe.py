@@ -21,6 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.seed import isolate_rng
 
 from lightning_papers import landscape as ls
@@ -268,6 +269,10 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         stem = f"{self.mode}_epoch{epoch}"
         if trainer.is_global_zero:
             metric = "loss" if "loss" in result.values else next(iter(result.values))
+            if not np.isfinite(result[metric]).any():
+                rank_zero_warn(f"LossLandscapeProbe ({self.mode}, epoch {epoch}): every point of the surface has a "
+                               f"non-finite {metric} (NaN or inf): the model's loss is not finite at these weights; "
+                               "the plots below are empty")
             log.info("loss landscape (%s) at epoch %d: %s at the centre %.4g, %s", self.mode, epoch, metric,
                      result.centre_value(metric), sharp)
             if result.ndim == 2:

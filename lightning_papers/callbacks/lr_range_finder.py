@@ -179,6 +179,10 @@ class LRRangeFinder(_trainer.StateKeyed):
         result = trainer.strategy.broadcast(result, src=0)
         self.results[key] = result
         self._done.add(key)
+        if result.problems:
+            rank_zero_warn(f"LR range test at epoch {result.epoch}: its curve cannot be trusted, so neither can its "
+                           f"suggestion ({result.suggestion!r}) or bounds ({result.clr_bounds!r}): "
+                           + "; ".join(result.problems))
         if self.apply == "lr" and result.suggestion is not None:
             self._apply(trainer, pl_module, result.suggestion)
         self._report(trainer, result, suffix)

@@ -12,6 +12,11 @@ CUDA graphs on CUDA); ``lightning-papers export --ckpt ... --format onnx|torchsc
 kind's inference model to a file that runs without this package. ``python -m lightning_papers.cli ...`` is the
 same command (for ``torchrun``).
 
+Every subcommand reads like a tool: the package's own user errors (a bad value, a missing or unsafe file, a
+refused checkpoint) print ``lightning-papers <command>: error: <message>`` and exit with status 2; ``--debug``
+(anywhere on the line) or ``LIGHTNING_PAPERS_DEBUG=1`` shows the full traceback instead. Errors that do not come
+from the package's own checks keep their traceback: they are bugs to report, not input to fix.
+
 This package imports jsonargparse (through LightningCLI) and, for ``export``, onnx, each only when the command
 needs it; ``import lightning_papers`` never imports them, and no library package imports this one.
 """
@@ -19,26 +24,93 @@ needs it; ``import lightning_papers`` never imports them, and no library package
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-__all__ = ["main", "run_lightning_cli"]
+__all__ = ["DEBUG_ENV", "USER_ERRORS", "lightning_cli", "main", "run_as_tool", "run_lightning_cli"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
+# what the package raises for input a user can fix
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def lightning_cli(args: Sequence[str], **kwargs):
+    """``LightningCLI`` over any LightningModule / LightningDataModule named in the config, on ``args``.
+
+    Lightning warns whenever ``args`` are given while the process has command-line arguments of its own
+    ("not recommended to provide both"): here ``args`` *are* the command line, passed on, so that warning is
+    silenced. ``validate|test|predict --ckpt_path`` with a checkpoint of another model class than the config's
+    is refused (Lightning would silently switch to the checkpoint's class).
+    """
+    from lightning.pytorch.cli import LightningCLI
+
+    class _CLI(LightningCLI):
+        def parse_arguments(self, parser, args) -> None:
+            super().parse_arguments(parser, args)
+            _check_ckpt_class(self.config)
+
+    defaults = dict(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return _CLI(**{**defaults, **kwargs}, args=list(args))
+
+
+def _check_ckpt_class(config) -> None:
+    """Refuse a ``--ckpt_path`` whose checkpoint was written by another model class than the config names."""
+    command = config.get("subcommand")
+    section = config.get(command) if command else config
+    ckpt = section.get("ckpt_path") if section is not None else None
+    model = section.get("model") if section is not None else None
+    wanted = getattr(model, "class_path", None) or (model.get("class_path") if isinstance(model, dict) else None)
+    if not ckpt or not wanted or not Path(ckpt).is_file():
+        return
+    from lightning_papers.modules.image_model import read_checkpoint
+
+    hparams = read_checkpoint(ckpt, "--ckpt_path").get("hyper_parameters") or {}
+    found = hparams.get("_class_path") if isinstance(hparams, dict) else None
+    if found and found.rsplit(".", 1)[-1] != str(wanted).rsplit(".", 1)[-1]:
+        raise ValueError(f"Expected --ckpt_path to be a checkpoint of the config's model {wanted}, got a {found} "
+                         f"checkpoint in {ckpt!r}")
 
 
 def run_lightning_cli(args: Sequence[str]):
     """Run LightningCLI on ``args`` (e.g. ``["fit", "--config", "recipes/quickstart.yaml"]``)."""
-    from lightning.pytorch.cli import LightningCLI
+    return lightning_cli(args, save_config_kwargs={"overwrite": True})
 
-    return LightningCLI(
-        model_class=None,
-        datamodule_class=None,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=list(args),
-    )
+
+def _ours(err: BaseException) -> BaseException | None:
+    """``err``, or the error it was raised from (LightningCLI wraps a module's own ``ValueError`` in its own), when
+    its innermost frame is in this package: one of the package's own checks, not a bug elsewhere."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb, last = current.__traceback__, None
+        while tb is not None:
+            last, tb = tb, tb.tb_next
+        if isinstance(current, USER_ERRORS) and last is not None and \
+                os.path.abspath(last.tb_frame.f_code.co_filename).startswith(_PACKAGE):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def run_as_tool(prog: str, fn: Callable[[], int], debug: bool = False) -> int:
+    """Run ``fn``; the package's own user errors become ``<prog>: error: <message>`` on stderr and status 2."""
+    try:
+        return int(fn() or 0)
+    except USER_ERRORS as err:
+        ours = _ours(err)
+        if debug or os.environ.get(DEBUG_ENV, "") not in ("", "0") or ours is None:
+            raise
+        sys.stderr.write(f"{prog}: error: {ours}\n")
+        return 2
 
 
 def _destroy_process_group() -> None:
@@ -104,7 +176,8 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
         description="Five deep-learning papers as parts for a PyTorch Lightning Trainer.",
         epilog="Lightning subcommands: "
         + ", ".join(LIGHTNING_SUBCOMMANDS)
-        + " (e.g. `lightning-papers fit --config recipes/quickstart.yaml`; `lightning-papers fit --help`).",
+        + " (e.g. `lightning-papers fit --config recipes/quickstart.yaml`; `lightning-papers fit --help`). "
+        f"Errors print one line; --debug (anywhere) or {DEBUG_ENV}=1 shows the traceback.",
     )
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join((*LIGHTNING_SUBCOMMANDS, *commands)) + "}")
     for add_parser, _ in commands.values():
@@ -114,17 +187,23 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    prog = f"lightning-papers {argv[0]}" if argv else "lightning-papers"
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        run_lightning_cli(argv)
-        _destroy_process_group()
-        return 0
+        def fit() -> int:
+            run_lightning_cli(argv)
+            _destroy_process_group()
+            return 0
+
+        return run_as_tool(prog, fit, debug)
     commands = _extra_commands()
     parser = _parser(commands)
     if not argv:
         parser.print_help()
         return 2
     args = parser.parse_args(_join_negative_values(argv))
-    return int(commands[args.command][1](args) or 0)
+    return run_as_tool(prog, lambda: commands[args.command][1](args), debug)
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:

@@ -15,7 +15,6 @@ A guide to convolution arithmetic for deep learning, 2016 (arXiv 1603.07285).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 __all__ = ["add_subparser", "build_parser", "main", "run"]
@@ -35,7 +34,7 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     explain.add_argument("--i", type=int, required=True, help="input size")
     explain.add_argument("--k", type=int, required=True, help="kernel size")
     explain.add_argument("--s", type=int, default=None, help="stride (default 1, or k for --pool)")
-    explain.add_argument("--p", default="0", help="padding: an integer, 'same' or 'valid'")
+    explain.add_argument("--p", default=0, type=_padding, help="padding: an integer, 'same' or 'valid'")
     explain.add_argument("--d", type=int, default=1, help="dilation")
     explain.add_argument("--output-padding", "--a", dest="output_padding", type=int, default=0,
                          help="output padding a of a transposed convolution")
@@ -53,7 +52,7 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     solve.add_argument("--max-kernel", type=int, default=7)
     solve.add_argument("--max-stride", type=int, default=4)
     solve.add_argument("--max-dilation", type=int, default=3)
-    solve.add_argument("--limit", type=int, default=10, help="show at most this many answers")
+    solve.add_argument("--limit", type=_positive, default=10, help="show at most this many answers (>= 1)")
 
     trace = commands.add_parser("trace", help="shapes and receptive fields of a registered model")
     trace.add_argument("--model", required=True, help="a name from lightning_papers.models.list_models()")
@@ -89,55 +88,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _padding(value: str) -> int | str:
-    return value if value in ("same", "valid") else int(value)
+    if value in ("same", "valid"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, 'same' or 'valid', got {value!r}") from None
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute a parsed ``conv`` command; returns the exit status (2 for invalid parameters)."""
+    """Execute a parsed ``conv`` command; returns the exit status (1: no answer; the package's user errors are
+    raised, and turned into ``error:`` lines with status 2 by :func:`lightning_papers.cli.run_as_tool`)."""
     from lightning_papers.conv_arithmetic import animate, animate_all, explain, solve, trace_shapes
 
-    try:
-        if args.conv_command == "explain":
-            result = explain(input_size=args.i, k=args.k, s=args.s, p=_padding(args.p), d=args.d,
-                             output_padding=args.output_padding, transposed=args.transposed, pool=args.pool,
-                             ceil_mode=args.ceil_mode)
-            _out(str(result))
-        elif args.conv_command == "solve":
-            found = solve(args.i, args.o, args.k, args.s, args.p, args.d, args.transposed,
-                          max_kernel=args.max_kernel, max_stride=args.max_stride, max_dilation=args.max_dilation)
-            if not found:
-                _out(f"no {'transposed ' if args.transposed else ''}convolution within the bounds maps "
-                     f"{args.i} to {args.o}")
-                return 1
-            _out("k  s  p  d  a  rel  ignored")
-            for x in found[: args.limit]:
-                _out(f"{x.k:<2} {x.s:<2} {x.p:<2} {x.d:<2} {x.output_padding:<2} {x.relationship:<4} {x.ignored}")
-            if len(found) > args.limit:
-                _out(f"... {len(found) - args.limit} more (raise --limit)")
-        elif args.conv_command == "trace":
-            from lightning_papers.models import get_model
+    if args.conv_command == "explain":
+        result = explain(input_size=args.i, k=args.k, s=args.s, p=args.p, d=args.d,
+                         output_padding=args.output_padding, transposed=args.transposed, pool=args.pool,
+                         ceil_mode=args.ceil_mode)
+        _out(str(result))
+    elif args.conv_command == "solve":
+        found = solve(args.i, args.o, args.k, args.s, args.p, args.d, args.transposed,
+                      max_kernel=args.max_kernel, max_stride=args.max_stride, max_dilation=args.max_dilation)
+        if not found:
+            _out(f"no {'transposed ' if args.transposed else ''}convolution within the bounds maps "
+                 f"{args.i} to {args.o}")
+            return 1
+        _out("k  s  p  d  a  rel  ignored")
+        for x in found[: args.limit]:
+            _out(f"{x.k:<2} {x.s:<2} {x.p:<2} {x.d:<2} {x.output_padding:<2} {x.relationship:<4} {x.ignored}")
+        if len(found) > args.limit:
+            _out(f"... {len(found) - args.limit} more (raise --limit)")
+    elif args.conv_command == "trace":
+        from lightning_papers.models import get_model
 
-            trace = trace_shapes(get_model(args.model), tuple(args.input_size))
-            _out(trace.to_json(indent=1) if args.json else trace.table())
-        else:
-            if args.all_dir:
-                for path in animate_all(args.all_dir):
-                    _out(str(path))
-                return 0
-            d = args.d if args.d is not None else (2 if args.kind == "dilation" else 1)
-            output = args.output or f"{args.kind}_i{args.i}_k{args.k}_s{args.s}_p{args.p}_d{d}.gif"
-            path = animate(output, args.i, args.k, args.s, args.p, d, transposed=args.kind == "transposed",
-                           pool=args.kind == "pool")
-            _out(str(path))
-    except ValueError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 2
+        if len(args.input_size) != 3:
+            raise ValueError(f"Expected --input-size to be C H W (three numbers, no batch), got "
+                             f"{' '.join(map(str, args.input_size))}")
+        trace = trace_shapes(get_model(args.model), tuple(args.input_size))
+        _out(trace.to_json(indent=1) if args.json else trace.table())
+    else:
+        if args.all_dir:
+            for path in animate_all(args.all_dir):
+                _out(str(path))
+            return 0
+        d = args.d if args.d is not None else (2 if args.kind == "dilation" else 1)
+        output = args.output or f"{args.kind}_i{args.i}_k{args.k}_s{args.s}_p{args.p}_d{d}.gif"
+        path = animate(output, args.i, args.k, args.s, args.p, d, transposed=args.kind == "transposed",
+                       pool=args.kind == "pool")
+        _out(str(path))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run it."""
-    return run(build_parser().parse_args(argv))
+    from lightning_papers.cli import run_as_tool
+
+    args = build_parser().parse_args(argv)
+    return run_as_tool("python -m lightning_papers.cli.conv", lambda: run(args))
 
 
 if __name__ == "__main__":

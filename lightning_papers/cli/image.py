@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "add_stylize_parser",
     "add_super_resolve_parser",
     "apply_to_files",
+    "check_writable",
     "run",
     "run_export",
     "stylize_files",
@@ -82,19 +85,38 @@ def add_super_resolve_parser(subparsers) -> None:
     _add_parser(subparsers, "super-resolve")
 
 
+def check_writable(paths: Sequence[Path], flag: str = "--output") -> None:
+    """Make each output's folder and try a file there, before anything is loaded or computed.
+
+    Raises:
+        ValueError: naming ``flag`` and the path, for a folder that cannot be made or written into, or an
+            output that is an existing folder.
+    """
+    from lightning_papers.files import check_writable_folder
+
+    for folder in sorted({p.parent for p in paths}):
+        check_writable_folder(folder, flag)
+    for path in paths:
+        if path.is_dir():
+            raise ValueError(f"Expected {flag} to name a file, got the folder {str(path)!r}")
+
+
 def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs: Sequence[Path], *,
                    device: str = "auto", precision: str | None = None, fast: bool = False,
                    channels_last: bool = False, compile: bool = False, cuda_graphs: bool = False) -> list[Path]:
     """Apply a ``kind`` checkpoint (``"FastStyleTransfer"`` or ``"SuperResolution"``) to ``inputs[i]``, writing
-    ``outputs[i]`` (folders are created); returns ``outputs``.
+    ``outputs[i]`` (folders are created); returns the outputs written.
 
     ``fast`` starts from :func:`~lightning_papers.modules.image_runner.fast_options` for the device; a
-    ``precision`` given and the flags set add to it.
+    ``precision`` given and the flags set add to it. The outputs are checked before anything is loaded: none may
+    be an input, two may not be the same file, and their folders must be writable. An input that cannot be read
+    as an image is skipped with a warning (the rest still run).
 
     Raises:
         FileNotFoundError: for a missing checkpoint or input.
         ValueError: for an unknown ``precision`` or device, ``cuda_graphs`` off CUDA, a checkpoint of the other
-            kind or a file that is not a checkpoint.
+            kind or a file that is not a checkpoint, an output that is an input or another output, or an output
+            folder that cannot be written.
     """
     from torchvision.utils import save_image
     from tqdm.auto import tqdm
@@ -106,9 +128,21 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
 
     if len(inputs) != len(outputs):
         raise ValueError(f"Expected as many outputs as inputs, got {len(outputs)} for {len(inputs)}")
+    sources = {Path(p).resolve() for p in inputs}
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outputs):
+        target = Path(dst).resolve()
+        if target in sources:
+            raise ValueError(f"Expected --output to differ from every input, got {str(dst)!r}, which is an input: "
+                             "it would be overwritten")
+        if target in seen:
+            raise ValueError(f"Expected one output per input, got {str(dst)!r} for both {str(seen[target])!r} and "
+                             f"{str(src)!r}")
+        seen[target] = Path(src)
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"Expected `precision` to be one of {tuple(PRECISIONS)}, got {precision!r}")
     dev = resolve_device(device)  # a bad device name fails before the checkpoint is read
+    check_writable([Path(p) for p in outputs])
     options: dict[str, Any] = fast_options(dev) if fast else {"precision": "32"}
     if precision is not None:
         options["precision"] = precision
@@ -118,13 +152,19 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
     model = load_image_model(ckpt, expected=kind)
     runner = ImageRunner(model, dev, **options)
     log.info("%s: %d image(s) on %s", kind, len(inputs), runner.describe())
+    written: list[Path] = []
     # a progress bar for folders (tqdm comes with Lightning); none for a single photograph
-    for src, dst in tqdm(list(zip(inputs, outputs)), desc=kind, unit="image",
-                         disable=len(inputs) < 2):
-        out = runner(load_image(src)[None])
+    for src, dst in tqdm(list(zip(inputs, outputs)), desc=kind, unit="image", disable=len(inputs) < 2):
+        try:
+            image = load_image(src)
+        except ValueError as err:  # one unreadable file does not cost the rest of a folder
+            warnings.warn(f"skipped {str(src)!r}: {err}", UserWarning, stacklevel=2)
+            continue
+        out = runner(image[None])
         dst.parent.mkdir(parents=True, exist_ok=True)
         save_image(out.clamp(0, 1).cpu(), dst)
-    return list(outputs)
+        written.append(Path(dst))
+    return written
 
 
 def stylize_files(ckpt: str | Path, inputs: Sequence[Path], outputs: Sequence[Path], device: str = "auto",
@@ -140,17 +180,29 @@ def super_resolve_files(ckpt: str | Path, inputs: Sequence[Path], outputs: Seque
 
 
 def _paths(input_arg: str, output_arg: str) -> tuple[list[Path], list[Path]]:
-    """(inputs, outputs) for ``--input``/``--output``: a file to a file (or into a folder), a folder to a folder."""
+    """(inputs, outputs) for ``--input``/``--output``: a file to a file (or into a folder), a folder to a folder.
+
+    A folder keeps its layout, PNG files out; an output folder inside the input folder is not read as input; two
+    inputs that would share a name (``a.jpg`` and ``a.png``) keep their extensions in the stem (``a_jpg.png``).
+    """
     from lightning_papers.data.images import find_images
 
     src, dst = Path(input_arg), Path(output_arg)
+    if src.resolve() == dst.resolve():
+        raise ValueError(f"Expected --output to differ from --input, got {output_arg!r} for both: the originals "
+                         "would be overwritten")
     if src.is_dir():
-        if dst.suffix:
+        if dst.is_file() or dst.suffix:
             raise ValueError(f"Expected --output to be a folder when --input is one, got {output_arg!r}")
-        inputs = find_images(src)
+        inside = dst.resolve()
+        inputs = [p for p in find_images(src) if inside not in p.resolve().parents]
         if not inputs:
             raise ValueError(f"Expected images under {input_arg!r}, found none")
-        return inputs, [(dst / p.relative_to(src)).with_suffix(".png") for p in inputs]
+        names = [p.relative_to(src).with_suffix(".png") for p in inputs]
+        clashes = {n for n in names if names.count(n) > 1}
+        outputs = [dst / (n.with_name(f"{p.stem}_{p.suffix.lstrip('.').lower()}.png") if n in clashes else n)
+                   for p, n in zip(inputs, names)]
+        return inputs, outputs
     if src.is_file():
         return [src], [dst if dst.suffix else dst / (src.stem + ".png")]
     raise FileNotFoundError(f"Expected --input to be an image file or a folder, got {input_arg!r} (no such path)")
@@ -159,9 +211,18 @@ def _paths(input_arg: str, output_arg: str) -> tuple[list[Path], list[Path]]:
 def run(args: argparse.Namespace) -> int:
     kind, done = COMMANDS[args.command]
     inputs, outputs = _paths(args.input, args.output)
-    apply_to_files(kind, args.ckpt, inputs, outputs, device=args.device, precision=args.precision, fast=args.fast,
-                   channels_last=args.channels_last, compile=args.compile, cuda_graphs=args.cuda_graphs)
-    print(f"{done} {len(outputs)} image(s) into {args.output}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = apply_to_files(kind, args.ckpt, inputs, outputs, device=args.device, precision=args.precision,
+                                 fast=args.fast, channels_last=args.channels_last, compile=args.compile,
+                                 cuda_graphs=args.cuda_graphs)
+    for w in caught:  # a skipped file is one line on stderr; any other warning goes on as it was raised
+        if str(w.message).startswith("skipped "):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    skipped = len(outputs) - len(written)
+    print(f"{done} {len(written)} image(s) into {args.output}: {len(written)} written, {skipped} skipped")
     return 0
 
 
@@ -182,6 +243,7 @@ def add_export_parser(subparsers) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from lightning_papers.modules.export import export_checkpoint
 
+    check_writable([Path(args.output)])  # before the checkpoint is read or anything traced
     path = export_checkpoint(args.ckpt, args.output, args.format, opset=args.opset)
     print(f"exported {args.ckpt} as {args.format} to {path}")
     return 0

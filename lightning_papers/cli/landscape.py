@@ -25,6 +25,7 @@ from the minimum up to 100 times the centre loss, the clip said in each picture 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -76,21 +77,44 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--out", default="runs/landscape", help="output folder (default runs/landscape)")
 
 
-def _load_module_and_data(config: str, ckpt: str):
-    from lightning.pytorch.cli import LightningCLI
+def _check_config(config: str) -> None:
+    """A recipe YAML with ``model:`` and ``data:`` sections, before LightningCLI reads it.
 
-    cli = LightningCLI(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True,
-                       run=False, save_config_callback=None,
-                       args=["--config", config, "--trainer.logger=false", "--trainer.callbacks=null"])
+    Raises:
+        ValueError: naming --config, for a file that is not YAML or lacks the sections.
+    """
+    import yaml
+
+    try:
+        content = yaml.safe_load(Path(config).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"Expected --config to be a YAML recipe, got {config!r}, which is not YAML "
+                         f"({first})") from None
+    missing = [k for k in ("model", "data") if not isinstance(content, dict) or k not in content]
+    if missing:
+        raise ValueError(f"Expected --config to be a recipe with `model:` and `data:` sections, got {config!r} "
+                         f"without {' and '.join(f'`{k}:`' for k in missing)}")
+
+
+def _load_module_and_data(config: str, ckpt: str):
+    from lightning_papers.cli import lightning_cli
+    from lightning_papers.modules.image_model import read_checkpoint
+
+    _check_config(config)
+    state = read_checkpoint(ckpt, "--ckpt")  # weights_only, explicitly: a checkpoint never runs code
+    if not isinstance(state.get("state_dict"), dict):
+        raise ValueError(f"Expected --ckpt to be a Lightning checkpoint with a 'state_dict', got {ckpt!r} without one")
+    cli = lightning_cli(["--config", config, "--trainer.logger=false", "--trainer.callbacks=null"], run=False,
+                        save_config_callback=None)
     if cli.datamodule is None:
         raise ValueError(f"Expected the config {config!r} to name a data module under `data:`")
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"Could not read the checkpoint {ckpt!r}: {type(err).__name__}: {err}") from err
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise ValueError(f"Expected a Lightning checkpoint with a 'state_dict' in {ckpt!r}")
-    cli.model.load_state_dict(state["state_dict"])
+        cli.model.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(f"Expected --ckpt to hold the weights of the config's model "
+                         f"{type(cli.model).__name__}, got {ckpt!r}: {first}") from None
     return cli.model, cli.datamodule
 
 
@@ -230,9 +254,14 @@ def run(args: argparse.Namespace) -> int:
         axes.append(parse_grid(args.ygrid or args.grid))
     accelerator, devices = _trainer_device(args.device)  # a bad name fails before the config and checkpoint load
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from lightning_papers.cli.image import check_writable
+
+    check_writable([out / "surface.npz"], "--out")  # before anything loads or a single point is computed
     result, seconds, device = _surface(args, axes, out, accelerator, devices)
 
+    if not np.isfinite(result["loss"]).any():
+        print("warning: every point of the surface has a non-finite loss (NaN or inf): the model's loss is not "
+              "finite at these weights; the plots are empty", file=sys.stderr)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,11 +277,24 @@ def run(args: argparse.Namespace) -> int:
         files.append(str(out / "surface.vtp"))
     new = result.metadata.get("timing", {}).get("points", 0)
     print(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "
-          f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; centre loss "
-          f"{result.centre_value():.4f}, lowest {np.nanmin(result['loss']):.4f}"
+          f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; {_centre(result)}, "
+          f"lowest {np.nanmin(result['loss']):.4f}"
           + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
              if args.fast and new else ""))
     if args.mode == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
         print(f"pictures: {surface_scale(result['loss'], centre=result.centre_value()).describe()}")
     print("files: " + ", ".join(files))
     return 0
+
+
+def _centre(result) -> str:
+    """The loss at the model's own weights, or, when the grid has no point there, at the nearest point named with
+    its coordinates (never a corner passed off as the centre)."""
+    index = result.centre_index()
+    coords = [float(a[i]) for a, i in zip(result.axes, index)]
+    value = float(result["loss"][index])
+    if all(c == 0.0 for c in coords):
+        return f"centre loss {value:.4f}"
+    where = ", ".join(f"{c:g}" for c in coords)
+    return f"loss {value:.4f} at ({where}), the grid point nearest the centre (the grid has no 0; the model itself " \
+           "is not evaluated)"

@@ -44,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -79,10 +80,11 @@ IntOrTuple = int | Sequence[int]
 
 # --------------------------------------------------------------------------------------------- validation
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """Any integer (``int``, ``numpy.int64``, ... : a ``numbers.Integral``) but a bool, as a plain ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"Expected `{name}` to be {rule}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _check_positive_output(o: int, formula: str, **values: int) -> int:

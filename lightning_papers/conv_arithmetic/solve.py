@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,7 +71,7 @@ class Solution:
 
 def _range(name: str, fixed: int | None, low: int, high: int) -> range:
     if fixed is not None:
-        if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < low:
+        if isinstance(fixed, bool) or not isinstance(fixed, numbers.Integral) or fixed < low:
             raise ValueError(f"Expected `{name}` to be an integer >= {low}, got {fixed!r}")
         return range(fixed, fixed + 1)
     return range(low, high + 1)
@@ -119,9 +120,10 @@ def solve(
     """
     for name, value in (("input_size", input_size), ("output_size", output_size), ("max_kernel", max_kernel),
                         ("max_stride", max_stride), ("max_dilation", max_dilation)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
-    if max_padding is not None and (not isinstance(max_padding, int) or max_padding < 0):
+    if max_padding is not None and (isinstance(max_padding, bool) or not isinstance(max_padding, numbers.Integral)
+                                    or max_padding < 0):
         raise ValueError(f"Expected `max_padding` to be an integer >= 0, got {max_padding!r}")
     if output_padding is not None and not transposed:
         raise ValueError(f"Expected `output_padding` only with transposed=True, got {output_padding!r}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -553,7 +554,7 @@ def _make_inputs(model: nn.Module, example: Any) -> tuple[torch.Tensor, ...]:
     if isinstance(example, (tuple, list)) and example and all(isinstance(t, torch.Tensor) for t in example):
         return tuple(example)
     if isinstance(example, (tuple, list)) and example and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in example
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in example
     ):
         ref = next(iter(model.parameters()), None)
         if ref is None:

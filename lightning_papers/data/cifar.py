@@ -7,6 +7,7 @@ the standard augmentation of He et al. 2016 (arXiv 1512.03385, §4.2) runs batch
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 from lightning_papers.data.tensor_images import TensorImageDataModule
 
-__all__ = ["CIFARDataModule", "read_cifar"]
+__all__ = ["MD5", "CIFARDataModule", "read_cifar"]
 
 _LAYOUT = {
     "cifar10": {
@@ -41,6 +42,22 @@ _LAYOUT = {
     },
 }
 SUPPORTED_NAMES = tuple(_LAYOUT)
+# The published files' MD5s (the same list torchvision's CIFAR10/CIFAR100 check): a batch file is unpickled only
+# after its checksum matches, since unpickling a file that is not the real one could run code.
+MD5 = {
+    "cifar10": {"data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+                "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+                "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e"},
+    "cifar100": {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc"},
+}
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _check_name(name: str) -> dict:
@@ -55,6 +72,7 @@ def read_cifar(data_dir: str | Path, name: str = "cifar10", train: bool = True) 
     Raises:
         FileNotFoundError: when a batch file is missing; the message says where the files are expected
             and how to get them.
+        ValueError: when a batch file's MD5 is not the published one (checked before it is unpickled), naming it.
     """
     layout = _check_name(name)
     folder = Path(data_dir).expanduser() / layout["folder"]
@@ -66,6 +84,12 @@ def read_cifar(data_dir: str | Path, name: str = "cifar10", train: bool = True) 
             f"Pass `download=True` to fetch them into {Path(data_dir).expanduser()}, or download "
             f"{layout['archive']} and extract it there."
         )
+    for f in files:
+        actual, expected = _md5(folder / f), MD5[name][f]
+        if actual != expected:
+            raise ValueError(f"Expected {str(folder / f)!r} to be the published {name} file {f!r} (MD5 {expected}), "
+                             f"got MD5 {actual}: a corrupt or different file, refused before unpickling it (that "
+                             f"could run code). Delete it and download {layout['archive']} again")
     images, labels = [], []
     for f in files:
         with open(folder / f, "rb") as fh:

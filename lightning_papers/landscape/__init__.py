@@ -3,9 +3,22 @@
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
 filter-normalised random directions, PCA directions of a trajectory, 1-D/2-D surfaces, interpolation between
 two states (optionally on a copy
-with BatchNorm folded into the convolutions), sharpness, plots.
+with BatchNorm folded into the convolutions), sharpness, plots. Curvature beyond the top eigenvalue (top-k
+eigenpairs, trace, spectral density, the learning rate's stability threshold; Yao et al., arXiv 1912.07145;
+Cohen et al., arXiv 2103.00065): :mod:`lightning_papers.landscape.curvature`.
 """
 
+from lightning_papers.landscape.curvature import (
+    CurvatureHistory,
+    HessianEigenpairs,
+    HessianSpectrum,
+    HessianTrace,
+    hessian_eigenvalues,
+    hessian_spectrum,
+    hessian_trace,
+    optimizer_stability_thresholds,
+    stability_threshold,
+)
 from lightning_papers.landscape.directions import (
     Direction,
     ignored_keys,
@@ -61,9 +74,13 @@ from lightning_papers.landscape.surface import (
 
 __all__ = [
     "CLIP_FACTOR",
+    "CurvatureHistory",
     "Direction",
     "FoldedModel",
+    "HessianEigenpairs",
     "HessianEigenvalue",
+    "HessianSpectrum",
+    "HessianTrace",
     "MeshView",
     "PCADirections",
     "SurfaceResult",
@@ -73,7 +90,10 @@ __all__ = [
     "centre_curvature",
     "data_fingerprint",
     "fold_batchnorm",
+    "hessian_eigenvalues",
+    "hessian_spectrum",
     "hessian_top_eigenvalue",
+    "hessian_trace",
     "ignored_keys",
     "interpolate",
     "landscape_tensors",
@@ -83,6 +103,7 @@ __all__ = [
     "mesh_arrays",
     "mesh_view",
     "model_fingerprint",
+    "optimizer_stability_thresholds",
     "orthogonalize",
     "pca_directions",
     "plot_contour",
@@ -99,6 +120,7 @@ __all__ = [
     "save_gif",
     "save_surface",
     "shard_indices",
+    "stability_threshold",
     "surface",
     "surface_frames",
     "surface_scale",

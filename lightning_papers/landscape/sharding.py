@@ -57,11 +57,17 @@ def merge_surfaces(parts: Sequence[SurfaceResult]) -> SurfaceResult:
     with ``shard`` set to ``None``.
 
     Raises:
-        ValueError: for no parts, parts with different grids or metrics, or parts that disagree on a point.
+        ValueError: for no parts, parts with different grids, metrics or metadata (directions, model and data
+            fingerprints, what was evaluated: the same checks as resuming), or parts that disagree on a point.
     """
     if not parts:
         raise ValueError("Expected at least one surface to merge, got none")
     first = parts[0]
+    from lightning_papers.landscape.storage import MATCH_KEYS, check_metadata
+
+    for i, part in enumerate(parts[1:], start=1):  # the same computation, as resuming checks (but for the shard)
+        check_metadata(part.metadata, first.metadata, where=f"part {i}", keys=[k for k in MATCH_KEYS if k != "shard"],
+                       hint="merge only shards of one surface")
     values = {k: np.full(first.shape, np.nan) for k in first.values}
     computed = np.zeros(first.shape, dtype=bool)
     for part in parts:

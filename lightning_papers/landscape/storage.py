@@ -9,10 +9,12 @@ options) matches; otherwise it refuses instead of silently mixing two different 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from lightning_papers.landscape.result import SurfaceResult
 
 __all__ = [
     "MATCH_KEYS",
+    "callable_identity",
     "check_metadata",
     "data_fingerprint",
     "load_surface",
@@ -33,8 +36,34 @@ __all__ = [
     "surface_paths",
 ]
 
-# Metadata entries that must be equal for a saved surface to be resumed.
-MATCH_KEYS = ("ndim", "axes", "directions", "model", "data", "metrics", "shard", "autocast_dtype", "recompute_bn")
+# Metadata entries that must be equal for a saved surface to be resumed (and, but for `shard`, for parts to merge).
+MATCH_KEYS = ("ndim", "axes", "directions", "model", "data", "metrics", "evaluation", "shard", "autocast_dtype",
+              "recompute_bn")
+
+
+def callable_identity(fn: object) -> str:
+    """What a loss or metric is, for a surface's metadata: ``module.qualname#<hash of its code>`` (so an edited
+    function, or another lambda, differs), a ``describe()`` of its own when it has one, and partials with their
+    arguments.
+
+    Example::
+
+        >>> callable_identity(len)
+        'builtins.len'
+    """
+    if isinstance(fn, functools.partial):
+        return f"partial({callable_identity(fn.func)}, args={fn.args!r}, keywords={sorted(fn.keywords.items())!r})"
+    describe = getattr(fn, "describe", None)
+    if callable(describe):
+        return str(describe())
+    target = fn if hasattr(fn, "__qualname__") else type(fn)
+    name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+    call = vars(type(fn)).get("__call__")  # a callable object: its class's __call__ is the code that runs
+    code = getattr(fn, "__code__", None) or getattr(call, "__code__", None)
+    if code is None or name.split(".", 1)[0] in ("torch", "numpy", "builtins"):  # a library's: its name says it
+        return name
+    digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode() + repr(code.co_names).encode())
+    return f"{name}#{digest.hexdigest()[:12]}"
 
 
 def surface_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -92,6 +121,12 @@ def _normalise(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=_json_default))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -100,6 +135,7 @@ def _atomic_write(path: Path, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -148,26 +184,37 @@ def load_surface(path: str | os.PathLike) -> SurfaceResult:
     npz_path, _ = surface_paths(path)
     if not npz_path.exists():
         raise ValueError(f"Expected a saved surface at {str(npz_path)!r}, got no such file")
-    with np.load(npz_path, allow_pickle=False) as data:
-        ndim = sum(1 for k in data.files if k.startswith("axis_"))
-        axes = [data[f"axis_{i}"] for i in range(ndim)]
-        values = {str(k): data[f"value_{k}"] for k in data["metric_names"]}
-        computed = data["computed"]
-        metadata = json.loads(str(data["metadata"]))
-        trajectory = data["trajectory"] if "trajectory" in data.files else None
-    return SurfaceResult(axes, values, computed, metadata, trajectory)
+    try:
+        with np.load(npz_path, allow_pickle=False) as data:
+            ndim = sum(1 for k in data.files if k.startswith("axis_"))
+            axes = [data[f"axis_{i}"] for i in range(ndim)]
+            values = {str(k): data[f"value_{k}"] for k in data["metric_names"]}
+            computed = data["computed"]
+            metadata = json.loads(str(data["metadata"]))
+            trajectory = data["trajectory"] if "trajectory" in data.files else None
+        return SurfaceResult(axes, values, computed, metadata, trajectory)
+    # never "allow_pickle": a surface holds no objects, so a file that needs it is not one of ours
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        what = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(f"Expected a surface written by save_surface at {str(npz_path)!r}, got a file that is not "
+                         f"one or is damaged ({type(err).__name__}: {what}); delete it to start over") from None
 
 
-def check_metadata(saved: Mapping[str, Any], expected: Mapping[str, Any], where: str = "the saved surface") -> None:
-    """Refuse to resume from a surface made with another grid, directions, model, data or options.
+def check_metadata(saved: Mapping[str, Any], expected: Mapping[str, Any], where: str = "the saved surface",
+                   keys: Iterable[str] = MATCH_KEYS,
+                   hint: str = "delete the file or pass `resume=False` to start over") -> None:
+    """Refuse to resume from (or merge) a surface made with another grid, directions, model, data, loss or options.
 
     Raises:
-        ValueError: naming the first entry of :data:`MATCH_KEYS` that differs.
+        ValueError: naming the first entry of ``keys`` (default :data:`MATCH_KEYS`) that differs.
     """
     saved_n, expected_n = _normalise(dict(saved)), _normalise(dict(expected))
-    for key in MATCH_KEYS:
+    for key in keys:
         if saved_n.get(key) != expected_n.get(key):
-            raise ValueError(
-                f"Expected {where} to match this run's `{key}`, got {saved_n.get(key)!r} instead of "
-                f"{expected_n.get(key)!r}; delete the file or pass `resume=False` to start over"
-            )
+            theirs, ours = (_short(saved_n.get(key)), _short(expected_n.get(key)))
+            raise ValueError(f"Expected {where} to match this run's `{key}`, got {theirs} instead of {ours}; {hint}")
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + " ...]"

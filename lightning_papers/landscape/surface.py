@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -38,11 +39,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightning_papers.compiling import CompiledOrEager
+from lightning_papers.files import check_writable_folder
 from lightning_papers.landscape.directions import Direction, landscape_tensors
 from lightning_papers.landscape.fold import fold_batchnorm
 from lightning_papers.landscape.result import SurfaceResult
 from lightning_papers.landscape.sharding import check_shard, shard_indices
 from lightning_papers.landscape.storage import (
+    callable_identity,
     check_metadata,
     data_fingerprint,
     load_surface,
@@ -364,6 +367,15 @@ def _evaluate_vmap(
     return (sums / n).cpu().tolist()
 
 
+def _check_writable(path: str | os.PathLike) -> None:
+    """Make ``path``'s folder and try a file there.
+
+    Raises:
+        ValueError: naming the folder, when it cannot be made or written into.
+    """
+    check_writable_folder(surface_paths(path)[0].parent, "`path`")
+
+
 def _progress_fn(progress: Any, total: int) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     if progress is None or progress is False:
         return None, lambda: None
@@ -475,7 +487,9 @@ def surface(
     """
     dirs_list = [directions] if isinstance(directions, Direction) else list(directions)
     if not 1 <= len(dirs_list) <= 2 or not all(isinstance(d, Direction) for d in dirs_list):
-        raise ValueError(f"Expected one or two `Direction`s, got {directions!r}")
+        got = [type(d).__name__ for d in dirs_list] if isinstance(directions, (list, tuple)) else \
+            type(directions).__name__
+        raise ValueError(f"Expected one or two `Direction`s, got {got}")
     kind = dirs_list[0].kind
     if any(d.kind != kind for d in dirs_list):
         raise ValueError(f"Expected directions of one kind, got {[d.kind for d in dirs_list]}")
@@ -522,6 +536,8 @@ def surface(
     if not keys:
         raise ValueError("Expected at least one non-zero direction entry, got all-zero directions")
 
+    if path is not None:
+        _check_writable(path)  # now, not after every point was computed
     device = next(iter(tensors.values())).device
     if evaluate is None:
         batches = prepare_batches(data, device, batch_size, transform)
@@ -547,6 +563,9 @@ def surface(
         "model": model_fingerprint(model),
         "data": {"fingerprint": data_fingerprint(batches), "samples": int(sum(samples_in(b) for b in batches))},
         "metrics": list(metric_fns),
+        # what computed them: a resumed or merged surface must not mix two losses under one name
+        "evaluation": callable_identity(evaluate) if evaluate is not None else
+        {name: callable_identity(fn) for name, fn in metric_fns.items()},
         "shard": None if world == 1 else [rank, world],
         "autocast_dtype": None if autocast_dtype is None else str(autocast_dtype),
         "recompute_bn": bool(recompute_bn),

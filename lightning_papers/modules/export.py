@@ -57,6 +57,8 @@ def export_checkpoint(ckpt: str | Path, output: str | Path, format: str = "onnx"
     from lightning_papers.modules.image_model import load_image_model
 
     _check_format(format, opset)
+    if Path(output).is_dir():
+        raise ValueError(f"Expected `output` to name a file to write, got the folder {str(output)!r}")
     return export_model(load_image_model(ckpt), output, format, opset=opset)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from lightning_papers.modules.super_resolution import bicubic_upsample
 
-__all__ = ["KINDS", "ImageModel", "checkpoint_kind", "load_image_model"]
+__all__ = ["KINDS", "ImageModel", "checkpoint_kind", "load_image_model", "read_checkpoint"]
 
 # LightningModule class name -> the state_dict prefix only its network has, and the command that applies it.
 KINDS = {"FastStyleTransfer": "net.down.", "SuperResolution": "net.stem."}
@@ -125,25 +125,73 @@ def load_image_model(ckpt: str | Path, expected: str | None = None) -> ImageMode
     if expected is not None and expected not in KINDS:
         raise ValueError(f"Expected `expected` to be one of {tuple(KINDS)} or None, got {expected!r}")
     path = Path(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(f"Expected --ckpt to be a checkpoint file, got {str(ckpt)!r} (no such file)")
     wanted = expected or " or ".join(KINDS)
-    try:  # a first, safe look (tensors and plain data only) to tell the two kinds apart
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # e.g. objects ``weights_only`` refuses: Lightning's own loading below decides
-        checkpoint = None
-    kind = checkpoint_kind(checkpoint) if isinstance(checkpoint, Mapping) else None
-    if checkpoint is not None and kind is None:
+    checkpoint = read_checkpoint(path, "--ckpt")
+    kind = checkpoint_kind(checkpoint)
+    if kind is None:
         raise ValueError(f"Expected --ckpt to be a {wanted} checkpoint, but {str(path)!r} holds neither network "
                          f"(no {' or '.join(repr(p + '*') for p in KINDS.values())} weights)")
-    if expected is not None and kind is not None and kind != expected:
+    if expected is not None and kind != expected:
         raise ValueError(f"Expected --ckpt to be a {expected} checkpoint, but {str(path)!r} is a {kind} checkpoint "
                          f"(apply it with `lightning-papers {COMMANDS[kind]}`)")
-    name = kind or expected
-    if name is None:
-        raise ValueError(f"Expected --ckpt to be a {wanted} checkpoint, but {str(path)!r} could not be read as one")
+    # Lightning's load_from_checkpoint unpickles the file again with torch's default (unsafe on torch < 2.6 and
+    # under TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1): build the module from the tensors and plain data read above
+    hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not str(k).startswith("_")}
     try:
-        module = classes[name].load_from_checkpoint(str(path), map_location="cpu")
+        module = classes[kind](**hparams)
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
     except Exception as err:
-        raise ValueError(f"Could not load a {name} checkpoint from {str(path)!r}: {type(err).__name__}: {err}") from err
+        raise ValueError(f"Expected --ckpt to be a {kind} checkpoint this version can load, but {str(path)!r} "
+                         f"failed: {type(err).__name__}: {_first_line(err)}") from err
     return ImageModel.from_module(module).eval()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _weights_only_reason(err: BaseException) -> str:
+    """The line of torch's weights-only error that says what it stopped at (the first is generic advice)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0] if lines else "")
+
+
+def read_checkpoint(path: str | Path, flag: str = "--ckpt") -> dict[str, Any]:
+    """A checkpoint or state dict read with ``torch.load(weights_only=True)``: tensors and plain data only, never
+    code (explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` and torch < 2.6's unsafe default do not apply).
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for a file that is not a ``torch.save`` file, one that needs arbitrary objects unpickled
+            (refused: that could run code), or one that is not a dict; each naming ``flag`` and the path.
+    """
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"Expected {flag} to be a checkpoint file, got {str(path)!r} ({what})")
+    not_one = f"Expected {flag} to be a checkpoint written by torch.save or Lightning, but {str(path)!r}"
+    with open(path, "rb") as f:
+        pickled = f.read(1) == b"\x80"  # a pickle's PROTO opcode: torch.save's legacy format starts with one
+    if not (pickled or zipfile.is_zipfile(path)):
+        raise ValueError(f"{not_one} is neither a zip archive nor a pickle")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = _weights_only_reason(err)
+        if "GLOBAL" not in reason:  # the weights-only unpickler stopped at something other than an object
+            raise ValueError(f"{not_one} could not be read as one ({reason})") from None
+        raise ValueError(f"Expected {flag} to hold only tensors and plain data, but {str(path)!r} needs arbitrary "
+                         f"objects unpickled, which could run code; refused ({reason}). Re-save its "
+                         "state_dict and hyper-parameters with a trusted torch, or load it yourself if you trust "
+                         "it") from None
+    except Exception as err:  # a truncated download, a damaged archive, ...
+        raise ValueError(f"{not_one} could not be read as one ({type(err).__name__}: {_first_line(err)})") from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"Expected {flag} to be a checkpoint (a dict), got a {type(checkpoint).__name__} in "
+                         f"{str(path)!r}")
+    return checkpoint

@@ -371,10 +371,13 @@ def test_fit_start_errors(tmp_path, kwargs, match):
 
 def test_deprecated_bounds_finder_still_works_and_falls_back(tmp_path):
     recorder = Recorder()
-    finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=20, save_results=False)
+    # a sweep whose curve reads well on this model (1e-4 .. 1 over 20 steps reads its bounds off the flat start,
+    # and is refused in favour of the numbers: test_bounds_from_an_untrusted_range_test_warn_or_fall_back)
+    finder = LRRangeFinder(min_lr=1e-3, max_lr=3.0, num_steps=30, save_results=False)
     with pytest.warns(DeprecationWarning, match="base_lr='finder', max_lr='finder'"):
         cb = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
     _fit(tmp_path, [finder, cb, recorder], max_steps=8)
+    assert finder.result.trusted
     assert cb.schedule.base_lr == (finder.result.clr_bounds[0],)
     # a range test that suggests nothing: the numbers given are the fallback, with a warning
     finder.result.clr_bounds = finder.result.suggestion = None
@@ -384,3 +387,23 @@ def test_deprecated_bounds_finder_still_works_and_falls_back(tmp_path):
     with pytest.warns(UserWarning, match="suggested no learning rate; using the given"):
         schedule = fallback._build(SimpleNamespace(callbacks=[finder]))
     assert (schedule.base_lr, schedule.max_lr) == ((0.01,), (0.1,))
+
+
+def test_bounds_from_an_untrusted_range_test_warn_or_fall_back(tmp_path):
+    """A sweep over 1e-7 .. 1e-6 teaches the model nothing: its curve has no descent, so its bounds are read off
+    noise. 'finder' bounds still come from it, but loudly; with numbers to fall back on, the numbers are used."""
+    finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
+    cb = CyclicalLR("finder", "finder", step_size=4)
+    with pytest.warns(UserWarning, match=r"`CyclicalLR` takes its learning rates from the LR range test: The LR "
+                                         r"range test's curve cannot be trusted, yet its bounds .*: no descent"):
+        _fit(tmp_path / "a", [finder, cb], max_steps=8)
+    assert not finder.result.trusted
+    assert cb.schedule.max_lr == (finder.result.clr_bounds[1],)
+
+    finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
+    with pytest.warns(DeprecationWarning):
+        fallback = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
+    with pytest.warns(UserWarning, match=r"`LRRangeFinder` is refused \(Expected an LR range test whose curve can "
+                                         r"be read, got one that cannot: no descent.*using the given"):
+        _fit(tmp_path / "b", [finder, fallback], max_steps=8)
+    assert (fallback.schedule.base_lr, fallback.schedule.max_lr) == ((0.01,), (0.1,))

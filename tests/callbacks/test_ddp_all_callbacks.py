@@ -4,8 +4,10 @@
 collective) on rank 0 alone: rank 0 waited forever. The process group here times out after 60 s, so a
 callback that calls a collective on some ranks only fails this test instead of hanging the suite.
 ``LRRangeFinder``, ``SuperConvergence`` and ``LossLandscapeProbe`` have their own DDP tests beside their other
-tests; this one puts ``TensorBoardLayout``, ``ConvArithmeticSummary`` and ``CyclicalLR`` under DDP together with
-the finder and an interpolation probe, in one Trainer, and checks that the ranks agree.
+tests; this one puts ``TensorBoardLayout``, ``ConvArithmeticSummary``, ``CyclicalLR`` and ``CurvatureMonitor`` under
+DDP together with the finder and an interpolation probe, in one Trainer, and checks that the ranks agree.
+``CurvatureMonitor`` shards its batches (each rank its own) and sums the Hessian-vector products over ranks: its
+value must equal the top eigenvalue on both ranks' batches together, computed in one process.
 """
 
 import json
@@ -25,9 +27,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
-from lightning_papers.callbacks import (ConvArithmeticSummary, CyclicalLR, LossLandscapeProbe, LRRangeFinder,
-                                        TensorBoardLayout)
+from lightning_papers.callbacks import (ConvArithmeticSummary, CurvatureMonitor, CyclicalLR, LossLandscapeProbe,
+                                        LRRangeFinder, TensorBoardLayout)
 from lightning_papers.data import DigitsDataModule
+from lightning_papers.landscape import hessian_eigenvalues
 from lightning_papers.modules import ImageClassifier
 
 
@@ -47,18 +50,26 @@ if __name__ == "__main__":
     clr = CyclicalLR("finder", "finder", step_size=2)
     probe = LossLandscapeProbe("interpolate", grid=np.linspace(0, 1, 3), num_batches=1, sharpness=False)
     summary, recorder = ConvArithmeticSummary(), Recorder()
+    monitor = CurvatureMonitor(every_n_steps=2, max_iter=30, tol=1e-4)
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=60)), max_epochs=1,
         limit_train_batches=4, limit_val_batches=1, num_sanity_val_steps=0,
         logger=TensorBoardLogger(sys.argv[1], name="tb", version=0),
-        callbacks=[TensorBoardLayout(), summary, finder, clr, probe, recorder],
+        callbacks=[TensorBoardLayout(), summary, finder, clr, probe, monitor, recorder],
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
     )
-    trainer.fit(ImageClassifier(net, lr=0.05), datamodule=DigitsDataModule(batch_size=16))
+    module = ImageClassifier(net, lr=0.05)
+    trainer.fit(module, datamodule=DigitsDataModule(batch_size=16))
+    shares = [None] * trainer.world_size  # each rank's curvature batches, joined: the Hessian in one process
+    torch.distributed.all_gather_object(shares, [(x, y) for x, y in monitor._batches])
+    union = [batch for share in shares for batch in share]
+    alone = hessian_eigenvalues(module, union, torch.nn.functional.cross_entropy, batchnorm="batch", tol=1e-8,
+                                max_iter=200, eigenvectors=False).eigenvalues[0]
     out = {"rank": trainer.global_rank, "lrs": recorder.lrs, "bounds": list(finder.result.clr_bounds),
            "losses": finder.result.losses, "schedule": clr.schedule.to_dict(),
            "trace_rows": len(summary.trace.rows), "receptive_field": summary.trace.receptive_field,
-           "interpolation": probe.results[0]["loss"].tolist()}
+           "interpolation": probe.results[0]["loss"].tolist(), "curvature": monitor.history.to_dict(),
+           "curvature_alone": alone, "curvature_batches_differ": not torch.equal(shares[0][0][0], shares[1][0][0])}
     with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
         json.dump(out, f)
     torch.distributed.destroy_process_group()  # see tests/conftest.py::run_script
@@ -71,8 +82,13 @@ def test_every_callback_under_ddp_agrees_across_ranks_and_writes_once(tmp_path, 
 
     run_script(_SCRIPT, "ddp_all.py", timeout=230)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    for key in ("lrs", "bounds", "losses", "schedule", "trace_rows", "receptive_field", "interpolation"):
+    for key in ("lrs", "bounds", "losses", "schedule", "trace_rows", "receptive_field", "interpolation",
+                "curvature"):
         assert ranks[0][key] == ranks[1][key], key
+    # the curvature: every rank measured on its own batch, and the value is the Hessian of both together
+    curvature = ranks[0]["curvature"]
+    assert curvature["steps"] == [2, 4] and ranks[0]["curvature_batches_differ"]
+    assert curvature["top_eigenvalue"][-1] == pytest.approx(ranks[0]["curvature_alone"], rel=1e-4)
     # the lrs both ranks used are torch's CyclicLR between the bounds the finder found (and broadcast)
     base, peak = ranks[0]["bounds"]
     param = torch.nn.Parameter(torch.zeros(1))
@@ -96,4 +112,5 @@ def test_every_callback_under_ddp_agrees_across_ranks_and_writes_once(tmp_path, 
     assert "custom_scalars__config__" in tags["tensors"]
     assert "conv_arithmetic/table/text_summary" in tags["tensors"]
     assert {"lr_range/curve", "landscape/interpolation"} <= set(tags["images"])
-    assert "schedule/lr" in tags["scalars"]
+    assert {"schedule/lr", "curvature/top_eigenvalue", "curvature/2_over_lr"} <= set(tags["scalars"])
+    assert "curvature/sharpness" in tags["images"] and (log_dir / "curvature" / "history.json").is_file()

@@ -369,7 +369,7 @@ _DDP_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(210)
 def test_ddp_two_processes_mean_loss_and_same_suggestion(tmp_path, run_script):
     run_script(_DDP_SCRIPT, "ddp_finder.py")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

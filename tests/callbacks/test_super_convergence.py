@@ -503,7 +503,7 @@ _DDP_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(210)
 def test_ddp_two_processes_identical_lrs(tmp_path, run_script):
     run_script(_DDP_SCRIPT, "ddp_sc.py")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -513,3 +513,17 @@ def test_ddp_two_processes_identical_lrs(tmp_path, run_script):
     assert [v[0] for v in ranks[0]["lrs"]] == pytest.approx(ref_lrs, abs=1e-12, rel=0)
     assert [v[1] for v in ranks[0]["lrs"]] == pytest.approx(ref_mom, abs=1e-12, rel=0)
     assert ranks[0]["interp"] == ranks[1]["interp"]  # the probe's means are reduced over ranks
+
+
+def test_max_lr_from_an_untrusted_range_test_is_handed_on_loudly(tmp_path):
+    # 1e-7 .. 1e-6 teaches the model nothing: the curve has no descent and its "upper bound" is noise
+    finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
+    sc = SuperConvergence("finder", three_phase=False)
+    with pytest.warns(UserWarning) as record:
+        _fit(tmp_path, callbacks=[finder, sc], max_steps=6)
+    messages = [str(w.message) for w in record]
+    assert any(m.startswith("LR range test at epoch 0: its curve cannot be trusted") and "no descent" in m
+               for m in messages), messages
+    assert any(m.startswith("`SuperConvergence` takes its learning rates from the LR range test: The LR range "
+                            "test's curve cannot be trusted") for m in messages), messages
+    assert sc.schedule.max_lr == (pytest.approx(finder.result.clr_bounds[1], rel=1e-12),)

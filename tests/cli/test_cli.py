@@ -57,7 +57,7 @@ def test_python_dash_m_runs_the_command(tmp_path, module, args):
 
 def test_unknown_model_in_config_lists_valid_names(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown model 'resnet21'. Expected one of: .*resnet20"):
-        main(["fit", "--config", str(QUICKSTART), "--model.init_args.model=resnet21",
+        main(["--debug", "fit", "--config", str(QUICKSTART), "--model.init_args.model=resnet21",
               "--trainer.fast_dev_run=true"])
 
 

@@ -77,16 +77,18 @@ def test_a_folder_keeps_its_layout(style_checkpoint, sr_checkpoint, tmp_path, ca
 def test_errors(style_checkpoint, command, tmp_path):
     ckpt, _ = style_checkpoint
     with pytest.raises(FileNotFoundError, match=r"Expected --input to be an image file or a folder, got '.*nope'"):
-        main([command, "--ckpt", str(ckpt), "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
+        main(["--debug", command, "--ckpt", str(ckpt), "--input", str(tmp_path / "nope"), "--output",
+              str(tmp_path / "o")])
     (tmp_path / "in").mkdir()
     _photo(tmp_path / "in" / "a.jpg")
     with pytest.raises(ValueError, match=r"Expected --output to be a folder when --input is one, got '.*o\.png'"):
-        main([command, "--ckpt", str(ckpt), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o.png")])
+        main(["--debug", command, "--ckpt", str(ckpt), "--input", str(tmp_path / "in"), "--output",
+              str(tmp_path / "o.png")])
     with pytest.raises(FileNotFoundError, match=r"Expected --ckpt to be a checkpoint file, got '.*x\.ckpt'"):
-        main([command, "--ckpt", str(tmp_path / "x.ckpt"), "--input", str(tmp_path / "in" / "a.jpg"),
+        main(["--debug", command, "--ckpt", str(tmp_path / "x.ckpt"), "--input", str(tmp_path / "in" / "a.jpg"),
               "--output", str(tmp_path / "o.png")])
     with pytest.raises(ValueError, match=r"Expected --device to be auto, cpu, cuda or cuda:N, got 'gpu0'"):
-        main([command, "--ckpt", str(ckpt), "--input", str(tmp_path / "in" / "a.jpg"), "--output",
+        main(["--debug", command, "--ckpt", str(ckpt), "--input", str(tmp_path / "in" / "a.jpg"), "--output",
               str(tmp_path / "o.png"), "--device", "gpu0"])
     with pytest.raises(SystemExit):  # argparse: invalid choice
         main([command, "--ckpt", str(ckpt), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"),
@@ -97,10 +99,11 @@ def test_a_checkpoint_of_the_other_kind_is_named(style_checkpoint, sr_checkpoint
     src = _photo(tmp_path / "a.jpg")
     with pytest.raises(ValueError, match=r"Expected --ckpt to be a FastStyleTransfer checkpoint, but '.*sr\.ckpt' is "
                                          r"a SuperResolution checkpoint \(apply it with `lightning-papers super-re"):
-        main(["stylize", "--ckpt", str(sr_checkpoint[0]), "--input", str(src), "--output", str(tmp_path / "o.png")])
+        main(["--debug", "stylize", "--ckpt", str(sr_checkpoint[0]),
+              "--input", str(src), "--output", str(tmp_path / "o.png")])
     with pytest.raises(ValueError, match=r"Expected --ckpt to be a SuperResolution checkpoint, but '.*style\.ckpt' "
                                          r"is a FastStyleTransfer checkpoint \(apply it with `lightning-papers styl"):
-        main(["super-resolve", "--ckpt", str(style_checkpoint[0]), "--input", str(src), "--output",
+        main(["--debug", "super-resolve", "--ckpt", str(style_checkpoint[0]), "--input", str(src), "--output",
               str(tmp_path / "o.png")])
     assert not (tmp_path / "o.png").exists()
 
@@ -110,7 +113,7 @@ def test_cuda_graphs_need_cuda(style_checkpoint, tmp_path):
         pytest.skip("this machine has CUDA: the CPU-only error cannot be shown with --device auto")
     src = _photo(tmp_path / "a.jpg")
     with pytest.raises(ValueError, match=r"Expected a CUDA device with `cuda_graphs=True`, got device 'cpu'"):
-        main(["stylize", "--ckpt", str(style_checkpoint[0]), "--input", str(src), "--output",
+        main(["--debug", "stylize", "--ckpt", str(style_checkpoint[0]), "--input", str(src), "--output",
               str(tmp_path / "o.png"), "--cuda-graphs"])
 
 

@@ -1,14 +1,22 @@
+import hashlib
 import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from lightning_papers.data import CIFARDataModule, read_cifar
+from lightning_papers.data import CIFARDataModule, cifar, read_cifar
 
 
-def write_fake_cifar10(root, per_batch=20, seed=0):
-    """Files in the real CIFAR-10 python layout, small and random, written by the test itself."""
+@pytest.fixture(autouse=True)
+def _trust_files_the_test_wrote(monkeypatch):
+    """The files below are the tests' own, not the published ones: accept their MD5s (computed here, with
+    hashlib) for the names they were written under, before any test reads them."""
+    monkeypatch.setattr(cifar, "MD5", {name: dict(files) for name, files in cifar.MD5.items()})
+
+
+def write_fake_cifar10(root, per_batch=20, seed=0, trusted=True):
+    """Files in the real CIFAR-10 python layout, small and random, written by the test itself (and trusted)."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
@@ -19,6 +27,8 @@ def write_fake_cifar10(root, per_batch=20, seed=0):
         with open(folder / name, "wb") as fh:
             pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, fh)
         arrays[name] = (data, labels)
+    if trusted:
+        _trust_files_the_test_wrote_for("cifar10", folder)
     return arrays
 
 
@@ -41,6 +51,7 @@ def test_cifar100_layout(tmp_path):
         data = np.full((n, 3072), 7, dtype=np.uint8)
         with open(folder / name, "wb") as fh:
             pickle.dump({b"data": data, b"fine_labels": list(range(n)), b"coarse_labels": [0] * n}, fh)
+    _trust_files_the_test_wrote_for("cifar100", folder)
     dm = CIFARDataModule("cifar100", data_dir=str(tmp_path), val_split=0)
     dm.setup("fit")
     assert dm.num_classes == 100
@@ -104,3 +115,36 @@ def test_split_larger_than_the_training_set(tmp_path):
     dm = CIFARDataModule("cifar10", data_dir=str(tmp_path), val_split=100)
     with pytest.raises(ValueError, match=r"Expected `val_split` below the 100 training images, got 100"):
         dm.setup("fit")
+
+
+def _trust_files_the_test_wrote_for(name, folder):
+    for path in folder.iterdir():
+        cifar.MD5[name][path.name] = hashlib.md5(path.read_bytes()).hexdigest()
+
+
+class _Payload:
+    def __reduce__(self):  # what a crafted pickle does: call something when unpickled
+        return (open, ("unpickled.marker", "w"))
+
+
+def test_a_batch_file_that_is_not_the_published_one_is_refused_before_unpickling(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_fake_cifar10(tmp_path)
+    crafted = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    crafted.write_bytes(pickle.dumps({b"data": _Payload(), b"labels": []}))
+    with pytest.raises(ValueError, match=r"data_batch_3.*\(MD5 [0-9a-f]{32}\), got MD5 [0-9a-f]{32}.*refused"):
+        read_cifar(tmp_path, "cifar10", train=True)
+    assert not (tmp_path / "unpickled.marker").exists()
+    dm = CIFARDataModule("cifar10", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="data_batch_3"):
+        dm.setup("fit")
+
+
+def test_the_published_checksums_are_torchvisions():
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    for name, cls in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
+        assert dict(cls.train_list + cls.test_list) == MD5_AT_IMPORT[name]
+
+
+MD5_AT_IMPORT = {name: dict(files) for name, files in cifar.MD5.items()}

@@ -54,6 +54,50 @@ def test_killed_then_resumed_equals_uninterrupted(bn_net, digits64, tmp_path):
     assert meta["computed_points"] == 20 and meta["metadata"]["directions"][1]["seed"] == 1
 
 
+_KILLED_SCRIPT = """
+import os, signal, sys
+import torch
+from lightning_papers.landscape import random_directions, surface
+
+net = torch.load(sys.argv[1], weights_only=False)
+x, y = torch.load(sys.argv[2], weights_only=True)
+axes = torch.load(sys.argv[3], weights_only=False)
+done = []
+
+def progress(n, total):
+    done.append(n)
+    if len(done) == 7:  # mid-way, right after a point was computed: no chance to save anything more
+        os.kill(os.getpid(), signal.SIGKILL)
+
+surface(net, random_directions(net, n=2, seed=0), axes, (x, y), path=sys.argv[4], save_every=3, progress=progress)
+"""
+
+
+def test_kill_9_mid_surface_then_resume_equals_uninterrupted(bn_net, digits64, tmp_path):
+    """A real SIGKILL in a separate process: the files on disk are whole, and resuming gives the same arrays."""
+    import subprocess
+    import sys
+
+    d = random_directions(bn_net, n=2, seed=0)
+    full = surface(bn_net, d, AXES, digits64)
+    torch.save(bn_net, tmp_path / "net.pt")
+    torch.save(digits64, tmp_path / "data.pt")
+    torch.save(AXES, tmp_path / "axes.pt")
+    (tmp_path / "run.py").write_text(_KILLED_SCRIPT)
+    path = tmp_path / "landscape" / "surface"
+    args = [str(tmp_path / name) for name in ("run.py", "net.pt", "data.pt", "axes.pt")] + [str(path)]
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    partial = load_surface(path)
+    assert 3 <= partial.computed.sum() <= 6 and not partial.complete
+    resumed = surface(bn_net, d, AXES, digits64, path=path, resume=True)
+    assert resumed.complete
+    for m in ("loss", "accuracy"):
+        assert np.array_equal(resumed[m], full[m])
+        assert np.array_equal(load_surface(path)[m], full[m])
+    assert sorted(p.name for p in path.parent.iterdir()) == ["surface.json", "surface.npz"]
+
+
 def test_stale_metadata_is_refused(bn_net, digits64, tmp_path):
     path = tmp_path / "s"
     d = random_directions(bn_net, n=2, seed=0)

@@ -46,7 +46,7 @@ def test_onnx_runs_at_any_size(kind, style_checkpoint, sr_checkpoint, tmp_path):
 def test_torchscript_runs_at_any_size(kind, style_checkpoint, sr_checkpoint, tmp_path):
     ckpt, module = style_checkpoint if kind == "style" else sr_checkpoint
     out = tmp_path / "sub" / "model.pt"
-    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--output", str(out)]) == 0
+    assert main(["--debug", "export", "--ckpt", str(ckpt), "--format", "torchscript", "--output", str(out)]) == 0
     loaded = torch.jit.load(str(out))
     for n, h, w in [*SIZES, (1, 2, 3)]:  # TorchScript keeps the networks' padding logic: tiny sizes too
         x = torch.rand(n, 3, h, w)
@@ -58,20 +58,22 @@ def test_torchscript_runs_at_any_size(kind, style_checkpoint, sr_checkpoint, tmp
 def test_errors(style_checkpoint, tmp_path, monkeypatch):
     ckpt = str(style_checkpoint[0])
     with pytest.raises(ValueError, match=r"Expected --format to be one of \('onnx', 'torchscript'\), got 'tflite'"):
-        main(["export", "--ckpt", ckpt, "--format", "tflite", "--output", str(tmp_path / "m")])
+        main(["--debug", "export", "--ckpt", ckpt, "--format", "tflite", "--output", str(tmp_path / "m")])
     with pytest.raises(FileNotFoundError, match=r"Expected --ckpt to be a checkpoint file, got '.*nope\.ckpt'"):
-        main(["export", "--ckpt", str(tmp_path / "nope.ckpt"), "--format", "onnx", "--output", str(tmp_path / "m")])
+        main(["--debug", "export", "--ckpt", str(tmp_path / "nope.ckpt"), "--format", "onnx",
+              "--output", str(tmp_path / "m")])
     torch.save({"state_dict": {"model.fc.weight": torch.zeros(2)}}, tmp_path / "classifier.ckpt")
     with pytest.raises(ValueError, match=r"Expected --ckpt to be a FastStyleTransfer or SuperResolution checkpoint, "
                                          r"but '.*classifier\.ckpt' holds neither network"):
-        main(["export", "--ckpt", str(tmp_path / "classifier.ckpt"), "--format", "torchscript", "--output",
+        main(["--debug", "export", "--ckpt", str(tmp_path / "classifier.ckpt"), "--format", "torchscript", "--output",
               str(tmp_path / "m.pt")])
     with pytest.raises(ValueError, match=r"Expected --opset to be an ONNX opset version >= 11, got 9"):
-        main(["export", "--ckpt", ckpt, "--format", "onnx", "--output", str(tmp_path / "m.onnx"), "--opset", "9"])
+        main(["--debug", "export", "--ckpt", ckpt, "--format", "onnx", "--output", str(tmp_path / "m.onnx"),
+              "--opset", "9"])
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if the export extra were not installed
     with pytest.raises(ImportError, match=r"ONNX export needs 'onnx' \(the export extra\): install it with "
                                           r"`pip install \"lightning-papers\[export\]\"`"):
-        main(["export", "--ckpt", ckpt, "--format", "onnx", "--output", str(tmp_path / "m.onnx")])
+        main(["--debug", "export", "--ckpt", ckpt, "--format", "onnx", "--output", str(tmp_path / "m.onnx")])
     assert not list(tmp_path.glob("m*"))
 
 

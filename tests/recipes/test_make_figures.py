@@ -34,14 +34,15 @@ def fast_run(make_figures, tmp_path_factory):
 
 def test_registry_names_every_readme_picture(make_figures):
     assert list(make_figures.FIGURES) == ["lr_range_test", "schedules", "superconvergence", "landscapes",
-                                          "style_transfer", "super_resolution", "conv_animations"]
+                                          "curvature", "style_transfer", "super_resolution", "conv_animations"]
 
 
 def test_every_figure_is_a_small_valid_image(fast_run):
     out, made = fast_run
     names = {p.name for picture in made.values() for p in picture.paths}
     assert names == {"lr_range_test.png", "schedules.png", "superconvergence.png", "landscape_resnet20.png",
-                     "landscape_resnet20_noshort.png", "style_transfer.png", "super_resolution.png",
+                     "landscape_resnet20_noshort.png", "curvature_1cycle.png", "curvature_spectrum.png",
+                     "style_transfer.png", "super_resolution.png",
                      "conv_no_padding_no_strides.gif", "conv_padding_strides_transposed.gif", "conv_dilation.gif"}
     for picture in made.values():
         for path in picture.paths:
@@ -98,15 +99,20 @@ def test_measured_numbers_are_sane(fast_run):
     if lr["suggestion"] is not None:
         assert min(lr["lrs"]) <= lr["suggestion"] <= max(lr["lrs"])
     sc = made["superconvergence"].data
-    assert set(sc) >= {"baseline", "1cycle peak 0.1", "1cycle peak 0.2", "1cycle peak 0.4"}
-    for name in ("baseline", "1cycle peak 0.1"):
-        steps, accs = zip(*sc[name]["curve"])
-        assert steps[-1] == sc[name]["steps"] and all(0.0 <= a <= 1.0 for a in accs)
-        assert sc[name]["final_acc"] == accs[-1]
+    assert sc["benchmark"] == "fidelity_superconvergence" and "baseline" in sc["accuracy"]
+    assert set(sc["accuracy"]) == {"baseline", *(f"1cycle {p:.3g}" for p in sc["peaks"])}
+    for by_budget in sc["accuracy"].values():
+        assert all(0.0 <= v["mean"] <= 1.0 for v in by_budget.values())
     sr = made["super_resolution"].data
     assert 10.0 < sr["psnr_bicubic"] < 60.0 and 10.0 < sr["psnr_ours"] < 60.0
     for row in made["landscapes"].data.values():
         assert 0.0 <= row["val_acc"] <= 1.0 and 0.0 <= row["share_nonconvex_points"] <= 1.0
+    curvature = made["curvature"].data  # the recipe's CurvatureMonitor files, read back
+    history = curvature["history"]
+    assert history["steps"] == [2, 4] and all(v > 0 for v in history["top_eigenvalue"])
+    for lr, threshold in zip(history["lr"], history["threshold"]):
+        assert threshold == pytest.approx((2 + 2 * 0.9) / lr - 1e-4)  # the recipe's momentum and weight decay
+    np.testing.assert_allclose(np.sum(curvature["spectrum"]["weights"], axis=1), 1.0, rtol=1e-6)
 
 
 def test_style_transfer_says_when_its_weights_are_random(fast_run):

@@ -1,0 +1,241 @@
+"""``CurvatureMonitor``: the Hessian's top eigenvalue against the learning rate's stability threshold, during
+training.
+
+Cohen, Kaur, Li, Kolter, Talwalkar, Gradient Descent on Neural Networks Typically Occurs at the Edge of
+Stability, 2021 (arXiv 2103.00065): the top eigenvalue of the training loss's Hessian rises until it reaches
+``2 / lr`` (``(2 + 2 beta) / lr`` with momentum ``beta``) and hovers there. Smith & Topin, Super-Convergence, 2017
+(arXiv 1708.07120), explain large learning rates through curvature; with :class:`CyclicalLR` or
+:class:`SuperConvergence` attached the threshold moves with the schedule. Yao et al., PyHessian, 2020 (arXiv
+1912.07145): the trace and the spectrum as well.
+
+The callback owns no math: it takes a few fixed batches once per fit (through the module's own transfer hooks),
+and every ``every_n_steps`` optimizer steps calls :func:`lightning_papers.landscape.hessian_eigenvalues`
+(warm-started from the previous top eigenvector) and optionally :func:`~lightning_papers.landscape.hessian_trace`
+on the module's own loss; the threshold is :func:`~lightning_papers.landscape.optimizer_stability_thresholds` of
+the optimizer's current settings. Under DDP each rank takes its own batches and the Hessian-vector products are
+summed over ranks, so the Hessian is that of the loss over every rank's batches and the value the same on each.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.seed import isolate_rng
+
+from lightning_papers import landscape as ls
+from lightning_papers.callbacks import _trainer
+from lightning_papers.landscape.curvature import SUPPORTED_BATCHNORM
+
+__all__ = ["CurvatureMonitor"]
+
+log = logging.getLogger(__name__)
+
+
+def _check_positive_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
+
+
+class CurvatureMonitor(_trainer.StateKeyed):
+    """Log the Hessian's top eigenvalue beside the optimizer's stability threshold every few optimizer steps.
+
+    What is measured is the curvature of the module's own loss (what its ``training_step`` returns, else what
+    ``validation_step`` returns or logs; ``loss_fn`` overrides it) on ``num_batches`` fixed batches of the
+    training loader, taken once when training starts (through the module's transfer hooks, without augmentation),
+    in float32. BatchNorm normalises with each batch's statistics by default (``batchnorm="batch"``: the loss the
+    optimizer descends; the running statistics are not touched). Model, optimizer and RNG come back unchanged.
+
+    TensorBoard (and every other logger): ``curvature/top_eigenvalue``, ``curvature/2_over_lr`` (the
+    threshold of :func:`~lightning_papers.landscape.stability_threshold`: ``(2 + 2 momentum) / lr`` for SGD, with
+    Nesterov, dampening and weight decay accounted for; ``/pg{i}`` per param group when there are several; not
+    logged for adaptive optimizers, whose threshold bounds the preconditioned Hessian), ``curvature/lr``,
+    ``curvature/trace`` (with ``trace=True``); when training ends the figures ``curvature/sharpness`` (both
+    against the step) and ``curvature/spectrum`` (with ``spectrum=True``), saved with ``history.json`` and
+    ``spectrum.json`` under ``<log_dir>/curvature/``.
+
+    Checkpoints hold the history (so the figure of a resumed run covers the whole run). The warm-start vector is
+    not saved (a copy of the parameters): the first measurement after a resume starts from a seeded random vector,
+    and the batches are taken again from the training loader.
+
+    Args:
+        every_n_steps: measure after every n-th optimizer step.
+        num_batches: fixed batches of the ``dataloader`` (per rank) the curvature is measured on.
+        dataloader: ``"train"`` (default) or ``"val"``.
+        k: eigenvalues per measurement (the top one is logged).
+        max_iter: Lanczos steps per measurement at most (each one Hessian-vector product per batch).
+        tol: stop earlier when the top pair's residual is below ``tol`` times the eigenvalue.
+        trace: also estimate the trace (Hutchinson, ``trace_samples`` Rademacher vectors) at every measurement.
+        trace_samples: samples per trace estimate.
+        spectrum: when training ends, estimate the eigenvalue density (``spectrum_runs`` stochastic Lanczos
+            quadrature runs of ``spectrum_steps`` steps) and log its figure.
+        spectrum_runs: Lanczos runs of the spectrum.
+        spectrum_steps: steps per run.
+        batchnorm: ``"batch"`` (BatchNorm on each batch's statistics, as in training) or ``"running"`` (eval mode).
+        loss_fn: ``fn(module(inputs), targets)`` on ``(inputs, targets, ...)`` batches instead of the module's loss.
+        autocast_dtype: run the Hessian-vector products under autocast in this dtype (default: float32, whatever
+            the Trainer's precision).
+        seed: seed of the random start vectors.
+        save_results: rank 0 writes the JSON files and PNGs.
+
+    Raises:
+        ValueError: for a non-positive ``every_n_steps``, ``num_batches``, ``k``, ``max_iter``, ``trace_samples``
+            (below 2), ``spectrum_runs`` or ``spectrum_steps``, a non-positive ``tol``, an unknown ``dataloader`` or
+            ``batchnorm``, or an ``autocast_dtype`` that is not a torch dtype.
+
+    Example::
+
+        >>> monitor = CurvatureMonitor(every_n_steps=20, trace=True)
+        >>> trainer = pl.Trainer(callbacks=[SuperConvergence(0.4), monitor])  # doctest: +SKIP
+    """
+
+    SUPPORTED_DATALOADERS = ("train", "val")
+    _state_key_fields = ("every_n_steps", "dataloader", "num_batches", "batchnorm")
+
+    def __init__(
+        self,
+        every_n_steps: int = 25,
+        *,
+        num_batches: int = 1,
+        dataloader: str = "train",
+        k: int = 1,
+        max_iter: int = 20,
+        tol: float = 1e-2,
+        trace: bool = False,
+        trace_samples: int = 10,
+        spectrum: bool = False,
+        spectrum_runs: int = 3,
+        spectrum_steps: int = 40,
+        batchnorm: str = "batch",
+        loss_fn: Callable | None = None,
+        autocast_dtype: torch.dtype | None = None,
+        seed: int = 0,
+        save_results: bool = True,
+    ) -> None:
+        for name, value in (("every_n_steps", every_n_steps), ("num_batches", num_batches), ("k", k),
+                            ("max_iter", max_iter), ("spectrum_runs", spectrum_runs),
+                            ("spectrum_steps", spectrum_steps)):
+            _check_positive_int(value, name)
+        if isinstance(trace_samples, bool) or not isinstance(trace_samples, int) or trace_samples < 2:
+            raise ValueError(f"Expected `trace_samples` to be an integer >= 2 (a standard error needs two), got "
+                             f"{trace_samples!r}")
+        if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
+            raise ValueError(f"Expected `tol` > 0, got {tol!r}")
+        if dataloader not in self.SUPPORTED_DATALOADERS:
+            raise ValueError(f"Expected `dataloader` to be one of {self.SUPPORTED_DATALOADERS}, got {dataloader!r}")
+        if batchnorm not in SUPPORTED_BATCHNORM:
+            raise ValueError(f"Expected `batchnorm` to be one of {SUPPORTED_BATCHNORM}, got {batchnorm!r}")
+        if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
+            raise ValueError(f"Expected `autocast_dtype` to be a torch.dtype or None, got {autocast_dtype!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"Expected `seed` to be an integer, got {seed!r}")
+        self.every_n_steps, self.num_batches, self.dataloader = every_n_steps, num_batches, dataloader
+        self.k, self.max_iter, self.tol = k, max_iter, float(tol)
+        self.trace, self.trace_samples = bool(trace), trace_samples
+        self.spectrum, self.spectrum_runs, self.spectrum_steps = bool(spectrum), spectrum_runs, spectrum_steps
+        self.batchnorm, self.loss_fn, self.autocast_dtype, self.seed = batchnorm, loss_fn, autocast_dtype, seed
+        self.save_results = save_results
+        self.history = ls.CurvatureHistory()
+        self.spectrum_result: ls.HessianSpectrum | None = None
+        self.last_result: ls.HessianEigenpairs | None = None
+        self._last_step = -1
+        self._batches: list[Any] | None = None
+        self._start: ls.Direction | None = None  # the previous top eigenvector (not checkpointed)
+
+    # -- hooks ------------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not any(isinstance(opt, torch.optim.SGD) for opt in trainer.optimizers):
+            names = sorted({type(opt).__name__ for opt in trainer.optimizers})
+            rank_zero_warn(f"CurvatureMonitor: no `curvature/2_over_lr` for {names}: the stability threshold of an "
+                           "adaptive optimizer bounds its preconditioned Hessian, not the Hessian measured here")
+        # before the epoch's iterator exists, under isolate_rng: the training order is the one without us
+        with isolate_rng():
+            self._batches = _trainer.evaluation_batches(trainer, pl_module, self.dataloader, self.num_batches,
+                                                        same_on_all_ranks=False)
+        self._start = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        # accumulation: one measurement per optimizer step; none before the first (a schedule callback may not
+        # have set the learning rate yet, so the threshold would be the optimizer's placeholder)
+        if step == 0 or step == self._last_step or step % self.every_n_steps:
+            return
+        self.measure(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        figures: dict[str, Any] = {}
+        files: dict[str, Any] = {}
+        if self.spectrum:
+            self.spectrum_result = self._run(trainer, pl_module, ls.hessian_spectrum, runs=self.spectrum_runs,
+                                             steps=self.spectrum_steps)
+            files["spectrum.json"] = self.spectrum_result.to_dict()
+        if trainer.is_global_zero:
+            if len(self.history):
+                figures["curvature/sharpness"] = self.history.plot(
+                    title=f"{type(pl_module).__name__}: top Hessian eigenvalue vs the stability threshold").figure
+            if self.spectrum_result is not None:
+                ax = self.spectrum_result.plot()
+                ax.set_title(f"Hessian eigenvalue density at step {trainer.global_step}", fontsize=9)
+                figures["curvature/spectrum"] = ax.figure
+        files["history.json"] = self.history.to_dict()
+        _trainer.report(trainer, "curvature", step=trainer.global_step, figures=figures, files=files,
+                        save_files=self.save_results)
+
+    # -- the measurement ----------------------------------------------------------------------------------
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        """Measure at the current weights, record, log and return the values (the same on every rank). Call it on
+        every rank."""
+        step = trainer.global_step
+        self._last_step = step
+        trainable = {name for name, p in pl_module.named_parameters() if p.requires_grad}
+        start = self._start if self._start is not None and set(self._start.tensors) == trainable else None
+        result = self._run(trainer, pl_module, ls.hessian_eigenvalues, k=self.k, max_iter=self.max_iter, tol=self.tol,
+                           start=start)  # no warm start after a change of the trainable parameters
+        self.last_result, self._start = result, result.eigenvectors[0]
+        values = {"curvature/top_eigenvalue": result.eigenvalues[0]}
+        if self.trace:
+            estimate = self._run(trainer, pl_module, ls.hessian_trace, min_samples=self.trace_samples,
+                                 max_samples=self.trace_samples)
+            values["curvature/trace"] = estimate.trace
+        values = trainer.strategy.broadcast(values, src=0)  # the ranks agree already; this makes it a guarantee
+        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        thresholds = [t for opt in trainer.optimizers for t in ls.optimizer_stability_thresholds(opt)]
+        scalars = dict(values)
+        for i, (group, threshold) in enumerate(zip(groups, thresholds)):
+            suffix = f"/pg{i}" if len(groups) > 1 else ""
+            scalars[f"curvature/lr{suffix}"] = float(group["lr"])
+            if threshold is not None and math.isfinite(threshold):
+                scalars[f"curvature/2_over_lr{suffix}"] = threshold
+        first = groups[0] if groups else {}
+        momentum = first["betas"][0] if "betas" in first else first.get("momentum", math.nan)
+        self.history.record(step, values["curvature/top_eigenvalue"], thresholds[0] if thresholds else None,
+                            lr=float(first.get("lr", math.nan)), momentum=float(momentum),
+                            trace=values.get("curvature/trace"))
+        log.debug("curvature at step %d: %s", step, scalars)
+        _trainer.report(trainer, "curvature", step=step, scalars=scalars, save_files=False)
+        return scalars
+
+    def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, fn: Callable, **kwargs: Any) -> Any:
+        if self._batches is None:  # measure() called outside fit's hooks
+            with isolate_rng():
+                self._batches = _trainer.evaluation_batches(trainer, pl_module, self.dataloader, self.num_batches,
+                                                            same_on_all_ranks=False)
+        evaluation = _trainer.ModuleEvaluation(pl_module, self.loss_fn)
+        with isolate_rng(), evaluation.active():
+            return fn(pl_module, self._batches, evaluate=evaluation, batchnorm=self.batchnorm,
+                      autocast_dtype=self.autocast_dtype, seed=self.seed,
+                      all_reduce=_trainer.sum_across_ranks(trainer), **kwargs)
+
+    # -- checkpointing ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history.to_dict(), "last_step": self._last_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = ls.CurvatureHistory.from_dict(state_dict["history"])
+        self._last_step = int(state_dict.get("last_step", -1))

@@ -1,0 +1,134 @@
+"""The fidelity scripts (``benchmarks/fidelity_*.py``) in ``--fast`` mode: each runs, prints its tables and one
+JSON line with the keys the README's "Does it reproduce?" table is written from. The effects themselves are
+measured by running the scripts with their defaults, not here: these tests assert structure, not results."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return lambda name: importlib.import_module(name)
+
+
+def _json_line(out: str) -> dict:
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, "one JSON line"
+    return json.loads(lines[0])
+
+
+def _is_mean_std_n(stats: dict) -> bool:
+    return set(stats) == {"mean", "std", "n"} and stats["n"] >= 1 and 0.0 <= stats["mean"] <= 1.0
+
+
+def test_superconvergence_fast(scripts, capsys, tmp_path):
+    png = tmp_path / "sc.png"
+    summary = scripts("fidelity_superconvergence").main(["--fast", "--plot", str(png)])
+    out = capsys.readouterr().out
+    assert _json_line(out) == json.loads(json.dumps(summary, default=float))
+    assert {"benchmark", "claim", "task", "n", "budget", "budgets", "peaks", "range_test", "baseline_plateau",
+            "accuracy", "best_one_cycle", "reaches_baseline_at", "beats_baseline_at", "verdict", "seconds",
+            "load_average", "cpu"} <= set(summary)
+    assert summary["benchmark"] == "fidelity_superconvergence" and summary["n"] == 1
+    budget = summary["budget"]
+    assert summary["budgets"] == [budget // 16, budget // 8, budget // 4, budget // 2]
+    # the baseline at every short budget, at B and at 2B; every 1cycle peak at the short budgets
+    assert set(summary["accuracy"]["baseline"]) == {str(b) for b in [*summary["budgets"], budget, 2 * budget]}
+    for peak in summary["peaks"]:
+        assert set(summary["accuracy"][f"1cycle {peak:.3g}"]) == {str(b) for b in summary["budgets"]}
+    for by_budget in summary["accuracy"].values():
+        assert all(_is_mean_std_n(s) for s in by_budget.values())
+    assert summary["verdict"] in ("shown", "partly", "not shown")
+    assert set(summary["baseline_plateau"]) == {"acc_mean", "acc_std", "double_budget_acc_mean", "gain_points",
+                                                "plateaued"}
+    assert "problems" in summary["range_test"]
+    assert png.stat().st_size > 1000 and "doubling gains" in out and "± " in out
+
+
+def test_lr_range_fast(scripts, capsys):
+    summary = scripts("fidelity_lr_range").main(["--fast"])
+    out = capsys.readouterr().out
+    assert _json_line(out)["benchmark"] == "fidelity_lr_range"
+    assert {"table", "sweeps", "beats", "verdict", "steps_per_run", "n", "seconds", "load_average"} <= set(summary)
+    assert {"lightning", "ours", "ours x0.1", "ours x10"} <= set(summary["table"])
+    for row in summary["table"].values():
+        assert {"lrs", "acc_mean", "acc_std", "n", "accs"} <= set(row)
+    ours = summary["table"]["ours"]["lrs"][0]
+    assert summary["table"]["ours x10"]["lrs"][0] == pytest.approx(10 * ours)
+    assert set(summary["sweeps"]) == {"8", "12"}
+    for sweep in summary["sweeps"].values():
+        assert {"suggestions", "clr_bounds", "flagged", "problems", "bounds_below_range"} <= set(sweep)
+        assert sweep["bounds_below_range"] == 0  # never below the sweep's own range
+    assert summary["verdict"] in ("shown", "partly", "not shown")
+    assert "flagged untrustworthy" in out
+
+
+def test_clr_fast(scripts, capsys):
+    summary = scripts("fidelity_clr").main(["--fast"])
+    out = capsys.readouterr().out
+    assert _json_line(out)["benchmark"] == "fidelity_clr"
+    assert {"best_fixed_lr", "fixed_sweep", "rows", "finders", "clr_reached", "clr_fraction_of_budget",
+            "fixed_final_acc", "clr_final_acc", "curves", "verdict", "seconds", "load_average"} <= set(summary)
+    assert summary["best_fixed_lr"] in summary["args"]["fixed_lrs"]
+    row = summary["rows"][0]
+    assert {"seed", "target", "fixed_steps", "clr_steps", "clr_final", "bounds", "trusted"} <= set(row)
+    assert row["fixed_steps"] is not None  # the fixed policy reaches its own final accuracy
+    base, peak = row["bounds"]
+    assert 1e-3 <= base <= peak <= 10.0  # inside the range test's sweep
+    assert summary["verdict"] in ("shown", "partly", "not shown")
+
+
+def test_landscape_fast(scripts, capsys, tmp_path):
+    png = tmp_path / "li.png"
+    summary = scripts("fidelity_landscape").main(["--fast", "--plot", str(png)])
+    assert png.stat().st_size > 1000
+    out = capsys.readouterr().out
+    assert _json_line(out)["benchmark"] == "fidelity_landscape"
+    variants = {"resnet20", "resnet20_noshort", "resnet20_wide2", "resnet20_large_batch"}
+    assert set(summary["stats"]) == variants == set(summary["rows"])
+    for stats in summary["stats"].values():
+        assert set(stats) == {"val_acc", "hessian_top_eigenvalue", "loss_rise_r0.5", "train_loss"}
+        assert all(set(s) == {"mean", "std", "n"} and math.isfinite(s["mean"]) for s in stats.values())
+    large = summary["rows"]["resnet20_large_batch"][0]
+    small = summary["rows"]["resnet20"][0]
+    assert large["batch"] > small["batch"]
+    assert large["lr"] == pytest.approx(small["lr"] * large["batch"] / small["batch"])  # scaled linearly
+    assert set(summary["verdicts"]) == {"skip connections flatten", "width flattens", "small batches flatten"}
+    assert all(v["verdict"] in ("shown", "partly", "not shown") for v in summary["verdicts"].values())
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "match"),
+    [
+        ("fidelity_superconvergence", ["--budget", "8"], r"Expected `--budget` >= 16 .*got 8"),
+        ("fidelity_lr_range", ["--reference-length", "40"], r"Expected `--reference-length` to be one of "
+                                                            r"--sweep-lengths \[20, 30, 50, 100\], got 40"),
+        ("fidelity_clr", ["--steps", "100", "--cycles", "3"], r"Expected `--steps` to be a multiple of 2 x --cycles "
+                                                              r"\(6\), got 100"),
+    ],
+)
+def test_bad_options_are_refused_naming_them(scripts, script, argv, match):
+    with pytest.raises(SystemExit, match=match):
+        scripts(script).main(argv)
+
+
+def test_task_and_model_errors(scripts):
+    fidelity = scripts("_fidelity")
+    with pytest.raises(ValueError, match=r"Expected `train_size` in \[100, 1697\] .*got 50"):
+        fidelity.digits_task(8, 50)
+    with pytest.raises(ValueError, match=r"Expected a CIFAR ResNet depth 6n \+ 2 >= 8 .*got 21"):
+        fidelity.make_model(21)
+    assert fidelity.PiecewiseConstant.for_budget(0.4, 80).milestones == (50, 70)  # the paper's 50k/70k of 80k
+    schedule = fidelity.PiecewiseConstant(0.35, (50_000, 70_000))
+    assert [schedule(s) for s in (0, 49_999, 50_000, 70_000)] == pytest.approx([0.35, 0.35, 0.035, 0.0035])
