@@ -22,6 +22,24 @@ def scripts():
     return lambda name: importlib.import_module(name)
 
 
+@pytest.fixture(autouse=True)
+def _process_state_restored():
+    """The scripts quiet Lightning's loggers and set torch's thread count for a measurement; run in-process, that
+    must not leak into the tests that follow (a later test's caplog saw nothing, and every later test ran on one
+    thread)."""
+    import logging
+
+    import torch
+
+    names = ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_papers")
+    levels = {name: logging.getLogger(name).level for name in names}
+    threads = torch.get_num_threads()
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    torch.set_num_threads(threads)
+
+
 def _json_line(out: str) -> dict:
     lines = [line for line in out.splitlines() if line.startswith("{")]
     assert len(lines) == 1, "one JSON line"
