@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["DEBUG_ENV", "USER_ERRORS", "lightning_cli", "main", "run_as_tool", "run_lightning_cli"]
+__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "lightning_cli", "main", "run_as_tool", "run_lightning_cli"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
@@ -77,6 +77,13 @@ def _check_ckpt_class(config) -> None:
     if found and found.rsplit(".", 1)[-1] != str(wanted).rsplit(".", 1)[-1]:
         raise ValueError(f"Expected --ckpt_path to be a checkpoint of the config's model {wanted}, got a {found} "
                          f"checkpoint in {ckpt!r}")
+
+
+def answer(text: str) -> None:
+    """Write a command's answer (a summary, a table, where the files went) to standard output: the one place the
+    command line prints; library code logs instead."""
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()
 
 
 def run_lightning_cli(args: Sequence[str]):
@@ -166,7 +173,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
     )
-    print(result.summary())
+    answer(result.summary())
     return 0
 
 

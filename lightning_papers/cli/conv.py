@@ -23,7 +23,9 @@ ANIMATION_KINDS = ("conv", "transposed", "pool", "dilation")
 
 
 def _out(text: str) -> None:
-    print(text)  # a command line prints its answer
+    from lightning_papers.cli import answer
+
+    answer(text)
 
 
 def _add_commands(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -209,6 +208,8 @@ def _paths(input_arg: str, output_arg: str) -> tuple[list[Path], list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lightning_papers.cli import answer
+
     kind, done = COMMANDS[args.command]
     inputs, outputs = _paths(args.input, args.output)
     with warnings.catch_warnings(record=True) as caught:
@@ -218,11 +219,11 @@ def run(args: argparse.Namespace) -> int:
                                  cuda_graphs=args.cuda_graphs)
     for w in caught:  # a skipped file is one line on stderr; any other warning goes on as it was raised
         if str(w.message).startswith("skipped "):
-            print(f"warning: {w.message}", file=sys.stderr)
+            log.warning("warning: %s", w.message)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     skipped = len(outputs) - len(written)
-    print(f"{done} {len(written)} image(s) into {args.output}: {len(written)} written, {skipped} skipped")
+    answer(f"{done} {len(written)} image(s) into {args.output}: {len(written)} written, {skipped} skipped")
     return 0
 
 
@@ -241,9 +242,10 @@ def add_export_parser(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from lightning_papers.cli import answer
     from lightning_papers.modules.export import export_checkpoint
 
     check_writable([Path(args.output)])  # before the checkpoint is read or anything traced
     path = export_checkpoint(args.ckpt, args.output, args.format, opset=args.opset)
-    print(f"exported {args.ckpt} as {args.format} to {path}")
+    answer(f"exported {args.ckpt} as {args.format} to {path}")
     return 0

@@ -25,7 +25,7 @@ from the minimum up to 100 times the centre loss, the clip said in each picture 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -260,8 +260,9 @@ def run(args: argparse.Namespace) -> int:
     result, seconds, device = _surface(args, axes, out, accelerator, devices)
 
     if not np.isfinite(result["loss"]).any():
-        print("warning: every point of the surface has a non-finite loss (NaN or inf): the model's loss is not "
-              "finite at these weights; the plots are empty", file=sys.stderr)
+        logging.getLogger(__name__).warning(
+            "warning: every point of the surface has a non-finite loss (NaN or inf): the model's loss is not finite "
+            "at these weights; the plots are empty")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,14 +277,16 @@ def run(args: argparse.Namespace) -> int:
         write_vtp(result, out / "surface.vtp")
         files.append(str(out / "surface.vtp"))
     new = result.metadata.get("timing", {}).get("points", 0)
-    print(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "
+    from lightning_papers.cli import answer
+
+    answer(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "
           f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; {_centre(result)}, "
           f"lowest {np.nanmin(result['loss']):.4f}"
           + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
              if args.fast and new else ""))
     if args.mode == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
-        print(f"pictures: {surface_scale(result['loss'], centre=result.centre_value()).describe()}")
-    print("files: " + ", ".join(files))
+        answer(f"pictures: {surface_scale(result['loss'], centre=result.centre_value()).describe()}")
+    answer("files: " + ", ".join(files))
     return 0
 
 
