@@ -2,8 +2,8 @@
 
 Yao, Gholami, Keutzer, Mahoney, PyHessian: Neural Networks Through the Lens of the Hessian, 2020 (arXiv
 1912.07145); the reference is their pip package ``pyhessian`` (not a dependency of ours: install it yourself,
-``python -m pip install --no-deps --target /tmp/pyhessian_pkg pyhessian`` and pass ``--pyhessian-path
-/tmp/pyhessian_pkg``, or install it into the environment). Both run in one process, on the same model (a ResNet-20
+``python -m pip install --no-deps --target .pyhessian pyhessian`` and pass ``--pyhessian-path
+.pyhessian``, or install it into the environment). Both run in one process, on the same model (a ResNet-20
 trained a little on the embedded digits, BatchNorm in eval mode for both) and the same batches, already on the
 device (PyHessian gets them as its "dataloader" when there are several, as its single batch otherwise):
 
@@ -25,8 +25,8 @@ the ratio PyHessian / ours per task, then one JSON line.
 
 Usage::
 
-    python benchmarks/curvature.py --pyhessian-path /tmp/pyhessian_pkg                 # CPU, 1 batch of 64
-    python benchmarks/curvature.py --pyhessian-path /tmp/pyhessian_pkg --batch-size 32  # 2 batches
+    python benchmarks/curvature.py --pyhessian-path .pyhessian                 # CPU, 1 batch of 64
+    python benchmarks/curvature.py --pyhessian-path .pyhessian --batch-size 32  # 2 batches
     python benchmarks/curvature.py --device cuda --images 1024 --batch-size 256 --size 32
 """
 
@@ -55,7 +55,7 @@ from lightning_papers.landscape import (
 )
 from lightning_papers.models import get_model
 
-PIP_COMMAND = "python -m pip install --no-deps --target /tmp/pyhessian_pkg pyhessian"
+PIP_COMMAND = "python -m pip install --no-deps --target .pyhessian pyhessian"
 
 
 def load_pyhessian(path: str | None):
@@ -68,7 +68,7 @@ def load_pyhessian(path: str | None):
     except ImportError:
         where = f" (looked in {path!r} and the environment)" if path else ""
         sys.exit(f"error: this benchmark compares with PyHessian, which is not installed{where}. Install it with\n"
-                 f"    {PIP_COMMAND}\nand pass --pyhessian-path /tmp/pyhessian_pkg (it is not a dependency of "
+                 f"    {PIP_COMMAND}\nand pass --pyhessian-path .pyhessian (it is not a dependency of "
                  "lightning-papers).")
 
 
