@@ -36,6 +36,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import CombinedLoader
+from lightning.pytorch.utilities.seed import isolate_rng
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
 from lightning_papers import devices
@@ -52,6 +53,8 @@ __all__ = [
     "evaluation_batches",
     "evaluation_stage",
     "gather_surface",
+    "guarded",
+    "preflight",
     "progress_bar",
     "report",
     "silenced_callbacks",
@@ -89,17 +92,54 @@ def _first_loader(loaders: Any) -> Any:
 
 def _loader(trainer: pl.Trainer, pl_module: pl.LightningModule, which: str) -> Any:
     """The first ``"train"`` or ``"val"`` loader of the fit; the data source's own when the Trainer has not set it
-    up (e.g. validation loaders before the first validation)."""
+    up (at fit start, or validation loaders before the first validation)."""
     loaders = trainer.train_dataloader if which == "train" else trainer.val_dataloaders
     loader = _first_loader(loaders)
     if loader is None:
-        source = trainer.datamodule if trainer.datamodule is not None else pl_module
-        method = getattr(source, f"{which}_dataloader", None)
+        # private: `_data_source` is where fit's loaders come from (a module's or datamodule's hook, or the loaders
+        # passed to `fit`) before the loop sets them up; the only place that knows all three
+        loop = trainer.fit_loop if which == "train" else trainer.fit_loop.epoch_loop.val_loop
+        source = getattr(loop, "_data_source", None)
         try:
-            loader = _first_loader(method()) if callable(method) else None
+            if source is not None and source.instance is not None:
+                loader = _first_loader(source.dataloader()) if source.is_defined() else None
+            else:
+                owner = trainer.datamodule if trainer.datamodule is not None else pl_module
+                method = getattr(owner, f"{which}_dataloader", None)
+                loader = _first_loader(method()) if callable(method) else None
         except Exception:  # noqa: BLE001 - a source without this loader (Lightning's hook raises) has none
             loader = None
     return loader
+
+
+def _generators(loader: Any) -> list[torch.Generator]:
+    """The random generators a DataLoader's sampling draws from (its own, its sampler's, its batch sampler's)."""
+    found = []
+    for obj in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
+                getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        gen = getattr(obj, "generator", None)
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+            found.append(gen)
+    return found
+
+
+@contextmanager
+def _seeded(loader: Any, seed: int | None) -> Iterator[None]:
+    """Draw from ``loader`` with every random source it uses seeded with ``seed`` (the global RNGs and the
+    loader's own generators), and leave them all as they were: the batches do not depend on how far training
+    has got (a resumed run takes the same ones) and training's own order does not change."""
+    gens = _generators(loader) if seed is not None else []
+    states = [g.get_state() for g in gens]
+    with isolate_rng():
+        try:
+            if seed is not None:
+                torch.manual_seed(seed)
+                for g in gens:
+                    g.manual_seed(seed)
+            yield
+        finally:
+            for g, state in zip(gens, states):
+                g.set_state(state)
 
 
 def _prepare(trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -> Any:
@@ -112,12 +152,14 @@ def _prepare(trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -> 
 
 
 def evaluation_batches(trainer: pl.Trainer, pl_module: pl.LightningModule, which: str, n: int,
-                       same_on_all_ranks: bool = True) -> list[Any]:
+                       same_on_all_ranks: bool = True, seed: int | None = None) -> list[Any]:
     """The first ``n`` batches of the ``which`` (``"train"`` / ``"val"``) loader, ready for the module.
 
     Under an evaluation stage (no augmentation) and through the module's own transfer hooks. With
     ``same_on_all_ranks`` rank 0 reads them and broadcasts them (a grid sharded across ranks is then evaluated on
-    one set of data); otherwise each rank reads its own share.
+    one set of data); otherwise each rank reads its own share. With ``seed``, a shuffled loader is read with its
+    random sources seeded (and restored afterwards): the same batches whenever they are taken, so a resumed run
+    evaluates on the batches an uninterrupted one did.
 
     Raises:
         RuntimeError: when there is no such loader, or it is empty.
@@ -125,7 +167,11 @@ def evaluation_batches(trainer: pl.Trainer, pl_module: pl.LightningModule, which
     raw: list[Any] | None = None
     if not same_on_all_ranks or trainer.is_global_zero:
         loader = _loader(trainer, pl_module, which)
-        raw = [] if loader is None else [b for _, b in zip(range(n), loader)]
+        if loader is None:
+            raw = []
+        else:
+            with _seeded(loader, None if seed is None else seed + (0 if same_on_all_ranks else trainer.global_rank)):
+                raw = [b for _, b in zip(range(n), loader)]
     if same_on_all_ranks and trainer.world_size > 1:
         raw = trainer.strategy.broadcast(raw, src=0)
     if not raw:
@@ -331,6 +377,61 @@ class ModuleEvaluation:
             values[name] = fn(output, batch[1])
         self._outputs.clear()
         return values
+
+
+def preflight(trainer: pl.Trainer, pl_module: pl.LightningModule, owner: str, which: str,
+              evaluation: ModuleEvaluation, *, hessian_fix: str | None = None, seed: int | None = None) -> None:
+    """What an analysis needs, checked before the first training step on one batch: the ``which`` loader exists
+    and yields a batch, the module's loss (or ``loss_fn``) evaluates on it to a scalar tensor, and (with
+    ``hessian_fix``, the advice for when it cannot) a Hessian-vector product can be taken through it.
+
+    Raises:
+        ValueError: one line naming what is missing and the fix.
+    """
+    from lightning_papers.landscape import preserved_model
+    from lightning_papers.landscape.double_backward import describe_blocker, double_backward_blocker
+
+    if _loader(trainer, pl_module, which) is None:
+        other = "train" if which == "val" else "val"
+        raise ValueError(f"{owner}: expected a {which} dataloader to evaluate on, got none; pass "
+                         f"`dataloader={other!r}` or give the Trainer {which} data")
+    try:
+        batch = evaluation_batches(trainer, pl_module, which, 1, same_on_all_ranks=False, seed=seed)[0]
+    except RuntimeError as err:
+        raise ValueError(f"{owner}: {err}") from None
+    params = [p for p in pl_module.parameters() if p.requires_grad]
+    with isolate_rng(), evaluation.active(), preserved_model(pl_module):
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                loss = evaluation(batch)["loss"]
+        except ValueError as err:
+            raise ValueError(f"{owner}: {err}") from None
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(f"{owner}: expected the module's loss to be a scalar tensor, got "
+                             f"{type(loss).__name__} {tuple(getattr(loss, 'shape', ()))}; pass `loss_fn=`")
+        if hessian_fix is not None and params:
+            op = double_backward_blocker(lambda: evaluation(batch)["loss"], params)
+            if op is not None:
+                raise ValueError(f"{owner}: {describe_blocker(op, hessian_fix)}")
+
+
+@contextmanager
+def guarded(owner: str, what: str, where: Callable[[], str | None] = lambda: None) -> Iterator[list[BaseException]]:
+    """Run an analysis at the end of training without letting it raise out of ``fit``: a failure becomes one
+    rank-zero warning naming what failed and where the results written so far are (``where()``); the caught
+    exception is appended to the yielded list. ``KeyboardInterrupt`` and the like still propagate."""
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    failures: list[BaseException] = []
+    try:
+        yield failures
+    except Exception as err:  # noqa: BLE001 - the point: nothing computed is lost to an analysis' failure
+        failures.append(err)
+        place = where()
+        saved = f"; results so far are in {place}" if place else ""
+        message = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        rank_zero_warn(f"{owner}: {what} failed, the trained model is kept{saved} ({type(err).__name__}: {message})")
 
 
 # ----------------------------------------------------------------------------------------------------

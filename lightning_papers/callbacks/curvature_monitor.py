@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -59,9 +60,11 @@ class CurvatureMonitor(_trainer.StateKeyed):
     against the step) and ``curvature/spectrum`` (with ``spectrum=True``), saved with ``history.json`` and
     ``spectrum.json`` under ``<log_dir>/curvature/``.
 
-    Checkpoints hold the history (so the figure of a resumed run covers the whole run). The warm-start vector is
-    not saved (a copy of the parameters): the first measurement after a resume starts from a seeded random vector,
-    and the batches are taken again from the training loader.
+    Checkpoints hold the history (so the figure of a resumed run covers the whole run) and the warm-start vector
+    (a copy of the trainable parameters); the fixed batches are drawn with ``seed`` (a shuffled loader's random
+    sources seeded, then restored), so a resumed run measures on the same batches, from the same start, as an
+    uninterrupted one. Everything is checked on one batch at fit start (the loader, the loss, a Hessian-vector
+    product through it); a measurement that fails later is a warning, never an exception out of ``fit``.
 
     Args:
         every_n_steps: measure after every n-th optimizer step.
@@ -148,33 +151,44 @@ class CurvatureMonitor(_trainer.StateKeyed):
         self._start: ls.Direction | None = None  # the previous top eigenvector (not checkpointed)
 
     # -- hooks ------------------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the loader, the loss and a Hessian-vector product through it, on one batch before the first step
+        _trainer.preflight(trainer, pl_module, "CurvatureMonitor", self.dataloader,
+                           _trainer.ModuleEvaluation(pl_module, self.loss_fn), seed=self.seed,
+                           hessian_fix="pass a twice-differentiable `loss_fn=` or remove CurvatureMonitor")
+        log_dir = trainer.log_dir  # a collective under DDP: every rank is here
+        self._results_dir = os.path.join(log_dir, "curvature") if log_dir and self.save_results else None
+        self._failed = False
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not any(isinstance(opt, torch.optim.SGD) for opt in trainer.optimizers):
             names = sorted({type(opt).__name__ for opt in trainer.optimizers})
             rank_zero_warn(f"CurvatureMonitor: no `curvature/2_over_lr` for {names}: the stability threshold of an "
                            "adaptive optimizer bounds its preconditioned Hessian, not the Hessian measured here")
-        # before the epoch's iterator exists, under isolate_rng: the training order is the one without us
-        with isolate_rng():
-            self._batches = _trainer.evaluation_batches(trainer, pl_module, self.dataloader, self.num_batches,
-                                                        same_on_all_ranks=False)
-        self._start = None
+        # seeded and under isolate_rng: the same batches in a resumed run, and the training order is the one
+        # without us
+        self._batches = self._take_batches(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
         # accumulation: one measurement per optimizer step; none before the first (a schedule callback may not
         # have set the learning rate yet, so the threshold would be the optimizer's placeholder)
-        if step == 0 or step == self._last_step or step % self.every_n_steps:
+        if step == 0 or step == self._last_step or step % self.every_n_steps or getattr(self, "_failed", False):
             return
-        self.measure(trainer, pl_module)
+        with _trainer.guarded("CurvatureMonitor", f"the measurement at step {step} (no more are taken)",
+                              self._where) as failures:
+            self.measure(trainer, pl_module)
+        self._failed = bool(failures)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         figures: dict[str, Any] = {}
         files: dict[str, Any] = {}
-        if self.spectrum:
-            self.spectrum_result = self._run(trainer, pl_module, ls.hessian_spectrum, runs=self.spectrum_runs,
-                                             steps=self.spectrum_steps)
-            files["spectrum.json"] = self.spectrum_result.to_dict()
+        if self.spectrum and not getattr(self, "_failed", False):
+            with _trainer.guarded("CurvatureMonitor", "the spectrum (the history is saved)", self._where):
+                self.spectrum_result = self._run(trainer, pl_module, ls.hessian_spectrum, runs=self.spectrum_runs,
+                                                 steps=self.spectrum_steps)
+                files["spectrum.json"] = self.spectrum_result.to_dict()
         if trainer.is_global_zero:
             if len(self.history):
                 figures["curvature/sharpness"] = self.history.plot(
@@ -221,11 +235,16 @@ class CurvatureMonitor(_trainer.StateKeyed):
         _trainer.report(trainer, "curvature", step=step, scalars=scalars, save_files=False)
         return scalars
 
+    def _where(self) -> str | None:
+        return getattr(self, "_results_dir", None)
+
+    def _take_batches(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[Any]:
+        return _trainer.evaluation_batches(trainer, pl_module, self.dataloader, self.num_batches,
+                                           same_on_all_ranks=False, seed=self.seed)
+
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, fn: Callable, **kwargs: Any) -> Any:
         if self._batches is None:  # measure() called outside fit's hooks
-            with isolate_rng():
-                self._batches = _trainer.evaluation_batches(trainer, pl_module, self.dataloader, self.num_batches,
-                                                            same_on_all_ranks=False)
+            self._batches = self._take_batches(trainer, pl_module)
         evaluation = _trainer.ModuleEvaluation(pl_module, self.loss_fn)
         with isolate_rng(), evaluation.active():
             return fn(pl_module, self._batches, evaluate=evaluation, batchnorm=self.batchnorm,
@@ -234,8 +253,13 @@ class CurvatureMonitor(_trainer.StateKeyed):
 
     # -- checkpointing ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history.to_dict(), "last_step": self._last_step}
+        # the warm start goes along (a copy of the trainable parameters, on the CPU): without it the first
+        # measurement after a resume starts elsewhere and, unconverged, reads another value
+        start = None if self._start is None else {k: v.detach().cpu() for k, v in self._start.tensors.items()}
+        return {"history": self.history.to_dict(), "last_step": self._last_step, "start": start}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = ls.CurvatureHistory.from_dict(state_dict["history"])
         self._last_step = int(state_dict.get("last_step", -1))
+        start = state_dict.get("start")
+        self._start = None if start is None else ls.Direction(dict(start), "weights")

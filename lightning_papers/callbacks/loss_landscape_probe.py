@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -163,19 +164,39 @@ class LossLandscapeProbe(_trainer.StateKeyed):
 
     # -- hooks ------------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # everything the probe will need, checked on one batch before the first training step
+        evaluation = _trainer.ModuleEvaluation(pl_module, self.loss_fn, self.metrics)
+        second_order = self.sharpness and self.mode != "interpolate"
+        for split in (self.dataloader,) if isinstance(self.dataloader, str) else self.dataloader:
+            _trainer.preflight(trainer, pl_module, "LossLandscapeProbe", split, evaluation, seed=self.seed,
+                               hessian_fix="pass `sharpness=False`" if second_order else None)
+        log_dir = trainer.log_dir  # a collective under DDP: every rank is here
+        self._results_dir = os.path.join(log_dir, "landscape") if log_dir and self.save_results else None
         if self.mode == "interpolate" and self.initial_state is None:  # a resumed run has it from the checkpoint
             self.initial_state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self.probe(trainer, pl_module, epoch=trainer.current_epoch)
+            self.probe_safely(trainer, pl_module, epoch=trainer.current_epoch)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # before the strategy's teardown: the model is still on its device and the process group alive
         if self.every_n_epochs is None and self.at == "fit_end":
             # the loop has already counted the last epoch as done: step = index of the last epoch trained
-            self.probe(trainer, pl_module, epoch=max(trainer.current_epoch - 1, 0))
-        self.report_over_training(trainer)
+            self.probe_safely(trainer, pl_module, epoch=max(trainer.current_epoch - 1, 0))
+        with _trainer.guarded("LossLandscapeProbe", "the landscape over training", self._where):
+            self.report_over_training(trainer)
+
+    def probe_safely(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     epoch: int | None = None) -> ls.SurfaceResult | None:
+        """:meth:`probe` from a training hook: a failure is a warning (what failed, where the results so far are),
+        never an exception out of ``fit``; returns ``None`` then."""
+        with _trainer.guarded("LossLandscapeProbe", f"the {self.mode} probe at epoch {epoch}", self._where):
+            return self.probe(trainer, pl_module, epoch=epoch)
+        return None
+
+    def _where(self) -> str | None:
+        return getattr(self, "_results_dir", None)
 
     def report_over_training(self, trainer: pl.Trainer) -> None:
         """With 2-D surfaces from two or more epochs: the surface at every epoch on common axes, levels and colours
@@ -211,12 +232,14 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         with isolate_rng(), evaluation.active():
             parts = {}
             for split in loaders:
-                batches = _trainer.evaluation_batches(trainer, pl_module, split, self.num_batches)
+                batches = _trainer.evaluation_batches(trainer, pl_module, split, self.num_batches, seed=self.seed)
                 part = self._compute(pl_module, batches, evaluation, options)
                 parts[split] = _trainer.gather_surface(trainer, part)
             result = parts[loaders[0]] if len(parts) == 1 else _joined(parts)
             if self.sharpness and trainer.is_global_zero:
-                sharp = self._sharpness(pl_module, batches, evaluation, result)
+                with _trainer.guarded("LossLandscapeProbe", f"sharpness at epoch {epoch} (the surface is saved)",
+                                      self._where):
+                    sharp = self._sharpness(pl_module, batches, evaluation, result)
         result.metadata["evaluated"] = evaluation.describe()
         self.results[epoch] = result
         self._report(trainer, result, sharp, epoch)

@@ -220,10 +220,12 @@ class SuperConvergence(ScheduleCallback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.interpolation_probe or self._probe.initial_state is None:
             return
-        try:
-            self.interpolation = self._probe.probe(trainer, pl_module, epoch=max(trainer.current_epoch - 1, 0))
+        try:  # a failure is a warning, never an exception out of `fit`
+            self.interpolation = self._probe.probe_safely(trainer, pl_module, epoch=max(trainer.current_epoch - 1, 0))
         finally:
             self._probe.initial_state = None  # a later fit starts its own line
+        if self.interpolation is None:
+            return
         rank_zero_info("SuperConvergence interpolation (alpha: train loss): " + ", ".join(
             f"{a:g}: {v:.4g}" for a, v in zip(self.interpolation.axes[0], self.interpolation.values["train_loss"])))
 

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_papers.landscape.directions import Direction
+from lightning_papers.landscape.double_backward import second_order
 from lightning_papers.landscape.surface import Evaluate, evaluation_inputs, preserved_model, samples_in
 
 __all__ = [
@@ -195,7 +196,7 @@ def _hessian(
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     tracking = [m.track_running_stats for m in norms]
     op = None
-    with preserved_model(model), torch.enable_grad():
+    with preserved_model(model), second_order():  # fused attention has no double backward: the math kernel
         try:
             model.eval()
             if batchnorm == "batch":

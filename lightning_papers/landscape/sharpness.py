@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_papers.landscape.double_backward import second_order
 from lightning_papers.landscape.result import SurfaceResult
 from lightning_papers.landscape.surface import Evaluate, prepare_batches, preserved_model, samples_in, to_device
 
@@ -117,7 +118,7 @@ def hessian_top_eigenvalue(
     gen = torch.Generator().manual_seed(seed)
     history: list[float] = []
     converged = False
-    with preserved_model(model), torch.enable_grad():
+    with preserved_model(model), second_order():  # fused attention has no double backward: the math kernel
         model.eval()
         for p in params:
             p.requires_grad_(True)
