@@ -229,7 +229,14 @@ def animate(
     Args:
         path: where to write the ``.gif``.
         duration: milliseconds per frame.
-        i, k, s, p, d, transposed, pool, cell: as for :func:`frames`.
+        i: as for :func:`frames`.
+        k: as for :func:`frames`.
+        s: as for :func:`frames`.
+        p: as for :func:`frames`.
+        d: as for :func:`frames`.
+        transposed: as for :func:`frames`.
+        pool: as for :func:`frames`.
+        cell: as for :func:`frames`.
 
     Raises:
         ValueError: as :func:`frames` does, or for a non-positive ``duration``.

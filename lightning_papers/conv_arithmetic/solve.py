@@ -102,9 +102,16 @@ def solve(
     Args:
         input_size: the size ``i`` (or ``i'``) going in.
         output_size: the wanted size ``o`` (or ``o'``).
-        kernel, stride, padding, dilation, output_padding: fix that parameter instead of searching it.
+        kernel: fix kernel instead of searching it.
+        stride: fix stride instead of searching it.
+        padding: fix padding instead of searching it.
+        dilation: fix dilation instead of searching it.
+        output_padding: fix output_padding instead of searching it.
         transposed: search transposed convolutions.
-        max_kernel, max_stride, max_padding, max_dilation: search bounds.
+        max_kernel: the largest kernel searched.
+        max_stride: the largest stride searched.
+        max_padding: the largest padding searched.
+        max_dilation: the largest dilation searched.
 
     Returns:
         A list of :class:`Solution`, empty when nothing within the bounds fits.

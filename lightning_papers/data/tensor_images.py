@@ -46,7 +46,8 @@ class TensorImageDataModule(L.LightningDataModule):
         augment: pad-and-crop (``crop_padding``) and horizontal flip on training batches.
         crop_padding: zero padding before the random crop.
         flip: random horizontal flips (turn off for digits, where a flip changes the class).
-        mean, std: per-channel normalisation in [0, 1] units.
+        mean: per-channel normalisation mean, in [0, 1] units.
+        std: per-channel normalisation standard deviation, in [0, 1] units.
         pin_memory: pin loader memory when a CUDA device is present (faster host-to-GPU copies).
 
     Raises:

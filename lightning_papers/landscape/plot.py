@@ -142,7 +142,8 @@ def surface_scale(values: Any, metric: str = "loss", *, centre: float | None = N
         metric: the metric's name (for the rule and the description).
         centre: the value at the centre of the grid.
         levels: a number of levels, or the levels themselves (then ``vmin``/``vmax`` default to their ends).
-        vmin, vmax: the range drawn; ``vmax`` is the clip.
+        vmin: the lower end of the range drawn.
+        vmax: the upper end of the range drawn, the clip.
         clip_factor: the clip in multiples of ``centre``.
 
     Raises:

@@ -423,7 +423,9 @@ class PerceptualLoss(nn.Module):
         vgg: the loss network; it must tap ``content_layer`` and every style layer.
         content_layer: ``"relu2_2"`` (default, the paper's choice for style transfer) or e.g. ``"relu3_3"``.
         style_layers: layers whose Gram matrices are matched.
-        content_weight, style_weight, tv_weight: weights of the three terms.
+        content_weight: weight of the feature (content) term.
+        style_weight: weight of the style term.
+        tv_weight: weight of the total-variation term.
         style_layer_weights: optional layer -> weight (defaults to ``1 / C_l^2``).
 
     Raises:

@@ -37,12 +37,15 @@ class FastStyleTransfer(pl.LightningModule):
         style_image: a path to the style image, or the name of one of scikit-image's sample photographs
             (``lightning_papers.data.sample_photos()``, e.g. ``"immunohistochemistry"``) for offline runs.
         style_size: shorter side the style image is resized to before its Gram matrices are taken.
-        content_weight, style_weight, tv_weight: weights of the loss terms (:class:`PerceptualLoss`).
+        content_weight: weight of the content term (:class:`PerceptualLoss`).
+        style_weight: weight of the style term.
+        tv_weight: weight of the total-variation term.
         content_layer: ``"relu2_2"`` (the paper's text) or ``"relu3_3"`` (its figure, the reference code).
         style_layers: VGG-16 layers whose Gram matrices are matched.
         lr: Adam learning rate (paper: 1e-3).
         vgg_weights: ``"imagenet"`` (the hub cache), a local ``.pth`` path, or ``"random"`` (tests only).
-        norm, upsample: :class:`TransformerNet` options.
+        norm: :class:`TransformerNet`'s ``norm``.
+        upsample: :class:`TransformerNet`'s ``upsample``.
         sample_every_n_steps: log an image grid (content | stylised) to TensorBoard as ``style/samples``
             every this many optimizer steps (``0``: never). With ``vgg_weights="random"`` the tag's description
             (shown on its TensorBoard card) says the pictures only check the pipeline.
