@@ -12,11 +12,21 @@ RESULTS: list[dict] = []
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "compat_cell(callback): a cell of the compatibility matrix")
+    config.addinivalue_line("markers", "compat_table: the check of the committed table (runs last)")
+    config.compat_results = RESULTS
+    config.compat_cells = 0
+    # a session that selects part of the matrix cannot check the whole table
+    config.compat_partial = bool(config.option.keyword or config.option.markexpr
+                                 or any("::" in str(a) for a in config.args))
 
 
 def pytest_collection_modifyitems(config, items):
     last = [i for i in items if i.get_closest_marker("compat_table")]
     items[:] = [i for i in items if i not in last] + last
+
+
+def pytest_collection_finish(session):
+    session.config.compat_cells = sum(1 for i in session.items if i.get_closest_marker("compat_cell"))
 
 
 def _one_line(text: str) -> str:
@@ -38,7 +48,7 @@ def pytest_runtest_makereport(item, call):
         elif report.outcome == "passed":
             status, detail = ("refused", refused) if refused else ("ok", "")
         else:
-            status, detail = "failed", _one_line(call.excinfo.value) if call.excinfo else "error"
+            status, detail = "failed", _one_line(call.excinfo.value if call.excinfo else report.longrepr)
         RESULTS.append({"callback": marker.args[0], "row": item.callspec.params["row"], "status": status,
                         "detail": detail, "test": item.nodeid})
 

@@ -75,7 +75,7 @@ def _refused(record_property, trainer_holder, err, pattern):
 
 
 def _schedfix_xfail(row, cells):
-    return pytest.param(row, marks=pytest.mark.xfail(strict=True, reason=f"{SCHEDFIX}: {cells[row]}")) \
+    return pytest.param(row, marks=pytest.mark.xfail(strict=True, reason=f"{SCHEDFIX}: today {cells[row]}")) \
         if row in cells else row
 
 
@@ -151,9 +151,10 @@ def test_lr_range_finder(row, tmp_path, record_property):
 
 # -- CyclicalLR --------------------------------------------------------------------------------------------------
 @pytest.mark.compat_cell("CyclicalLR")
-@pytest.mark.parametrize("row", [_schedfix_xfail(r, {**{k: f"refuse the module's own {v}" for k, v in
+@pytest.mark.parametrize("row", [_schedfix_xfail(r, {**{k: f"the module's own {v} is replaced silently" for k, v in
                                                           OWN_SCHEDULER.items()},
-                                                       "gan": "each optimizer counts its own steps"})
+                                                       "gan": "the cycles count both optimizers' steps: half as "
+                                                              "long as asked"})
                                  for r in MODELS])
 def test_cyclical_lr(row, tmp_path, record_property):
     module, _, options = _row(row)
@@ -174,10 +175,11 @@ def test_cyclical_lr(row, tmp_path, record_property):
 
 # -- SuperConvergence --------------------------------------------------------------------------------------------
 @pytest.mark.compat_cell("SuperConvergence")
-@pytest.mark.parametrize("row", [_schedfix_xfail(r, {**{k: f"refuse the module's own {v}" for k, v in
+@pytest.mark.parametrize("row", [_schedfix_xfail(r, {**{k: f"the module's own {v} is replaced silently" for k, v in
                                                           OWN_SCHEDULER.items()},
-                                                       "gan": "both optimizers follow the whole cycle; Adam "
-                                                              "beta1=0.5 kept"})
+                                                       "gan": "the plan counts batches, the lr both optimizers' "
+                                                              "steps: the cycle ends halfway; Adam beta1=0.5 is "
+                                                              "replaced"})
                                  for r in MODELS])
 def test_super_convergence(row, tmp_path, record_property):
     module, _, options = _row(row)
@@ -222,8 +224,9 @@ def test_conv_arithmetic_summary(row, tmp_path, record_property):
         # nothing to trace; the input the callback guesses does not fit a non-image model: one warning, training on
         if summary.trace is None:
             (message,) = [str(w.message) for w in caught if "ConvArithmeticSummary" in str(w.message)]
-            assert message.startswith("ConvArithmeticSummary could not trace the model")
-            record_property("refused", "warns " + message.split(":")[0])
+            assert re.fullmatch(rf"ConvArithmeticSummary: {type(module).__name__} has no convolution or pooling "
+                                r"layer, nothing to trace; remove the callback for this model", message), message
+            record_property("refused", "warns " + message.replace(type(module).__name__, "the module"))
         else:
             assert traced == []
         return
