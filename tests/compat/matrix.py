@@ -31,6 +31,7 @@ ROWS = {
     "encoder_lm": "`nn.TransformerEncoder` LM (sdpa)",
     "demo_transformer": "Lightning demo `Transformer`",
     "resnet18": "torchvision `resnet18`, own scheduler dict",
+    "replace": "the same with `replace_schedulers=True`",
     "bert": "HF `BertForSequenceClassification` (sdpa)",
     "gan": "two-optimizer GAN (manual)",
     "manual": "manual optimization",
