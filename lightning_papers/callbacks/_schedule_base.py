@@ -102,10 +102,14 @@ class ScheduleCallback(StateKeyed):
         if isinstance(values, list) and len(values) not in (1, n):
             raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
 
-    def _finder_bounds(self, trainer: pl.Trainer, strict: bool = False) -> tuple[float, float]:
+    def _finder_bounds(self, trainer: pl.Trainer) -> tuple[float, float]:
         """``(base_lr, max_lr)`` from the first ``LRRangeFinder`` of the Trainer (see
-        :meth:`LRRangeResult.schedule_bounds`): a curve that cannot be trusted is refused with ``strict``, and
-        otherwise handed on with a warning that names this callback and every problem."""
+        :meth:`LRRangeResult.schedule_bounds`); a curve that cannot be trusted never drives a schedule.
+
+        Raises:
+            ValueError: (one line, naming this callback) when the finder did not run, suggested nothing, or read a
+                curve that cannot be trusted.
+        """
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
         finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
@@ -114,7 +118,10 @@ class ScheduleCallback(StateKeyed):
                              "for learning rates given as 'finder'")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            bounds = finder.result.schedule_bounds(strict=strict)
+            try:
+                bounds = finder.result.schedule_bounds(strict=True)
+            except ValueError as err:
+                raise ValueError(f"{type(self).__name__}: {err}") from None
         for w in caught:
             rank_zero_warn(f"`{type(self).__name__}` takes its learning rates from the LR range test: {w.message}")
         return bounds

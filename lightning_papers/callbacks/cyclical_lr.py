@@ -71,7 +71,8 @@ class CyclicalLR(ScheduleCallback):
             for ``base_lr``/``max_lr`` used when the range test suggests nothing or its curve cannot be trusted
             (:attr:`LRRangeResult.problems`, e.g. a sweep too short for the loss to fall).
 
-    Bounds taken from a range test whose curve cannot be trusted come with a warning that names why.
+    Bounds are never taken from a range test whose curve cannot be trusted: without numbers to fall back on, the
+    first training step is refused with a one-line error naming the problem and the fix.
 
     Raises:
         ValueError: for an unknown ``mode``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither
@@ -177,8 +178,8 @@ class CyclicalLR(ScheduleCallback):
         base, peak = self.base_lr, self.max_lr
         if FINDER in (base, peak):
             try:
-                # with numbers to fall back on, a range test whose curve cannot be trusted is not used
-                found = self._finder_bounds(trainer, strict=self._fallback is not None)
+                # a range test whose curve cannot be trusted is refused; with numbers to fall back on, they are used
+                found = self._finder_bounds(trainer)
             except ValueError as err:
                 if self._fallback is None:
                     raise

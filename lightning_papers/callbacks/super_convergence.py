@@ -48,8 +48,10 @@ class SuperConvergence(ScheduleCallback):
         max_lr: the peak learning rate, or ``"finder"`` to take it from an
             :class:`~lightning_papers.callbacks.LRRangeFinder` in the same Trainer (its ``clr_bounds[1]``, the
             largest lr at which the loss still fell - Smith & Topin's reading of the range test - or, when the
-            finder found no bounds, its ``suggestion``); from a curve that cannot be trusted
-            (:attr:`LRRangeResult.problems`) with a warning that names why. A number keeps the optimizer's
+            finder found no bounds, its ``suggestion``; the bounds always bracket the suggestion). A curve that
+            cannot be trusted (:attr:`LRRangeResult.problems`) is refused before the first training step with a
+            one-line error naming the problem and the fix (a longer or wider sweep, or ``max_lr`` as a number).
+            A number keeps the optimizer's
             per-group lr ratios: the group with the largest initial lr peaks at ``max_lr`` and a group at 0.1x
             stays at 0.1x. A sequence gives each param group (all optimizers' groups in order) its own peak.
         total_steps: steps of each optimizer over the schedule; ``None`` takes them from the Trainer (see above).
