@@ -389,7 +389,8 @@ def test_deprecated_bounds_finder_still_works_and_falls_back(tmp_path):
     with pytest.warns(DeprecationWarning):
         fallback = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
     fallback._steps = (4.0, 4.0)  # what on_train_start resolves
-    with pytest.warns(UserWarning, match="suggested no learning rate; using the given"):
+    with pytest.warns(UserWarning, match=r"^CyclicalLR: the LR range test is refused \(Expected the LR range test to "
+                                         r"suggest a learning rate, got none .*using the given fallback"):
         schedule = fallback._build(SimpleNamespace(callbacks=[finder]))
     assert (schedule.base_lr, schedule.max_lr) == ((0.01,), (0.1,))
 
@@ -405,10 +406,25 @@ def test_bounds_from_an_untrusted_range_test_are_refused_or_fall_back(tmp_path):
         _fit(tmp_path / "a", [finder, cb, recorder], max_steps=8)
     assert not finder.result.trusted and recorder.lrs == []
 
-    finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
     with pytest.warns(DeprecationWarning):
-        fallback = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
-    with pytest.warns(UserWarning, match=r"`LRRangeFinder` is refused \(CyclicalLR: Expected an LR range test whose "
-                                         r"curve can be read, got one that cannot \(no descent\).*using the given"):
-        _fit(tmp_path / "b", [finder, fallback], max_steps=8)
-    assert (fallback.schedule.base_lr, fallback.schedule.max_lr) == ((0.01,), (0.1,))
+        deprecated = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
+    for fallback in (CyclicalLR("finder", "finder", step_size=4, fallback_lr=(0.01, 0.1)), deprecated):
+        finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
+        with pytest.warns(UserWarning, match=r"^CyclicalLR: the LR range test is refused \(Expected an LR range test "
+                                             r"whose curve can be read, got one that cannot \(no descent\).*using the "
+                                             r"given fallback learning rates$"):
+            _fit(tmp_path / "b", [finder, fallback], max_steps=8)
+        assert (fallback.schedule.base_lr, fallback.schedule.max_lr) == ((0.01,), (0.1,))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"base_lr": 0.01, "max_lr": 0.1, "fallback_lr": (0.01, 0.1)},
+     r"Expected `fallback_lr` only with bounds 'finder', got base_lr=0.01, max_lr=0.1"),
+    ({"base_lr": "finder", "max_lr": "finder", "fallback_lr": 0.1},
+     r"Expected `fallback_lr` to be \(base_lr, max_lr\), got 0.1"),
+    ({"base_lr": "finder", "max_lr": "finder", "fallback_lr": (0.1, 0.01)},
+     r"Expected `fallback_lr` to be \(base_lr, max_lr\) with base_lr <= max_lr, got \(0.1, 0.01\)"),
+])
+def test_fallback_lr_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CyclicalLR(step_size=4, **kwargs)

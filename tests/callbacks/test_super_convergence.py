@@ -532,3 +532,17 @@ def test_max_lr_from_an_untrusted_range_test_is_refused_before_the_first_step(tm
                                             r"give the learning rates as numbers[^\n]*$"):
         _fit(tmp_path, callbacks=[finder, sc, rec], max_steps=6)
     assert rec.lrs == [] and sc.schedule is None
+
+
+def test_max_lr_falls_back_to_fallback_lr_when_the_range_test_is_refused(tmp_path):
+    finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
+    sc, rec = SuperConvergence("finder", three_phase=False, fallback_lr=0.5), Recorder()
+    with pytest.warns(UserWarning, match=r"^SuperConvergence: the LR range test is refused \(Expected an LR range test "
+                                         r"whose curve can be read, got one that cannot \(no descent\).*using the "
+                                         r"given fallback learning rates$"):
+        _fit(tmp_path, callbacks=[finder, sc, rec], max_steps=6)
+    assert [r[0] for r in rec.lrs] == pytest.approx(_torch_one_cycle(6, max_lr=0.5)[0], abs=1e-12, rel=0)
+    with pytest.raises(ValueError, match=r"Expected `fallback_lr` only with max_lr='finder', got max_lr=1.0"):
+        SuperConvergence(1.0, fallback_lr=0.5)
+    with pytest.raises(ValueError, match=r"Expected `fallback_lr` to be a positive number"):
+        SuperConvergence("finder", fallback_lr=-1.0)
