@@ -155,6 +155,7 @@ def run_demo(
     finder = LRRangeFinder(min_lr=1e-4, max_lr=10.0, num_steps=12 if fast else 80)
     one_cycle = SuperConvergence(
         max_lr="finder",
+        fallback_lr=0.1,  # the --fast 12-step sweep cannot be read (no descent): a range test never drives it then
         div_factor=10.0,
         interpolation_probe=True,
         interpolation_points=3 if fast else 11,
