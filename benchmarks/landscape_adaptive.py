@@ -142,6 +142,11 @@ def save_figure(rows, fulls, adaptives, budget: float, path: Path, dpi: int = 80
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
+    from PIL import Image  # a 64-colour palette: the README's pictures stay under 300 kB
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
     return path
 
 
@@ -152,11 +157,12 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=150, help="training steps of each ResNet (batch 64)")
     p.add_argument("--images", type=int, default=32, help="validation digits a ResNet surface is computed on")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fast", action="store_true", help="a smoke run: 17 x 17, a few steps, 16 images")
+    p.add_argument("--fast", action="store_true", help="a smoke run: 17 x 17 (or --grid), two steps, 8 images")
     p.add_argument("--out", default="docs/images", help="folder of landscape_adaptive.png ('' for none)")
     args = p.parse_args(argv)
     if args.fast:
-        args.grid, args.steps, args.images = 17, 3, 16
+        args.grid = 17 if args.grid == 51 else args.grid
+        args.steps, args.images = 2, 8
     torch.manual_seed(args.seed)
     train_d, val_d = digits(args.images, args.seed)
     train_t, val_t = tabular(args.seed)
