@@ -238,9 +238,31 @@ class _SurfaceAtValidationStart(Callback):
         self.result, self.device = result, str(pl_module.device)
 
 
+class _QuietLightning:
+    """Lightning's info lines (the seed, "GPU available", ``limit_val_batches``) are about the Trainers this command
+    makes for itself, not anything the user set: only warnings pass while they run."""
+
+    def __enter__(self):
+        self.loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+        self.levels = [lg.level for lg in self.loggers]
+        for lg in self.loggers:
+            lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for lg, level in zip(self.loggers, self.levels):
+            lg.setLevel(level)
+
+
 def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
              devices: int | list[int]):
     """(surface, seconds, device): the surface computed inside ``Trainer.validate``."""
+    with _QuietLightning():
+        return _surface_in_trainer(args, axes, out, accelerator, devices)
+
+
+def _surface_in_trainer(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
+                        devices: int | list[int]):
     import lightning as L
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
