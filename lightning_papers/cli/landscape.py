@@ -238,26 +238,12 @@ class _SurfaceAtValidationStart(Callback):
         self.result, self.device = result, str(pl_module.device)
 
 
-class _QuietLightning:
-    """Lightning's info lines (the seed, "GPU available", ``limit_val_batches``) are about the Trainers this command
-    makes for itself, not anything the user set: only warnings pass while they run."""
-
-    def __enter__(self):
-        self.loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
-        self.levels = [lg.level for lg in self.loggers]
-        for lg in self.loggers:
-            lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for lg, level in zip(self.loggers, self.levels):
-            lg.setLevel(level)
-
-
 def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
              devices: int | list[int]):
     """(surface, seconds, device): the surface computed inside ``Trainer.validate``."""
-    with _QuietLightning():
+    from lightning_papers.callbacks._trainer import lightning_info_off
+
+    with lightning_info_off():  # the seed, "GPU available": about this command's own Trainers
         return _surface_in_trainer(args, axes, out, accelerator, devices)
 
 
