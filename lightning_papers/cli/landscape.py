@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -77,6 +78,12 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--grid", default="-1:1:51", help="x axis START:STOP:POINTS (default -1:1:51)")
     p.add_argument("--ygrid", default=None, help="y axis START:STOP:POINTS (default: as --grid)")
     p.add_argument("--mode", choices=("2d", "1d"), default="2d", help="2-D surface or 1-D curve (default 2d)")
+    p.add_argument("--frame", action="store_true",
+                   help="choose each axis's range from 1-D scans out to where the loss reaches 100 x the centre "
+                        "loss, so the basin fills the picture (POINTS from --grid; START:STOP ignored)")
+    p.add_argument("--adaptive", type=_budget, default=None, metavar="BUDGET",
+                   help="evaluate only BUDGET points (a count, or a fraction such as 0.2 of the grid), refining where "
+                        "the surface bends; the rest of each picture is interpolated and the evaluated points marked")
     p.add_argument("--batches", type=int, default=4, help="validation batches to evaluate on (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
@@ -91,6 +98,20 @@ def add_subparser(subparsers) -> None:
                    help="replace files in --out that no landscape run wrote (pictures without a surface.json)")
     p.add_argument("--force", action="store_true",
                    help="compute a grid estimated to take over a minute (a progress bar shows how far it is)")
+
+
+def _budget(text: str) -> int | float:
+    """``--adaptive``: a point count (``"500"``) or a fraction of the grid (``"0.2"``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if value.is_integer() and value >= 1:
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"Expected --adaptive to be a point count >= 1 or a fraction in (0, 1), got "
+                                     f"{text!r}; e.g. --adaptive 0.2")
 
 
 def _check_config(config: str) -> None:
@@ -220,8 +241,13 @@ class _SurfaceAtValidationStart(Callback):
             _check_classifier(pl_module, batches[0])
         directions = random_directions(pl_module, len(self.axes), seed=args.seed)
         grid = tuple(self.axes) if len(self.axes) == 2 else self.axes[0]
+        if args.frame:
+            from lightning_papers.landscape import Framed
+
+            grid = Framed(points=len(self.axes[0]))
         path = str(self.out / "surface")
-        options = dict(autocast_dtype=autocast_dtype(trainer), path=path, resume=True, progress=True)
+        options = dict(autocast_dtype=autocast_dtype(trainer), path=path, resume=True, progress=True,
+                       adaptive=args.adaptive)
         t0 = time.perf_counter()
         if args.fast:
             result = surface(pl_module, directions, grid, batches, metrics={"loss": F.cross_entropy,
@@ -334,6 +360,10 @@ def run(args: argparse.Namespace) -> int:
              if args.fast and new else ""))
     if args.mode == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
         answer(f"pictures: {surface_scale(result['loss'], centre=result.centre_value()).describe()}")
+    from lightning_papers.landscape import describe_sampling
+
+    if describe_sampling(result):
+        answer(describe_sampling(result))
     answer("files: " + ", ".join(files))
     return 0
 
