@@ -947,7 +947,7 @@ def test_merge_surfaces_takes_paths_as_the_readme_shows(tmp_path):
     assert merged.complete and np.array_equal(merged["loss"], reference["loss"])
     full = ls.surface(_net(), _direction(), np.linspace(-1, 1, 4), _data())
     np.testing.assert_allclose(merged["loss"], full["loss"], rtol=1e-6)
-    with pytest.warns(UserWarning, match=r"2 of 4 points not computed \(NaN\); ranks \[1\] of 2 absent"):
+    with pytest.warns(UserWarning, match=r"lacks the points of rank\(s\) \[1\] of 2 \(2 of 4 points not computed"):
         ls.merge_surfaces([tmp_path / "partA"])
 
 

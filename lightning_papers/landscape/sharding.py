@@ -57,8 +57,8 @@ def merge_surfaces(parts: Sequence[SurfaceResult | str | os.PathLike]) -> Surfac
 
     ``parts`` are results or the paths they were saved under (``surface(..., path=...)``, ``save_surface``: with or
     without ``.npz``). Points computed by several parts must agree (NaN equals NaN). The merged metadata is the
-    first part's, with ``shard`` set to ``None``. A grid the parts leave incomplete is merged with a warning that
-    says how many points are missing.
+    first part's, with ``shard`` set to ``None``. Shards of one split that lack a rank are merged with a warning
+    naming the absent ranks.
 
     Raises:
         ValueError: for no parts, a file that is not a saved surface, one shard (or one file) given twice, parts
@@ -106,12 +106,12 @@ def merge_surfaces(parts: Sequence[SurfaceResult | str | os.PathLike]) -> Surfac
             values[k][part.computed] = v[part.computed]
         computed |= part.computed
     metadata = {**first.metadata, "shard": None}
-    if not computed.all():
-        worlds = {s[1] for s in shards if s is not None}
-        missing = ""
-        if len(worlds) == 1:
-            world = worlds.pop()
-            missing = f"; ranks {sorted(set(range(world)) - {s[0] for s in shards if s is not None})} of {world} absent"
-        warnings.warn(f"The merged surface has {int((~computed).sum())} of {computed.size} points not computed (NaN)"
-                      f"{missing}", UserWarning, stacklevel=2)
+    worlds = {s[1] for s in shards if s is not None}
+    if len(worlds) == 1 and None not in shards:  # shards of one split: say which ranks are absent
+        world = worlds.pop()
+        absent = sorted(set(range(world)) - {s[0] for s in shards})
+        if absent:
+            warnings.warn(f"The merged surface lacks the points of rank(s) {absent} of {world} "
+                          f"({int((~computed).sum())} of {computed.size} points not computed, NaN): merge every "
+                          "rank's part", UserWarning, stacklevel=2)
     return SurfaceResult(list(first.axes), values, computed, metadata, first.trajectory)
