@@ -241,8 +241,13 @@ def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool)
     note = "ImageNet VGG-16" if cached else f"random VGG-16, smoke test only: no weights at {vgg16_checkpoint_path()}"
     size = 64 if fast else 96
     style_name, content_name = "immunohistochemistry", "chelsea"
-    with warnings.catch_warnings():
+    from lightning_papers.callbacks._trainer import lightning_info_off
+
+    with warnings.catch_warnings(), lightning_info_off():
         warnings.filterwarnings("ignore", message=".*random.*")  # said once, in the summary, instead
+        # this Trainer's own settings, not the user's: the frozen VGG in eval mode, the few steps of --fast
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+        warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
         module = FastStyleTransfer(style_image=style_name, style_size=size, vgg_weights="imagenet" if cached else
                                    "random", lr=1e-2, sample_every_n_steps=4 if fast else 10)
         trainer = L.Trainer(

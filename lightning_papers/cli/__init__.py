@@ -30,8 +30,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "condense_parser_error", "lightning_cli", "main", "run_as_tool",
-           "run_lightning_cli"]
+__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "condense_parser_error", "lightning_cli", "main",
+           "quiet_framework_noise", "run_as_tool", "run_lightning_cli"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
@@ -254,11 +254,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
 
 
+class _NoAdverts:
+    """A logging filter: Lightning's "💡 Tip: ... try installing litlogger/litmodels" lines are not for our users."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip")
+
+
+def quiet_framework_noise() -> None:
+    """Leave on stderr only what a user of the command must read: the deprecation notices that Lightning's own
+    calls raise in jsonargparse and torch's pytree (a user cannot act on them), and Lightning's product tips."""
+    import logging
+
+    warnings.filterwarnings("ignore", category=_jsonargparse_deprecation())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _NoAdverts) for f in handler.filters):
+                handler.addFilter(_NoAdverts())
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     prog = f"lightning-papers {argv[0]}" if argv else "lightning-papers"
+    if argv and argv[0] not in ("-h", "--help"):
+        import lightning.pytorch  # noqa: F401 - its log handlers exist once it is imported
+
+        quiet_framework_noise()
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         def fit() -> int:
             run_lightning_cli(argv)
