@@ -76,9 +76,9 @@ def check_outputs(outputs: Sequence[str | os.PathLike], inputs: Iterable[str | o
         if out.exists() or out.is_symlink():
             existing.append(out)
     if existing and not overwrite:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise ValueError(f"Expected {flag} to name new files, got {str(existing[0])!r}{more}, which exist: pass "
-                         f"--overwrite to replace them, or choose another {flag}")
+        more, verb = (f" and {len(existing) - 1} more", "exist") if len(existing) > 1 else ("", "exists")
+        raise ValueError(f"Expected {flag} to name new files, got {str(existing[0])!r}{more}, which {verb}: pass "
+                         f"--overwrite to replace {'them' if more else 'it'}, or choose another {flag}")
 
 
 @contextlib.contextmanager
