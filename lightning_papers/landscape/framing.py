@@ -149,7 +149,9 @@ def frame_range(model: Any, directions: Any, data: Any, *, framed: Framed | None
     scans are not sharded: the same points, the same range).
 
     Args:
-        model, directions, data: as for :func:`~lightning_papers.landscape.surface`.
+        model: as for :func:`~lightning_papers.landscape.surface`.
+        directions: one or two directions, as for :func:`~lightning_papers.landscape.surface`.
+        data: as for :func:`~lightning_papers.landscape.surface`.
         framed: the scan's settings (:class:`Framed`).
         surface_options: what evaluates a point (``metrics``, ``evaluate``, ``autocast_dtype``, ...), passed to
             :func:`~lightning_papers.landscape.surface`.

@@ -174,6 +174,11 @@ def test_two_ranks_sharing_each_round_equal_one_process_and_merge():
     for rank in range(2):
         np.testing.assert_array_equal(out[rank].computed, whole.computed)
         np.testing.assert_array_equal(out[rank]["loss"], whole["loss"])
+    # each rank evaluated only its share of every round; merged, the shares are the uninterrupted run
+    own = [box[r] for r in range(2)]  # the last round's parts
+    assert not (own[0].computed & own[1].computed).any()
+    merged = ls.merge_surfaces(own)
+    np.testing.assert_array_equal(merged["loss"][merged.computed], whole["loss"][merged.computed])
 
 
 def test_curves_refine_where_they_bend():
