@@ -54,6 +54,32 @@ class DemoResult:
         return "\n".join(lines)
 
 
+DEMO_DEVICES = ("auto", "cpu", "gpu", "cuda", "mps")
+DEMO_PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
+
+
+def check_demo_device(device: str, precision: str) -> None:
+    """Refuse, before anything runs, a ``device`` the demo cannot use on this machine or a ``precision`` it
+    cannot train in (the demo's data is float32: ``64``/``-true`` half precisions are not offered).
+
+    Raises:
+        ValueError: naming the value, what this machine offers and the fix.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    here = ["auto", "cpu"] + (["gpu", "cuda"] if cuda else []) + (["mps"] if mps else [])
+    if device not in here:
+        why = "not a device the demo runs on" if device not in DEMO_DEVICES else "not available on this machine"
+        raise ValueError(f"Expected --device to be one of {', '.join(here)} here, got {device!r} ({why})")
+    on_cpu = device == "cpu" or (device == "auto" and not cuda and not mps)
+    offered = [p for p in DEMO_PRECISIONS if not (on_cpu and p == "16-mixed")]
+    if precision not in offered:
+        raise ValueError(f"Expected --precision to be one of {', '.join(offered)} for the demo on {device}, got "
+                         f"{precision!r}")
+
+
 def run_demo(
     out_dir: str | Path = "runs/demo",
     device: str = "auto",
@@ -85,7 +111,9 @@ def run_demo(
         seed: global seed.
 
     Raises:
-        ValueError: for a non-positive ``epochs``.
+        ValueError: for a non-positive ``epochs``, a ``device`` or ``precision`` the demo cannot run (checked
+            against this machine), or an ``out_dir`` that cannot be made or written (an existing file, say).
+        MissingExtraError: without scikit-learn / scikit-image (the ``data`` extra).
     """
     import lightning as L
     import torch.nn.functional as F
@@ -100,6 +128,8 @@ def run_demo(
         TensorBoardLayout,
     )
     from lightning_papers.data import DigitsDataModule
+    from lightning_papers.data._extras import require_extra
+    from lightning_papers.files import check_writable_folder
     from lightning_papers.landscape import Framed
     from lightning_papers.modules import ImageClassifier
 
@@ -107,6 +137,10 @@ def run_demo(
         epochs = 1 if fast else 5
     if epochs < 1:
         raise ValueError(f"Expected `epochs` >= 1, got {epochs}")
+    check_demo_device(device, precision)
+    check_writable_folder(out_dir, "--out")  # an existing file, a read-only folder: refused before any training
+    require_extra("sklearn.datasets", "lightning-papers demo")  # the digits
+    require_extra("skimage.data", "lightning-papers demo")  # the photographs of the style-transfer part
     start = time.perf_counter()
     L.seed_everything(seed, workers=True, verbose=False)
 

@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates
+from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.schedules import CYCLICAL_MODES, Cyclical
 
 __all__ = ["CyclicalLR"]
@@ -39,28 +40,33 @@ def _num(value: float) -> str:
 class CyclicalLR(ScheduleCallback):
     """Set every param group's learning rate from a cyclical policy before each optimizer step.
 
-    The step counted is ``trainer.global_step`` (optimizer steps), so under gradient accumulation the lr
-    changes only between optimizer steps, and a run resumed from a checkpoint continues the cycle exactly.
-    Attach it instead of a scheduler: it sets ``owns_learning_rate = True`` so this package's modules hand
-    out a bare optimizer.
+    A step is one ``optimizer.step()``, and each optimizer counts its own (a GAN's two optimizers both run whole
+    cycles of ``step_size``), so under gradient accumulation the lr changes only between optimizer steps, and a
+    run resumed from a checkpoint continues the cycle exactly. Attach it instead of a scheduler: it sets
+    ``owns_learning_rate = True`` so this package's modules hand out a bare optimizer, and it refuses a scheduler
+    the module's ``configure_optimizers`` returns unless ``replace_schedulers=True``.
 
     Args:
         base_lr: lower bound, a number, one per param group (all optimizers' groups in order), or ``"finder"``
             to take it from the ``clr_bounds`` of an :class:`~lightning_papers.callbacks.LRRangeFinder` in the
             same Trainer.
         max_lr: upper bound, likewise.
-        step_size: optimizer steps per half cycle (Smith: 2-10 times the steps of an epoch).
+        step_size: optimizer steps (of each optimizer) per half cycle (Smith: 2-10 times the steps of an epoch).
         step_size_epochs: half cycle in epochs instead (converted with the steps of one epoch).
         step_size_down: steps of the falling half, if different from ``step_size``.
         mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
         gamma: decay base of ``exp_range`` (per optimizer step).
         cycle_momentum: cycle momentum (SGD) or beta1 (Adam-like) from ``max_momentum`` down to
-            ``base_momentum`` while the lr goes up. Every param group needs momentum (SGD ``momentum>0``,
-            or Adam-like ``betas``): it is never switched on silently.
+            ``base_momentum`` while the lr goes up: ``None`` for the param groups whose own value lies in
+            ``[base_momentum, max_momentum]`` (others keep theirs, with a warning naming the optimizer), ``True``
+            for all (each needs momentum: SGD ``momentum>0`` or Adam-like ``betas``; it is never switched on),
+            ``False`` for none.
         base_momentum: momentum at the lr peak.
         max_momentum: momentum at the lr trough.
         log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` (``/pg{i}`` per group when
-            there are several) every this many optimizer steps; ``None`` uses the Trainer's.
+            there are several) every this many steps of the first optimizer; ``None`` uses the Trainer's.
+        replace_schedulers: remove the scheduler the module's ``configure_optimizers`` returned (logged by
+            name) instead of refusing it at fit start.
         bounds: deprecated: ``bounds="finder"`` is ``base_lr="finder", max_lr="finder"``, with numbers given
             for ``base_lr``/``max_lr`` used when the range test suggests nothing or its curve cannot be trusted
             (:attr:`LRRangeResult.problems`, e.g. a sweep too short for the loss to fall).
@@ -71,10 +77,11 @@ class CyclicalLR(ScheduleCallback):
         ValueError: for an unknown ``mode``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither
             of ``step_size``/``step_size_epochs``, or bad momentum/gamma values; at fit start, for per-group
             lists whose length differs from the number of param groups, ``"finder"`` without an
-            ``LRRangeFinder``, or ``cycle_momentum=True`` with an optimizer whose momentum is 0 or absent.
+            ``LRRangeFinder``, a scheduler from ``configure_optimizers`` without ``replace_schedulers=True``, or
+            ``cycle_momentum=True`` with an optimizer whose momentum is 0 or absent.
 
-    Warns at train start when the run's total optimizer steps (``trainer.estimated_stepping_batches``) do not
-    end on a cycle boundary (Smith: stop training at the end of a cycle).
+    Warns at train start when the run's steps of each optimizer (``trainer.estimated_stepping_batches``, or the
+    batches under manual optimization) do not end on a cycle boundary (Smith: stop training at the end of a cycle).
 
     Example::
 
@@ -95,10 +102,11 @@ class CyclicalLR(ScheduleCallback):
         step_size_down: int | None = None,
         mode: str = "triangular",
         gamma: float = 1.0,
-        cycle_momentum: bool = False,
+        cycle_momentum: bool | None = None,
         base_momentum: float = 0.8,
         max_momentum: float = 0.9,
         log_every_n_steps: int | None = None,
+        replace_schedulers: bool = False,
         bounds: str | None = None,
     ) -> None:
         if bounds not in (None, FINDER):
@@ -124,7 +132,7 @@ class CyclicalLR(ScheduleCallback):
         known = FINDER not in (base, peak)
         Cyclical(tuple(base) if known else 1.0, tuple(peak) if known else 1.0, float(step_size or 1), None, mode,
                  gamma, base_momentum, max_momentum)
-        super().__init__(cycle_momentum, log_every_n_steps)
+        super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         self.base_lr, self.max_lr = base, peak
         self.step_size, self.step_size_epochs, self.step_size_down = step_size, step_size_epochs, step_size_down
         self.mode, self.gamma = mode, gamma
@@ -139,6 +147,7 @@ class CyclicalLR(ScheduleCallback):
         super().on_fit_start(trainer, pl_module)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._first_train_start(trainer)
         if self.step_size is not None:
             up = float(self.step_size)
         else:
@@ -151,7 +160,7 @@ class CyclicalLR(ScheduleCallback):
     def _check_cycle_boundary(self, trainer: pl.Trainer, cycle: float) -> None:
         """Warn when the run's total optimizer steps are not a whole number of cycles (Smith, Section 3.2:
         stop training at the end of a cycle, where the lr is back at ``base_lr``)."""
-        total = trainer.estimated_stepping_batches
+        total = planned_optimizer_steps(trainer)
         if not math.isfinite(total) or total <= 0:
             return
         cycles = total / cycle
@@ -190,6 +199,7 @@ class CyclicalLR(ScheduleCallback):
         return self.schedule.lrs(step)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_steps(state_dict)
         if "schedule" in state_dict:
             schedule = state_dict["schedule"]
             self.schedule = None if schedule is None else Cyclical.from_dict(schedule)

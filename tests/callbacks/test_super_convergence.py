@@ -229,8 +229,13 @@ def test_never_switches_momentum_on_and_cycle_momentum_false(tmp_path):
     rec = Recorder()
     # the same rule as CyclicalLR: cycling momentum an optimizer does not have is refused, never switched on
     with pytest.raises(ValueError, match=r"got SGD whose param group 0 has momentum 0\.0 \(0 or absent\)"):
-        _fit(tmp_path / "a", model=TinyModel(momentum=0.0), callbacks=[SuperConvergence(1.0), rec], max_steps=5)
+        _fit(tmp_path / "a", model=TinyModel(momentum=0.0), callbacks=[SuperConvergence(1.0, cycle_momentum=True), rec],
+             max_steps=5)
     assert rec.lrs == []
+    # the default (cycle_momentum=None) cycles only a momentum it finds: SGD without one keeps 0
+    _fit(tmp_path / "d", model=TinyModel(momentum=0.0), callbacks=[SuperConvergence(1.0), rec], max_steps=5)
+    assert rec.momenta == [[0.0]] * 5
+    rec = Recorder()
     _fit(tmp_path / "c", model=TinyModel(momentum=0.0), callbacks=[SuperConvergence(1.0, cycle_momentum=False), rec],
          max_steps=5)
     assert all(m == [0.0] for m in rec.momenta)
