@@ -168,7 +168,7 @@ def run_demo(
         # the range framed to the basin at the first probe (1-D scans out to the clip), kept for the later ones so the
         # surfaces over training share it. Adaptive refinement did not pay here: at the demo's ~80 points per
         # surface the refined contours came out boxier than a uniform 9 x 9 (docs/papers/landscape.md)
-        grid=Framed(points=5 if fast else 9, min_radius=0.25, bisections=0 if fast else 1),
+        grid=Framed(points=5 if fast else 9, min_radius=0.25, bisections=0 if fast else 1, diagonals=False),
         num_batches=1,
         hessian_iters=3 if fast else 10,
         fold_bn=True,  # BatchNorm folded into the convs, channels_last: the same surface, about 2x faster on a CPU
