@@ -40,7 +40,8 @@ class ConvArithmeticSummary(Callback):
 
     Example::
 
-        trainer = Trainer(callbacks=[ConvArithmeticSummary(input_size=(3, 32, 32))])
+        >>> import lightning as L
+        >>> trainer = L.Trainer(callbacks=[ConvArithmeticSummary(input_size=(3, 32, 32))])
     """
 
     TAG = "conv_arithmetic/table"

@@ -94,7 +94,8 @@ class CurvatureMonitor(_trainer.StateKeyed):
     Example::
 
         >>> monitor = CurvatureMonitor(every_n_steps=20, trace=True)
-        >>> trainer = pl.Trainer(callbacks=[SuperConvergence(0.4), monitor])  # doctest: +SKIP
+        >>> from lightning_papers.callbacks import SuperConvergence
+        >>> trainer = pl.Trainer(callbacks=[SuperConvergence(0.4), monitor])
     """
 
     SUPPORTED_DATALOADERS = ("train", "val")

@@ -78,8 +78,10 @@ class CyclicalLR(ScheduleCallback):
 
     Example::
 
-        trainer = Trainer(callbacks=[CyclicalLR(1e-3, 6e-3, step_size=2000)])
-        trainer = Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
+        >>> import lightning as L
+        >>> from lightning_papers.callbacks import LRRangeFinder
+        >>> trainer = L.Trainer(callbacks=[CyclicalLR(1e-3, 6e-3, step_size=2000)])
+        >>> trainer = L.Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
     """
 
     SUPPORTED_MODES = CYCLICAL_MODES

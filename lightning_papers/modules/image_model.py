@@ -45,6 +45,7 @@ class ImageModel(nn.Module):
 
     Example::
 
+        >>> from lightning_papers.models import SuperResolutionNet
         >>> model = ImageModel(SuperResolutionNet(factor=4, output="none"), factor=4, residual=True)
         >>> model(torch.rand(1, 3, 9, 11)).shape
         torch.Size([1, 3, 36, 44])

@@ -55,6 +55,7 @@ class ImageRunner:
 
     Example::
 
+        >>> from lightning_papers.models import TransformerNet
         >>> runner = ImageRunner(TransformerNet(), device="cpu")
         >>> runner(torch.rand(1, 3, 20, 28)).shape
         torch.Size([1, 3, 20, 28])
