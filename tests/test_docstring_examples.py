@@ -2,7 +2,8 @@
 
 What ``pytest --doctest-modules lightning_papers`` does, kept inside ``tests/`` so that ``pytest`` (``.ci/run``)
 runs it with the suite's fixtures: every example runs in its own empty working directory, offline. An
-``Example::`` block without ``>>>`` lines would never run: that is a failure too.
+``Examples:`` section (Google style, which mkdocstrings renders as code) that does not start with ``>>>`` would
+never run: that is a failure too, and so is an RST ``Example::`` that the API reference would show as plain text.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import io
 import pkgutil
 import re
+from pathlib import Path
 
 import pytest
 
@@ -54,11 +56,12 @@ def test_the_examples_are_collected_for_real():
         assert counts[name] > 0, name
 
 
-def test_every_example_block_has_doctest_lines():
-    block = re.compile(r"Example::\n\s*\n(\s+)(\S.*)")
-    bare = []
+def test_every_example_section_is_doctest_lines():
+    section = re.compile(r"^[ \t]*Examples?(::?)\n(?:[ \t]*\n)?[ \t]+(\S.*)", re.M)
+    unread = []
     for name in MODULES:
-        source = importlib.import_module(name).__file__
-        text = open(source, encoding="utf-8").read()
-        bare += [f"{name}: {m.group(2)}" for m in block.finditer(text) if not m.group(2).startswith(">>>")]
-    assert not bare, f"Example:: blocks that doctest cannot run (write them as >>> lines): {bare}"
+        text = Path(importlib.import_module(name).__file__).read_text(encoding="utf-8")
+        unread += [f"{name}: {m.group(0).strip()!r}" for m in section.finditer(text)
+                   if m.group(1) == "::" or not m.group(2).startswith(">>>")]
+    assert not unread, f"example sections that doctest or the API reference cannot read (write `Examples:`, then " \
+                       f">>> lines): {unread}"

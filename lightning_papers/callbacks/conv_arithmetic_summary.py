@@ -38,8 +38,7 @@ class ConvArithmeticSummary(Callback):
     Raises:
         ValueError: if ``input_size`` is not a non-empty sequence of positive integers.
 
-    Example::
-
+    Examples:
         >>> import lightning as L
         >>> trainer = L.Trainer(callbacks=[ConvArithmeticSummary(input_size=(3, 32, 32))])
     """

@@ -76,8 +76,7 @@ class CyclicalLR(ScheduleCallback):
     Warns at train start when the run's total optimizer steps (``trainer.estimated_stepping_batches``) do not
     end on a cycle boundary (Smith: stop training at the end of a cycle).
 
-    Example::
-
+    Examples:
         >>> import lightning as L
         >>> from lightning_papers.callbacks import LRRangeFinder
         >>> trainer = L.Trainer(callbacks=[CyclicalLR(1e-3, 6e-3, step_size=2000)])

@@ -79,8 +79,7 @@ class LRRangeFinder(_trainer.StateKeyed):
         ValueError: for invalid arguments (eagerly), and at fit start for manual optimization or
             ``apply="lr"`` on a module without ``lr``/``learning_rate``.
 
-    Example::
-
+    Examples:
         >>> import lightning as L
         >>> from lightning_papers.data import DigitsDataModule
         >>> from lightning_papers.modules import ImageClassifier

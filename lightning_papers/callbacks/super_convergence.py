@@ -84,8 +84,7 @@ class SuperConvergence(ScheduleCallback):
             number of param groups, an optimizer without momentum under ``cycle_momentum``, or an unbounded run
             (``max_epochs=-1``) without ``total_steps``.
 
-    Example::
-
+    Examples:
         >>> import lightning as L
         >>> from lightning_papers.callbacks import LRRangeFinder
         >>> trainer = L.Trainer(max_steps=10_000, callbacks=[SuperConvergence(3.0, div_factor=30)])

@@ -210,8 +210,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             ``val_fraction`` outside [0, 1) or a bad ``scale``; in ``setup``, for a folder without readable images.
         FileNotFoundError: in ``setup``, if ``root`` is not a directory.
 
-    Example::
-
+    Examples:
         >>> dm = ImageFolderDataModule(image_size=64, batch_size=2)
         >>> dm.setup("fit")
         >>> next(iter(dm.train_dataloader())).shape

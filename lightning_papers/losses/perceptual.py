@@ -10,8 +10,7 @@ Weights of the loss network only on request: ``weights="imagenet"`` reads torchv
 ``download=True``; off by default), ``weights="path/to/file.pth"`` reads a local state dict, and
 ``weights="random"`` gives an untrained network for tests (with a warning).
 
-Example::
-
+Examples:
     >>> vgg = VGGFeatures(weights="random")  # warns: untrained, for tests only
     >>> feats = vgg(torch.rand(1, 3, 64, 64))
     >>> {k: tuple(v.shape) for k, v in feats.items()}
@@ -287,8 +286,7 @@ class VGGFeatures(nn.Module):
         RuntimeError: if the ImageNet weights are neither cached nor downloadable (the message says where to put
             the file), or if a file does not hold a VGG-16 state dict.
 
-    Example::
-
+    Examples:
         >>> vgg = VGGFeatures(weights="my_vgg16.pth", layers=("relu2_2",))  # doctest: +SKIP
         >>> vgg(torch.rand(1, 3, 64, 64))["relu2_2"].shape  # doctest: +SKIP
         torch.Size([1, 128, 32, 32])
@@ -424,8 +422,7 @@ class PerceptualLoss(nn.Module):
         ValueError: if ``vgg`` does not tap a requested layer, a weight is negative or ``style_layer_weights``
             names a layer that is not a style layer.
 
-    Example::
-
+    Examples:
         >>> from lightning_papers.models import TransformerNet
         >>> net, content, style_image = TransformerNet(), torch.rand(2, 3, 32, 32), torch.rand(1, 3, 32, 32)
         >>> loss_fn = PerceptualLoss(VGGFeatures(weights="random"))

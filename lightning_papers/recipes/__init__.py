@@ -10,8 +10,7 @@ names it too. From the command line::
     lightning-papers recipes copy quickstart .        # writes ./quickstart.yaml
     lightning-papers fit --config quickstart.yaml
 
-Example::
-
+Examples:
     >>> "clr/resnet20_digits_triangular2" in list_recipes()
     True
     >>> recipe_path("resnet20_digits_triangular2").name
