@@ -31,13 +31,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lightning_papers._extras import MissingExtraError
+
 __all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "lightning_cli", "main", "run_as_tool", "run_lightning_cli"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
-# what the package raises for input a user can fix
+# what the package raises for input a user can fix (MissingExtraError: an optional extra to `pip install`)
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
+               PermissionError, MissingExtraError)
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 
 
@@ -165,7 +167,11 @@ def _add_demo_parser(subparsers) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from lightning_papers._extras import require_extra
     from lightning_papers.demo import run_demo
+
+    for module in ("sklearn.datasets", "skimage.data"):  # the digits and the photographs: say so before any work
+        require_extra(module, "The demo")
 
     result = run_demo(
         out_dir=args.out,

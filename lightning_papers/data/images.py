@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_papers.data._extras import require_extra
+from lightning_papers._extras import require_extra
 from lightning_papers.data.tensor_images import make_loader
 
 __all__ = [
@@ -47,7 +47,7 @@ ImageSource = str | os.PathLike | np.ndarray | Image.Image
 
 
 def _require_skimage_data():
-    return require_extra("skimage.data", "The sample photographs")
+    return require_extra("skimage.data", "Loading the sample photographs")
 
 
 def sample_photos() -> list[tuple[str, np.ndarray]]:

@@ -75,7 +75,7 @@ def export_model(model: torch.nn.Module, output: str | Path, format: str = "onnx
     output = Path(output)
     model = model.cpu().float().eval()
     if format == "onnx":
-        from lightning_papers.data._extras import require_extra
+        from lightning_papers._extras import require_extra
 
         require_extra("onnx", "ONNX export", extra="export")
     output.parent.mkdir(parents=True, exist_ok=True)
