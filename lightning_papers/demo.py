@@ -54,6 +54,32 @@ class DemoResult:
         return "\n".join(lines)
 
 
+DEMO_DEVICES = ("auto", "cpu", "gpu", "cuda", "mps")
+DEMO_PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
+
+
+def check_demo_device(device: str, precision: str) -> None:
+    """Refuse, before anything runs, a ``device`` the demo cannot use on this machine or a ``precision`` it
+    cannot train in (the demo's data is float32: ``64``/``-true`` half precisions are not offered).
+
+    Raises:
+        ValueError: naming the value, what this machine offers and the fix.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    here = ["auto", "cpu"] + (["gpu", "cuda"] if cuda else []) + (["mps"] if mps else [])
+    if device not in here:
+        why = "not a device the demo runs on" if device not in DEMO_DEVICES else "not available on this machine"
+        raise ValueError(f"Expected --device to be one of {', '.join(here)} here, got {device!r} ({why})")
+    on_cpu = device == "cpu" or (device == "auto" and not cuda and not mps)
+    offered = [p for p in DEMO_PRECISIONS if not (on_cpu and p == "16-mixed")]
+    if precision not in offered:
+        raise ValueError(f"Expected --precision to be one of {', '.join(offered)} for the demo on {device}, got "
+                         f"{precision!r}")
+
+
 def run_demo(
     out_dir: str | Path = "runs/demo",
     device: str = "auto",
@@ -68,8 +94,9 @@ def run_demo(
     2. LR range test (Smith) -> suggestion and CLR bounds;
     3. 1cycle training (Smith & Topin) with the range test's upper bound, and the init -> final
        interpolation probe;
-    4. a filter-normalised loss-landscape surface at every epoch (Li et al.), and the surfaces over training
-       on common levels as an image series and a GIF;
+    4. a filter-normalised loss-landscape surface at every epoch (Li et al.) on a range framed to the basin at
+       the first probe and refined where it bends (adaptive: 64 of 17 x 17 points), and the surfaces over
+       training on one range and common levels as an image series and a GIF;
     5. a short fast-style-transfer run on scikit-image's photographs (Johnson et al.) and one stylised
        photograph written to ``<run>/style_transfer/`` (with ImageNet VGG-16 weights when they are in the
        torch hub cache, else with a random VGG: a smoke test of the path, not a picture to judge, which the
@@ -84,10 +111,11 @@ def run_demo(
         seed: global seed.
 
     Raises:
-        ValueError: for a non-positive ``epochs``.
+        ValueError: for a non-positive ``epochs``, a ``device`` or ``precision`` the demo cannot run (checked
+            against this machine), or an ``out_dir`` that cannot be made or written (an existing file, say).
+        MissingExtraError: without scikit-learn / scikit-image (the ``data`` extra).
     """
     import lightning as L
-    import numpy as np
     import torch.nn.functional as F
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -100,12 +128,19 @@ def run_demo(
         TensorBoardLayout,
     )
     from lightning_papers.data import DigitsDataModule
+    from lightning_papers.data._extras import require_extra
+    from lightning_papers.files import check_writable_folder
+    from lightning_papers.landscape import Framed, Refinement
     from lightning_papers.modules import ImageClassifier
 
     if epochs is None:
         epochs = 1 if fast else 5
     if epochs < 1:
         raise ValueError(f"Expected `epochs` >= 1, got {epochs}")
+    check_demo_device(device, precision)
+    check_writable_folder(out_dir, "--out")  # an existing file, a read-only folder: refused before any training
+    require_extra("sklearn.datasets", "lightning-papers demo")  # the digits
+    require_extra("skimage.data", "lightning-papers demo")  # the photographs of the style-transfer part
     start = time.perf_counter()
     L.seed_everything(seed, workers=True, verbose=False)
 
@@ -121,17 +156,21 @@ def run_demo(
     finder = LRRangeFinder(min_lr=1e-4, max_lr=10.0, num_steps=12 if fast else 80)
     one_cycle = SuperConvergence(
         max_lr="finder",
+        fallback_lr=0.1,  # the --fast 12-step sweep cannot be read (no descent): a range test never drives it then
         div_factor=10.0,
         interpolation_probe=True,
         interpolation_points=3 if fast else 11,
         interpolation_batches=1 if fast else 3,
     )
-    side = 5 if fast else 9
     probe = LossLandscapeProbe(
         mode="2d",
         every_n_epochs=1,  # the surface at every epoch: landscape/over_training and 2d_over_training.gif show the
         # basin form (one batch per point keeps the five surfaces near the cost of one 11 x 11 on two batches)
-        grid=(np.linspace(-1, 1, side), np.linspace(-1, 1, side)),
+        # the range framed to the basin at the first probe, kept for the later ones (one range over training), on a
+        # 17 x 17 lattice of which 64 points are evaluated where the surface bends (the 9 x 9 it replaces: 81)
+        grid=Framed(points=5, min_radius=0.25, bisections=0) if fast else Framed(points=17, min_radius=1 / 16,
+                                                                                  bisections=1),
+        adaptive=None if fast else Refinement(budget=64, per_round=20),
         num_batches=1,
         hessian_iters=3 if fast else 10,
         fold_bn=True,  # BatchNorm folded into the convs, channels_last: the same surface, about 2x faster on a CPU

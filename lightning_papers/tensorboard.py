@@ -4,9 +4,10 @@ images and meshes that carry a description.
 TensorBoard's Scalars tab lists every tag alphabetically, one chart each; the Custom Scalars tab shows
 charts that overlay several tags. :data:`LAYOUT` puts train and validation curves on one chart, lr beside
 momentum, the range test's raw and smoothed loss together, and the top Hessian eigenvalue on the stability
-threshold it is measured against (Cohen et al., arXiv 2103.00065). :class:`TensorBoardLayout` writes it at fit
-start into every ``TensorBoardLogger`` of the Trainer (rank zero only), and again at fit end with only the
-charts that have data: a chart whose tags the run never logged would be an empty frame.
+threshold it is measured against (Cohen et al., arXiv 2103.00065). :class:`TensorBoardLayout` writes into every
+``TensorBoardLogger`` of the Trainer (rank zero only) the charts of it that have data, plus a chart per metric the
+module logged under any other name (``train_loss`` and ``val_loss`` together, as Lightning's docs spell them): a
+chart whose tags the run never logged would be an empty frame.
 
 ``SummaryWriter.add_image`` / ``add_mesh`` take no description; :func:`add_image` and :func:`add_mesh` write the
 same summaries with one (TensorBoard shows an image tag's description on its card).
@@ -25,7 +26,18 @@ import numpy as np
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-__all__ = ["LAYOUT", "TensorBoardLayout", "add_image", "add_layout", "add_mesh", "layout_with_data", "logged_tags"]
+__all__ = [
+    "LAYOUT",
+    "TensorBoardLayout",
+    "add_image",
+    "add_layout",
+    "add_mesh",
+    "charts_for_tags",
+    "layout_for_tags",
+    "layout_with_data",
+    "logged_tags",
+    "metric_name",
+]
 
 # {category: {chart title: ["Multiline" | "Margin", [tag regexes]]}}, the format of
 # ``SummaryWriter.add_custom_scalars``. Lightning appends ``_step`` / ``_epoch`` to a metric logged both
@@ -87,53 +99,157 @@ def layout_with_data(layout: dict[str, dict[str, list[Any]]], tags: Any) -> dict
 
 def logged_tags(log_dir: str) -> set[str]:
     """The scalar tags written to the event files directly in ``log_dir`` (not its sub-folders: other runs)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     if not glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
         return set()
-    guidance = {"scalars": 1, "tensors": 1, "images": 1, "histograms": 1, "audio": 1,
-                "compressedHistograms": 1}
-    accumulator = EventAccumulator(log_dir, size_guidance=guidance)
+    accumulator = _scalar_reader(log_dir)
     accumulator.Reload()
     return set(accumulator.Tags()["scalars"])
 
 
-class TensorBoardLayout(Callback):
-    """Write a custom-scalars layout (default :data:`LAYOUT`) into the Trainer's TensorBoard loggers.
+def _scalar_reader(log_dir: str) -> Any:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    At fit start the whole layout (charts fill as training logs their tags); at fit end, again, with only the
-    charts the run logged a tag for (:func:`layout_with_data`), so no chart is left empty. TensorBoard shows the
-    last layout a run wrote, and merges the layouts of the runs it serves.
+    guidance = {"scalars": 1, "tensors": 1, "images": 1, "histograms": 1, "audio": 1, "compressedHistograms": 1}
+    return EventAccumulator(log_dir, size_guidance=guidance)
+
+
+# The split a metric's name says it belongs to: Lightning's docs write ``train_loss`` / ``val_acc``, ours
+# ``train/loss``, TensorBoard's tutorials ``Loss/train``; Lightning adds ``_step`` / ``_epoch``.
+_SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test",
+           "eval": "val"}
+_SPLIT_ORDER = ("train", "val", "test")
+_PREFIX = re.compile(r"^(?P<split>" + "|".join(_SPLITS) + r")[/_.\-](?P<metric>.+)$", re.IGNORECASE)
+_SUFFIX = re.compile(r"^(?P<metric>.+?)[/_.\-](?P<split>" + "|".join(_SPLITS) + r")$", re.IGNORECASE)
+# what Lightning and its TensorBoardLogger log besides the module's metrics
+_NOT_METRICS = ("epoch", "hp_metric")
+AUTO_CATEGORY = "Training"
+
+
+def metric_name(tag: str) -> tuple[str, str | None]:
+    """``(metric, split)`` of a logged scalar tag: ``"val_acc_epoch"`` -> ``("acc", "val")``, ``"train/loss"`` ->
+    ``("loss", "train")``, ``"Loss/train"`` -> ``("Loss", "train")``, ``"loss"`` -> ``("loss", None)``."""
+    name = re.sub(r"_(step|epoch)$", "", tag)
+    for pattern in (_PREFIX, _SUFFIX):
+        match = pattern.match(name)
+        if match:
+            return match["metric"], _SPLITS[match["split"].lower()]
+    return name, None
+
+
+def charts_for_tags(tags: Any) -> dict[str, list[Any]]:
+    """One chart per metric of ``tags``, its splits overlaid: ``{"loss (train, val)": ["Multiline", [regexes]]}``
+    for ``train_loss_step``, ``train_loss_epoch`` and ``val_loss``. Each regex matches exactly one of ``tags``."""
+    groups: dict[str, dict[str, Any]] = {}
+    for tag in sorted(set(tags)):
+        if tag in _NOT_METRICS:
+            continue
+        metric, split = metric_name(tag)
+        group = groups.setdefault(metric.lower(), {"spellings": [], "splits": set(), "tags": []})
+        group["spellings"].append(metric)
+        group["splits"].add(split)
+        group["tags"].append(tag)
+    charts: dict[str, list[Any]] = {}
+    for group in groups.values():
+        splits = [s for s in _SPLIT_ORDER if s in group["splits"]]
+        spellings = group["spellings"]
+        metric = max(sorted(set(spellings)), key=spellings.count)  # the spelling most of its tags use
+        title = f"{metric} ({', '.join(splits)})" if splits else metric
+        charts[title] = ["Multiline", [f"^{re.escape(tag)}$" for tag in group["tags"]]]
+    return charts
+
+
+def layout_for_tags(tags: Any, layout: dict[str, dict[str, list[Any]]] | None = None, *,
+                    auto: bool = True) -> dict[str, dict[str, list[Any]]]:
+    """The layout to show for a run that logged the scalar ``tags``: ``layout`` (default :data:`LAYOUT`) without
+    its charts that match none of them (:func:`layout_with_data`), and, with ``auto``, a chart per metric that no
+    kept chart shows (:func:`charts_for_tags`, category ``"Training"``): ``train_loss`` and ``val_loss`` are
+    charted together whatever their spelling. No chart of the result is empty; no tags, no layout (``{}``)."""
+    tags = [t for t in tags if t not in _NOT_METRICS]
+    kept = layout_with_data(layout if layout is not None else LAYOUT, tags)
+    if not auto:
+        return kept
+    shown = {tag for charts in kept.values() for _, regexes in charts.values() for tag in tags
+             if any(re.search(regex, tag) for regex in regexes)}
+    extra = charts_for_tags(t for t in tags if t not in shown)
+    if extra:
+        category = kept.setdefault(AUTO_CATEGORY, {})
+        for title, spec in extra.items():
+            category.setdefault(title if title not in category else f"{title} as logged", spec)
+        # the module's metrics first, as a user looks for them first
+        kept = {AUTO_CATEGORY: kept.pop(AUTO_CATEGORY), **kept}
+    return kept
+
+
+class TensorBoardLayout(Callback):
+    """Write a custom-scalars layout into the Trainer's TensorBoard loggers that charts what the run logged.
+
+    The layout is :data:`LAYOUT` (or ``layout``) without the charts the run logged no tag for, plus (with
+    ``auto``) one chart per metric of the module that no such chart shows, its train/val/test curves together,
+    whatever the spelling (``train_loss`` / ``val_loss``, ``train/loss``, ``Loss/train``, ``loss``; see
+    :func:`layout_for_tags`). It is written when training logged its first tags and rewritten whenever the set of
+    charts changes (after each validation and training epoch, and at fit end), so TensorBoard, which shows a
+    run's last layout and merges the layouts of the runs it serves, never shows an empty chart; a run that logged
+    nothing gets no layout. Rank zero only; loggers other than ``TensorBoardLogger`` are left alone.
 
     Args:
         layout: ``{category: {chart: ["Multiline", [tag regex, ...]]}}``; ``None`` uses :data:`LAYOUT`.
+        auto: also chart the module's metrics that no chart of ``layout`` matches.
 
     Raises:
         ValueError: if ``layout`` is not in that form.
+
+    Examples:
+        >>> trainer = pl.Trainer(callbacks=[TensorBoardLayout()])  # doctest: +SKIP
     """
 
-    def __init__(self, layout: dict[str, dict[str, list[Any]]] | None = None) -> None:
+    def __init__(self, layout: dict[str, dict[str, list[Any]]] | None = None, *, auto: bool = True) -> None:
         if layout is not None:
             _check_layout(layout)
         self.layout = layout
+        self.auto = bool(auto)
+        self._readers: dict[str, Any] = {}
+        self._written: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the event readers hold open files and generators: a spawned or checkpointed copy starts without them
+        return {**self.__dict__, "_readers": {}, "_written": {}}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                add_layout(logger, self.layout)
+        self._readers, self._written = {}, {}
+        self._refresh(trainer)  # only what a previous fit in the same folder logged: nothing is drawn empty
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._refresh(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._refresh(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._refresh(trainer)
+
+    def _refresh(self, trainer: pl.Trainer) -> None:
         if not trainer.is_global_zero:
             return
         for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.flush()
-                pruned = layout_with_data(self.layout if self.layout is not None else LAYOUT,
-                                          logged_tags(logger.log_dir))
-                if pruned:
-                    add_layout(logger, pruned)
+            if not isinstance(logger, TensorBoardLogger):
+                continue
+            logger.experiment.flush()
+            log_dir = logger.log_dir
+            layout = layout_for_tags(self._tags(log_dir), self.layout, auto=self.auto)
+            if layout and layout != self._written.get(log_dir):
+                add_layout(logger, layout)
+                self._written[log_dir] = layout
+
+    def _tags(self, log_dir: str) -> set[str]:
+        # one reader per folder, reloaded incrementally: each refresh reads only the events written since the last
+        if log_dir not in self._readers:
+            if not glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+                return set()
+            self._readers[log_dir] = _scalar_reader(log_dir)
+        reader = self._readers[log_dir]
+        reader.Reload()
+        return set(reader.Tags()["scalars"])
 
 
 def _check_layout(layout: Any) -> None:

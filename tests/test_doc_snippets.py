@@ -4,9 +4,10 @@ picture they link exists.
 Each ```python block is executed in a fresh namespace. To keep the suite short, ``lightning.Trainer`` is
 replaced by a subclass that caps training at a few steps on one CPU process (the "Scaling out" snippet's
 GPUs, nodes and precision become the CPU's), and ``LRRangeFinder`` sweeps at most 8
-steps; the snippets' own imports, names and arguments are what is tested. The landscape snippet uses
-``model``, ``x`` and ``y`` from the text around it: the test provides a small CNN and 16 digits, and
-shrinks its 51 x 51 grid to 5 x 5.
+steps (a curve that short cannot be read, so ``CyclicalLR`` / ``SuperConvergence`` taking ``"finder"`` rates get a
+``fallback_lr`` instead of refusing); the snippets' own imports, names and arguments are what is tested. The
+landscape snippet uses ``model``, ``x`` and ``y`` from the text around it: the test provides a small CNN and 16
+digits, and shrinks its 51 x 51 grid to 5 x 5.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 import lightning_papers.callbacks
-from lightning_papers.callbacks import LRRangeFinder
+from lightning_papers.callbacks import CyclicalLR, LRRangeFinder, SuperConvergence
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -44,6 +45,20 @@ class _ShortFinder(LRRangeFinder):
         super().__init__(*args, num_steps=min(num_steps, 8), save_results=False, **kwargs)
 
 
+class _ShortCyclicalLR(CyclicalLR):
+    def __init__(self, base_lr=None, max_lr=None, **kwargs):
+        if "finder" in (base_lr, max_lr):
+            kwargs.setdefault("fallback_lr", (0.01, 0.1))
+        super().__init__(base_lr, max_lr, **kwargs)
+
+
+class _ShortSuperConvergence(SuperConvergence):
+    def __init__(self, max_lr, **kwargs):
+        if max_lr == "finder":
+            kwargs.setdefault("fallback_lr", 0.1)
+        super().__init__(max_lr, **kwargs)
+
+
 def test_the_pages_have_the_snippets_this_test_expects():
     assert len(BLOCKS) >= 10
     assert any("LRRangeFinder" in b for _, b in BLOCKS) and any("ls.surface" in b for _, b in BLOCKS)
@@ -56,6 +71,8 @@ def test_the_pages_have_the_snippets_this_test_expects():
 def test_snippet_runs(index, monkeypatch, tmp_path):
     monkeypatch.setattr(lightning, "Trainer", _ShortTrainer)
     monkeypatch.setattr(lightning_papers.callbacks, "LRRangeFinder", _ShortFinder)
+    monkeypatch.setattr(lightning_papers.callbacks, "CyclicalLR", _ShortCyclicalLR)
+    monkeypatch.setattr(lightning_papers.callbacks, "SuperConvergence", _ShortSuperConvergence)
     torch.manual_seed(0)
     from lightning_papers.data import DigitsDataModule
 

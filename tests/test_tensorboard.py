@@ -17,7 +17,16 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from lightning_papers.tensorboard import LAYOUT, TensorBoardLayout, add_image, add_layout, layout_with_data
+from lightning_papers.tensorboard import (
+    LAYOUT,
+    TensorBoardLayout,
+    add_image,
+    add_layout,
+    charts_for_tags,
+    layout_for_tags,
+    layout_with_data,
+    metric_name,
+)
 
 
 def _free_port() -> int:
@@ -179,6 +188,27 @@ def _served_layout(log_dir):
     return len(events), {c.title: [chart.title for chart in c.chart] for c in layout.category}
 
 
+def _served_charts(log_dir):
+    """{category: {chart: [regexes]}} of the last layout written in ``log_dir`` (None: no layout) and the scalar
+    tags written there."""
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    if "custom_scalars__config__" not in acc.Tags()["tensors"]:
+        return None, tags
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(acc.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
+    return {c.title: {ch.title: list(ch.multiline.tag) for ch in c.chart} for c in layout.category}, tags
+
+
+def _assert_no_empty_chart(charts, tags):
+    for category, by_title in charts.items():
+        for title, regexes in by_title.items():
+            assert any(re.search(r, t) for r in regexes for t in tags), (category, title, regexes, sorted(tags))
+
+
 def test_layout_callback_keeps_at_fit_end_only_the_charts_the_run_filled(tmp_path):
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -195,8 +225,110 @@ def test_layout_callback_keeps_at_fit_end_only_the_charts_the_run_filled(tmp_pat
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(ImageClassifier(net), datamodule=DigitsDataModule(batch_size=16))
     written, layout = _served_layout(trainer.log_dir)
-    assert written == 2  # the whole layout at fit start, the charts with data at fit end
+    assert written == 1  # no layout of empty charts at fit start; the first one once validation logged
     assert layout == {"Training": ["loss (train, val)", "accuracy (train, val)"]}
+    charts, tags = _served_charts(trainer.log_dir)
+    _assert_no_empty_chart(charts, tags)
+
+
+class _DocsStyleModule:
+    """A module as Lightning's docs write one: ``self.log("train_loss")``, ``"val_loss"``, ``"val_acc"``."""
+
+    @staticmethod
+    def make(log_names):
+        import lightning as L
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+        from torch.utils.data import DataLoader, TensorDataset
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Linear(4, 3)
+
+            def training_step(self, batch, batch_idx):
+                x, y = batch
+                loss = F.cross_entropy(self.net(x), y)
+                if "train_loss" in log_names:
+                    self.log("train_loss", loss, on_step=True, on_epoch=True)
+                return loss
+
+            def validation_step(self, batch, batch_idx):
+                x, y = batch
+                logits = self.net(x)
+                if "val_loss" in log_names:
+                    self.log("val_loss", F.cross_entropy(logits, y))
+                    self.log("val_acc", (logits.argmax(1) == y).float().mean())
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+            def _loader(self):
+                g = torch.Generator().manual_seed(0)
+                return DataLoader(TensorDataset(torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)),
+                                  batch_size=4)
+
+            train_dataloader = val_dataloader = _loader
+
+        return Module()
+
+
+def _fit_logged(tmp_path, log_names):
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=TensorBoardLogger(tmp_path, name="tb"),
+                        callbacks=[TensorBoardLayout()], log_every_n_steps=1, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(_DocsStyleModule.make(log_names))
+    return _served_charts(trainer.log_dir)
+
+
+def test_layout_charts_the_names_lightnings_docs_use(tmp_path):
+    charts, tags = _fit_logged(tmp_path, ("train_loss", "val_loss"))
+    assert {"train_loss_step", "train_loss_epoch", "val_loss", "val_acc"} <= tags
+    # train and validation loss on one chart, accuracy on its own; Lightning's `epoch` and `hp_metric` not charted
+    assert charts == {"Training": {
+        "acc (val)": ["^val_acc$"],
+        "loss (train, val)": ["^train_loss_epoch$", "^train_loss_step$", "^val_loss$"],
+    }}
+    _assert_no_empty_chart(charts, tags)
+
+
+def test_layout_of_a_run_that_logged_nothing_is_no_layout(tmp_path):
+    # the layout of every possible chart, written at fit start, stayed when nothing matched: 12 empty frames
+    charts, tags = _fit_logged(tmp_path, ())
+    assert charts is None, charts
+
+
+@pytest.mark.parametrize(("tag", "expected"), [
+    ("train_loss", ("loss", "train")), ("val_loss_epoch", ("loss", "val")), ("train_loss_step", ("loss", "train")),
+    ("train/acc_epoch", ("acc", "train")), ("validation/loss", ("loss", "val")), ("Loss/train", ("Loss", "train")),
+    ("loss", ("loss", None)), ("test_acc", ("acc", "test")), ("valid-f1", ("f1", "val")), ("lr-SGD", ("lr-SGD", None)),
+    ("trainer_time", ("trainer_time", None)),
+])
+def test_metric_name(tag, expected):
+    assert metric_name(tag) == expected
+
+
+def test_layout_for_tags_groups_every_spelling_and_keeps_our_charts():
+    tags = ["train_loss_step", "train_loss_epoch", "val_loss", "loss", "Loss/train", "schedule/lr", "epoch",
+            "hp_metric", "curvature/lr"]
+    layout = layout_for_tags(tags)
+    assert layout == {
+        "Training": {
+            "loss (train, val)": ["Multiline", ["^Loss/train$", "^loss$", "^train_loss_epoch$", "^train_loss_step$",
+                                               "^val_loss$"]],
+            "curvature/lr": ["Multiline", ["^curvature/lr$"]],
+        },
+        "Schedule": {"learning rate": LAYOUT["Schedule"]["learning rate"]},
+    }
+    assert layout_for_tags([]) == {} and layout_for_tags(["epoch", "hp_metric"]) == {}
+    # our own names stay on LAYOUT's charts; without `auto` nothing else is added
+    assert layout_for_tags(["train/loss_step", "val/loss", "val_acc"], auto=False) == {
+        "Training": {"loss (train, val)": LAYOUT["Training"]["loss (train, val)"]}}
+    assert charts_for_tags(["a", "b"]) == {"a": ["Multiline", ["^a$"]], "b": ["Multiline", ["^b$"]]}
 
 
 def test_add_image_carries_a_description(tmp_path):

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_papers.callbacks._trainer import StateKeyed
+from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index
 
 __all__ = ["FINDER", "ScheduleCallback", "learning_rates"]
 
@@ -46,23 +46,41 @@ class ScheduleCallback(StateKeyed):
     """Base of the callbacks that own the learning rate: they set ``owns_learning_rate = True`` so this
     package's modules hand out a bare optimizer (no second scheduler fights them).
 
+    What a step is: one ``optimizer.step()`` of one optimizer. Each optimizer's learning rate follows the schedule
+    over its own steps, counted from the steps it takes (``on_before_optimizer_step``), so a GAN's generator and
+    discriminator (manual optimization, one step each per batch) both run through the whole schedule; with gradient
+    accumulation the rate changes only between optimizer steps. The counts are checkpointed.
+
     Args:
-        cycle_momentum: whether the schedule also drives momentum (SGD) or beta1 (Adam-like). Every param group
-            must have one (SGD ``momentum > 0``, or ``betas``): it is never switched on silently.
-        log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` every this many optimizer steps;
-            ``None`` uses the Trainer's.
+        cycle_momentum: ``None``: cycle momentum (SGD) or beta1 (Adam-like) of the param groups whose own value
+            lies inside ``[base_momentum, max_momentum]``, keep it (and warn once, naming the optimizer) where it
+            lies outside, e.g. a GAN's Adam ``beta1=0.5``; ``True``: always cycle (every group must have momentum:
+            it is never switched on); ``False``: never.
+        log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` every this many steps of the first
+            optimizer; ``None`` uses the Trainer's.
+        replace_schedulers: a scheduler returned by the module's ``configure_optimizers`` is refused at fit start
+            (two schedules would fight over one learning rate); ``True`` removes it from the Trainer instead and
+            logs its name.
     """
 
     owns_learning_rate = True
 
-    def __init__(self, cycle_momentum: bool, log_every_n_steps: int | None) -> None:
+    def __init__(self, cycle_momentum: bool | None, log_every_n_steps: int | None,
+                 replace_schedulers: bool = False) -> None:
         if log_every_n_steps is not None and (isinstance(log_every_n_steps, bool) or
                                               not isinstance(log_every_n_steps, int) or log_every_n_steps < 1):
             raise ValueError(f"Expected `log_every_n_steps` to be a positive integer or None, got "
                              f"{log_every_n_steps!r}")
-        self.cycle_momentum = bool(cycle_momentum)
+        if cycle_momentum not in (None, True, False):
+            raise ValueError(f"Expected `cycle_momentum` to be None, True or False, got {cycle_momentum!r}")
+        if not isinstance(replace_schedulers, bool):
+            raise ValueError(f"Expected `replace_schedulers` to be True or False, got {replace_schedulers!r}")
+        self.cycle_momentum = cycle_momentum
         self.log_every_n_steps = log_every_n_steps
+        self.replace_schedulers = replace_schedulers
         self.schedule: Any = None  # the schedule object, built at the first training batch (or restored)
+        self.optimizer_steps: list[int] | None = None  # steps each optimizer has taken (set at train start)
+        self._cycled: list[bool] | None = None  # per param group: is its momentum cycled
         self._last_logged_step = -1
 
     # -- what subclasses provide --------------------------------------------------------------------------
@@ -84,22 +102,37 @@ class ScheduleCallback(StateKeyed):
         if isinstance(values, list) and len(values) not in (1, n):
             raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
 
-    def _finder_bounds(self, trainer: pl.Trainer, strict: bool = False) -> tuple[float, float]:
+    def _finder_bounds(self, trainer: pl.Trainer, fallback: bool = False) -> tuple[float, float] | None:
         """``(base_lr, max_lr)`` from the first ``LRRangeFinder`` of the Trainer (see
-        :meth:`LRRangeResult.schedule_bounds`): a curve that cannot be trusted is refused with ``strict``, and
-        otherwise handed on with a warning that names this callback and every problem."""
+        :meth:`LRRangeResult.schedule_bounds`); a curve that cannot be trusted never drives a schedule: with
+        ``fallback`` (the user gave numbers to fall back on) ``None`` and one warning, else an error.
+
+        Raises:
+            ValueError: (one line, naming this callback) when the finder did not run, or, without ``fallback``,
+                suggested nothing or read a curve that cannot be trusted.
+        """
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
         finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
         if finder is None or finder.result is None:
             raise ValueError("Expected an `LRRangeFinder` that ran before training, in `Trainer(callbacks=...)`, "
                              "for learning rates given as 'finder'")
+        refused: ValueError | None = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            bounds = finder.result.schedule_bounds(strict=strict)
+            try:
+                bounds = finder.result.schedule_bounds(strict=True)
+            except ValueError as err:
+                refused = err
         for w in caught:
             rank_zero_warn(f"`{type(self).__name__}` takes its learning rates from the LR range test: {w.message}")
-        return bounds
+        if refused is None:
+            return bounds
+        if not fallback:
+            raise ValueError(f"{type(self).__name__}: {refused}") from None
+        rank_zero_warn(f"{type(self).__name__}: the LR range test is refused ({refused}); using the given fallback "
+                       "learning rates")
+        return None
 
     @staticmethod
     def _needs_finder(trainer: pl.Trainer) -> None:
@@ -110,44 +143,109 @@ class ScheduleCallback(StateKeyed):
                              "'finder'")
 
     # -- hooks ----------------------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.optimizer_steps = None  # a checkpoint (loaded after this) or the train start sets them
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.cycle_momentum:
+        self._take_over_schedulers(trainer)
+        self._cycled = self._momentum_groups(trainer, announce=True)
+
+    def _take_over_schedulers(self, trainer: pl.Trainer) -> None:
+        """Refuse (or, with ``replace_schedulers``, remove) the schedulers of the module's ``configure_optimizers``."""
+        configs = trainer.lr_scheduler_configs
+        if not configs:
             return
+        names = ", ".join(type(cfg.scheduler).__name__ for cfg in configs)
+        me = type(self).__name__
+        if not self.replace_schedulers:
+            raise ValueError(f"{me}: expected no LR scheduler from `configure_optimizers` ({me} sets the learning "
+                             f"rate itself), got {names}; pass `{me}(..., replace_schedulers=True)` to replace it, or "
+                             f"remove one of the two")
+        trainer.strategy.lr_scheduler_configs = []  # public attribute: Lightning steps only what it lists
+        rank_zero_info(f"{me}: replacing the module's LR scheduler {names} (replace_schedulers=True); it is not "
+                       "stepped while this callback runs")
+
+    def _momentum_groups(self, trainer: pl.Trainer, announce: bool = False) -> list[bool]:
+        """Per param group (all optimizers' in order): is its momentum / beta1 cycled (``cycle_momentum``)."""
+        lo, hi = getattr(self, "base_momentum", 0.0), getattr(self, "max_momentum", 1.0)
+        cycled: list[bool] = []
         i = 0
         for optimizer in trainer.optimizers:
+            name = type(optimizer).__name__
+            outside: list[str] = []
             for group in optimizer.param_groups:
-                if "betas" not in group and not group.get("momentum", 0) > 0:
+                value = group["betas"][0] if "betas" in group else group.get("momentum")
+                has = "betas" in group or (value or 0) > 0
+                if self.cycle_momentum is True and not has:
                     # torch's CyclicLR / OneCycleLR would switch momentum on here (SGD(momentum=0) -> 0.9); we never do
                     raise ValueError(
-                        f"Expected an optimizer with momentum for `cycle_momentum=True`, got "
-                        f"{type(optimizer).__name__} whose param group {i} has momentum "
-                        f"{group.get('momentum', 'absent')} (0 or absent). `{type(self).__name__}` never switches "
-                        "momentum on: give the optimizer `momentum>0` (e.g. `SGD(momentum=0.9)`) or pass "
-                        "`cycle_momentum=False`."
+                        f"Expected an optimizer with momentum for `cycle_momentum=True`, got {name} whose param "
+                        f"group {i} has momentum {group.get('momentum', 'absent')} (0 or absent). "
+                        f"`{type(self).__name__}` never switches momentum on: give the optimizer `momentum>0` (e.g. "
+                        "`SGD(momentum=0.9)`) or pass `cycle_momentum=False`."
                     )
+                inside = has and lo <= float(value) <= hi
+                cycled.append(bool(self.cycle_momentum) if self.cycle_momentum is not None else inside)
+                if self.cycle_momentum is None and has and not inside:
+                    outside.append(f"{'beta1' if 'betas' in group else 'momentum'}={float(value):g}")
                 i += 1
+            if announce and outside:
+                rank_zero_warn(f"{type(self).__name__}: {name} {outside[0]} is outside {lo:g}..{hi:g}: momentum is "
+                               "not cycled; pass cycle_momentum=True to cycle it")
+        return cycled
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def _first_train_start(self, trainer: pl.Trainer) -> None:
+        """The step counts at train start: a checkpoint's, else (a fresh run, or a checkpoint of an older version)
+        from ``global_step``, which counts the steps of every optimizer."""
+        n = max(1, len(trainer.optimizers))
+        if self.optimizer_steps is None or len(self.optimizer_steps) != n:
+            self.optimizer_steps = [trainer.global_step // n] * n
+
+    @property
+    def step(self) -> int:
+        """Steps the first optimizer has taken (the index of its next step's learning rate)."""
+        return self.optimizer_steps[0] if self.optimizer_steps else 0
+
+    def _set(self, trainer: pl.Trainer, index: int) -> None:
+        """Set optimizer ``index``'s param groups to the schedule at that optimizer's own step."""
         if self.schedule is None:
             self.schedule = self._build(trainer)
-        step = trainer.global_step
+        if self.optimizer_steps is None:
+            self._first_train_start(trainer)
+        if self._cycled is None:
+            self._cycled = self._momentum_groups(trainer)
+        step = self.optimizer_steps[index]
         self._before_step(trainer, step)
-        groups = self._groups(trainer)
+        n_groups = len(self._groups(trainer))
         lrs = self.schedule.lrs(step)
         if len(lrs) == 1:
-            lrs = lrs * len(groups)
-        elif len(lrs) != len(groups):
-            raise ValueError(f"Expected one learning rate per param group ({len(groups)}), got {len(lrs)}")
-        momentum = self.schedule.momentum(step) if self.cycle_momentum else None
-        for group, lr in zip(groups, lrs):
-            group["lr"] = lr
-            if momentum is not None:
+            lrs = lrs * n_groups
+        elif len(lrs) != n_groups:
+            raise ValueError(f"Expected one learning rate per param group ({n_groups}), got {len(lrs)}")
+        momentum = self.schedule.momentum(step) if any(self._cycled) else None
+        offset = sum(len(opt.param_groups) for opt in trainer.optimizers[:index])
+        for k, group in enumerate(trainer.optimizers[index].param_groups, start=offset):
+            group["lr"] = lrs[k]
+            if momentum is not None and self._cycled[k]:
                 if "betas" in group:
                     group["betas"] = (momentum, *group["betas"][1:])
                 else:
                     group["momentum"] = momentum
-        self._log(trainer, step, groups)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        # every optimizer at its next step's values already here, so the step and other callbacks see them
+        for index in range(len(trainer.optimizers)):
+            self._set(trainer, index)
+        self._log(trainer, self.step, self._groups(trainer))
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        index = optimizer_index(trainer, optimizer)
+        if index is None:
+            return
+        self._set(trainer, index)  # this optimizer's own step (a second optimizer, or a second step in one batch)
+        self.optimizer_steps[index] += 1
 
     def _log(self, trainer: pl.Trainer, step: int, groups: list[dict]) -> None:
         every = self.log_every_n_steps or trainer.log_every_n_steps
@@ -168,5 +266,10 @@ class ScheduleCallback(StateKeyed):
 
     # -- checkpointing --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"schedule": None if self.schedule is None else self.schedule.to_dict()}
+        return {"schedule": None if self.schedule is None else self.schedule.to_dict(),
+                "optimizer_steps": None if self.optimizer_steps is None else list(self.optimizer_steps)}
+
+    def _load_steps(self, state_dict: dict[str, Any]) -> None:
+        steps = state_dict.get("optimizer_steps")  # absent in checkpoints of older versions: from global_step
+        self.optimizer_steps = None if steps is None else [int(s) for s in steps]
 

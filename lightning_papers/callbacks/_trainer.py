@@ -54,6 +54,8 @@ __all__ = [
     "evaluation_stage",
     "gather_surface",
     "guarded",
+    "optimizer_index",
+    "planned_optimizer_steps",
     "preflight",
     "progress_bar",
     "report",
@@ -209,6 +211,35 @@ class _BatchesOf:
     def __iter__(self) -> Iterator[Any]:
         for batch, _, _ in self.loader:
             yield batch
+
+
+# ----------------------------------------------------------------------------------------------------
+# what a step is: optimizer steps, counted per optimizer
+# ----------------------------------------------------------------------------------------------------
+def optimizer_index(trainer: pl.Trainer, optimizer: Any) -> int | None:
+    """Position of ``optimizer`` (a torch optimizer or Lightning's wrapper of one) in ``trainer.optimizers``."""
+    raw = getattr(optimizer, "optimizer", optimizer)
+    return next((i for i, opt in enumerate(trainer.optimizers) if opt is optimizer or opt is raw), None)
+
+
+def planned_optimizer_steps(trainer: pl.Trainer) -> float:
+    """Optimizer steps EACH optimizer is planned to take in this fit (``inf`` when unbounded).
+
+    Automatic optimization (one optimizer): ``trainer.estimated_stepping_batches``. Manual optimization: one
+    ``optimizer.step()`` of every optimizer per batch (a GAN), so the batches of the run; ``max_steps`` bounds
+    them by ``max_steps / len(optimizers)``, because Lightning's ``global_step`` counts the steps of all optimizers.
+    """
+    total = trainer.estimated_stepping_batches  # sets up the train loader when it is not yet
+    module = trainer.lightning_module
+    if module is None or module.automatic_optimization:
+        return total
+    n = max(1, len(trainer.optimizers))
+    batches = trainer.num_training_batches
+    batches = math.inf if trainer.max_epochs == -1 or not math.isfinite(batches) else batches * max(
+        trainer.max_epochs or 1, 1)
+    if trainer.max_steps != -1:
+        batches = min(batches, math.ceil(trainer.max_steps / n))
+    return batches
 
 
 # ----------------------------------------------------------------------------------------------------

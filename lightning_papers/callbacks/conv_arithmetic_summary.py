@@ -15,11 +15,15 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import nn
 
 from lightning_papers.callbacks._trainer import report
 from lightning_papers.conv_arithmetic import ShapeTrace, trace_shapes
 
 __all__ = ["ConvArithmeticSummary"]
+
+_SPATIAL = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+            nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
 
 
 class ConvArithmeticSummary(Callback):
@@ -63,7 +67,12 @@ class ConvArithmeticSummary(Callback):
         try:
             self.trace = trace_shapes(pl_module, example)
         except Exception as err:  # noqa: BLE001 - a summary must not stop training
-            rank_zero_warn(f"ConvArithmeticSummary could not trace the model: {type(err).__name__}: {err}")
+            if not any(isinstance(m, _SPATIAL) for m in pl_module.modules()):
+                # a transformer or an MLP: the guessed image input does not fit it, and there is nothing to trace
+                rank_zero_warn(f"ConvArithmeticSummary: {type(pl_module).__name__} has no convolution or pooling "
+                               "layer, nothing to trace; remove the callback for this model")
+            else:
+                rank_zero_warn(f"ConvArithmeticSummary could not trace the model: {type(err).__name__}: {err}")
             self.trace = None
         trace = self.trace
         if trace is not None:

@@ -67,7 +67,9 @@ class CurvatureMonitor(_trainer.StateKeyed):
     product through it); a measurement that fails later is a warning, never an exception out of ``fit``.
 
     Args:
-        every_n_steps: measure after every n-th optimizer step.
+        every_n_steps: measure after every n-th optimizer step; with several optimizers (a GAN under manual
+            optimization), every n-th step of the first one. A run whose planned steps never reach ``n`` is warned
+            about at train start.
         num_batches: fixed batches of the ``dataloader`` (per rank) the curvature is measured on.
         dataloader: ``"train"`` (default) or ``"val"``.
         k: eigenvalues per measurement (the top one is logged).
@@ -147,10 +149,15 @@ class CurvatureMonitor(_trainer.StateKeyed):
         self.spectrum_result: ls.HessianSpectrum | None = None
         self.last_result: ls.HessianEigenpairs | None = None
         self._last_step = -1
+        self.optimizer_steps: int | None = None  # steps the first optimizer has taken (set at train start)
         self._batches: list[Any] | None = None
         self._start: ls.Direction | None = None  # the previous top eigenvector (not checkpointed)
 
     # -- hooks ------------------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.optimizer_steps = None  # a checkpoint (loaded after this) or the train start sets it
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the loader, the loss and a Hessian-vector product through it, on one batch before the first step
         _trainer.preflight(trainer, pl_module, "CurvatureMonitor", self.dataloader,
@@ -161,6 +168,13 @@ class CurvatureMonitor(_trainer.StateKeyed):
         self._failed = False
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.optimizer_steps is None:  # a fresh run, or a checkpoint of an older version
+            self.optimizer_steps = trainer.global_step // max(1, len(trainer.optimizers))
+        planned = _trainer.planned_optimizer_steps(trainer)
+        if math.isfinite(planned) and planned < self.every_n_steps:
+            name = type(trainer.optimizers[0]).__name__ if trainer.optimizers else "optimizer"
+            rank_zero_warn(f"CurvatureMonitor: every_n_steps={self.every_n_steps} never fires: the run plans "
+                           f"{planned:g} steps of the first optimizer ({name}); lower `every_n_steps` or train longer")
         if not any(isinstance(opt, torch.optim.SGD) for opt in trainer.optimizers):
             names = sorted({type(opt).__name__ for opt in trainer.optimizers})
             rank_zero_warn(f"CurvatureMonitor: no `curvature/2_over_lr` for {names}: the stability threshold of an "
@@ -169,9 +183,13 @@ class CurvatureMonitor(_trainer.StateKeyed):
         # without us
         self._batches = self._take_batches(trainer, pl_module)
 
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        if _trainer.optimizer_index(trainer, optimizer) == 0:
+            self.optimizer_steps = (self.optimizer_steps or 0) + 1
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        step = trainer.global_step
+        step = self._step(trainer)
         # accumulation: one measurement per optimizer step; none before the first (a schedule callback may not
         # have set the learning rate yet, so the threshold would be the optimizer's placeholder)
         if step == 0 or step == self._last_step or step % self.every_n_steps or getattr(self, "_failed", False):
@@ -195,17 +213,17 @@ class CurvatureMonitor(_trainer.StateKeyed):
                     title=f"{type(pl_module).__name__}: top Hessian eigenvalue vs the stability threshold").figure
             if self.spectrum_result is not None:
                 ax = self.spectrum_result.plot()
-                ax.set_title(f"Hessian eigenvalue density at step {trainer.global_step}", fontsize=9)
+                ax.set_title(f"Hessian eigenvalue density at step {self._step(trainer)}", fontsize=9)
                 figures["curvature/spectrum"] = ax.figure
         files["history.json"] = self.history.to_dict()
-        _trainer.report(trainer, "curvature", step=trainer.global_step, figures=figures, files=files,
+        _trainer.report(trainer, "curvature", step=self._step(trainer), figures=figures, files=files,
                         save_files=self.save_results)
 
     # -- the measurement ----------------------------------------------------------------------------------
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         """Measure at the current weights, record, log and return the values (the same on every rank). Call it on
         every rank."""
-        step = trainer.global_step
+        step = self._step(trainer)
         self._last_step = step
         trainable = {name for name, p in pl_module.named_parameters() if p.requires_grad}
         start = self._start if self._start is not None and set(self._start.tensors) == trainable else None
@@ -235,6 +253,10 @@ class CurvatureMonitor(_trainer.StateKeyed):
         _trainer.report(trainer, "curvature", step=step, scalars=scalars, save_files=False)
         return scalars
 
+    def _step(self, trainer: pl.Trainer) -> int:
+        """Steps the first optimizer has taken (``global_step`` outside fit's hooks)."""
+        return trainer.global_step if self.optimizer_steps is None else self.optimizer_steps
+
     def _where(self) -> str | None:
         return getattr(self, "_results_dir", None)
 
@@ -256,10 +278,13 @@ class CurvatureMonitor(_trainer.StateKeyed):
         # the warm start goes along (a copy of the trainable parameters, on the CPU): without it the first
         # measurement after a resume starts elsewhere and, unconverged, reads another value
         start = None if self._start is None else {k: v.detach().cpu() for k, v in self._start.tensors.items()}
-        return {"history": self.history.to_dict(), "last_step": self._last_step, "start": start}
+        return {"history": self.history.to_dict(), "last_step": self._last_step, "start": start,
+                "optimizer_steps": self.optimizer_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = ls.CurvatureHistory.from_dict(state_dict["history"])
         self._last_step = int(state_dict.get("last_step", -1))
+        steps = state_dict.get("optimizer_steps")  # absent in checkpoints of older versions: from global_step
+        self.optimizer_steps = None if steps is None else int(steps)
         start = state_dict.get("start")
         self._start = None if start is None else ls.Direction(dict(start), "weights")

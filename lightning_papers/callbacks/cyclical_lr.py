@@ -18,18 +18,10 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates
+from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.schedules import CYCLICAL_MODES, Cyclical
 
 __all__ = ["CyclicalLR"]
-
-
-def _finder_suggested_nothing(trainer: pl.Trainer) -> bool:
-    """Whether the Trainer's first ``LRRangeFinder`` ran and found neither bounds nor a suggestion."""
-    from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
-
-    finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
-    result = None if finder is None else finder.result
-    return result is not None and result.clr_bounds is None and result.suggestion is None
 
 
 def _num(value: float) -> str:
@@ -39,42 +31,51 @@ def _num(value: float) -> str:
 class CyclicalLR(ScheduleCallback):
     """Set every param group's learning rate from a cyclical policy before each optimizer step.
 
-    The step counted is ``trainer.global_step`` (optimizer steps), so under gradient accumulation the lr
-    changes only between optimizer steps, and a run resumed from a checkpoint continues the cycle exactly.
-    Attach it instead of a scheduler: it sets ``owns_learning_rate = True`` so this package's modules hand
-    out a bare optimizer.
+    A step is one ``optimizer.step()``, and each optimizer counts its own (a GAN's two optimizers both run whole
+    cycles of ``step_size``), so under gradient accumulation the lr changes only between optimizer steps, and a
+    run resumed from a checkpoint continues the cycle exactly. Attach it instead of a scheduler: it sets
+    ``owns_learning_rate = True`` so this package's modules hand out a bare optimizer, and it refuses a scheduler
+    the module's ``configure_optimizers`` returns unless ``replace_schedulers=True``.
 
     Args:
         base_lr: lower bound, a number, one per param group (all optimizers' groups in order), or ``"finder"``
             to take it from the ``clr_bounds`` of an :class:`~lightning_papers.callbacks.LRRangeFinder` in the
             same Trainer.
         max_lr: upper bound, likewise.
-        step_size: optimizer steps per half cycle (Smith: 2-10 times the steps of an epoch).
+        step_size: optimizer steps (of each optimizer) per half cycle (Smith: 2-10 times the steps of an epoch).
         step_size_epochs: half cycle in epochs instead (converted with the steps of one epoch).
         step_size_down: steps of the falling half, if different from ``step_size``.
         mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
         gamma: decay base of ``exp_range`` (per optimizer step).
         cycle_momentum: cycle momentum (SGD) or beta1 (Adam-like) from ``max_momentum`` down to
-            ``base_momentum`` while the lr goes up. Every param group needs momentum (SGD ``momentum>0``,
-            or Adam-like ``betas``): it is never switched on silently.
+            ``base_momentum`` while the lr goes up: ``None`` for the param groups whose own value lies in
+            ``[base_momentum, max_momentum]`` (others keep theirs, with a warning naming the optimizer), ``True``
+            for all (each needs momentum: SGD ``momentum>0`` or Adam-like ``betas``; it is never switched on),
+            ``False`` for none.
         base_momentum: momentum at the lr peak.
         max_momentum: momentum at the lr trough.
         log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` (``/pg{i}`` per group when
-            there are several) every this many optimizer steps; ``None`` uses the Trainer's.
+            there are several) every this many steps of the first optimizer; ``None`` uses the Trainer's.
+        replace_schedulers: remove the scheduler the module's ``configure_optimizers`` returned (logged by
+            name) instead of refusing it at fit start.
+        fallback_lr: with bounds from the range test, ``(base_lr, max_lr)`` to use (with one warning) when its
+            reading cannot be trusted or suggests nothing, instead of refusing to train.
         bounds: deprecated: ``bounds="finder"`` is ``base_lr="finder", max_lr="finder"``, with numbers given
             for ``base_lr``/``max_lr`` used when the range test suggests nothing or its curve cannot be trusted
             (:attr:`LRRangeResult.problems`, e.g. a sweep too short for the loss to fall).
 
-    Bounds taken from a range test whose curve cannot be trusted come with a warning that names why.
+    Bounds are never taken from a range test whose curve cannot be trusted: without numbers to fall back on, the
+    first training step is refused with a one-line error naming the problem and the fix.
 
     Raises:
         ValueError: for an unknown ``mode``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither
             of ``step_size``/``step_size_epochs``, or bad momentum/gamma values; at fit start, for per-group
             lists whose length differs from the number of param groups, ``"finder"`` without an
-            ``LRRangeFinder``, or ``cycle_momentum=True`` with an optimizer whose momentum is 0 or absent.
+            ``LRRangeFinder``, a scheduler from ``configure_optimizers`` without ``replace_schedulers=True``, or
+            ``cycle_momentum=True`` with an optimizer whose momentum is 0 or absent.
 
-    Warns at train start when the run's total optimizer steps (``trainer.estimated_stepping_batches``) do not
-    end on a cycle boundary (Smith: stop training at the end of a cycle).
+    Warns at train start when the run's steps of each optimizer (``trainer.estimated_stepping_batches``, or the
+    batches under manual optimization) do not end on a cycle boundary (Smith: stop training at the end of a cycle).
 
     Examples:
         >>> import lightning as L
@@ -96,10 +97,12 @@ class CyclicalLR(ScheduleCallback):
         step_size_down: int | None = None,
         mode: str = "triangular",
         gamma: float = 1.0,
-        cycle_momentum: bool = False,
+        cycle_momentum: bool | None = None,
         base_momentum: float = 0.8,
         max_momentum: float = 0.9,
         log_every_n_steps: int | None = None,
+        replace_schedulers: bool = False,
+        fallback_lr: tuple[float, float] | None = None,
         bounds: str | None = None,
     ) -> None:
         if bounds not in (None, FINDER):
@@ -111,6 +114,19 @@ class CyclicalLR(ScheduleCallback):
             if base_lr is not None and max_lr is not None:
                 self._fallback = (learning_rates(base_lr, "base_lr", False), learning_rates(max_lr, "max_lr", False))
             base_lr = max_lr = FINDER
+        if fallback_lr is not None:
+            if FINDER not in (base_lr, max_lr) or self._fallback is not None:
+                raise ValueError(f"Expected `fallback_lr` only with bounds 'finder', got base_lr={base_lr!r}, "
+                                 f"max_lr={max_lr!r}")
+            if not isinstance(fallback_lr, Sequence) or isinstance(fallback_lr, str) or len(fallback_lr) != 2:
+                raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr), got {fallback_lr!r}")
+            self._fallback = (learning_rates(fallback_lr[0], "fallback_lr", False),
+                              learning_rates(fallback_lr[1], "fallback_lr", False))
+            try:
+                Cyclical(tuple(self._fallback[0]), tuple(self._fallback[1]), 1.0)  # base <= max
+            except ValueError:
+                raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr) with base_lr <= max_lr, got "
+                                 f"{fallback_lr!r}") from None
         if base_lr is None or max_lr is None:
             raise ValueError(f"Expected `base_lr` and `max_lr` (numbers or 'finder'), got {base_lr!r} and {max_lr!r}")
         base, peak = learning_rates(base_lr, "base_lr"), learning_rates(max_lr, "max_lr")
@@ -125,7 +141,7 @@ class CyclicalLR(ScheduleCallback):
         known = FINDER not in (base, peak)
         Cyclical(tuple(base) if known else 1.0, tuple(peak) if known else 1.0, float(step_size or 1), None, mode,
                  gamma, base_momentum, max_momentum)
-        super().__init__(cycle_momentum, log_every_n_steps)
+        super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         self.base_lr, self.max_lr = base, peak
         self.step_size, self.step_size_epochs, self.step_size_down = step_size, step_size_epochs, step_size_down
         self.mode, self.gamma = mode, gamma
@@ -140,6 +156,7 @@ class CyclicalLR(ScheduleCallback):
         super().on_fit_start(trainer, pl_module)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._first_train_start(trainer)
         if self.step_size is not None:
             up = float(self.step_size)
         else:
@@ -152,7 +169,7 @@ class CyclicalLR(ScheduleCallback):
     def _check_cycle_boundary(self, trainer: pl.Trainer, cycle: float) -> None:
         """Warn when the run's total optimizer steps are not a whole number of cycles (Smith, Section 3.2:
         stop training at the end of a cycle, where the lr is back at ``base_lr``)."""
-        total = trainer.estimated_stepping_batches
+        total = planned_optimizer_steps(trainer)
         if not math.isfinite(total) or total <= 0:
             return
         cycles = total / cycle
@@ -168,15 +185,8 @@ class CyclicalLR(ScheduleCallback):
     def _build(self, trainer: pl.Trainer) -> Cyclical:
         base, peak = self.base_lr, self.max_lr
         if FINDER in (base, peak):
-            try:
-                # with numbers to fall back on, a range test whose curve cannot be trusted is not used
-                found = self._finder_bounds(trainer, strict=self._fallback is not None)
-            except ValueError as err:
-                if self._fallback is None:
-                    raise
-                reason = "suggested no learning rate" if _finder_suggested_nothing(trainer) else f"is refused ({err})"
-                rank_zero_warn(f"`LRRangeFinder` {reason}; using the given `base_lr`/`max_lr`.")
-                found = None
+            # a range test whose curve cannot be trusted is refused; with numbers to fall back on, they are used
+            found = self._finder_bounds(trainer, fallback=self._fallback is not None)
             if found is None:
                 base, peak = self._fallback  # type: ignore[misc]
             else:
@@ -191,6 +201,7 @@ class CyclicalLR(ScheduleCallback):
         return self.schedule.lrs(step)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_steps(state_dict)
         if "schedule" in state_dict:
             schedule = state_dict["schedule"]
             self.schedule = None if schedule is None else Cyclical.from_dict(schedule)

@@ -13,6 +13,7 @@ them. The model, optimizer and RNG come back exactly as they were.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -52,7 +53,13 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         at: ``"fit_end"`` (once, when training ends) or ``None`` with ``every_n_epochs``.
         every_n_epochs: probe at the end of every n-th training epoch (overrides ``at``).
         grid: coordinate axes; default 11x11 over [-1, 1]^2 (2d), 21 points over [-1, 1] (1d) or [-0.5, 1.5]
-            (interpolate).
+            (interpolate). ``"frame"`` (or a :class:`~lightning_papers.landscape.Framed`, e.g.
+            ``Framed(points=21)``): a range chosen at the first probe from 1-D scans so that the basin fills the
+            picture, then kept for every later probe, so that the surfaces over training share one range (modes
+            ``"2d"``/``"1d"``). The default stays the paper's fixed range, which compares across runs.
+        adaptive: spend a point budget where the surface is least known instead of evaluating every grid point
+            (:class:`~lightning_papers.landscape.Refinement`, a dict of its arguments, or a budget: an int of
+            points or a float fraction of the grid); ranks share each refinement round. Modes ``"2d"``/``"1d"``.
         num_batches: fixed batches of each dataloader used at every point (and for sharpness).
         dataloader: ``"val"``, ``"train"`` or both (``("train", "val")``: metrics named ``train_loss``, ...).
         seed: seed of the random directions (the same directions at every probe).
@@ -75,7 +82,8 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         save_results: rank 0 writes ``.npz``/``.json``, PNGs and ``.vtp`` to ``trainer.log_dir/landscape/``.
 
     Raises:
-        ValueError: for an unknown ``mode``, ``at``, ``dataloader``, ``normalization`` or ``kind``, a
+        ValueError: for an unknown ``mode``, ``at``, ``dataloader``, ``normalization`` or ``kind``, ``grid="frame"``
+            or ``adaptive`` with ``mode="interpolate"``, a bad ``adaptive``, a
             non-positive ``num_batches``/``every_n_epochs``/``hessian_iters``, a grid of the wrong dimension, a bad
             ``compile``, or a copy option (``fold_bn``, ``channels_last``, ``compile``, ``backend="vmap"``)
             without ``loss_fn``.
@@ -97,6 +105,7 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         at: str | None = "fit_end",
         every_n_epochs: int | None = None,
         grid: Any = None,
+        adaptive: Any = None,
         num_batches: int = 4,
         dataloader: str | Sequence[str] = "val",
         seed: int = 0,
@@ -145,9 +154,29 @@ class LossLandscapeProbe(_trainer.StateKeyed):
                              "training step; e.g. `loss_fn=torch.nn.functional.cross_entropy` for a classifier")
         ndim = 2 if mode == "2d" else 1
         grid = _DEFAULT_GRIDS[mode] if grid is None else grid
-        axes = [grid] if ndim == 1 and np.ndim(grid) == 1 else list(grid)
-        if len(axes) != ndim or any(np.ndim(a) != 1 or len(a) == 0 for a in axes):
-            raise ValueError(f"Expected `grid` to be {ndim} non-empty 1-D coordinate array(s) for mode {mode!r}")
+        self.framed: ls.Framed | None = None
+        if isinstance(grid, (str, ls.Framed)):
+            if grid != "frame" and not isinstance(grid, ls.Framed):
+                raise ValueError(f"Expected `grid` to be coordinate axes, 'frame' or a Framed(...), got {grid!r}")
+            if mode == "interpolate":
+                raise ValueError("Expected `grid='frame'` with mode '2d' or '1d', got mode 'interpolate' (its axis "
+                                 "runs from the start of training to now; pass it yourself)")
+            points = (21 if ndim == 2 else 41) if adaptive is not None else (11 if ndim == 2 else 21)
+            self.framed = grid if isinstance(grid, ls.Framed) else ls.Framed(points=points)
+            axes = [np.zeros(0)] * ndim  # chosen at the first probe
+        else:
+            axes = [grid] if ndim == 1 and np.ndim(grid) == 1 else list(grid)
+            if len(axes) != ndim or any(np.ndim(a) != 1 or len(a) == 0 for a in axes):
+                raise ValueError(f"Expected `grid` to be {ndim} non-empty 1-D coordinate array(s) for mode {mode!r}")
+        if adaptive is not None:
+            if mode == "interpolate":
+                raise ValueError("Expected `adaptive` with mode '2d' or '1d', got mode 'interpolate'")
+            from lightning_papers.landscape.adaptive import as_refinement
+
+            adaptive = as_refinement(adaptive)
+        self.adaptive = adaptive
+        self._framed_axes: list[np.ndarray] | None = None  # the range the first framed probe chose
+        self._frame: dict[str, Any] | None = None
         self.mode, self.at, self.every_n_epochs = mode, at, every_n_epochs
         self.axes = [np.asarray(a, dtype=np.float64) for a in axes]
         self.num_batches = num_batches
@@ -230,10 +259,15 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         sharp: dict[str, float] = {}
         with isolate_rng(), evaluation.active():
             parts = {}
+            if self.adaptive is not None and trainer.world_size > 1:  # every round's points, shared by the ranks
+                options["gather"] = functools.partial(_trainer.gather_surface, trainer)
             for split in loaders:
                 batches = _trainer.evaluation_batches(trainer, pl_module, split, self.num_batches, seed=self.seed)
                 part = self._compute(pl_module, batches, evaluation, options)
-                parts[split] = _trainer.gather_surface(trainer, part)
+                parts[split] = part if "gather" in options else _trainer.gather_surface(trainer, part)
+                if self.framed is not None and self._framed_axes is None:  # later probes keep this range
+                    self._framed_axes = [np.asarray(a) for a in part.axes]
+                    self._frame = part.metadata.get("range")
             result = parts[loaders[0]] if len(parts) == 1 else _joined(parts)
             if self.sharpness and trainer.is_global_zero:
                 with _trainer.guarded("LossLandscapeProbe", f"sharpness at epoch {epoch} (the surface is saved)",
@@ -264,8 +298,14 @@ class LossLandscapeProbe(_trainer.StateKeyed):
             return ls.interpolate(pl_module, self.initial_state, self.axes[0], batches, kind=self.kind, **options)
         directions = ls.random_directions(pl_module, len(self.axes), self.seed, self.normalization, self.ignore,
                                           self.kind)
-        return ls.surface(pl_module, directions, tuple(self.axes) if len(self.axes) == 2 else self.axes[0], batches,
-                          **options)
+        axes = self._framed_axes if self.framed is not None else self.axes
+        grid: Any = self.framed if axes is None else tuple(axes) if len(axes) == 2 else axes[0]
+        if self.adaptive is not None:
+            options = dict(options, adaptive=self.adaptive)
+        result = ls.surface(pl_module, directions, grid, batches, **options)
+        if self.framed is not None and "range" not in result.metadata:
+            result.metadata["range"] = self._frame
+        return result
 
     def _sharpness(self, pl_module: pl.LightningModule, batches: list[Any], evaluation: Any,
                    result: ls.SurfaceResult) -> dict[str, float]:
@@ -324,10 +364,15 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         surfaces = {int(e): {"axes": [a.tolist() for a in r.axes], "computed": r.computed.tolist(),
                              "values": {m: v.tolist() for m, v in r.values.items()}}
                     for e, r in self.results.items() if r.ndim == 2}
-        return {"probed_epochs": sorted(self.results), "initial_state": self.initial_state, "surfaces": surfaces}
+        framed = None if self._framed_axes is None else [a.tolist() for a in self._framed_axes]
+        return {"probed_epochs": sorted(self.results), "initial_state": self.initial_state, "surfaces": surfaces,
+                "framed_axes": framed, "frame": self._frame}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.initial_state = state_dict.get("initial_state")
+        if self.framed is not None and state_dict.get("framed_axes"):  # the range the first probe chose
+            self._framed_axes = [np.asarray(a, dtype=np.float64) for a in state_dict["framed_axes"]]
+            self._frame = state_dict.get("frame")
         for epoch, saved in (state_dict.get("surfaces") or {}).items():
             self.results.setdefault(int(epoch), ls.SurfaceResult(
                 [np.asarray(a) for a in saved["axes"]], {m: np.asarray(v, dtype=np.float64)

@@ -23,6 +23,7 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates
+from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
 from lightning_papers.schedules import ONE_CYCLE_ANNEALS, OneCycle, one_cycle_pct_start
 
@@ -32,9 +33,12 @@ __all__ = ["SuperConvergence"]
 class SuperConvergence(ScheduleCallback):
     """Drive every param group's learning rate (and momentum) through one 1cycle over the whole run.
 
-    The schedule is indexed by ``trainer.global_step`` (optimizer steps), so gradient accumulation changes the lr
-    only between optimizer steps, and its length is ``trainer.estimated_stepping_batches`` (``max_steps`` /
-    ``max_epochs`` and accumulation respected) unless ``total_steps`` is given. With equal settings the lr and
+    A step is one ``optimizer.step()``, and each optimizer counts its own: gradient accumulation changes the lr
+    only between optimizer steps, and a GAN's two optimizers (manual optimization, one step each per batch) both
+    run through the whole cycle. Its length is ``trainer.estimated_stepping_batches`` (``max_steps`` /
+    ``max_epochs`` and accumulation respected; under manual optimization the batches of the run, ``max_steps``
+    divided among the optimizers) unless ``total_steps`` is given. A scheduler returned by the module's
+    ``configure_optimizers`` is refused at fit start unless ``replace_schedulers=True``. With equal settings the lr and
     momentum sequences equal ``torch.optim.lr_scheduler.OneCycleLR``'s, but training past the planned length
     holds the final lr (one warning) instead of raising, and momentum is never switched on for an optimizer
     that has none. Resuming continues the same sequence; resuming with a different length (e.g. a larger
@@ -44,11 +48,13 @@ class SuperConvergence(ScheduleCallback):
         max_lr: the peak learning rate, or ``"finder"`` to take it from an
             :class:`~lightning_papers.callbacks.LRRangeFinder` in the same Trainer (its ``clr_bounds[1]``, the
             largest lr at which the loss still fell - Smith & Topin's reading of the range test - or, when the
-            finder found no bounds, its ``suggestion``); from a curve that cannot be trusted
-            (:attr:`LRRangeResult.problems`) with a warning that names why. A number keeps the optimizer's
+            finder found no bounds, its ``suggestion``; the bounds always bracket the suggestion). A curve that
+            cannot be trusted (:attr:`LRRangeResult.problems`) is refused before the first training step with a
+            one-line error naming the problem and the fix (a longer or wider sweep, or ``max_lr`` as a number).
+            A number keeps the optimizer's
             per-group lr ratios: the group with the largest initial lr peaks at ``max_lr`` and a group at 0.1x
             stays at 0.1x. A sequence gives each param group (all optimizers' groups in order) its own peak.
-        total_steps: optimizer steps of the schedule; ``None`` uses ``trainer.estimated_stepping_batches``.
+        total_steps: steps of each optimizer over the schedule; ``None`` takes them from the Trainer (see above).
         div_factor: the cycle starts (and, with ``three_phase``, returns) at ``max_lr / div_factor``.
         final_div_factor: the annihilation ends at ``max_lr / div_factor / final_div_factor``.
         three_phase: the paper's shape: up, symmetrically down, then annihilation. ``False`` is the two-phase
@@ -59,12 +65,18 @@ class SuperConvergence(ScheduleCallback):
             ``pct_start`` (``pct_start = (1 - annihilation_pct) / 2``); both may be given if they agree.
         anneal: ``"linear"`` (the paper) or ``"cos"`` (torch's default).
         cycle_momentum: cycle SGD momentum or Adam's beta1 from ``max_momentum`` down to ``base_momentum``
-            while the lr rises; ``False`` leaves momentum alone (the paper's constant 0.9). Every param group
-            needs momentum (it is never switched on silently).
+            while the lr rises: ``None`` for the param groups whose own value lies in ``[base_momentum,
+            max_momentum]`` (others, e.g. a GAN's Adam ``beta1=0.5``, keep theirs, with one warning naming the
+            optimizer), ``True`` for all (each needs momentum: it is never switched on), ``False`` for none (the
+            paper's constant 0.9).
         base_momentum: momentum at the lr peak.
         max_momentum: momentum at the start and the end.
         log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` (``/pg{i}`` per group when there are
-            several) every this many optimizer steps; ``None`` uses the Trainer's.
+            several) every this many steps of the first optimizer; ``None`` uses the Trainer's.
+        replace_schedulers: remove the scheduler the module's ``configure_optimizers`` returned (logged by name)
+            instead of refusing it at fit start.
+        fallback_lr: with ``max_lr="finder"``, the peak to use (with one warning) when the range test's reading
+            cannot be trusted or suggests nothing, instead of refusing to train.
         interpolation_probe: keep the weights of fit start in memory (on the CPU, and in checkpoints) and, when
             training ends, evaluate the module's loss (and accuracy, for a classifier) along
             ``theta_0 + alpha (theta_T - theta_0)`` on training and validation batches - a
@@ -81,7 +93,8 @@ class SuperConvergence(ScheduleCallback):
             ``pct_start``/``annihilation_pct`` out of range, disagreeing or given without ``three_phase``,
             momenta outside ``0 <= base <= max <= 1``, or bad interpolation options; at fit start, for
             ``max_lr="finder"`` without an ``LRRangeFinder``, a per-group list whose length differs from the
-            number of param groups, an optimizer without momentum under ``cycle_momentum``, or an unbounded run
+            number of param groups, a scheduler from ``configure_optimizers`` without ``replace_schedulers=True``,
+            an optimizer without momentum under ``cycle_momentum=True``, or an unbounded run
             (``max_epochs=-1``) without ``total_steps``.
 
     Examples:
@@ -105,17 +118,24 @@ class SuperConvergence(ScheduleCallback):
         pct_start: float | None = None,
         annihilation_pct: float | None = None,
         anneal: str = "linear",
-        cycle_momentum: bool = True,
+        cycle_momentum: bool | None = None,
         base_momentum: float = 0.85,
         max_momentum: float = 0.95,
         log_every_n_steps: int | None = None,
+        replace_schedulers: bool = False,
+        fallback_lr: float | None = None,
         interpolation_probe: bool = False,
         interpolation_points: int = 13,
         interpolation_batches: int = 4,
         interpolation_range: tuple[float, float] = (0.0, 1.25),
     ) -> None:
-        super().__init__(cycle_momentum, log_every_n_steps)
+        super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         peaks = learning_rates(max_lr, "max_lr")
+        if fallback_lr is not None:
+            if peaks != FINDER:
+                raise ValueError(f"Expected `fallback_lr` only with max_lr='finder', got max_lr={max_lr!r}")
+            fallback_lr = learning_rates(fallback_lr, "fallback_lr", finder_ok=False)[0]
+        self.fallback_lr = fallback_lr
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
                                         or total_steps < 1):
             raise ValueError(f"Expected `total_steps` to be a positive integer or None, got {total_steps!r}")
@@ -170,10 +190,11 @@ class SuperConvergence(ScheduleCallback):
             self._probe.on_fit_start(trainer, pl_module)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        planned = self.total_steps if self.total_steps is not None else trainer.estimated_stepping_batches
+        self._first_train_start(trainer)
+        planned = self.total_steps if self.total_steps is not None else planned_optimizer_steps(trainer)
         if not math.isfinite(planned) or planned < 1:
             raise ValueError(f"Expected a finite, positive schedule length, got {planned!r}; pass `total_steps`")
-        self._planned, step = int(planned), trainer.global_step
+        self._planned, step = int(planned), self.step
         if self.schedule is not None and self._planned != self.schedule.run_total:
             rank_zero_warn(
                 f"SuperConvergence: the run's length changed from {self.schedule.run_total} to {self._planned} "
@@ -190,8 +211,13 @@ class SuperConvergence(ScheduleCallback):
         if isinstance(self.max_lr, list) and len(self.max_lr) > 1:
             peaks = tuple(self.max_lr)
         else:
-            peak = self._finder_bounds(trainer)[1] if self.max_lr == FINDER else self.max_lr[0]
-            initial = [float(group["lr"]) for group in groups]
+            if self.max_lr == FINDER:
+                found = self._finder_bounds(trainer, fallback=self.fallback_lr is not None)
+                peak = self.fallback_lr if found is None else found[1]
+            else:
+                peak = self.max_lr[0]
+            # a replaced scheduler may have scaled the lr already (LinearLR's start_factor): the optimizer's own
+            initial = [float(group.get("initial_lr", group["lr"])) for group in groups]
             top = max(initial) if initial else 0.0
             # keep the optimizer's per-group ratios: the largest group peaks at max_lr
             peaks = tuple(peak * (lr / top) if top > 0 else peak for lr in initial)
@@ -235,6 +261,7 @@ class SuperConvergence(ScheduleCallback):
         return {**super().state_dict(), "init_state": self._probe.initial_state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load_steps(state_dict)
         if "schedule" in state_dict:
             self.schedule = None if state_dict["schedule"] is None else OneCycle.from_dict(state_dict["schedule"])
         elif state_dict.get("max_lrs") is not None:  # a checkpoint of version 0.1's SuperConvergence

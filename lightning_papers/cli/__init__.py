@@ -31,15 +31,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lightning_papers._extras import MissingExtraError
-
-__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "lightning_cli", "main", "run_as_tool", "run_lightning_cli"]
+__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "condense_parser_error", "lightning_cli", "main", "run_as_tool",
+           "run_lightning_cli"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
 # what the package raises for input a user can fix (MissingExtraError: an optional extra to `pip install`)
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError, MissingExtraError)
+               PermissionError, ImportError)  # ImportError: only MissingExtraError is ours (see _ours)
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 
 
@@ -51,17 +50,58 @@ def lightning_cli(args: Sequence[str], **kwargs):
     silenced. ``validate|test|predict --ckpt_path`` with a checkpoint of another model class than the config's
     is refused (Lightning would silently switch to the checkpoint's class).
     """
+    from jsonargparse import ArgumentError
     from lightning.pytorch.cli import LightningCLI
 
     class _CLI(LightningCLI):
         def parse_arguments(self, parser, args) -> None:
-            super().parse_arguments(parser, args)
+            try:
+                super().parse_arguments(parser, args)
+            except ArgumentError as err:
+                raise ValueError(condense_parser_error(str(err))) from None
             _check_ckpt_class(self.config)
 
     defaults = dict(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True)
+    # jsonargparse raises instead of printing usage and paragraphs: its error becomes one line (condense_parser_error)
+    no_exit = {"exit_on_error": False}
+    kwargs["parser_kwargs"] = {**no_exit, **{c: dict(no_exit) for c in LIGHTNING_SUBCOMMANDS},
+                               **kwargs.get("parser_kwargs", {})}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        # Lightning's own calls of jsonargparse APIs that jsonargparse deprecates: not the user's business
+        warnings.filterwarnings("ignore", category=_jsonargparse_deprecation())
         return _CLI(**{**defaults, **kwargs}, args=list(args))
+
+
+def _jsonargparse_deprecation() -> type[Warning]:
+    try:
+        from jsonargparse import JsonargparseDeprecationWarning
+    except ImportError:  # an older jsonargparse
+        return DeprecationWarning
+    return JsonargparseDeprecationWarning
+
+
+def condense_parser_error(message: str) -> str:
+    """jsonargparse's multi-line error (a union of subtypes, the errors of each, the given value) as one line:
+    the key path and the innermost reasons, e.g. ``Expected a valid configuration, got model.lr: Expected a
+    <class 'float'>. Got value: abc``."""
+    import re
+
+    noise = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>",
+             "tip:", "usage:")
+    keys, reasons = [], []
+    for line in message.splitlines():
+        line = line.strip().lstrip("-").strip()
+        key = re.match(r'^Parser key "([^"]+)":\s*(.*)$', line)
+        if key:
+            keys.append(key.group(1))
+            line = key.group(2)
+        if line and not line.startswith(noise):
+            reasons.append(re.sub(r"^Problem with given class_path '([^']+)':?", r"class \1:", line))
+    path = ".".join(dict.fromkeys(keys))
+    text = " ".join(reasons) or message.strip().splitlines()[0]
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"Expected a valid configuration, got {path}: {text}" if path else text
 
 
 def _check_ckpt_class(config) -> None:
@@ -71,6 +111,10 @@ def _check_ckpt_class(config) -> None:
     ckpt = section.get("ckpt_path") if section is not None else None
     model = section.get("model") if section is not None else None
     wanted = getattr(model, "class_path", None) or (model.get("class_path") if isinstance(model, dict) else None)
+    if ckpt and isinstance(ckpt, (str, Path)) and str(ckpt) not in ("best", "last", "hpc", "registry") \
+            and "://" not in str(ckpt) and not str(ckpt).startswith("registry:") and not Path(ckpt).is_file():
+        what = "a folder" if Path(ckpt).is_dir() else "no such file"
+        raise FileNotFoundError(f"Expected --ckpt_path to be a checkpoint file, got {str(ckpt)!r} ({what})")
     if not ckpt or not wanted or not Path(ckpt).is_file():
         return
     from lightning_papers.modules.image_model import read_checkpoint
@@ -104,6 +148,11 @@ def _ours(err: BaseException) -> BaseException | None:
         tb, last = current.__traceback__, None
         while tb is not None:
             last, tb = tb, tb.tb_next
+        from lightning_papers.data._extras import MissingExtraError
+
+        if isinstance(current, ImportError) and not isinstance(current, MissingExtraError):
+            current = current.__cause__ or current.__context__
+            continue
         if isinstance(current, USER_ERRORS) and last is not None and \
                 os.path.abspath(last.tb_frame.f_code.co_filename).startswith(_PACKAGE):
             return current
@@ -167,7 +216,7 @@ def _add_demo_parser(subparsers) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from lightning_papers._extras import require_extra
+    from lightning_papers.data._extras import require_extra
     from lightning_papers.demo import run_demo
 
     for module in ("sklearn.datasets", "skimage.data"):  # the digits and the photographs: say so before any work
@@ -202,6 +251,17 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`lightning-papers conv solve ... | head -3`): stop quietly, as `cat` does; stdout is
+        # pointed at /dev/null so that the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 __all__ = ["add_subparser", "build_parser", "main", "run"]
 
 ANIMATION_KINDS = ("conv", "transposed", "pool", "dilation")
+# what `conv animate` has when an option is not given (--all refuses any other value: it would be ignored)
+_ANIMATE_DEFAULTS = {"kind": "conv", "i": 5, "k": 3, "s": 1, "p": 0, "d": None, "output": None}
 
 
 def _out(text: str) -> None:
@@ -69,7 +71,10 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     animate.add_argument("--s", type=int, default=1)
     animate.add_argument("--p", type=int, default=0)
     animate.add_argument("--d", type=int, default=None, help="dilation (default 2 for --kind dilation, else 1)")
-    animate.add_argument("-o", "--output", default=None, help="GIF path")
+    animate.add_argument("-o", "--output", default=None, help="GIF path (one animation; not with --all)")
+    animate.add_argument("--overwrite", action="store_true", help="replace GIF files that already exist")
+    animate.add_argument("--force", action="store_true",
+                         help="draw an animation estimated to take over a minute (with a progress bar)")
 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -133,20 +138,53 @@ def run(args: argparse.Namespace) -> int:
     elif args.conv_command == "trace":
         from lightning_papers.models import get_model
 
-        if len(args.input_size) != 3:
-            raise ValueError(f"Expected --input-size to be C H W (three numbers, no batch), got "
+        if len(args.input_size) != 3 or any(n < 1 for n in args.input_size):
+            raise ValueError(f"Expected --input-size to be C H W (three positive numbers, no batch), got "
                              f"{' '.join(map(str, args.input_size))}")
-        trace = trace_shapes(get_model(args.model), tuple(args.input_size))
+        model = get_model(args.model)
+        first = next((m for m in model.modules() if hasattr(m, "in_channels")), None)
+        if first is not None and first.in_channels != args.input_size[0]:
+            raise ValueError(f"Expected --input-size to start with the {first.in_channels} channels {args.model} "
+                             f"takes, "
+                             f"got {' '.join(map(str, args.input_size))}")
+        try:
+            trace = trace_shapes(model, tuple(args.input_size))
+        except RuntimeError as err:  # a size the model cannot take (too small for its strides, say)
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"Expected --input-size that {args.model} accepts, got "
+                             f"{' '.join(map(str, args.input_size))}: {first_line}") from None
         _out(trace.to_json(indent=1) if args.json else trace.table())
     else:
-        if args.all_dir:
+        from lightning_papers.budget import check_budget
+        from lightning_papers.conv_arithmetic import animation_cost
+        from lightning_papers.conv_arithmetic.animation import CASES
+        from lightning_papers.files import check_outputs
+
+        if args.all_dir is not None:
+            given = [f"--{name}" if name != "output" else "-o/--output" for name in
+                     ("kind", "i", "k", "s", "p", "d", "output") if getattr(args, name) != _ANIMATE_DEFAULTS[name]]
+            if given:
+                raise ValueError(f"Expected --all OUTDIR alone (it writes each of the paper's figures under its own "
+                                 f"name), got {', '.join(given)} as well: drop them, or drop --all")
+            if not args.all_dir.strip():
+                raise ValueError("Expected --all to name a folder, got an empty string")
+            from pathlib import Path
+
+            check_outputs([Path(args.all_dir) / f"{name}.gif" for name in CASES], flag="--all",
+                          overwrite=args.overwrite)
             for path in animate_all(args.all_dir):
                 _out(str(path))
             return 0
         d = args.d if args.d is not None else (2 if args.kind == "dilation" else 1)
+        if args.output is not None and (not args.output.strip() or not args.output.lower().endswith(".gif")):
+            raise ValueError(f"Expected -o/--output to name a .gif file, got {args.output!r}")
         output = args.output or f"{args.kind}_i{args.i}_k{args.k}_s{args.s}_p{args.p}_d{d}.gif"
-        path = animate(output, args.i, args.k, args.s, args.p, d, transposed=args.kind == "transposed",
-                       pool=args.kind == "pool")
+        transposed, pool = args.kind == "transposed", args.kind == "pool"
+        n, seconds, nbytes = animation_cost(args.i, args.k, args.s, args.p, d, transposed=transposed, pool=pool)
+        check_budget(f"conv animate --i {args.i} ({n} frames)", seconds, nbytes, force=args.force)
+        check_outputs([output], flag="-o/--output", overwrite=args.overwrite)
+        path = animate(output, args.i, args.k, args.s, args.p, d, transposed=transposed, pool=pool,
+                       progress=args.force and seconds > 5)
         _out(str(path))
     return 0
 

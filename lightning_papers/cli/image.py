@@ -59,7 +59,10 @@ def _add_parser(subparsers, command: str) -> None:
     p = subparsers.add_parser(command, help=short, description=description)
     p.add_argument("--ckpt", required=True, help=f"{kind} checkpoint (.ckpt)")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
-    p.add_argument("--output", required=True, help="the output file (for a file) or folder (for a folder)")
+    p.add_argument("--output", required=True,
+                   help="the output file (for a file) or folder (for a folder); a 16-bit or float input gives a "
+                        "16-bit PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available)")
     p.add_argument("--precision", default=None, choices=tuple(PRECISIONS),
                    help="autocast precision (default 32; 16 with --fast on CUDA)")
@@ -102,42 +105,37 @@ def check_writable(paths: Sequence[Path], flag: str = "--output") -> None:
 
 def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs: Sequence[Path], *,
                    device: str = "auto", precision: str | None = None, fast: bool = False,
-                   channels_last: bool = False, compile: bool = False, cuda_graphs: bool = False) -> list[Path]:
+                   channels_last: bool = False, compile: bool = False, cuda_graphs: bool = False,
+                   overwrite: bool = False) -> list[Path]:
     """Apply a ``kind`` checkpoint (``"FastStyleTransfer"`` or ``"SuperResolution"``) to ``inputs[i]``, writing
     ``outputs[i]`` (folders are created); returns the outputs written.
 
     ``fast`` starts from :func:`~lightning_papers.modules.image_runner.fast_options` for the device; a
     ``precision`` given and the flags set add to it. The outputs are checked before anything is loaded: none may
-    be an input, two may not be the same file, and their folders must be writable. An input that cannot be read
-    as an image is skipped with a warning (the rest still run).
+    be an input or the checkpoint (compared as files: links and ``..`` do not hide one), two may not be one file,
+    none may exist unless ``overwrite``, and their folders must be writable. Each output keeps its input's bit depth
+    (a 16-bit or float source gives a 16-bit PNG: :func:`~lightning_papers.data.write_image`) and is written under
+    a temporary name, then renamed. An input that cannot be read as an image (unreadable, truncated, a
+    decompression bomb, a mode without a known range) is skipped with a warning (the rest still run).
 
     Raises:
         FileNotFoundError: for a missing checkpoint or input.
         ValueError: for an unknown ``precision`` or device, ``cuda_graphs`` off CUDA, a checkpoint of the other
-            kind or a file that is not a checkpoint, an output that is an input or another output, or an output
-            folder that cannot be written.
+            kind or a file that is not a checkpoint, an output that is an input or another output, an existing
+            output without ``overwrite``, or an output folder that cannot be written.
     """
-    from torchvision.utils import save_image
     from tqdm.auto import tqdm
 
-    from lightning_papers.data import load_image
+    from lightning_papers.data.image_io import read_image, write_image
     from lightning_papers.devices import resolve_device
+    from lightning_papers.files import check_outputs
     from lightning_papers.modules.image_model import load_image_model
     from lightning_papers.modules.image_runner import ImageRunner, fast_options
 
     if len(inputs) != len(outputs):
         raise ValueError(f"Expected as many outputs as inputs, got {len(outputs)} for {len(inputs)}")
-    sources = {Path(p).resolve() for p in inputs}
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(inputs, outputs):
-        target = Path(dst).resolve()
-        if target in sources:
-            raise ValueError(f"Expected --output to differ from every input, got {str(dst)!r}, which is an input: "
-                             "it would be overwritten")
-        if target in seen:
-            raise ValueError(f"Expected one output per input, got {str(dst)!r} for both {str(seen[target])!r} and "
-                             f"{str(src)!r}")
-        seen[target] = Path(src)
+    check_outputs(outputs, inputs, flag="--output", input_flag="an input", overwrite=overwrite)
+    check_outputs(outputs, [ckpt], flag="--output", input_flag="--ckpt", overwrite=True)
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"Expected `precision` to be one of {tuple(PRECISIONS)}, got {precision!r}")
     dev = resolve_device(device)  # a bad device name fails before the checkpoint is read
@@ -155,13 +153,12 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
     # a progress bar for folders (tqdm comes with Lightning); none for a single photograph
     for src, dst in tqdm(list(zip(inputs, outputs)), desc=kind, unit="image", disable=len(inputs) < 2):
         try:
-            image = load_image(src)
-        except ValueError as err:  # one unreadable file does not cost the rest of a folder
+            image, info = read_image(src)
+        except (ValueError, OSError, MemoryError) as err:  # one unreadable file does not cost the rest of a folder
             warnings.warn(f"skipped {str(src)!r}: {err}", UserWarning, stacklevel=2)
             continue
         out = runner(image[None])
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        save_image(out.clamp(0, 1).cpu(), dst)
+        write_image(out[0].cpu(), dst, bits=info.bits)
         written.append(Path(dst))
     return written
 
@@ -185,15 +182,21 @@ def _paths(input_arg: str, output_arg: str) -> tuple[list[Path], list[Path]]:
     inputs that would share a name (``a.jpg`` and ``a.png``) keep their extensions in the stem (``a_jpg.png``).
     """
     from lightning_papers.data.images import find_images
+    from lightning_papers.files import same_file
 
+    if not input_arg.strip():
+        raise ValueError("Expected --input to name an image file or a folder, got an empty string")
+    if not output_arg.strip():
+        raise ValueError("Expected --output to name a file or a folder, got an empty string")
     src, dst = Path(input_arg), Path(output_arg)
-    if src.resolve() == dst.resolve():
+    if same_file(src, dst):
         raise ValueError(f"Expected --output to differ from --input, got {output_arg!r} for both: the originals "
                          "would be overwritten")
     if src.is_dir():
         if dst.is_file() or dst.suffix:
             raise ValueError(f"Expected --output to be a folder when --input is one, got {output_arg!r}")
         inside = dst.resolve()
+        # listed before anything is written; files under an output folder inside the input are outputs, not inputs
         inputs = [p for p in find_images(src) if inside not in p.resolve().parents]
         if not inputs:
             raise ValueError(f"Expected images under {input_arg!r}, found none")
@@ -216,15 +219,17 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         written = apply_to_files(kind, args.ckpt, inputs, outputs, device=args.device, precision=args.precision,
                                  fast=args.fast, channels_last=args.channels_last, compile=args.compile,
-                                 cuda_graphs=args.cuda_graphs)
-    for w in caught:  # a skipped file is one line on stderr; any other warning goes on as it was raised
-        if str(w.message).startswith("skipped "):
+                                 cuda_graphs=args.cuda_graphs, overwrite=args.overwrite)
+    from lightning_papers.data.image_io import ImageReadWarning
+
+    for w in caught:  # a skipped file or an image warning is one line on stderr; others go on as they were raised
+        if str(w.message).startswith("skipped ") or issubclass(w.category, ImageReadWarning):
             log.warning("warning: %s", w.message)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     skipped = len(outputs) - len(written)
     answer(f"{done} {len(written)} image(s) into {args.output}: {len(written)} written, {skipped} skipped")
-    return 0
+    return 1 if skipped and not written else 0  # status 1 only when no image at all could be read
 
 
 def add_export_parser(subparsers) -> None:
@@ -238,14 +243,21 @@ def add_export_parser(subparsers) -> None:
     p.add_argument("--format", required=True, help=f"one of {', '.join(export.FORMATS)}")
     p.add_argument("--output", required=True, help="the file to write (e.g. model.onnx, model.pt)")
     p.add_argument("--opset", type=int, default=export.DEFAULT_OPSET,
-                   help=f"ONNX opset version (default {export.DEFAULT_OPSET}, at least {export.MIN_OPSET})")
+                   help=f"ONNX opset version (default {export.DEFAULT_OPSET}, {export.MIN_OPSET} to "
+                        f"{export.max_opset()})")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it already exists")
 
 
 def run_export(args: argparse.Namespace) -> int:
     from lightning_papers.cli import answer
+    from lightning_papers.files import check_outputs
     from lightning_papers.modules.export import export_checkpoint
 
-    check_writable([Path(args.output)])  # before the checkpoint is read or anything traced
+    if not args.output.strip():
+        raise ValueError("Expected --output to name the file to write, got an empty string")
+    # before the checkpoint is read or anything traced: never onto the checkpoint, never over a file unasked
+    check_outputs([args.output], [args.ckpt], flag="--output", input_flag="--ckpt", overwrite=args.overwrite)
+    check_writable([Path(args.output)])
     path = export_checkpoint(args.ckpt, args.output, args.format, opset=args.opset)
     answer(f"exported {args.ckpt} as {args.format} to {path}")
     return 0

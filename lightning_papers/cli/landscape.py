@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def parse_grid(spec: str) -> np.ndarray:
     Raises:
         ValueError: for anything else, naming the value.
     """
+    return np.linspace(*_grid_spec(spec))
+
+
+def _grid_spec(spec: str) -> tuple[float, float, int]:
+    """(START, STOP, POINTS) of a grid, checked; nothing allocated (a size is sized before it is made)."""
     parts = str(spec).split(":")
     try:
         start, stop, points = float(parts[0]), float(parts[1]), int(parts[2])
@@ -51,7 +57,13 @@ def parse_grid(spec: str) -> np.ndarray:
     if not ok:
         raise ValueError(f"Expected a grid as START:STOP:POINTS with START < STOP and POINTS >= 1 (e.g. -1:1:51), "
                          f"got {spec!r}")
-    return np.linspace(start, stop, points)
+    return start, stop, points
+
+
+# A lower bound of the time per batch evaluated at one grid point (a tiny model on a CPU); the real cost is higher.
+_SECONDS_PER_BATCH = 1e-3
+_BYTES_PER_POINT = 64  # the grid's coordinates, loss, accuracy, the done mask and the plots' copies
+_PICTURES = ("contour.png", "heatmap.png", "surface3d.png", "curve.png", "surface.vtp")
 
 
 def add_subparser(subparsers) -> None:
@@ -66,6 +78,12 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--grid", default="-1:1:51", help="x axis START:STOP:POINTS (default -1:1:51)")
     p.add_argument("--ygrid", default=None, help="y axis START:STOP:POINTS (default: as --grid)")
     p.add_argument("--mode", choices=("2d", "1d"), default="2d", help="2-D surface or 1-D curve (default 2d)")
+    p.add_argument("--frame", action="store_true",
+                   help="choose each axis's range from 1-D scans out to where the loss reaches 100 x the centre "
+                        "loss, so the basin fills the picture (POINTS from --grid; START:STOP ignored)")
+    p.add_argument("--adaptive", type=_budget, default=None, metavar="BUDGET",
+                   help="evaluate only BUDGET points (a count, or a fraction such as 0.2 of the grid), refining where "
+                        "the surface bends; the rest of each picture is interpolated and the evaluated points marked")
     p.add_argument("--batches", type=int, default=4, help="validation batches to evaluate on (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
@@ -74,7 +92,26 @@ def add_subparser(subparsers) -> None:
                    help="classifiers only: cross-entropy on a copy of the network with BatchNorm folded into the "
                         "convolutions, channels_last and torch.compile (the same values up to float rounding; the "
                         "first point compiles)")
-    p.add_argument("--out", default="runs/landscape", help="output folder (default runs/landscape)")
+    p.add_argument("--out", default="runs/landscape",
+                   help="output folder (default runs/landscape); a rerun resumes the surface saved there")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files in --out that no landscape run wrote (pictures without a surface.json)")
+    p.add_argument("--force", action="store_true",
+                   help="compute a grid estimated to take over a minute (a progress bar shows how far it is)")
+
+
+def _budget(text: str) -> int | float:
+    """``--adaptive``: a point count (``"500"``) or a fraction of the grid (``"0.2"``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if value.is_integer() and value >= 1:
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"Expected --adaptive to be a point count >= 1 or a fraction in (0, 1), got "
+                                     f"{text!r}; e.g. --adaptive 0.2")
 
 
 def _check_config(config: str) -> None:
@@ -196,12 +233,21 @@ class _SurfaceAtValidationStart(Callback):
 
         args = self.args
         batches = evaluation_batches(trainer, pl_module, "val", args.batches)
+        if len(batches) < args.batches:
+            logging.getLogger(__name__).warning(
+                "warning: --batches %d asks for more validation batches than the loader has: the surface is "
+                "evaluated on all %d", args.batches, len(batches))
         if args.fast:
             _check_classifier(pl_module, batches[0])
         directions = random_directions(pl_module, len(self.axes), seed=args.seed)
         grid = tuple(self.axes) if len(self.axes) == 2 else self.axes[0]
+        if args.frame:
+            from lightning_papers.landscape import Framed
+
+            grid = Framed(points=len(self.axes[0]))
         path = str(self.out / "surface")
-        options = dict(autocast_dtype=autocast_dtype(trainer), path=path, resume=True, progress=True)
+        options = dict(autocast_dtype=autocast_dtype(trainer), path=path, resume=True, progress=True,
+                       adaptive=args.adaptive)
         t0 = time.perf_counter()
         if args.fast:
             result = surface(pl_module, directions, grid, batches, metrics={"loss": F.cross_entropy,
@@ -249,13 +295,29 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"Expected --config to be a recipe YAML, got {args.config!r} (no such file)")
     if args.batches < 1:
         raise ValueError(f"Expected --batches >= 1, got {args.batches}")
-    axes = [parse_grid(args.grid)]
-    if args.mode == "2d":
-        axes.append(parse_grid(args.ygrid or args.grid))
+    if args.ygrid is not None and args.mode == "1d":
+        raise ValueError(f"Expected --ygrid only with --mode 2d, got --ygrid {args.ygrid} with --mode 1d (a curve "
+                         "has one axis): drop --ygrid or use --mode 2d")
+    if not str(args.out).strip():
+        raise ValueError("Expected --out to name a folder, got an empty string")
+    specs = [_grid_spec(args.grid)] + ([_grid_spec(args.ygrid or args.grid)] if args.mode == "2d" else [])
+    points = int(np.prod([n for _, _, n in specs], dtype=object))
+    from lightning_papers.budget import check_budget
+
+    flags = f"--grid {args.grid}" + (f" --ygrid {args.ygrid}" if args.ygrid else "")
+    count = str(points) if points < 10**9 else f"{float(points):.3g}"
+    check_budget(f"{flags} ({count} points x {args.batches} batches, at least)",
+                 points * args.batches * _SECONDS_PER_BATCH, points * _BYTES_PER_POINT, force=args.force)
+    axes = [np.linspace(*spec) for spec in specs]
     accelerator, devices = _trainer_device(args.device)  # a bad name fails before the config and checkpoint load
     out = Path(args.out)
     from lightning_papers.cli.image import check_writable
+    from lightning_papers.files import check_outputs
 
+    ours = [out / "surface.npz", out / "surface.json", *(out / name for name in _PICTURES)]
+    check_outputs(ours, [args.ckpt, args.config], flag="--out", input_flag="--ckpt or --config", overwrite=True)
+    if not (out / "surface.json").is_file():  # no landscape run wrote here: files are the user's
+        check_outputs([out / name for name in _PICTURES], flag="--out", overwrite=args.overwrite)
     check_writable([out / "surface.npz"], "--out")  # before anything loads or a single point is computed
     result, seconds, device = _surface(args, axes, out, accelerator, devices)
 
@@ -268,13 +330,17 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     kinds = ("contour", "heatmap", "surface3d") if args.mode == "2d" else ("curve",)
     files = [str(out / "surface.npz"), str(out / "surface.json")]
+    from lightning_papers.files import atomic_write
+
     for kind in kinds:
         ax = result.plot(kind)
         path = out / f"{kind}.png"
-        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        with atomic_write(path) as tmp:
+            ax.figure.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
         files.append(str(path))
     if args.mode == "2d":
-        write_vtp(result, out / "surface.vtp")
+        with atomic_write(out / "surface.vtp") as tmp:
+            write_vtp(result, tmp)
         files.append(str(out / "surface.vtp"))
     new = result.metadata.get("timing", {}).get("points", 0)
     from lightning_papers.cli import answer
@@ -286,6 +352,10 @@ def run(args: argparse.Namespace) -> int:
              if args.fast and new else ""))
     if args.mode == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
         answer(f"pictures: {surface_scale(result['loss'], centre=result.centre_value()).describe()}")
+    from lightning_papers.landscape import describe_sampling
+
+    if describe_sampling(result):
+        answer(describe_sampling(result))
     answer("files: " + ", ".join(files))
     return 0
 

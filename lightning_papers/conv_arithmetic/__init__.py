@@ -14,7 +14,7 @@ Examples:
     (15,)
 """
 
-from lightning_papers.conv_arithmetic.animation import animate, animate_all, frames
+from lightning_papers.conv_arithmetic.animation import animate, animate_all, animation_cost, frames
 from lightning_papers.conv_arithmetic.explain import Explanation, explain, relationship_for
 from lightning_papers.conv_arithmetic.formulas import (
     RELATIONSHIPS,
@@ -57,6 +57,7 @@ __all__ = [
     "TraceRow",
     "animate",
     "animate_all",
+    "animation_cost",
     "conv_output_size",
     "dilated",
     "effective_kernel_size",

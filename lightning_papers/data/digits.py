@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from lightning_papers._extras import require_extra
+from lightning_papers.data._extras import require_extra
 from lightning_papers.data.tensor_images import TensorImageDataModule
 
 __all__ = ["DigitsDataModule", "load_digits_images"]

@@ -20,12 +20,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_papers._extras import require_extra
+from lightning_papers.data._extras import require_extra
+from lightning_papers.data.image_io import read_image
 from lightning_papers.data.tensor_images import make_loader
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
     "sample_photos",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # RGB photographs bundled with the scikit-image distribution (no pooch download). ``cat`` is an alias of
 # ``chelsea`` and ``coins``/``camera`` are greyscale, so they are left out.
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -80,57 +81,34 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def _open_rgb(source: ImageSource) -> Image.Image:
-    """A PIL RGB image from a path, an array or a PIL image, with EXIF orientation applied."""
-    if isinstance(source, np.ndarray):
-        array = source
-        if array.dtype != np.uint8:
-            if np.issubdtype(array.dtype, np.floating):
-                array = (np.clip(array, 0.0, 1.0) * 255.0).round()
-            array = array.astype(np.uint8)
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-            raise ValueError(f"Expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
-        return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
-    if isinstance(source, Image.Image):
-        return ImageOps.exif_transpose(source).convert("RGB")
-    with Image.open(source) as opened:
-        # exif_transpose returns a new image (a copy when there is nothing to rotate); convert() decodes it.
-        return ImageOps.exif_transpose(opened).convert("RGB")
-
-
-def _to_tensor(image: Image.Image) -> torch.Tensor:
-    return TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True)
+def _to_tensor(source: ImageSource) -> torch.Tensor:
+    """(3, H, W) float32 in [0, 1], every mode and dtype by its real range (:func:`~.image_io.read_image`)."""
+    return read_image(source)[0]
 
 
 def load_image(source: ImageSource, size: int | tuple[int, int] | None = None) -> torch.Tensor:
     """One image as a float tensor (3, H, W) in [0, 1].
 
     Args:
-        source: a file path, a PIL image, or an array (H, W), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1].
-            Greyscale is replicated to RGB, alpha dropped, EXIF orientation applied.
+        source: a file path, a PIL image, an array (H, W) or (H, W, C) or a tensor (H, W) or (C, H, W), C in 1..4.
+            Values are scaled by their real range (uint8 / 255, uint16 / 65535, floats kept in [0, 1]; every PIL
+            mode, 16-bit PNG and TIFF included) or refused by name: :mod:`lightning_papers.data.image_io`.
+            Greyscale is replicated to RGB, alpha composited over white, a palette converted, EXIF orientation
+            applied, the first frame of an animation read (with a warning).
         size: ``None`` keeps the size; an int resizes the shorter side to it (aspect kept); ``(H, W)`` resizes
             to exactly that.
 
     Raises:
         FileNotFoundError: for a path that does not exist.
-        ValueError: for a file PIL cannot read, an array of the wrong shape or a non-positive size.
+        ValueError: for a file PIL cannot read, a mode or dtype without a known range, values outside it, an array
+            of the wrong shape or a non-positive size.
     """
-    if isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"Expected an image file, but {str(source)!r} does not exist")
-        try:
-            image = _open_rgb(source)
-        except (OSError, SyntaxError, ValueError) as err:
-            raise ValueError(f"Could not read an image from {str(source)!r}: {err}") from err
-    else:
-        image = _open_rgb(source)
-    tensor = _to_tensor(image)
     if size is not None:
-        sizes = (size,) if isinstance(size, int) else tuple(size)
-        if len(sizes) not in (1, 2) or any(not isinstance(s, int) or s < 1 for s in sizes):
+        sizes = (size,) if isinstance(size, int) and not isinstance(size, bool) else tuple(size)
+        if len(sizes) not in (1, 2) or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
             raise ValueError(f"Expected `size` to be a positive int or an (H, W) pair, got {size!r}")
+    tensor = _to_tensor(source)
+    if size is not None:
         tensor = TF.resize(tensor, list(sizes), antialias=True).clamp_(0.0, 1.0)
     return tensor
 
@@ -150,7 +128,8 @@ def _readable(path: Path) -> bool:
 
 
 class ImageListDataset(Dataset):
-    """Images from files or in-memory arrays, transformed to float tensors (3, S, S) in [0, 1].
+    """Images from files or in-memory arrays, read as float tensors (3, H, W) in [0, 1] by their real range
+    (:func:`~lightning_papers.data.read_image`), then passed to ``transform`` (a tensor transform).
 
     A file that fails to load (e.g. truncated after it passed verification) is skipped: the next readable image
     is returned instead and a warning names it once, so an epoch never crashes on a bad file.
@@ -172,12 +151,13 @@ class ImageListDataset(Dataset):
             if i in self._bad:
                 continue
             try:
-                image = _open_rgb(self.sources[i])
+                image = _to_tensor(self.sources[i])
             except Exception as err:  # never crash mid-epoch: warn once, use the next image
                 self._bad.add(i)
                 warnings.warn(f"Skipping unreadable image {self.sources[i]!s}: {err}", UserWarning, stacklevel=2)
                 continue
-            return _to_tensor(self.transform(image))
+            out = self.transform(image)  # resampling can step a rounding error outside [0, 1]
+            return out.clamp_(0.0, 1.0) if isinstance(out, torch.Tensor) and out.is_floating_point() else out
         raise RuntimeError(f"None of the {len(self.sources)} images could be read")
 
 
@@ -191,8 +171,8 @@ class ImageFolderDataModule(L.LightningDataModule):
     warning naming them.
 
     Args:
-        root: a folder of ``.jpg/.jpeg/.png/.bmp/.webp`` files (any case, searched recursively), or ``None``
-            for the colour photographs in ``skimage.data`` (needs the ``data`` extra).
+        root: a folder of ``.jpg/.jpeg/.png/.bmp/.webp/.tif/.tiff/.gif`` files (any case, searched recursively),
+            or ``None`` for the colour photographs in ``skimage.data`` (needs the ``data`` extra).
         image_size: side of the square crops.
         batch_size: images per batch.
         val_fraction: share of the images held out for validation (at least one image when there are two or

@@ -3,11 +3,14 @@
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
 filter-normalised random directions, PCA directions of a trajectory, 1-D/2-D surfaces, interpolation between
 two states (optionally on a copy
-with BatchNorm folded into the convolutions), sharpness, plots. Curvature beyond the top eigenvalue (top-k
+with BatchNorm folded into the convolutions), sharpness, plots; a range framed to the basin
+(:mod:`~lightning_papers.landscape.framing`) and adaptive refinement (:mod:`~lightning_papers.landscape.adaptive`).
+Curvature beyond the top eigenvalue (top-k
 eigenpairs, trace, spectral density, the learning rate's stability threshold; Yao et al., arXiv 1912.07145;
 Cohen et al., arXiv 2103.00065): :mod:`lightning_papers.landscape.curvature`.
 """
 
+from lightning_papers.landscape.adaptive import Refinement, adaptive_surface, filled_values, plotted_values
 from lightning_papers.landscape.curvature import (
     CurvatureHistory,
     HessianEigenpairs,
@@ -29,6 +32,7 @@ from lightning_papers.landscape.directions import (
     target_direction,
 )
 from lightning_papers.landscape.fold import FoldedModel, fold_batchnorm
+from lightning_papers.landscape.framing import Frame, Framed, frame_range, shared_range
 from lightning_papers.landscape.interpolation import interpolate
 from lightning_papers.landscape.pca import PCADirections, pca_directions
 from lightning_papers.landscape.plot import (
@@ -36,6 +40,9 @@ from lightning_papers.landscape.plot import (
     MeshView,
     SurfaceScale,
     animate_surfaces,
+    describe_sampling,
+    display_values,
+    mark_evaluated,
     mesh_arrays,
     mesh_view,
     plot_contour,
@@ -77,19 +84,27 @@ __all__ = [
     "CurvatureHistory",
     "Direction",
     "FoldedModel",
+    "Frame",
+    "Framed",
     "HessianEigenpairs",
     "HessianEigenvalue",
     "HessianSpectrum",
     "HessianTrace",
     "MeshView",
     "PCADirections",
+    "Refinement",
     "SurfaceResult",
     "SurfaceScale",
     "accuracy",
+    "adaptive_surface",
     "animate_surfaces",
     "centre_curvature",
     "data_fingerprint",
+    "describe_sampling",
+    "display_values",
+    "filled_values",
     "fold_batchnorm",
+    "frame_range",
     "hessian_eigenvalues",
     "hessian_spectrum",
     "hessian_top_eigenvalue",
@@ -99,6 +114,7 @@ __all__ = [
     "landscape_tensors",
     "load_surface",
     "loss_rise",
+    "mark_evaluated",
     "merge_surfaces",
     "mesh_arrays",
     "mesh_view",
@@ -112,6 +128,7 @@ __all__ = [
     "plot_heatmap",
     "plot_surface3d",
     "plot_trajectory",
+    "plotted_values",
     "prepare_batches",
     "preserved_model",
     "random_direction",
@@ -120,6 +137,7 @@ __all__ = [
     "save_gif",
     "save_surface",
     "shard_indices",
+    "shared_range",
     "stability_threshold",
     "surface",
     "surface_frames",

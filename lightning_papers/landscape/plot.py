@@ -31,6 +31,9 @@ __all__ = [
     "MeshView",
     "SurfaceScale",
     "animate_surfaces",
+    "describe_sampling",
+    "display_values",
+    "mark_evaluated",
     "mesh_arrays",
     "mesh_view",
     "plot_contour",
@@ -223,10 +226,44 @@ def _grid2d(result: SurfaceResult, metric: str):
         raise ValueError(f"Expected a 2-D surface for this plot, got {result.ndim}-D")
     if metric not in result.values:
         raise ValueError(f"Expected `metric` to be one of {sorted(result.values)}, got {metric!r}")
-    z = np.array(result.values[metric], dtype=np.float64)
+    z = display_values(result, metric)
     # values[m][i, j] is at (axes[0][i], axes[1][j]): matplotlib wants Z[row=y, col=x].
     x, y = np.meshgrid(result.axes[0], result.axes[1])
     return x, y, np.ma.masked_invalid(z.T)
+
+
+def display_values(result: SurfaceResult, metric: str = "loss") -> np.ndarray:
+    """What a picture draws: ``result[metric]``, with the points an adaptive surface did not evaluate filled by
+    interpolation (:func:`~lightning_papers.landscape.adaptive.filled_values`; its mask says which)."""
+    if result.metadata.get("adaptive") and not result.computed.all():
+        from lightning_papers.landscape.adaptive import filled_values
+
+        return filled_values(result, metric)[0]
+    return np.array(result.values[metric], dtype=np.float64)
+
+
+def describe_sampling(result: SurfaceResult) -> str:
+    """One line on the range and the sampling, for a title: ``"range ±0.42 x ±0.37 (framed ...); adaptive: 520 of
+    2601 points evaluated, est. error <= 0.05 decades"``; empty for a uniform grid you gave."""
+    parts = []
+    frame = result.metadata.get("range")
+    if frame:
+        spans = " x ".join(f"±{s:.2g}" for s in frame.get("spans", []))
+        parts.append(f"range {spans} ({frame.get('rule', 'framed')})")
+    info = result.metadata.get("adaptive")
+    if info:
+        unit = " decades" if str(info.get("scale", "")).startswith("log10") else ""
+        parts.append(f"adaptive: {int(result.computed.sum())} of {result.computed.size} points evaluated, est. error "
+                     f"<= {info.get('estimated_max_error', math.nan):.2g}{unit}")
+    return "; ".join(parts)
+
+
+def mark_evaluated(ax, result: SurfaceResult, **kwargs) -> None:
+    """Dots at the evaluated points of a 2-D result (the rest of the picture is interpolated)."""
+    xx, yy = np.meshgrid(result.axes[0], result.axes[1], indexing="ij")
+    ax.plot(xx[result.computed], yy[result.computed], linestyle="none", marker=kwargs.pop("marker", "."),
+            markersize=kwargs.pop("markersize", 2), color=kwargs.pop("color", "black"),
+            alpha=kwargs.pop("alpha", 0.5), label="evaluated", **kwargs)
 
 
 def _log10(z: np.ma.MaskedArray) -> np.ma.MaskedArray:
@@ -243,14 +280,18 @@ def _colorbar(ax, mappable, scale: SurfaceScale, log10: bool) -> None:
     bar.minorticks_off()
 
 
-def _title(ax, metric: str, scale: SurfaceScale, log: bool, title: str | None = None) -> None:
-    ax.set_title(f"{title or (('log10 ' if log else '') + metric)}\n{scale.describe()}", fontsize=9)
+def _title(ax, metric: str, scale: SurfaceScale, log: bool, title: str | None = None,
+           result: SurfaceResult | None = None) -> None:
+    sampling = describe_sampling(result) if result is not None else ""
+    ax.set_title(f"{title or (('log10 ' if log else '') + metric)}\n{scale.describe()}"
+                 + (f"\n{sampling}" if sampling else ""), fontsize=8 if sampling else 9)
 
 
 def plot_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: Any = 20, labels: bool = True,
                  log: bool = False, vmin: float | None = None, vmax: float | None = None,
-                 scale: SurfaceScale | None = None, **kwargs):
-    """Contour lines of ``metric`` with inline level labels; the trajectory, if any, drawn on top.
+                 scale: SurfaceScale | None = None, mark_points: bool | None = None, **kwargs):
+    """Contour lines of ``metric`` with inline level labels; the trajectory, if any, drawn on top; the evaluated
+    points as dots when ``mark_points`` (default: for an adaptive surface, whose other points are interpolated).
 
     The levels follow :func:`surface_scale` (log-spaced from the minimum to the clip for a loss); ``levels`` (a
     number or the levels), ``vmin``/``vmax`` or a whole ``scale`` override it; ``log=True`` draws ``log10`` of the
@@ -266,8 +307,10 @@ def plot_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: A
         cs = ax.contour(x, y, z, levels=lv, norm=norm, **kwargs)
         if labels:
             ax.clabel(cs, inline=True, fontsize=7, fmt=_fmt)
+    if mark_points if mark_points is not None else bool(result.metadata.get("adaptive")):
+        mark_evaluated(ax, result)
     _finish(ax, result)
-    _title(ax, metric, scale, log)
+    _title(ax, metric, scale, log, result=result)
     return ax
 
 
@@ -288,7 +331,7 @@ def plot_filled_contour(result: SurfaceResult, metric: str = "loss", ax=None, le
         if colorbar:
             _colorbar(ax, cs, scale, use_log10)
     _finish(ax, result)
-    _title(ax, metric, scale, log)
+    _title(ax, metric, scale, log, result=result)
     return ax
 
 
@@ -307,7 +350,7 @@ def plot_heatmap(result: SurfaceResult, metric: str = "loss", ax=None, log: bool
     if colorbar:
         _colorbar(ax, mesh, scale, use_log10)
     _finish(ax, result)
-    _title(ax, metric, scale, log)
+    _title(ax, metric, scale, log, result=result)
     return ax
 
 
@@ -348,8 +391,14 @@ def plot_curve(result: SurfaceResult, ax=None, metrics: tuple[str, ...] | None =
     x = result.axes[0]
     left = [m for m in metrics if "acc" not in m]
     right = [m for m in metrics if "acc" in m]
+    sampled = bool(result.metadata.get("adaptive"))
     for m in left:
-        ax.plot(x, np.ma.masked_invalid(result.values[m]), marker=".", label=m)
+        if sampled:  # the evaluated points as dots, joined by the interpolation
+            ax.plot(x, np.ma.masked_invalid(display_values(result, m)), label=f"{m} (interpolated between dots)")
+            ax.plot(x[result.computed], result.values[m][result.computed], linestyle="none", marker=".",
+                    color="black")
+        else:
+            ax.plot(x, np.ma.masked_invalid(result.values[m]), marker=".", label=m)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
@@ -360,6 +409,9 @@ def plot_curve(result: SurfaceResult, ax=None, metrics: tuple[str, ...] | None =
             twin.plot(x, np.ma.masked_invalid(result.values[m]), linestyle="--", color="tab:red", label=m)
         twin.set_ylabel(", ".join(right))
     ax.legend(loc="upper left", fontsize=8)
+    sampling = describe_sampling(result)
+    if sampling:
+        ax.set_title(sampling, fontsize=8)
     return ax
 
 

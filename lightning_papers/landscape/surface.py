@@ -418,6 +418,12 @@ def _progress_fn(progress: Any, total: int) -> tuple[Callable[[int, int], None] 
     raise ValueError(f"Expected `progress` to be None, a bool or a callable(done, total), got {progress!r}")
 
 
+def _is_framed(grid: Any) -> bool:
+    from lightning_papers.landscape.framing import Framed
+
+    return isinstance(grid, Framed)
+
+
 def surface(
     model: nn.Module,
     directions: Direction | Sequence[Direction],
@@ -442,6 +448,9 @@ def surface(
     resume: bool = False,
     save_every: int = 10,
     trajectory: np.ndarray | None = None,
+    points: np.ndarray | None = None,
+    adaptive: Any = None,
+    gather: Callable[[SurfaceResult], SurfaceResult] | None = None,
 ) -> SurfaceResult:
     """Evaluate ``metrics`` at ``theta + a d1 (+ b d2)`` for every point of ``grid``.
 
@@ -449,7 +458,10 @@ def surface(
         model: the centre model, evaluated on the device its parameters are on. It comes back bit-identical.
         directions: one :class:`Direction` (a curve) or two (a surface), all of the same ``kind``.
         grid: coordinate axes, one per direction: e.g. ``np.linspace(-1, 1, 21)`` for a curve, or
-            ``(np.linspace(-1, 1, 5), np.linspace(-0.5, 0.5, 4))`` for a 5x4 surface.
+            ``(np.linspace(-1, 1, 5), np.linspace(-0.5, 0.5, 4))`` for a 5x4 surface; or ``"frame"`` /
+            :class:`~lightning_papers.landscape.framing.Framed` for a range chosen from 1-D scans so that the basin
+            fills the picture (:func:`~lightning_papers.landscape.framing.frame_range`; the range goes into
+            ``metadata["range"]``). Axes you give are used as they are.
         data: ``(x, y)`` tensors, a list of ``(x, y)`` batches or a ``DataLoader``; materialised on the device
             once (see :func:`prepare_batches`).
         metrics: names (``"loss"``, ``"accuracy"``), callables ``fn(output, target) -> scalar`` (batch mean),
@@ -489,6 +501,13 @@ def surface(
             differs.
         save_every: points between two saves.
         trajectory: optional (T, 2) path stored with the result for plotting.
+        points: a boolean mask of the grid's shape: compute only those points (sharded round-robin over the
+            masked points); the others stay uncomputed.
+        adaptive: refine adaptively instead of computing every point: a
+            :class:`~lightning_papers.landscape.adaptive.Refinement` (or its keyword arguments as a dict, or an int
+            point budget); see :func:`~lightning_papers.landscape.adaptive.adaptive_surface`.
+        gather: with ``adaptive`` and ``shard``: ``gather(part) -> merged`` on every rank after each refinement
+            round (e.g. an all-gather and :func:`merge_surfaces`), so that every rank takes the same decisions.
 
     Returns:
         a :class:`SurfaceResult`.
@@ -506,6 +525,29 @@ def surface(
         >>> r["loss"].shape
         (3, 2)
     """
+    if adaptive is not None or gather is not None or isinstance(grid, str) or _is_framed(grid):
+        from lightning_papers.landscape.adaptive import adaptive_surface
+        from lightning_papers.landscape.framing import framed_axes
+
+        options = dict(metrics=metrics, loss_fn=loss_fn, evaluate=evaluate, batch_size=batch_size,
+                       transform=transform, backend=backend, points_per_call=points_per_call,
+                       autocast_dtype=autocast_dtype, fold_bn=fold_bn, channels_last=channels_last, compile=compile,
+                       recompute_bn=recompute_bn)
+        grid, framed = framed_axes(model, directions, grid, data, path=path, resume=resume, **options)
+        if adaptive is None:
+            if gather is not None:
+                raise ValueError("Expected `gather` only with `adaptive`, got `gather` without it")
+            result = surface(model, directions, grid, data, shard=shard, progress=progress, path=path,
+                             resume=resume, save_every=save_every, trajectory=trajectory, points=points, **options)
+        else:
+            result = adaptive_surface(model, directions, grid, data, adaptive, shard=shard, gather=gather,
+                                      progress=progress, path=path, resume=resume, save_every=save_every,
+                                      trajectory=trajectory, **options)
+        if framed is not None:
+            result.metadata["range"] = framed
+            if path is not None:
+                save_surface(result, path)
+        return result
     dirs_list = [directions] if isinstance(directions, Direction) else list(directions)
     if not 1 <= len(dirs_list) <= 2 or not all(isinstance(d, Direction) for d in dirs_list):
         got = [type(d).__name__ for d in dirs_list] if isinstance(directions, (list, tuple)) else \
@@ -593,7 +635,13 @@ def surface(
         log.info("landscape: resuming %s with %d/%d points done", path, int(computed.sum()), computed.size)
     result = SurfaceResult(axes, values, computed, metadata, trajectory)
 
-    owned = shard_indices(shape, rank, world)
+    if points is None:
+        owned = shard_indices(shape, rank, world)
+    else:
+        mask = np.asarray(points, dtype=bool)
+        if mask.shape != shape:
+            raise ValueError(f"Expected `points` to be a boolean mask of the grid's shape {shape}, got {mask.shape}")
+        owned = np.flatnonzero(mask)[rank::world]
     todo = [int(i) for i in owned if not computed.flat[i]]
     total = len(owned)
     report, close = _progress_fn(progress, total)

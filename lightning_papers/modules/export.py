@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_OPSET", "FORMATS", "MIN_OPSET", "ONNX_MIN_SIZE", "export_checkpoint", "export_model"]
+__all__ = ["DEFAULT_OPSET", "FORMATS", "MIN_OPSET", "ONNX_MIN_SIZE", "export_checkpoint", "export_model", "max_opset"]
 
 FORMATS = ("onnx", "torchscript")
 MIN_OPSET = 11  # ONNX Pad with computed pads and Resize with cubic interpolation
@@ -54,11 +54,13 @@ def export_checkpoint(ckpt: str | Path, output: str | Path, format: str = "onnx"
             either kind.
         ImportError: for ONNX without the ``onnx`` package (the ``export`` extra).
     """
+    from lightning_papers.files import check_outputs
     from lightning_papers.modules.image_model import load_image_model
 
     _check_format(format, opset)
     if Path(output).is_dir():
         raise ValueError(f"Expected `output` to name a file to write, got the folder {str(output)!r}")
+    check_outputs([output], [ckpt], flag="--output", input_flag="--ckpt", overwrite=True)
     return export_model(load_image_model(ckpt), output, format, opset=opset)
 
 
@@ -75,25 +77,38 @@ def export_model(model: torch.nn.Module, output: str | Path, format: str = "onnx
     output = Path(output)
     model = model.cpu().float().eval()
     if format == "onnx":
-        from lightning_papers._extras import require_extra
+        from lightning_papers.data._extras import require_extra
 
         require_extra("onnx", "ONNX export", extra="export")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    from lightning_papers.files import atomic_write
+
+    with warnings.catch_warnings(), atomic_write(output) as tmp:  # a temporary file, renamed when complete
         for message in _EXPORT_NOISE:
             warnings.filterwarnings("ignore", message=message)
         if format == "onnx":
-            _export_onnx(model, output, opset)
+            _export_onnx(model, tmp, opset)
         else:
-            torch.jit.save(torch.jit.script(model), str(output))
+            torch.jit.save(torch.jit.script(model), str(tmp))
     return output
+
+
+def max_opset() -> int:
+    """The newest ONNX opset this torch's TorchScript-based exporter writes (20 on torch 2.5-2.11)."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:  # pragma: no cover - a torch without the private table
+        return DEFAULT_OPSET
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", getattr(_constants, "ONNX_MAX_OPSET",
+                                                                                 DEFAULT_OPSET)))
 
 
 def _check_format(format: str, opset: int) -> None:
     if format not in FORMATS:
         raise ValueError(f"Expected --format to be one of {FORMATS}, got {format!r}")
-    if format == "onnx" and (isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET):
-        raise ValueError(f"Expected --opset to be an ONNX opset version >= {MIN_OPSET}, got {opset!r}")
+    top = max_opset()
+    if format == "onnx" and (isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= top):
+        raise ValueError(f"Expected --opset to be an ONNX opset version from {MIN_OPSET} to {top} (what torch "
+                         f"{torch.__version__} exports), got {opset!r}")
 
 
 def _export_onnx(model: torch.nn.Module, output: Path, opset: int) -> None:

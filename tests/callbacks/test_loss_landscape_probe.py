@@ -198,16 +198,23 @@ if __name__ == "__main__":
     )
     axes = (np.linspace(-1, 1, 3), np.linspace(-1, 1, 2))
     probe = LossLandscapeProbe(mode="2d", grid=axes, num_batches=1, sharpness=False, save_results=True)
+    fine = (np.linspace(-1, 1, 9), np.linspace(-1, 1, 9))  # adaptive: the ranks share every round's points
+    adaptive = LossLandscapeProbe(mode="2d", grid=fine, adaptive=40, num_batches=1, sharpness=False,
+                                  save_results=False)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=2,
-                        limit_val_batches=1, callbacks=[probe], enable_progress_bar=False,
+                        limit_val_batches=1, callbacks=[probe, adaptive], enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=sys.argv[1])
     module = ImageClassifier(net, lr=0.05)
     trainer.fit(module, datamodule=DigitsDataModule(batch_size=16))
     batches = evaluation_batches(trainer, module, "val", 1)  # the probe's: rank 0's, broadcast
     single = surface(module, random_directions(module, 2, seed=0), axes, batches)
     result = probe.results[0]
+    sampled = adaptive.results[0]
+    every = surface(module, random_directions(module, 2, seed=0), fine, batches)
     out = {"loss": result["loss"].tolist(), "single": single["loss"].tolist(),
-           "complete": result.complete, "rank": trainer.global_rank}
+           "complete": result.complete, "rank": trainer.global_rank,
+           "adaptive_computed": sampled.computed.tolist(), "adaptive": sampled["loss"][sampled.computed].tolist(),
+           "adaptive_single": every["loss"][sampled.computed].tolist()}
     with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
         json.dump(out, f)
     torch.distributed.destroy_process_group()  # see tests/conftest.py::run_script
@@ -223,6 +230,10 @@ def test_ddp_two_processes_shard_and_gather(tmp_path, run_script):
     assert ranks[0]["loss"] == ranks[1]["loss"]
     np.testing.assert_allclose(ranks[0]["loss"], ranks[0]["single"], rtol=1e-6)
     assert len(list(tmp_path.rglob("landscape/2d_epoch0.npz"))) == 1
+    assert ranks[0]["adaptive_computed"] == ranks[1]["adaptive_computed"] and ranks[0]["adaptive"] == ranks[1][
+        "adaptive"]
+    assert 25 <= np.sum(ranks[0]["adaptive_computed"]) <= 40
+    np.testing.assert_allclose(ranks[0]["adaptive"], ranks[0]["adaptive_single"], rtol=1e-6)
 
 
 def test_state_dict_round_trip_keeps_initial_weights():
@@ -232,3 +243,34 @@ def test_state_dict_round_trip_keeps_initial_weights():
     restored.load_state_dict(probe.state_dict())
     assert torch.equal(restored.initial_state["w"], torch.arange(3.0))
     assert probe.state_dict()["probed_epochs"] == []
+
+
+def test_framed_adaptive_probe_keeps_one_range_over_training(tmp_path):
+    probe = LossLandscapeProbe(mode="2d", at=None, every_n_epochs=1, grid="frame", adaptive=0.3, num_batches=1,
+                               sharpness=False)
+    trainer, _ = _fit(tmp_path, probe, max_epochs=2)
+    first, second = probe.results[0], probe.results[1]
+    assert first.shape == (21, 21) and first.metadata["range"]["spans"][0] == pytest.approx(first.axes[0][-1])
+    # the range chosen at the first probe is kept: the surfaces over training share it
+    for a, b in zip(first.axes, second.axes):
+        np.testing.assert_array_equal(a, b)
+    assert second.metadata["range"] == first.metadata["range"]
+    assert 0.2 * 441 < first.computed.sum() <= round(0.3 * 441)
+    assert first.metadata["adaptive"]["rounds"][-1]["points"] == first.computed.sum()
+    saved = load_surface(tmp_path / "tb" / "version_0" / "landscape" / "2d_epoch0")
+    np.testing.assert_array_equal(saved.computed, first.computed)
+    restored = LossLandscapeProbe(mode="2d", at=None, every_n_epochs=1, grid="frame", adaptive=0.3)
+    assert restored.state_key == probe.state_key
+    restored.load_state_dict(probe.state_dict())
+    np.testing.assert_array_equal(restored._framed_axes[0], first.axes[0])
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(mode="interpolate", grid="frame"), "Expected `grid='frame'` with mode '2d' or '1d'"),
+    (dict(mode="interpolate", adaptive=0.2), "Expected `adaptive` with mode '2d' or '1d'"),
+    (dict(grid="zoom"), "Expected `grid` to be coordinate axes, 'frame' or a Framed"),
+    (dict(adaptive="half"), "Expected `adaptive` to be a Refinement"),
+])
+def test_frame_and_adaptive_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LossLandscapeProbe(**kwargs)

@@ -239,3 +239,28 @@ def test_an_empty_validation_loader_is_refused(regression, tmp_path):
         main(["--debug", "landscape", "--ckpt", str(path), "--config", str(config),
               "--grid", "-1:1:3", "--device", "cpu",
               "--out", str(tmp_path / "surf")])
+
+
+def test_frame_and_adaptive_evaluate_a_budget_on_a_framed_range(checkpoint, tmp_path, capsys):
+    path, _ = checkpoint
+    out = tmp_path / "adaptive"
+    assert main(["landscape", "--ckpt", str(path), "--config", str(QUICKSTART), "--mode", "1d", "--grid",
+                 "-1:1:17", "--frame", "--adaptive", "9", "--batches", "1", "--device", "cpu", "--out",
+                 str(out)]) == 0
+    saved = load_surface(out / "surface")
+    assert saved.shape == (17,) and 5 <= saved.computed.sum() <= 9
+    span = saved.metadata["range"]["spans"][0]
+    assert saved.axes[0][-1] == pytest.approx(span) and span != 1.0
+    assert saved.metadata["adaptive"]["budget_points"] == 9
+    printed = capsys.readouterr().out
+    assert f"adaptive: {int(saved.computed.sum())} of 17 points evaluated" in printed and "range ±" in printed
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "1.5", "lots"])
+def test_bad_adaptive_budgets_are_refused(text):
+    import argparse
+
+    from lightning_papers.cli.landscape import _budget
+
+    with pytest.raises(argparse.ArgumentTypeError, match=f"Expected --adaptive to be a point count .* got '{text}'"):
+        _budget(text)

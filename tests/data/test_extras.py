@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from lightning_papers._extras import MissingExtraError, require_extra
+from lightning_papers.data._extras import MissingExtraError, require_extra
 from lightning_papers.recipes import recipe_path
 
 

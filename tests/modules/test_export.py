@@ -67,7 +67,7 @@ def test_errors(style_checkpoint, tmp_path, monkeypatch):
                                          r"but '.*classifier\.ckpt' holds neither network"):
         main(["--debug", "export", "--ckpt", str(tmp_path / "classifier.ckpt"), "--format", "torchscript", "--output",
               str(tmp_path / "m.pt")])
-    with pytest.raises(ValueError, match=r"Expected --opset to be an ONNX opset version >= 11, got 9"):
+    with pytest.raises(ValueError, match=r"Expected --opset to be an ONNX opset version from 11 to \d+ .*, got 9"):
         main(["--debug", "export", "--ckpt", ckpt, "--format", "onnx", "--output", str(tmp_path / "m.onnx"),
               "--opset", "9"])
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if the export extra were not installed
@@ -81,6 +81,6 @@ def test_errors(style_checkpoint, tmp_path, monkeypatch):
 def test_an_opset_this_torch_cannot_export_is_named(tmp_path):
     pytest.importorskip("onnx")
     model = torch.nn.Conv2d(3, 3, 3, padding=1)
-    with pytest.raises(ValueError, match=r"Expected --opset to be an ONNX opset version this torch .* exports "
-                                         r"\(>= 11\), got 99"):
+    with pytest.raises(ValueError, match=r"Expected --opset to be an ONNX opset version from 11 to \d+ \(what torch .* "
+                                         r"exports\), got 99"):
         export_model(model, tmp_path / "m.onnx", "onnx", opset=99)

@@ -1,0 +1,247 @@
+"""Reading and writing images by their real range, for the perceptual-loss networks of Johnson, Alahi and Fei-Fei,
+"Perceptual Losses for Real-Time Style Transfer and Super-Resolution", 2016 (arXiv 1603.08155).
+
+One rule for every source (a file, a PIL image, a NumPy array, a torch tensor): the values are scaled by the range
+their type stands for, or refused by name, never wrapped, clipped or guessed.
+
+=================================  ============================================================================
+source                             read as
+=================================  ============================================================================
+PIL ``1``                          0 / 1
+PIL ``L``, ``RGB``, ``RGBX``,      value / 255
+``CMYK``, ``YCbCr``, ``LAB``,      (``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` through PIL's conversion to RGB)
+``HSV``
+PIL ``P`` (palette), ``PA``        the palette's colours (and its transparency, as alpha)
+PIL ``I;16``, ``I;16B``, ...       value / 65535 (16-bit PNG and TIFF)
+PIL ``I`` (32-bit integers)        value / 65535 when every value lies in 0..65535 (how PIL holds a 16-bit
+                                   file); other values are refused
+PIL ``F`` (32-bit float)           kept when in [0, 1]; other values refused
+animated (GIF, APNG, TIFF pages)   the first frame, with a warning
+array ``bool`` / ``uint8`` /       0..1 / value / 255 / value / 65535
+``uint16``
+array ``float16/32/64``            kept when in [0, 1]; NaN, infinities or values outside refused (values up to
+                                   255 are named as such: divide by 255)
+any other dtype                    refused, naming the dtype and the cast to make
+=================================  ============================================================================
+
+Alpha (``LA``, ``RGBA``, ``PA``, a palette's transparency, 2- and 4-channel arrays) is composited over white
+(what a viewer shows on a white page): a transparent pixel reads as white whatever colour it stores. Greyscale is
+replicated to RGB. NumPy arrays are (H, W) or (H, W, C); torch tensors are (H, W) or (C, H, W); C is 1, 2, 3 or 4.
+
+:func:`write_image` keeps the bit depth: a source of more than 8 bits (:attr:`ImageInfo.bits` 16) is written as a
+16-bit PNG (PIL writes 16-bit greyscale only; the RGB file is written here), an 8-bit one as 8 bits. A format
+without 16 bits (JPEG, ...) is written with 8 and says so in a warning. Writes go to a temporary file that is
+renamed over the target (:func:`lightning_papers.files.atomic_write`).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+__all__ = ["ImageInfo", "ImageReadWarning", "read_image", "write_image"]
+
+ImageSource = str | os.PathLike | np.ndarray | torch.Tensor | Image.Image
+
+_EIGHT_BIT = ("L", "LA", "RGB", "RGBA", "RGBX")
+_CONVERTED = ("CMYK", "YCbCr", "LAB", "HSV")
+_PREMULTIPLIED = {"RGBa": "RGBA", "La": "LA"}
+
+
+class ImageReadWarning(UserWarning):
+    """Something about an image a user should know (its extra frames were ignored, bits were lost on writing)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`read_image` found: ``bits`` (8, or 16 for a source finer than 8 bits: 16-bit integers, float),
+    ``mode`` (the PIL mode or the array dtype), ``frames`` (of an animated file; the first is read)."""
+
+    bits: int
+    mode: str
+    frames: int = 1
+
+
+def _name(source) -> str:
+    return repr(str(source)) if isinstance(source, (str, os.PathLike)) else f"a {type(source).__name__}"
+
+
+def _scale(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` as float32 in [0, 1] by the range of its dtype, or a ValueError naming the dtype and the fix."""
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if np.issubdtype(array.dtype, np.floating):
+        if array.size and not np.isfinite(array).all():
+            raise ValueError(f"Expected finite image values in [0, 1], got NaN or infinite values in {what}")
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        if low >= -1e-4 and high <= 1.0 + 1e-4:
+            return np.clip(array.astype(np.float32), 0.0, 1.0)
+        hint = "divide by 255 for 8-bit values" if low >= 0 and high <= 255 else "rescale them to [0, 1]"
+        raise ValueError(f"Expected float image values in [0, 1], got {low:g}..{high:g} in {what} ({array.dtype}): "
+                         f"{hint}")
+    if np.issubdtype(array.dtype, np.integer):
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        cast = "uint8" if 0 <= low and high <= 255 else "uint16" if 0 <= low and high <= 65535 else None
+        fix = f"cast to {cast} if these are {cast[4:]}-bit values" if cast else "rescale them to floats in [0, 1]"
+        raise ValueError(f"Expected image values as uint8 (0..255), uint16 (0..65535), bool or float in [0, 1], got "
+                         f"{array.dtype} values {low}..{high} in {what}: {fix}")
+    raise ValueError(f"Expected image values as uint8, uint16, bool or float in [0, 1], got dtype {array.dtype} in "
+                     f"{what}")
+
+
+def _compose(array: np.ndarray, what: str) -> torch.Tensor:
+    """(H, W) or (H, W, C) floats in [0, 1] -> (3, H, W): greyscale replicated, alpha composited over white."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    channels = array.shape[2]
+    if channels in (2, 4):
+        colour, alpha = array[:, :, :-1], array[:, :, -1:]
+        array = colour * alpha + (1.0 - alpha)  # over white
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))
+
+
+def _from_pil(image: Image.Image, what: str, bits: int | None = None) -> tuple[torch.Tensor, ImageInfo]:
+    mode = image.mode
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    if frames > 1:
+        warnings.warn(f"{what} has {frames} frames; only the first is read", ImageReadWarning, stacklevel=3)
+        image.seek(0)
+    image = ImageOps.exif_transpose(image)
+    if mode in _PREMULTIPLIED:
+        image, mode = image.convert(_PREMULTIPLIED[mode]), _PREMULTIPLIED[mode]
+    if mode == "1":
+        array, depth = np.asarray(image, dtype=np.bool_), 8
+    elif mode in ("P", "PA"):
+        keep_alpha = mode == "PA" or "transparency" in image.info
+        array, depth = np.asarray(image.convert("RGBA" if keep_alpha else "RGB")), 8
+    elif mode in _EIGHT_BIT:
+        array, depth = np.asarray(image), 8
+    elif mode in _CONVERTED:
+        array, depth = np.asarray(image.convert("RGB")), 8
+    elif mode.startswith("I;16"):
+        array, depth = np.asarray(image).astype(np.uint16), 16
+    elif mode == "I":
+        array = np.asarray(image)
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ValueError(f"Expected a 32-bit integer image (PIL mode 'I') to hold 16-bit values 0..65535, got "
+                             f"{low}..{high} in {what}: save it as 8- or 16-bit, or as floats in [0, 1]")
+        array, depth = array.astype(np.uint16), 16
+    elif mode == "F":
+        array, depth = np.asarray(image), 16
+    else:
+        raise ValueError(f"Expected an image in a PIL mode this package reads (1, L, LA, P, PA, RGB, RGBA, CMYK, "
+                         f"YCbCr, LAB, HSV, I;16, I, F), got mode {mode!r} in {what}")
+    tensor = _compose(_scale(array, what), what)
+    return tensor, ImageInfo(bits=bits or depth, mode=mode, frames=frames)
+
+
+def _stored_bits(image: Image.Image) -> int | None:
+    """16 for a file PIL decodes from 16 bits per channel into 8 (a 16-bit RGB(A) PNG: rawmode ``RGB;16B``)."""
+    tile = getattr(image, "tile", None) or []
+    args = tile[0].args if tile else None  # the raw mode, alone or first in a tuple (PIL versions differ)
+    rawmode = args[0] if isinstance(args, tuple) and args else args
+    return 16 if isinstance(rawmode, str) and ";16" in rawmode else None
+
+
+def read_image(source: ImageSource) -> tuple[torch.Tensor, ImageInfo]:
+    """One image as a float tensor (3, H, W) in [0, 1] and what it was (:class:`ImageInfo`), by the rules above.
+
+    Raises:
+        FileNotFoundError: for a path that does not exist.
+        ValueError: for a file PIL cannot read (or one larger than PIL's decompression-bomb limit), a mode or
+            dtype that has no known range, values outside it, or a shape that is not an image; naming which.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"Expected an image file, but {str(source)!r} does not exist")
+        what = repr(str(source))
+        try:
+            with Image.open(path) as opened:
+                return _from_pil(opened, what, _stored_bits(opened))
+        except Image.DecompressionBombError as err:
+            raise ValueError(f"Could not read an image from {what}: {err}") from None
+        except (OSError, SyntaxError, EOFError) as err:
+            raise ValueError(f"Could not read an image from {what}: {err}") from err
+    if isinstance(source, Image.Image):
+        return _from_pil(source, "a PIL image")
+    if isinstance(source, torch.Tensor):
+        tensor = source.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+        if tensor.ndim == 3:
+            tensor = tensor.permute(1, 2, 0)
+        array, what = tensor.numpy(), f"a {tuple(source.shape)} {source.dtype} tensor"
+    elif isinstance(source, np.ndarray):
+        array, what = source, f"a {source.shape} {source.dtype} array"
+    else:
+        raise ValueError(f"Expected an image path, PIL image, NumPy array or torch tensor, got {type(source).__name__}")
+    if array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4) or array.ndim not in (2, 3) or 0 in array.shape:
+        raise ValueError(f"Expected an image of shape (H, W) or (H, W, C) with C in 1..4 (a tensor: (C, H, W)), got "
+                         f"{tuple(source.shape)} in {what}")
+    bits = 16 if array.dtype in (np.uint16, np.float32, np.float64) else 8
+    return _compose(_scale(array, what), what), ImageInfo(bits=bits, mode=str(array.dtype))
+
+
+def _png16(array: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG (colour type 2, no interlace, filter 0 on every row) of an (H, W, 3) uint16 array."""
+    height, width, _ = array.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = np.ascontiguousarray(array, dtype=">u2").view(np.uint8).reshape(height, width * 6)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def write_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> Path:
+    """Write a (3, H, W) or (1, 3, H, W) float image in [0, 1] (clamped) to ``path``, format by its extension.
+
+    ``bits=16`` writes a 16-bit PNG (any other format is written with 8 bits, with an :class:`ImageReadWarning`).
+    The file is written under a temporary name in the same folder and renamed over ``path``.
+
+    Raises:
+        ValueError: for a tensor of another shape, ``bits`` other than 8 or 16, or an extension PIL cannot write.
+    """
+    from lightning_papers.files import atomic_write
+
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"Expected an image tensor (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+    if bits not in (8, 16):
+        raise ValueError(f"Expected `bits` to be 8 or 16, got {bits!r}")
+    path = Path(path)
+    array = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    suffix = path.suffix.lower()
+    if bits == 16 and suffix != ".png":
+        warnings.warn(f"{str(path)!r} is written with 8 bits per channel from a 16-bit source: only a .png output "
+                      "keeps 16 bits", ImageReadWarning, stacklevel=2)
+        bits = 8
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"Expected an output file name with an image extension PIL can write (.png, .jpg, .tif, ...), "
+                         f"got {str(path)!r}")
+    with atomic_write(path) as tmp:
+        if bits == 16:
+            tmp.write_bytes(_png16(np.round(array * 65535.0).astype(np.uint16)))
+        else:
+            Image.fromarray(np.round(array * 255.0).astype(np.uint8)).save(tmp, format=fmt)
+    return path
