@@ -67,8 +67,7 @@ class SmoothedLoss:
     Raises:
         ValueError: for ``beta`` outside [0, 1), ``divergence_factor <= 1`` or ``min_points < 1``.
 
-    Example::
-
+    Examples:
         >>> ema = SmoothedLoss(beta=0.5, divergence_factor=2.0, min_points=1)
         >>> [ema.update(v) for v in (4.0, 8.0)], ema.stop_reason
         ([4.0, 6.666666666666667], None)
@@ -122,8 +121,7 @@ def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
     Raises:
         ValueError: when ``beta`` is outside [0, 1).
 
-    Example::
-
+    Examples:
         >>> smooth_ema([4.0, 8.0], beta=0.5).tolist()
         [4.0, 6.666666666666667]
     """
@@ -174,8 +172,7 @@ def steepest(
     Returns:
         The suggested learning rate, or ``None`` (with a warning) when there are too few points.
 
-    Example::
-
+    Examples:
         >>> import numpy as np
         >>> lrs = np.logspace(-4, 0, 41)
         >>> float(round(steepest(lrs, -np.tanh(np.log10(lrs) + 2)), 6))
@@ -215,8 +212,7 @@ def minimum(
     Returns:
         The suggested learning rate, or ``None`` (with a warning).
 
-    Example::
-
+    Examples:
         >>> minimum([1e-3, 1e-2, 1e-1, 1.0, 10.0], [3.0, 2.0, 1.0, 2.0, 9.0])
         0.01
     """
@@ -275,8 +271,7 @@ def valley(
     Returns:
         The suggested learning rate, or ``None`` (with a warning).
 
-    Example::
-
+    Examples:
         >>> valley([1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0], [5.0, 4.0, 3.0, 2.0, 1.0, 8.0])
         0.01
     """
@@ -354,8 +349,7 @@ def clr_bounds(
         ``(base_lr, max_lr)``, or ``None`` (with a warning) when the curve has too few points or never
         improves.
 
-    Example::
-
+    Examples:
         >>> lrs = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
         >>> clr_bounds(lrs, [2.0, 1.9, 1.0, 0.5, 0.45, 3.0, 9.0])
         (0.01, 0.1)
@@ -443,8 +437,7 @@ def diagnose(
     Returns:
         One sentence per problem, with the numbers that show it.
 
-    Example::
-
+    Examples:
         >>> import numpy as np
         >>> lrs = np.logspace(-4, 1, 30)
         >>> descent = 2.0 - np.tanh(np.log10(lrs) + 2.0)  # falls by ~2 around lr 0.01
@@ -511,8 +504,7 @@ def suggest(
     Raises:
         ValueError: for an unknown ``method``.
 
-    Example::
-
+    Examples:
         >>> suggest("minimum", [1e-3, 1e-2, 1e-1, 1.0, 10.0], [3.0, 2.0, 1.0, 2.0, 9.0])
         0.01
     """
@@ -538,8 +530,7 @@ class LRRangeResult:
         epoch: the epoch at whose start the test ran.
         problems: why the curve cannot be trusted (:func:`diagnose`), one sentence each; empty when it can.
 
-    Example::
-
+    Examples:
         >>> r = LRRangeResult(lrs=[1e-3, 1e-2, 1e-1, 1.0, 10.0], losses=[3.0, 2.0, 1.0, 2.0, 9.0],
         ...                   smoothed_losses=[3.0, 2.0, 1.0, 2.0, 9.0], method="minimum")
         >>> r.compute_suggestions(); r.suggestion

@@ -10,8 +10,8 @@ from lightning_papers.data import DigitsDataModule
 from lightning_papers.modules import ImageClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "recipes" / "clr" / "resnet20_digits_triangular2.yaml"
-CIFAR = ROOT / "recipes" / "clr" / "resnet56_cifar10_triangular2.yaml"
+DIGITS = ROOT / "lightning_papers" / "recipes" / "clr" / "resnet20_digits_triangular2.yaml"
+CIFAR = ROOT / "lightning_papers" / "recipes" / "clr" / "resnet56_cifar10_triangular2.yaml"
 
 
 def _callback_args(config, name):

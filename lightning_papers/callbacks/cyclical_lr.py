@@ -77,10 +77,11 @@ class CyclicalLR(ScheduleCallback):
     Warns at train start when the run's steps of each optimizer (``trainer.estimated_stepping_batches``, or the
     batches under manual optimization) do not end on a cycle boundary (Smith: stop training at the end of a cycle).
 
-    Example::
-
-        trainer = Trainer(callbacks=[CyclicalLR(1e-3, 6e-3, step_size=2000)])
-        trainer = Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
+    Examples:
+        >>> import lightning as L
+        >>> from lightning_papers.callbacks import LRRangeFinder
+        >>> trainer = L.Trainer(callbacks=[CyclicalLR(1e-3, 6e-3, step_size=2000)])
+        >>> trainer = L.Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
     """
 
     SUPPORTED_MODES = CYCLICAL_MODES

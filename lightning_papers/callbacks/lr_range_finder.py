@@ -81,13 +81,18 @@ class LRRangeFinder(_trainer.StateKeyed):
         ValueError: for invalid arguments (eagerly), and at fit start for manual optimization or
             ``apply="lr"`` on a module without ``lr``/``learning_rate``.
 
-    Example::
-
-        finder = LRRangeFinder(1e-6, 1.0, num_steps=100)
-        trainer = Trainer(max_epochs=10, callbacks=[finder])
-        trainer.fit(model, datamodule)
-        finder.result.suggestion, finder.result.clr_bounds
-        finder.result.plot().figure.savefig("lr_range.png")
+    Examples:
+        >>> import lightning as L
+        >>> from lightning_papers.data import DigitsDataModule
+        >>> from lightning_papers.modules import ImageClassifier
+        >>> finder = LRRangeFinder(1e-4, 1.0, num_steps=20)
+        >>> trainer = L.Trainer(max_steps=1, callbacks=[finder], logger=False, enable_checkpointing=False,
+        ...                     enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+        >>> trainer.fit(ImageClassifier("resnet20"), DigitsDataModule(batch_size=16, size=8))
+        >>> 1e-4 <= finder.result.suggestion <= 1.0
+        True
+        >>> base_lr, max_lr = finder.result.clr_bounds
+        >>> finder.result.plot().figure.savefig("lr_range.png")
     """
 
     SUPPORTED_MODES = RAMP_MODES

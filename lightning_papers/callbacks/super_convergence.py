@@ -97,10 +97,11 @@ class SuperConvergence(ScheduleCallback):
             an optimizer without momentum under ``cycle_momentum=True``, or an unbounded run
             (``max_epochs=-1``) without ``total_steps``.
 
-    Example::
-
-        trainer = Trainer(max_steps=10_000, callbacks=[SuperConvergence(3.0, div_factor=30)])
-        trainer = Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
+    Examples:
+        >>> import lightning as L
+        >>> from lightning_papers.callbacks import LRRangeFinder
+        >>> trainer = L.Trainer(max_steps=10_000, callbacks=[SuperConvergence(3.0, div_factor=30)])
+        >>> trainer = L.Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
     """
 
     SUPPORTED_ANNEALS = ONE_CYCLE_ANNEALS

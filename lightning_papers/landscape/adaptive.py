@@ -82,8 +82,7 @@ class Refinement:
         ValueError: for a budget that is neither a positive count nor a fraction in (0, 1], a negative ``tol``,
             or non-positive ``coarse_levels``/``per_round``/``clip_factor``.
 
-    Example::
-
+    Examples:
         >>> Refinement(budget=0.2).points_for(2601)
         520
     """
@@ -140,8 +139,7 @@ def plotted_values(values: np.ndarray, metric: str, centre: float | None,
     (a non-finite loss counts as the clip), linear for accuracies and metrics that reach zero or below; and the
     inverse map back to values.
 
-    Example::
-
+    Examples:
         >>> g, back = plotted_values(np.array([1.0, 10.0, 1e6]), "loss", centre=1.0)
         >>> g.tolist()
         [0.0, 1.0, 2.0]
@@ -343,8 +341,7 @@ def adaptive_surface(model: Any, directions: Any, grid: Any, data: Any, refineme
         ValueError: for a bad ``refinement``, a budget below the 3^d points of the first halving, or a sharded
             run without ``gather``.
 
-    Example::
-
+    Examples:
         >>> r = surface(net, dirs, (np.linspace(-1, 1, 51),) * 2, data, adaptive=0.2)  # doctest: +SKIP
         >>> r.metadata["adaptive"]["rounds"][-1]["estimated_max_error"]  # doctest: +SKIP
     """
@@ -455,8 +452,7 @@ def filled_values(result: SurfaceResult, metric: str = "loss",
     multilinear interpolation (in the plotted scale) of the finest evaluated cell holding the point; and the mask
     of the interpolated points. A point no evaluated cell holds stays NaN.
 
-    Example::
-
+    Examples:
         >>> r = SurfaceResult([np.linspace(-1, 1, 5)], {"loss": np.array([4.0, np.nan, 1.0, np.nan, 4.0])},
         ...                   np.array([True, False, True, False, True]))
         >>> values, interpolated = filled_values(r)

@@ -166,8 +166,7 @@ def frame_range(model: Any, directions: Any, data: Any, *, framed: Framed | None
     Raises:
         ValueError: when the centre's loss is not a positive finite number (there is no clip to frame).
 
-    Example::
-
+    Examples:
         >>> frame = frame_range(net, random_directions(net, n=2, seed=0), (x, y))  # doctest: +SKIP
         >>> frame.axes(51)  # doctest: +SKIP
     """
@@ -259,8 +258,7 @@ def shared_range(frames: Sequence[Frame | SurfaceResult]) -> Frame:
     Raises:
         ValueError: for no frames, or frames of different dimensions.
 
-    Example::
-
+    Examples:
         >>> shared_range([Frame([0.3, 0.5]), Frame([0.4, 0.2])]).spans
         [0.4, 0.5]
     """

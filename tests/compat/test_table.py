@@ -1,4 +1,4 @@
-"""The committed compatibility table (README.md, docs/compatibility.md) is the one this session's cells give.
+"""The committed compatibility table (docs/compatibility.md) is the one this session's cells give.
 
 Runs last (``conftest.py``), over the results the matrix's cells recorded in this session; skipped when the session
 ran only part of the matrix (``-k``, ``-m``, node ids).

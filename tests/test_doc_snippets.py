@@ -1,4 +1,5 @@
-"""README.md's Python snippets run as written, and every image it links exists.
+"""The Python snippets of the documentation pages (``docs/**/*.md``) and of README.md run as written, and every
+picture they link exists.
 
 Each ```python block is executed in a fresh namespace. To keep the suite short, ``lightning.Trainer`` is
 replaced by a subclass that caps training at a few steps on one CPU process (the "Scaling out" snippet's
@@ -22,8 +23,12 @@ from torch import nn
 import lightning_papers.callbacks
 from lightning_papers.callbacks import CyclicalLR, LRRangeFinder, SuperConvergence
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+# (where, code) for every ```python block, "docs/papers/clr.md block 1" style
+BLOCKS = [(f"{page.relative_to(ROOT)} block {i + 1}", code) for page in PAGES
+          for i, code in enumerate(re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M))]
 
 
 class _ShortTrainer(lightning.Trainer):
@@ -54,14 +59,16 @@ class _ShortSuperConvergence(SuperConvergence):
         super().__init__(max_lr, **kwargs)
 
 
-def test_readme_has_the_snippets_this_test_expects():
-    assert len(BLOCKS) >= 5
-    assert any("LRRangeFinder" in b for b in BLOCKS) and any("ls.surface" in b for b in BLOCKS)
+def test_the_pages_have_the_snippets_this_test_expects():
+    assert len(BLOCKS) >= 10
+    assert any("LRRangeFinder" in b for _, b in BLOCKS) and any("ls.surface" in b for _, b in BLOCKS)
+    assert {where.split(" block")[0] for where, _ in BLOCKS} >= {"docs/papers/clr.md", "docs/papers/landscape.md",
+                                                               "docs/scaling-out.md"}
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"block{i + 1}" for i in range(len(BLOCKS))])
-def test_readme_snippet_runs(index, monkeypatch, tmp_path):
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[where for where, _ in BLOCKS])
+def test_snippet_runs(index, monkeypatch, tmp_path):
     monkeypatch.setattr(lightning, "Trainer", _ShortTrainer)
     monkeypatch.setattr(lightning_papers.callbacks, "LRRangeFinder", _ShortFinder)
     monkeypatch.setattr(lightning_papers.callbacks, "CyclicalLR", _ShortCyclicalLR)
@@ -80,11 +87,11 @@ def test_readme_snippet_runs(index, monkeypatch, tmp_path):
         "y": labels[:16],
     }
     monkeypatch.chdir(tmp_path)  # what a snippet saves (contour.png, spectrum.png) lands here, not in the checkout
-    code = BLOCKS[index]
+    where, code = BLOCKS[index]
     if "ls.surface" in code:  # the paper's 51 x 51 grid, shrunk to 5 x 5 to keep the suite short
         assert "np.linspace(-1, 1, 51)" in code
         code = code.replace("np.linspace(-1, 1, 51)", "np.linspace(-1, 1, 5)")
-    exec(compile(code, f"README.md block {index + 1}", "exec"), namespace)  # noqa: S102
+    exec(compile(code, where, "exec"), namespace)  # noqa: S102
     if "fold_bn=True" in code:  # the fast surface is the plain one, to float rounding
         import numpy as np
 
@@ -92,12 +99,17 @@ def test_readme_snippet_runs(index, monkeypatch, tmp_path):
         np.testing.assert_allclose(namespace["fast"]["loss"], namespace["res"]["loss"], rtol=1e-5)
 
 
-def test_every_linked_image_exists():
-    text = README.read_text()
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_linked_picture_exists(page):
+    text = page.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text) + re.findall(r'<img[^>]+src="([^"]+)"', text)
-    assert links, "README shows no pictures"
-    root = README.parent
-    missing = [link for link in links if not link.startswith("http") and not (root / link).is_file()]
+    files = [(page.parent / link).resolve() for link in links if not link.startswith("http")]
+    missing = [str(f) for f in files if not f.is_file()]
     assert not missing, missing
-    sizes = {link: (root / link).stat().st_size for link in links if not link.startswith("http")}
+    sizes = {str(f): f.stat().st_size for f in files}
     assert all(size < 300_000 for size in sizes.values()), sizes
+
+
+def test_readme_shows_a_picture_per_paper():
+    links = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README.read_text())
+    assert len(set(links)) >= 7, links
