@@ -11,6 +11,13 @@ subset of ``train_size`` images and *every other image* as the held-out set. Wit
 ResNet reaches 97-98 % within a couple of hundred steps and every schedule ties; a few hundred training images
 leave room between schedules (Smith & Topin's Table 1 shows the 1cycle gain growing as CIFAR-10 is cut from
 50k to 10k images), and a held-out set of ~1,300 images resolves 0.1 points instead of 0.3.
+
+Audit-proof method (issue 25): :func:`digits_split` draws a stratified train / validation / test split *per seed*
+(so seeds vary the data too, not only initialisation and order); every choice (peak, fixed rate, budget, subset
+size) is made on ``val_*`` and ``test_*`` is evaluated once, for the report. Arms are compared by paired per-seed
+differences (:func:`paired_interval`: mean and a two-sided Student-t interval) and one written rule turns them
+into a verdict (:func:`verdict`): **shown** when the 95 % interval excludes 0 in the paper's direction,
+**contradicted** when it excludes 0 the other way, **inconclusive** otherwise (also with fewer than 2 pairs).
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ from lightning_papers.lr_suggestion import LRRangeResult, SmoothedLoss
 from lightning_papers.models.resnet_cifar import ResNetCIFAR
 from lightning_papers.schedules import Ramp
 
-__all__ = ["PiecewiseConstant", "Task", "digits_task", "evaluate", "fmt", "load_average", "make_model", "mean_std",
-           "range_test", "train"]
+__all__ = ["DIRECTIONS", "PairedDifference", "PiecewiseConstant", "Task", "digits_split", "digits_task", "evaluate",
+           "fmt", "load_average", "make_model", "mean_std", "paired_interval", "range_test", "t_quantile", "train",
+           "verdict"]
 
 
 @dataclass(frozen=True)
@@ -66,10 +74,15 @@ class Task:
     val_x: torch.Tensor
     val_y: torch.Tensor
     size: int
+    test_x: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
 
     def describe(self) -> str:
-        return (f"digits {self.size}x{self.size}, {len(self.train_y)} training images, "
-                f"{len(self.val_y)} held out")
+        if self.test_y is None:
+            return (f"digits {self.size}x{self.size}, {len(self.train_y)} training images, "
+                    f"{len(self.val_y)} held out")
+        return (f"digits {self.size}x{self.size}, {len(self.train_y)} training / {len(self.val_y)} validation / "
+                f"{len(self.test_y)} test images")
 
 
 def digits_task(size: int = 8, train_size: int = 500, split_seed: int = 0) -> Task:
@@ -88,6 +101,102 @@ def digits_task(size: int = 8, train_size: int = 500, split_seed: int = 0) -> Ta
                                           stratify=labels.numpy())
     train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
     return Task(x[train_idx].contiguous(), labels[train_idx], x[val_idx].contiguous(), labels[val_idx], size)
+
+
+def digits_split(size: int = 8, train_size: int = 500, val_size: int = 300, seed: int = 0) -> Task:
+    """The digits at ``size`` px split three ways, stratified by class and drawn under ``seed`` (resample it per
+    seed): ``train_size`` training images, ``val_size`` validation images for every choice, the rest the test set.
+
+    Raises:
+        ValueError: when a part would hold fewer than 100 images.
+    """
+    n = 1797
+    if train_size < 100 or val_size < 100 or n - train_size - val_size < 100:
+        raise ValueError(f"Expected train_size and val_size >= 100 leaving >= 100 test images of the 1,797 digits, "
+                         f"got train_size={train_size!r}, val_size={val_size!r}; make them smaller")
+    from sklearn.model_selection import train_test_split
+
+    images, labels = load_digits_images(size)
+    x = (images.float() / 255.0 - 0.5) / 0.5
+    strat = labels.numpy()
+    train_idx, rest = train_test_split(np.arange(n), train_size=train_size, random_state=seed, stratify=strat)
+    val_idx, test_idx = train_test_split(rest, train_size=val_size, random_state=seed, stratify=strat[rest])
+    train_idx, val_idx, test_idx = (torch.as_tensor(i) for i in (train_idx, val_idx, test_idx))
+    return Task(x[train_idx].contiguous(), labels[train_idx], x[val_idx].contiguous(), labels[val_idx], size,
+                x[test_idx].contiguous(), labels[test_idx])
+
+
+# two-sided 95 % Student-t quantiles t(0.975, df), used when scipy is missing (scipy.stats.t.ppf to 3 decimals)
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+DIRECTIONS = ("greater", "less")
+
+
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """The two-sided Student-t quantile ``t((1 + level) / 2, df)``: scipy's when installed, else the 95 % table
+    (the nearest tabulated df at or below ``df``, a slightly wider interval)."""
+    if df < 1:
+        raise ValueError(f"Expected df >= 1 (at least 2 paired values), got df={df!r}; collect more seeds")
+    try:
+        from scipy.stats import t
+    except ImportError:
+        if level != 0.95:
+            raise ValueError(f"Expected level 0.95 without scipy, got {level!r}; install scipy or use 0.95") from None
+        return _T975[max(k for k in _T975 if k <= df)]
+    return float(t.ppf((1.0 + level) / 2.0, df))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Paired per-seed differences ``a_i - b_i``: their mean and two-sided Student-t interval at ``level``."""
+
+    diffs: tuple[float, ...]
+    mean: float
+    low: float
+    high: float
+    level: float = 0.95
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    def as_dict(self) -> dict:
+        return {"diffs": list(self.diffs), "mean": self.mean, "ci": [self.low, self.high], "level": self.level,
+                "n": self.n}
+
+
+def paired_interval(a: Sequence[float | None], b: Sequence[float | None] | None = None,
+                    level: float = 0.95) -> PairedDifference:
+    """The paired differences ``a_i - b_i`` (``a`` itself when ``b`` is None) over the seeds where both are known,
+    with mean ± ``t * sd / sqrt(n)``; the interval is (-inf, inf) with fewer than 2 pairs."""
+    if b is not None and len(a) != len(b):
+        raise ValueError(f"Expected paired sequences of equal length, got {len(a)} and {len(b)}; pass one value "
+                         "per seed for both arms (None where a run is missing)")
+    pairs = a if b is None else [None if x is None or y is None else x - y for x, y in zip(a, b)]
+    diffs = tuple(float(d) for d in pairs if d is not None)
+    if not diffs:
+        return PairedDifference(diffs, math.nan, -math.inf, math.inf, level)
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return PairedDifference(diffs, mean, -math.inf, math.inf, level)
+    half = t_quantile(len(diffs) - 1, level) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return PairedDifference(diffs, mean, mean - half, mean + half, level)
+
+
+def verdict(diffs: Sequence[float | None], direction: str, level: float = 0.95) -> str:
+    """The written verdict rule: ``"shown"`` when the ``level`` t-interval of the paired differences excludes 0 in
+    the paper's ``direction`` (``"greater"``: the paper says the differences are > 0; ``"less"``: < 0),
+    ``"contradicted"`` when it excludes 0 the other way, ``"inconclusive"`` otherwise (fewer than 2 pairs too)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"Expected direction 'greater' or 'less' (the sign the paper predicts), got {direction!r}")
+    d = paired_interval(diffs, level=level)
+    if d.low > 0:
+        return "shown" if direction == "greater" else "contradicted"
+    if d.high < 0:
+        return "shown" if direction == "less" else "contradicted"
+    return "inconclusive"
 
 
 def make_model(depth: int = 20, *, wide: int = 1, shortcut: str = "A", seed: int = 0) -> nn.Module:
