@@ -40,9 +40,9 @@ from lightning_papers.lr_suggestion import LRRangeResult, SmoothedLoss
 from lightning_papers.models.resnet_cifar import ResNetCIFAR
 from lightning_papers.schedules import Ramp
 
-__all__ = ["DIRECTIONS", "PairedDifference", "PiecewiseConstant", "Task", "digits_split", "digits_task", "evaluate",
-           "fmt", "load_average", "make_model", "mean_std", "paired_interval", "range_test", "t_quantile", "train",
-           "verdict"]
+__all__ = ["DIRECTIONS", "PairedDifference", "PiecewiseConstant", "Task", "combined_verdict", "digits_split",
+           "digits_task", "evaluate", "fmt", "load_average", "make_model", "mean_std", "paired_block",
+           "paired_interval", "range_test", "t_quantile", "train", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,24 @@ def verdict(diffs: Sequence[float | None], direction: str, level: float = 0.95) 
     if d.high < 0:
         return "shown" if direction == "less" else "contradicted"
     return "inconclusive"
+
+
+def paired_block(a: Sequence[float | None], b: Sequence[float | None], direction: str, level: float = 0.95) -> dict:
+    """What a fidelity script writes into its JSON for one comparison: the per-seed ``a_i - b_i`` (``None`` where a
+    seed lacks either arm), their mean and interval, the paper's ``direction`` and the :func:`verdict`. A test
+    re-derives ``verdict`` from ``diffs`` and ``direction`` (``tests/benchmarks/test_fidelity_verdicts.py``)."""
+    d = paired_interval(a, b, level)
+    return {**d.as_dict(), "direction": direction, "verdict": verdict(d.diffs, direction, level)}
+
+
+def combined_verdict(verdicts: Sequence[str]) -> str:
+    """A claim made of several comparisons: ``"shown"`` when every part is shown, ``"contradicted"`` when any part
+    is contradicted, ``"inconclusive"`` otherwise (none when there are no parts)."""
+    if not verdicts:
+        return "inconclusive"
+    if all(v == "shown" for v in verdicts):
+        return "shown"
+    return "contradicted" if "contradicted" in verdicts else "inconclusive"
 
 
 def make_model(depth: int = 20, *, wide: int = 1, shortcut: str = "A", seed: int = 0) -> nn.Module:

@@ -41,7 +41,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import cpu_name
-from _fidelity import PiecewiseConstant, digits_task, fmt, load_average, make_model, mean_std, train
+from _fidelity import (
+    PiecewiseConstant,
+    combined_verdict,
+    digits_task,
+    fmt,
+    load_average,
+    make_model,
+    mean_std,
+    paired_block,
+    train,
+)
 
 from lightning_papers.landscape import hessian_top_eigenvalue, loss_rise, random_directions, surface
 
@@ -141,9 +151,16 @@ def main(argv: list[str] | None = None) -> dict:
         per_seed = sum(s["loss_rise_r0.5"] > f["loss_rise_r0.5"] for f, s in zip(rows[flat], rows[sharp]))
         verdict = "shown" if rise and eig and acc and per_seed == len(args.seeds) else \
             "partly" if rise or eig else "not shown"
+        # the written rule (issue 25): paired per-seed differences sharper - flatter (accuracy: flatter - sharper),
+        # 95 % t-interval, direction "greater"; the claim is shown when the curvature measures are
+        paired = {k: paired_block([r[k] for r in rows[sharp]], [r[k] for r in rows[flat]], "greater")
+                  for k in ("hessian_top_eigenvalue", "loss_rise_r0.5")}
+        paired["val_acc"] = paired_block([r["val_acc"] for r in rows[flat]], [r["val_acc"] for r in rows[sharp]],
+                                         "greater")
         verdicts[claim] = {"flatter": flat, "sharper": sharp, "rise_ordered": rise, "eigenvalue_ordered": eig,
                            "accuracy_ordered": acc, "seeds_rise_ordered": f"{per_seed}/{len(args.seeds)}",
-                           "verdict": verdict}
+                           "verdict": verdict, "paired": paired, "paired_verdict": combined_verdict(
+                               [paired[k]["verdict"] for k in ("hessian_top_eigenvalue", "loss_rise_r0.5")])}
         print(f"{claim}: {flat} vs {sharp}: rise {'yes' if rise else 'no'} ({per_seed}/{len(args.seeds)} seeds), "
               f"eigenvalue {'yes' if eig else 'no'}, accuracy {'yes' if acc else 'no'} -> {verdict}")
     seconds = time.perf_counter() - t0

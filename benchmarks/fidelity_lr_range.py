@@ -43,7 +43,7 @@ import lightning as L
 import numpy as np
 import torch
 from _common import cpu_name
-from _fidelity import Task, fmt, load_average, make_model, mean_std, train
+from _fidelity import Task, combined_verdict, fmt, load_average, make_model, mean_std, paired_block, train
 from lightning.pytorch.callbacks import LearningRateFinder
 
 from lightning_papers.callbacks import LRRangeFinder
@@ -197,6 +197,12 @@ def main(argv: list[str] | None = None) -> dict:
     se = {k: table[k]["acc_std"] / math.sqrt(max(table[k]["n"], 1)) for k in table}
     beats = {k: ours_m - v > math.hypot(se.get("ours", 0.0), se[k]) for k, v in rivals.items()}
     verdict = "shown" if beats and all(beats.values()) else "partly" if any(beats.values()) else "not shown"
+    # the written rule (issue 25): paired per-seed differences ours - rival, 95 % t-interval, direction "greater"
+    paired = {k: paired_block(table["ours"]["accs"], table[k]["accs"], "greater") for k in rivals}
+    paired_verdict = combined_verdict([p["verdict"] for p in paired.values()])
+    for k, p in paired.items():
+        print(f"ours - {k}: {100 * p['mean']:+.1f} points, 95 % CI [{100 * p['ci'][0]:+.1f}, {100 * p['ci'][1]:+.1f}]"
+              f" (n={p['n']}) -> {p['verdict']}")
     seconds = time.perf_counter() - t0
     print(f"\nours ({args.reference_length}-step sweep) beats: "
           + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in beats.items())
@@ -206,7 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
         "and than Lightning's suggestion; short sweeps say they cannot be read (Smith, arXiv 1506.01186)",
         "task": task.describe(), "model": "resnet20", "seeds": args.seeds, "n": len(args.seeds),
         "steps_per_run": steps, "table": table, "sweeps": {str(k): v for k, v in by_length.items()},
-        "beats": beats, "verdict": verdict, "seconds": seconds, "load_average": [load0, load_average()],
+        "beats": beats, "verdict": verdict, "paired": paired, "paired_verdict": paired_verdict, "seconds": seconds,
+        "load_average": [load0, load_average()],
         "cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__, "lightning": L.__version__,
         "args": vars(args),
     }

@@ -90,6 +90,12 @@ def test_lr_range_fast(scripts, capsys):
         assert sweep["bounds_below_range"] == 0  # never below the sweep's own range
     assert summary["verdict"] in ("shown", "partly", "not shown")
     assert "flagged untrustworthy" in out
+    # paired per-seed differences: one seed in --fast, so the difference is ours - rival there and no interval
+    table = summary["table"]
+    for rival, block in summary["paired"].items():
+        assert block["diffs"] == pytest.approx([table["ours"]["accs"][0] - table[rival]["accs"][0]])
+        assert block["ci"] == [-math.inf, math.inf] and block["verdict"] == "inconclusive"
+    assert summary["paired_verdict"] == "inconclusive"
 
 
 def test_clr_fast(scripts, capsys):
@@ -124,6 +130,11 @@ def test_landscape_fast(scripts, capsys, tmp_path):
     assert large["lr"] == pytest.approx(small["lr"] * large["batch"] / small["batch"])  # scaled linearly
     assert set(summary["verdicts"]) == {"skip connections flatten", "width flattens", "small batches flatten"}
     assert all(v["verdict"] in ("shown", "partly", "not shown") for v in summary["verdicts"].values())
+    skip = summary["verdicts"]["skip connections flatten"]["paired"]["hessian_top_eigenvalue"]
+    rows = summary["rows"]
+    assert skip["diffs"] == pytest.approx([rows["resnet20_noshort"][0]["hessian_top_eigenvalue"]
+                                           - rows["resnet20"][0]["hessian_top_eigenvalue"]])
+    assert skip["direction"] == "greater" and skip["verdict"] == "inconclusive"  # one seed: no interval
 
 
 @pytest.mark.parametrize(
