@@ -122,7 +122,7 @@ def test_landscape_fast(scripts, capsys, tmp_path):
     variants = {"resnet20", "resnet20_noshort", "resnet20_wide2", "resnet20_large_batch"}
     assert set(summary["stats"]) == variants == set(summary["rows"])
     for stats in summary["stats"].values():
-        assert set(stats) == {"val_acc", "hessian_top_eigenvalue", "loss_rise_r0.5", "train_loss"}
+        assert set(stats) == {"val_acc", "test_acc", "hessian_top_eigenvalue", "loss_rise_r0.5", "train_loss"}
         assert all(set(s) == {"mean", "std", "n"} and math.isfinite(s["mean"]) for s in stats.values())
     large = summary["rows"]["resnet20_large_batch"][0]
     small = summary["rows"]["resnet20"][0]
@@ -135,6 +135,8 @@ def test_landscape_fast(scripts, capsys, tmp_path):
     assert skip["diffs"] == pytest.approx([rows["resnet20_noshort"][0]["hessian_top_eigenvalue"]
                                            - rows["resnet20"][0]["hessian_top_eigenvalue"]])
     assert skip["direction"] == "greater" and skip["verdict"] == "inconclusive"  # one seed: no interval
+    assert "128 training / 300 validation / 1369 test" in summary["task"]  # a three-way split, test kept apart
+    assert all(0.0 <= r[0]["test_acc"] <= 1.0 for r in rows.values())
 
 
 @pytest.mark.parametrize(
