@@ -265,8 +265,10 @@ def train(
     non-finite loss ends the run (``diverged``); the model is then evaluated as it stands (usually chance).
 
     Returns:
-        ``{"curve": [(step, held-out acc)], "final_acc", "final_loss", "diverged", "seconds", "steps"}``;
-        the curve holds every ``eval_every`` steps and the steps in ``eval_at`` (after that many steps).
+        ``{"curve": [(step, held-out acc)], "final_acc", "final_loss", "test_acc", "diverged", "seconds",
+        "steps"}``; the curve holds every ``eval_every`` steps and the steps in ``eval_at`` (after that many
+        steps). ``final_acc`` is on ``task.val_*`` (choices are made on it); ``test_acc`` on ``task.test_*``,
+        ``None`` when the task has no test set.
     """
     gen = torch.Generator().manual_seed(10_000 + seed)
     crops = torch.Generator().manual_seed(20_000 + seed)
@@ -308,8 +310,9 @@ def train(
         diverged = True
     if not curve or curve[-1][0] != steps:
         curve.append((steps, acc))
+    test_acc = evaluate(model, task.test_x, task.test_y)[0] if task.test_y is not None else None
     return {"curve": curve, "final_acc": acc, "final_loss": val_loss if math.isfinite(val_loss) else None,
-            "diverged": diverged, "seconds": time.perf_counter() - start, "steps": steps}
+            "test_acc": test_acc, "diverged": diverged, "seconds": time.perf_counter() - start, "steps": steps}
 
 
 def range_test(task: Task, model: nn.Module, min_lr: float, max_lr: float, steps: int, *, batch_size: int = 64,

@@ -72,6 +72,13 @@ def test_superconvergence_fast(scripts, capsys, tmp_path):
                                                 "plateaued"}
     assert "problems" in summary["range_test"]
     assert png.stat().st_size > 1000 and "doubling gains" in out and "± " in out
+    # paired test differences: 1cycle (peak chosen on validation) minus the baseline at B, per budget
+    assert set(summary["paired_by_budget"]) == {str(b) for b in summary["budgets"]}
+    claim = summary["paired"]["1cycle at B/8 - baseline at B"]
+    assert claim == summary["paired_by_budget"][str(budget // 8)]
+    assert len(claim["diffs"]) == 1 and -1.0 <= claim["diffs"][0] <= 1.0
+    assert summary["paired_verdict"] == claim["verdict"] == "inconclusive"  # one seed: no interval
+    assert "200 training / 300 validation / 1297 test" in summary["task"]
 
 
 def test_lr_range_fast(scripts, capsys):
