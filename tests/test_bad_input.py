@@ -45,7 +45,7 @@ from lightning_papers.modules.image_model import load_image_model, read_checkpoi
 from lightning_papers.schedules import Cyclical, OneCycle, Ramp, cyclical, one_cycle
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+QUICKSTART = REPO / "lightning_papers" / "recipes" / "quickstart.yaml"
 
 
 def _net():

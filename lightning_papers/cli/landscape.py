@@ -19,7 +19,7 @@ from the minimum up to 100 times the centre loss, the clip said in each picture 
 ``.vtp``::
 
     lightning-papers landscape --ckpt runs/quickstart/version_0/checkpoints/epoch=5-step=138.ckpt \\
-        --config recipes/quickstart.yaml --grid -1:1:51 --out runs/landscape
+        --config lightning_papers/recipes/quickstart.yaml --grid -1:1:51 --out runs/landscape
 """
 
 from __future__ import annotations

@@ -595,8 +595,7 @@ def hessian_eigenvalues(
             ``batchnorm``, ``algorithm="power"`` with ``which="largest"``, both ``loss_fn`` and ``evaluate``, a
             model without trainable parameters, a ``start`` that does not fit the model, or bad ``data``.
 
-    Example::
-
+    Examples:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
         >>> res = hessian_eigenvalues(net, (torch.randn(32, 3), torch.randint(0, 2, (32,))), k=2)
         >>> len(res.eigenvalues), res.eigenvalues[0] >= res.eigenvalues[1]
@@ -681,8 +680,7 @@ def hessian_trace(
         ValueError: for ``max_samples`` < 2 or a non-positive ``tol``, ``min_samples`` outside ``[2, max_samples]``
             (one sample has no standard error), a negative ``deflate``, or as :func:`hessian_eigenvalues` does.
 
-    Example::
-
+    Examples:
         >>> net = nn.Linear(3, 2)
         >>> res = hessian_trace(net, (torch.randn(32, 3), torch.randint(0, 2, (32,))), max_samples=20)
         >>> res.trace > 0 and res.stderr >= 0
@@ -754,8 +752,7 @@ def hessian_spectrum(
     Raises:
         ValueError: for a non-positive ``runs`` or ``steps``, or as :func:`hessian_eigenvalues` does.
 
-    Example::
-
+    Examples:
         >>> net = nn.Linear(3, 2)
         >>> spec = hessian_spectrum(net, (torch.randn(32, 3), torch.randint(0, 2, (32,))), runs=2, steps=8)
         >>> spec.nodes.shape
@@ -800,8 +797,7 @@ def stability_threshold(lr: float, momentum: float = 0.0, *, dampening: float = 
         ValueError: for a non-positive ``lr``, ``momentum`` outside ``[0, 1)``, ``dampening`` outside ``[0, 1]``,
             a negative ``weight_decay``, or Nesterov with dampening.
 
-    Example::
-
+    Examples:
         >>> stability_threshold(0.1), round(stability_threshold(0.1, 0.9), 6)
         (20.0, 38.0)
     """
@@ -829,8 +825,7 @@ def optimizer_stability_thresholds(optimizer: torch.optim.Optimizer) -> list[flo
     optimizer's threshold bounds its preconditioned Hessian, not the Hessian computed here) and groups with a
     zero learning rate.
 
-    Example::
-
+    Examples:
         >>> opt = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
         >>> [round(t, 6) for t in optimizer_stability_thresholds(opt)]
         [38.0]

@@ -60,8 +60,7 @@ class Direction:
         kind: ``"weights"`` or ``"states"``.
         info: JSON-able description (how it was made: type, seed, normalisation, ignore), saved with surfaces.
 
-    Example::
-
+    Examples:
         >>> d = random_direction(nn.Linear(3, 2), seed=0)
         >>> sorted(d.tensors), d.kind
         (['bias', 'weight'], 'weights')
@@ -225,8 +224,7 @@ def random_direction(
     Raises:
         ValueError: for an unknown ``normalization``, ``kind`` or ``ignore`` entry, or a non-integer ``seed``.
 
-    Example::
-
+    Examples:
         >>> d = random_direction(nn.Conv2d(3, 8, 3), seed=1)
         >>> d.tensors["weight"].shape, bool(d.tensors["bias"].any())
         (torch.Size([8, 3, 3, 3]), False)
@@ -278,8 +276,7 @@ def random_directions(
     Raises:
         ValueError: for ``n < 1`` and as :func:`random_direction`.
 
-    Example::
-
+    Examples:
         >>> d1, d2 = random_directions(nn.Linear(4, 3), seed=0, ignore=(), orthogonal=True)
         >>> abs(d1.dot(d2)) < 1e-6
         True
@@ -338,8 +335,7 @@ def target_direction(
     Raises:
         ValueError: when ``target`` lacks an entry of ``model`` or its shape differs.
 
-    Example::
-
+    Examples:
         >>> a, b = nn.Linear(2, 2), nn.Linear(2, 2)
         >>> d = target_direction(a, b)
         >>> torch.allclose(a.weight + d.tensors["weight"], b.weight)

@@ -43,8 +43,7 @@ def check_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
 def shard_indices(shape: Sequence[int], rank: int = 0, world_size: int = 1) -> np.ndarray:
     """Flat (C-order) indices of the grid points owned by ``rank``: ``rank, rank + world_size, ...``.
 
-    Example::
-
+    Examples:
         >>> shard_indices((2, 3), rank=1, world_size=2).tolist()
         [1, 3, 5]
     """

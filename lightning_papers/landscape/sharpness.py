@@ -86,8 +86,7 @@ def hessian_top_eigenvalue(
         ValueError: for a non-positive ``max_iter`` or ``tol``, a model without parameters, or both ``loss_fn``
             and ``evaluate``.
 
-    Example::
-
+    Examples:
         >>> net = nn.Linear(3, 2)
         >>> res = hessian_top_eigenvalue(net, (torch.randn(16, 3), torch.randint(0, 2, (16,))))
         >>> res.eigenvalue > 0

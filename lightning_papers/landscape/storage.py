@@ -46,8 +46,7 @@ def callable_identity(fn: object) -> str:
     function, or another lambda, differs), a ``describe()`` of its own when it has one, and partials with their
     arguments.
 
-    Example::
-
+    Examples:
         >>> callable_identity(len)
         'builtins.len'
     """
@@ -148,8 +147,7 @@ def save_surface(result: SurfaceResult, path: str | os.PathLike) -> tuple[Path, 
 
     Both writes are atomic. NaN and inf values are stored as such. Returns the two paths.
 
-    Example::
-
+    Examples:
         >>> r = SurfaceResult([np.arange(3.0)], {"loss": np.array([1.0, np.nan, 2.0])}, np.ones(3, bool))
         >>> npz, js = save_surface(r, "curve")  # doctest: +SKIP
     """

@@ -87,8 +87,7 @@ def samples_in(batch: Any) -> int:
     Raises:
         ValueError: for a batch without a tensor of at least one dimension.
 
-    Example::
-
+    Examples:
         >>> samples_in({"image": torch.zeros(5, 3), "label": torch.zeros(5)})
         5
     """
@@ -529,8 +528,7 @@ def surface(
         ValueError: for bad directions, grid, data, metrics, backend, shard, options that cannot go together,
             ``resume`` without ``path``, or a saved surface whose metadata does not match.
 
-    Example::
-
+    Examples:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
         >>> from lightning_papers.landscape import random_directions
         >>> d1, d2 = random_directions(net, n=2, seed=0)

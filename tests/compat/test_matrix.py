@@ -55,7 +55,6 @@ ROWS = {
     "bf16": (m.MLP, m.mlp_loss, {"precision": "bf16-mixed"}),
 }
 MODELS = list(ROWS)
-SCHEDFIX = "needs schedfix"
 # the module returns its own LR scheduler (BoringModel: StepLR; resnet18: a StepLR dict): D1, refuse by name
 OWN_SCHEDULER = {"boring": "StepLR", "resnet18": "StepLR"}
 # manual optimization: training_step steps the optimizers, so an analysis cannot evaluate it; it asks for `loss_fn=`
@@ -68,15 +67,10 @@ def _row(row):
     return factory(), loss_of, dict(options)
 
 
-def _refused(record_property, trainer_holder, err, pattern):
+def _refused(record_property, err, pattern):
     message = str(err.value).splitlines()[0]
     assert re.search(pattern, message), message
     record_property("refused", message)
-
-
-def _schedfix_xfail(row, cells):
-    # schedfix (D1-D3) is on main: no cell waits for it any more
-    return row
 
 
 # -- CurvatureMonitor --------------------------------------------------------------------------------------------
@@ -88,9 +82,9 @@ def test_curvature_monitor(row, tmp_path, record_property):
     monitor = CurvatureMonitor(every_n_steps=max(steps, 1), max_iter=6, save_results=False)
     if row in NO_LOSS:
         with pytest.raises(ValueError, match="CurvatureMonitor: .*loss") as err:
-            trainer = fit(module, [monitor], tmp_path, **options)
+            fit(module, [monitor], tmp_path, **options)
         assert module.trainer.global_step == 0
-        return _refused(record_property, None, err, "loss")
+        return _refused(record_property, err, "loss")
     trainer = fit(module, [monitor], tmp_path, **options)
     assert trainer.global_step == steps and monitor.history.steps == [steps]  # measured once, at the last step
     value = monitor.history.to_dict()["top_eigenvalue"][-1]
@@ -108,7 +102,7 @@ def test_loss_landscape_probe(row, tmp_path, record_property):
         with pytest.raises(ValueError, match="LossLandscapeProbe: ") as err:
             fit(module, [probe], tmp_path, **options)
         assert module.trainer.global_step == 0
-        return _refused(record_property, None, err, "val|loss")
+        return _refused(record_property, err, "val|loss")
     trainer = fit(module, [probe], tmp_path, **options)
     (result,) = probe.results.values()
     batch = first_batches(trainer.val_dataloaders or module.val_dataloader())[0]
@@ -132,7 +126,7 @@ def test_lr_range_finder(row, tmp_path, record_property):
         with pytest.raises(ValueError, match="Expected automatic optimization") as err:
             fit(module, [finder, first], tmp_path, **options)
         assert module.trainer.global_step == 0 and first.state is None
-        return _refused(record_property, None, err, "manual optimization")
+        return _refused(record_property, err, "manual optimization")
     trainer = fit(module, [finder, first], tmp_path, **options)
     result = finder.result
     np.testing.assert_allclose(result.lrs, np.geomspace(1e-4, 1e-1, 4), rtol=1e-12)
@@ -151,11 +145,7 @@ def test_lr_range_finder(row, tmp_path, record_property):
 
 # -- CyclicalLR --------------------------------------------------------------------------------------------------
 @pytest.mark.compat_cell("CyclicalLR")
-@pytest.mark.parametrize("row", [_schedfix_xfail(r, {**{k: f"the module's own {v} is replaced silently" for k, v in
-                                                          OWN_SCHEDULER.items()},
-                                                       "gan": "the cycles count both optimizers' steps: half as "
-                                                              "long as asked"})
-                                 for r in MODELS])
+@pytest.mark.parametrize("row", MODELS)
 def test_cyclical_lr(row, tmp_path, record_property):
     module, _, options = _row(row)
     steps = options.setdefault("max_steps", 4)
@@ -164,7 +154,7 @@ def test_cyclical_lr(row, tmp_path, record_property):
         with pytest.raises(ValueError, match=rf"CyclicalLR.*{OWN_SCHEDULER[row]}.*replace_schedulers=True") as err:
             fit(module, [clr, recorder], tmp_path, **options)
         assert module.trainer.global_step == 0
-        return _refused(record_property, None, err, "replace_schedulers")
+        return _refused(record_property, err, "replace_schedulers")
     trainer = fit(module, [clr, recorder], tmp_path, **options)
     # each optimizer counts its own steps (the GAN's global_step counts both)
     per_optimizer = trainer.num_training_batches if row == "gan" else steps
@@ -177,12 +167,7 @@ def test_cyclical_lr(row, tmp_path, record_property):
 
 # -- SuperConvergence --------------------------------------------------------------------------------------------
 @pytest.mark.compat_cell("SuperConvergence")
-@pytest.mark.parametrize("row", [_schedfix_xfail(r, {**{k: f"the module's own {v} is replaced silently" for k, v in
-                                                          OWN_SCHEDULER.items()},
-                                                       "gan": "the plan counts batches, the lr both optimizers' "
-                                                              "steps: the cycle ends halfway; Adam beta1=0.5 is "
-                                                              "replaced"})
-                                 for r in MODELS])
+@pytest.mark.parametrize("row", MODELS)
 def test_super_convergence(row, tmp_path, record_property):
     module, _, options = _row(row)
     options.setdefault("max_steps", 4)
@@ -194,7 +179,7 @@ def test_super_convergence(row, tmp_path, record_property):
                 as err:
             fit(module, [sc, recorder], tmp_path, **options)
         assert module.trainer.global_step == 0
-        return _refused(record_property, None, err, "replace_schedulers")
+        return _refused(record_property, err, "replace_schedulers")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = fit(module, [sc, recorder], tmp_path, **options)
