@@ -10,7 +10,7 @@ minutes; the digits are 8x8, nothing is lost) with the CIFAR ResNet-20 (``ImageC
     final validation accuracy is the fixed policy, then run at every seed;
   * CLR: ``LRRangeFinder`` (``--finder-steps`` steps, 1e-3 -> 3, exponential) then
     ``CyclicalLR("finder", "finder", mode="triangular2", step_size=--step-size)`` - the recipe
-    ``recipes/clr/resnet20_digits_triangular2.yaml``.
+    ``lightning_papers/recipes/clr/resnet20_digits_triangular2.yaml``.
 
 Both train ``--max-steps`` optimizer steps (a whole number of cycles) and validate every ``--val-every`` steps
 on the whole validation split (360 images). For each seed the target is the fixed policy's final validation

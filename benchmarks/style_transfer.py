@@ -55,7 +55,7 @@ LIGHTNING_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
 # match tolerance (max absolute difference of images in [0, 1]) between plain and ours, per precision
 TOLERANCE = {"32": 1e-4, "bf16": 5e-2, "16": 1e-2}
 STYLE_PHOTO = "immunohistochemistry"
-CONTENT_W, STYLE_W, TV_W = 1.0, 1e5, 1e-5  # recipes/style_transfer/*.yaml
+CONTENT_W, STYLE_W, TV_W = 1.0, 1e5, 1e-5  # lightning_papers/recipes/style_transfer/*.yaml
 STYLE_LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}  # index in torchvision's vgg16().features
 CONTENT_LAYER = "relu2_2"
 

@@ -29,8 +29,7 @@ class CompiledOrEager:
     Attributes:
         error: ``"<ExceptionType>: <first line>"`` of the compile failure, or ``None``.
 
-    Example::
-
+    Examples:
         >>> fn = CompiledOrEager(nn.Linear(2, 2), enabled=False)
         >>> fn(torch.zeros(1, 2)).shape, fn.compiled
         (torch.Size([1, 2]), False)

@@ -31,8 +31,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     Raises:
         ValueError: for a name torch does not know, or a CUDA device when CUDA is not available.
 
-    Example::
-
+    Examples:
         >>> resolve_device("cpu")
         device(type='cpu')
     """
@@ -54,8 +53,7 @@ def autocast_dtype(precision: str | int | None) -> torch.dtype | None:
     Raises:
         ValueError: for a name that is neither.
 
-    Example::
-
+    Examples:
         >>> autocast_dtype("bf16-mixed"), autocast_dtype("32")
         (torch.bfloat16, None)
     """

@@ -21,8 +21,7 @@ def owns_learning_rate(callbacks: Iterable[Any]) -> bool:
     ``owns_learning_rate = True``; ``ImageClassifier.configure_optimizers`` then returns a bare optimizer
     so no second scheduler fights them (DESIGN.md).
 
-    Example::
-
+    Examples:
         >>> class Schedule:
         ...     owns_learning_rate = True
         >>> owns_learning_rate([object(), Schedule()])

@@ -53,30 +53,39 @@ class SmoothedLoss:
     the first smoothed value equal the first raw value; Lightning's finder divides by ``1 - beta**(i + 2)`` in
     effect, so its first point is about half the real loss). A non-finite loss returns NaN, does not enter
     the average and sets :attr:`stop_reason` to ``"non-finite"``; a smoothed loss above ``divergence_factor``
-    times the best one sets it to ``"diverged"``.
+    times the best one sets it to ``"diverged"`` - judged only from the ``min_points``-th finite loss on, against
+    the best from there: the first smoothed values average only a few single losses, and on a noisy loss (batch
+    size 2) one low one would make any later average look like a divergence (Lightning's ``BoringModel`` stopped
+    at lr 9.3e-7 that way).
 
     Args:
         beta: smoothing factor in [0, 1); 0 disables smoothing.
         divergence_factor: ``> 1``, or ``None`` to never call a divergence.
+        min_points: finite losses before a divergence can be called; ``None``: the EMA's span
+            ``ceil(1 / (1 - beta))``, at least :data:`MIN_POINTS`.
 
     Raises:
-        ValueError: for ``beta`` outside [0, 1) or ``divergence_factor <= 1``.
+        ValueError: for ``beta`` outside [0, 1), ``divergence_factor <= 1`` or ``min_points < 1``.
 
-    Example::
-
-        >>> ema = SmoothedLoss(beta=0.5, divergence_factor=2.0)
+    Examples:
+        >>> ema = SmoothedLoss(beta=0.5, divergence_factor=2.0, min_points=1)
         >>> [ema.update(v) for v in (4.0, 8.0)], ema.stop_reason
         ([4.0, 6.666666666666667], None)
         >>> ema.update(40.0), ema.stop_reason
         (25.714285714285715, 'diverged')
     """
 
-    def __init__(self, beta: float = 0.98, divergence_factor: float | None = None) -> None:
+    def __init__(self, beta: float = 0.98, divergence_factor: float | None = None,
+                 min_points: int | None = None) -> None:
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"Expected `beta` in [0, 1), got {beta!r}")
         if divergence_factor is not None and not divergence_factor > 1.0:
             raise ValueError(f"Expected `divergence_factor > 1` or None, got {divergence_factor!r}")
+        if min_points is not None and (isinstance(min_points, bool) or not isinstance(min_points, int)
+                                       or min_points < 1):
+            raise ValueError(f"Expected `min_points` to be a positive integer or None, got {min_points!r}")
         self.beta = beta
+        self.min_points = max(MIN_POINTS, math.ceil(1.0 / (1.0 - beta) - 1e-9)) if min_points is None else min_points
         self.divergence_factor = divergence_factor
         self.best = math.inf
         self.stop_reason: str | None = None
@@ -92,6 +101,8 @@ class SmoothedLoss:
         self._count += 1
         self._avg = self.beta * self._avg + (1.0 - self.beta) * loss
         smoothed = self._avg / (1.0 - self.beta**self._count)
+        if self._count < self.min_points:
+            return smoothed  # still averaging the first few losses: neither a best nor a divergence yet
         self.best = min(self.best, smoothed)
         if self.divergence_factor is not None and smoothed > self.divergence_factor * self.best:
             self.stop_reason = "diverged"
@@ -110,8 +121,7 @@ def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
     Raises:
         ValueError: when ``beta`` is outside [0, 1).
 
-    Example::
-
+    Examples:
         >>> smooth_ema([4.0, 8.0], beta=0.5).tolist()
         [4.0, 6.666666666666667]
     """
@@ -162,8 +172,7 @@ def steepest(
     Returns:
         The suggested learning rate, or ``None`` (with a warning) when there are too few points.
 
-    Example::
-
+    Examples:
         >>> import numpy as np
         >>> lrs = np.logspace(-4, 0, 41)
         >>> float(round(steepest(lrs, -np.tanh(np.log10(lrs) + 2)), 6))
@@ -203,8 +212,7 @@ def minimum(
     Returns:
         The suggested learning rate, or ``None`` (with a warning).
 
-    Example::
-
+    Examples:
         >>> minimum([1e-3, 1e-2, 1e-1, 1.0, 10.0], [3.0, 2.0, 1.0, 2.0, 9.0])
         0.01
     """
@@ -263,8 +271,7 @@ def valley(
     Returns:
         The suggested learning rate, or ``None`` (with a warning).
 
-    Example::
-
+    Examples:
         >>> valley([1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0], [5.0, 4.0, 3.0, 2.0, 1.0, 8.0])
         0.01
     """
@@ -276,6 +283,29 @@ def valley(
     log_target = np.log(x[first]) + position * (np.log(x[last]) - np.log(x[first]))
     idx = first + int(np.argmin(np.abs(np.log(x[first : last + 1]) - log_target)))
     return float(x[idx])
+
+
+def _descent(y: np.ndarray, fraction: float = 0.1) -> tuple[int, int, float, float]:
+    """Where a "higher is better" curve starts to improve clearly: ``(start, best, level, improvement)``.
+
+    ``level`` is the flat start, the best of the first ``k`` points (a tenth, at least 2): never the first point
+    alone (on a real sweep the first batch's loss is often far off the rest) and never raised by a bump of the
+    noise, so what counts as improvement is improvement over the whole flat start. ``best`` is the index of the
+    highest point, ``improvement`` its height above ``level``. ``start`` is the first point after the last one
+    still within ``fraction * improvement`` of the level before the curve makes ``3 * fraction`` of it: from there
+    on it has left its flat start for good. A wobble of the noise in the flat start, even one that dips past the
+    threshold and comes back, is not a start; a setback later in the descent is not a flat start (it is ragged).
+    """
+    k = min(len(y), max(2, len(y) // 10))
+    level = float(np.max(y[:k]))
+    best = int(np.argmax(y))
+    improvement = float(y[best] - level)
+    gain = y[: best + 1] - level
+    # a setback after the curve made three times that much of its improvement is ragged, not a flat start
+    underway = int(np.argmax(gain >= min(1.0, 3 * fraction) * improvement))
+    flat = np.nonzero(gain[: underway + 1] < fraction * improvement)[0]
+    start = min(int(flat[-1]) + 1, best) if len(flat) else 0
+    return start, best, level, improvement
 
 
 def clr_bounds(
@@ -292,10 +322,13 @@ def clr_bounds(
     """Smith's (``base_lr``, ``max_lr``) for a cyclical schedule, read off a range test.
 
     On the accuracy curve when given (Smith's original reading), otherwise on the loss curve turned upside
-    down. With ``D`` the total improvement from the first point to the best one:
+    down. With ``D`` the total improvement from the flat start (the best of the first tenth of the points) to the
+    best point:
 
-    * ``base_lr`` is the first lr where ``start_fraction * D`` of the improvement is reached (the curve
-      "starts to move");
+    * ``base_lr`` is the lr where the curve leaves its flat start for good, the first point after the last one
+      within ``start_fraction * D`` of it (the curve "starts to move"; a noisy first point or an early wobble is
+      not a start - reading ``start_fraction * D`` off the first point alone put ``base_lr`` at a sweep's second
+      point on resnet18);
     * ``max_lr`` is the first lr where ``stop_fraction * D`` is reached (it "slows"), or earlier, the last
       best point before the curve turns ragged (falls back by more than ``ragged_fraction * D``);
     * when ``base_lr`` cannot be separated from ``max_lr`` it falls back to ``max_lr / base_divisor``
@@ -316,8 +349,7 @@ def clr_bounds(
         ``(base_lr, max_lr)``, or ``None`` (with a warning) when the curve has too few points or never
         improves.
 
-    Example::
-
+    Examples:
         >>> lrs = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
         >>> clr_bounds(lrs, [2.0, 1.9, 1.0, 0.5, 0.45, 3.0, 9.0])
         (0.01, 0.1)
@@ -333,14 +365,12 @@ def clr_bounds(
             return None
         curve = (data[0], -data[1])  # "higher is better" like accuracy
     x, y = curve
-    best = int(np.argmax(y))
-    improvement = y[best] - y[0]
+    start, best, level, improvement = _descent(y, start_fraction)
     if not improvement > 0:
         warnings.warn("The curve never improves; no cyclical bounds suggested.", UserWarning, stacklevel=2)
         return None
-    gain = y - y[0]
-    start = int(np.argmax(gain >= start_fraction * improvement))
-    stop = int(np.argmax(gain >= stop_fraction * improvement))
+    gain = y - level
+    stop = start + int(np.argmax(gain[start:] >= stop_fraction * improvement))
     # Ragged means a setback after the curve has started to improve: the wobble of the flat start (where
     # a bias-corrected EMA still follows single noisy points) says nothing about the upper bound.
     running_best = np.maximum.accumulate(y[start:stop])
@@ -371,17 +401,18 @@ def diagnose(
     """Why a range-test curve cannot be trusted, in words; ``[]`` when it can.
 
     With ``k`` a tenth of the points (at least 3), ``start`` the mean of the first ``k`` raw losses, ``end`` the
-    mean of the ``k`` raw losses up to the lowest smoothed point, ``drop = start - end``, ``noise`` the scatter of
-    single raw losses up to that point, ``std(diff(losses)) / sqrt(2)`` (a slow trend hardly enters successive
-    differences), and ``se = noise * sqrt(2 / k)`` the standard error of ``drop``:
+    mean of the ``k`` raw losses up to the lowest smoothed point (past the first ``k``), ``drop = start - end``,
+    ``noise`` the scatter of single raw losses up to that point, ``std(diff(losses)) / sqrt(2)`` (a slow trend
+    hardly enters successive differences), and ``se = noise * sqrt(2 / k)`` the standard error of ``drop``:
 
     * **no descent**: ``drop < min_drop * start`` or ``drop < noise_factor * se`` - the loss did not fall
       measurably. Every reading of such a curve (steepest slope, lowest point, Smith's bounds) reads noise. Raw
       losses, not the smoothed ones: a short sweep is smoothed little, and the lowest point of a lightly
       smoothed curve of pure noise lies well below its start;
     * **coarse descent**: fewer than ``min_descent_points`` steps from the last point whose smoothed loss is
-      still within a tenth of the smoothed fall (first point to lowest) of the first, to the lowest point - a
-      rate read off two or three points is a guess;
+      still within a tenth of the smoothed fall of the flat start (the lowest of the first tenth of the smoothed
+      points; the same reading as :func:`clr_bounds`), to the lowest point - a rate read off two or three points
+      is a guess;
     * **still falling**: the lowest point is the sweep's last and the sweep ran to the end, so the upper bound
       is where the range stopped, not where the loss turned;
     * **read off the flat start**: the ``suggestion`` (or the CLR ``max_lr``) lies at or before that last point
@@ -406,8 +437,7 @@ def diagnose(
     Returns:
         One sentence per problem, with the numbers that show it.
 
-    Example::
-
+    Examples:
         >>> import numpy as np
         >>> lrs = np.logspace(-4, 1, 30)
         >>> descent = 2.0 - np.tanh(np.log10(lrs) + 2.0)  # falls by ~2 around lr 0.01
@@ -432,7 +462,9 @@ def diagnose(
     decades = math.log10(x[-1] / x[0]) if x[-1] > x[0] else 0.0
     span = f"{n} points over {decades:.1f} decades" + (f", {n / decades:.1f} per decade" if decades > 0 else "")
     k = max(3, n // 10)
-    low = int(np.argmin(smooth))
+    # the lowest point past the first k: before that the smoothed loss is a few single losses (a lucky first batch
+    # is no descent)
+    low = k + int(np.argmin(smooth[k:])) if n > k else int(np.argmin(smooth))
     start = float(np.mean(raw[:k]))
     end = float(np.mean(raw[max(0, low - k + 1) : low + 1]))
     drop = start - end
@@ -445,9 +477,8 @@ def diagnose(
                 f"is too short or too noisy for the loss to fall before it turns, and every reading of it reads "
                 f"noise - lengthen the sweep (more num_steps) or average more (a larger batch)"]
     problems = []
-    level, fall = float(smooth[0]), float(smooth[0] - smooth[low])
-    near_start = np.nonzero(smooth[: low + 1] >= level - 0.1 * fall)[0]
-    begin = int(near_start[-1]) if len(near_start) else 0
+    # the same reading of the descent as `clr_bounds`: the last point still at the flat start, up to the lowest
+    begin = max(0, _descent(-smooth[: low + 1])[0] - 1)
     if low - begin < min_descent_points:
         problems.append(f"coarse descent: the loss falls from lr {x[begin]:.3g} to {x[low]:.3g} in {low - begin} "
                         f"steps (need {min_descent_points}; {span}): lengthen the sweep")
@@ -473,8 +504,7 @@ def suggest(
     Raises:
         ValueError: for an unknown ``method``.
 
-    Example::
-
+    Examples:
         >>> suggest("minimum", [1e-3, 1e-2, 1e-1, 1.0, 10.0], [3.0, 2.0, 1.0, 2.0, 9.0])
         0.01
     """
@@ -500,8 +530,7 @@ class LRRangeResult:
         epoch: the epoch at whose start the test ran.
         problems: why the curve cannot be trusted (:func:`diagnose`), one sentence each; empty when it can.
 
-    Example::
-
+    Examples:
         >>> r = LRRangeResult(lrs=[1e-3, 1e-2, 1e-1, 1.0, 10.0], losses=[3.0, 2.0, 1.0, 2.0, 9.0],
         ...                   smoothed_losses=[3.0, 2.0, 1.0, 2.0, 9.0], method="minimum")
         >>> r.compute_suggestions(); r.suggestion
@@ -526,10 +555,16 @@ class LRRangeResult:
         return not self.problems
 
     def compute_suggestions(self) -> None:
-        """(Re)compute :attr:`suggestion`, :attr:`clr_bounds` and :attr:`problems` from the curves."""
+        """(Re)compute :attr:`suggestion`, :attr:`clr_bounds` and :attr:`problems` from the curves; the bounds
+        always bracket the suggestion."""
         accuracies = self.val_accuracies or None
         self.suggestion = suggest(self.method, self.lrs, self.smoothed_losses, accuracies)
         self.clr_bounds = clr_bounds(self.lrs, self.smoothed_losses, accuracies)
+        if self.clr_bounds is not None and self.suggestion is not None:
+            # one reading: the bounds bracket the suggestion (a schedule from them passes through it); one lying
+            # outside the descent is then flagged below ("read off the flat start"), not hidden
+            base, top = self.clr_bounds
+            self.clr_bounds = (min(base, self.suggestion), max(top, self.suggestion))
         self.problems = diagnose(self.lrs, self.losses, self.smoothed_losses, stop_reason=self.stop_reason,
                                  suggestion=self.suggestion,
                                  max_lr=None if self.clr_bounds is None else self.clr_bounds[1])
@@ -548,8 +583,9 @@ class LRRangeResult:
         if self.problems:
             why = "; ".join(self.problems)
             if strict:
-                raise ValueError(f"Expected an LR range test whose curve can be read, got one that cannot: {why}. "
-                                 f"Lengthen or widen the sweep, or give the learning rates as numbers")
+                raise ValueError(f"Expected an LR range test whose curve can be read, got one that cannot "
+                                 f"({self.verdict()}); lengthen or widen the sweep (num_steps, min_lr/max_lr), or "
+                                 f"give the learning rates as numbers; the numbers are in `result.problems`")
         if self.clr_bounds is not None:
             bounds = float(self.clr_bounds[0]), float(self.clr_bounds[1])
         elif self.suggestion is None:
@@ -566,6 +602,10 @@ class LRRangeResult:
                           f"{bounds[1]:.3g} are being used: {why}. Give the learning rates as numbers to silence "
                           f"this.", UserWarning, stacklevel=2)
         return bounds
+
+    def verdict(self) -> str:
+        """The problems' names, e.g. ``"no descent"`` (the sentences with the numbers are :attr:`problems`)."""
+        return ", ".join(p.split(":")[0] for p in self.problems) or "trusted"
 
     def summary(self) -> str:
         """One line: suggestion, bounds, points, why the sweep stopped, and what makes the curve untrustworthy."""

@@ -102,8 +102,7 @@ def cyclical(
     Raises:
         ValueError: for an unknown ``mode``.
 
-    Example::
-
+    Examples:
         >>> cyclical(2000, base_lr=0.001, max_lr=0.006, step_size_up=2000)
         0.006
     """
@@ -135,8 +134,7 @@ def cyclical_momentum(
     Raises:
         ValueError: for an unknown ``mode``.
 
-    Example::
-
+    Examples:
         >>> cyclical_momentum(10, base_momentum=0.8, max_momentum=0.9, step_size_up=10)
         0.8
     """
@@ -195,8 +193,7 @@ class Cyclical(_Schedule):
         ValueError: for an unknown ``mode``, non-positive step sizes or learning rates, ``base_lr > max_lr``,
             per-group sequences of different lengths, or momenta outside ``0 <= base <= max <= 1``.
 
-    Example::
-
+    Examples:
         >>> Cyclical(0.001, 0.006, step_size_up=2000)(1000)
         0.0035
         >>> Cyclical((0.001, 0.01), 0.02, step_size_up=10).lrs(10)
@@ -271,8 +268,7 @@ def ramp(
     Raises:
         ValueError: for an unknown ``mode``, ``num_steps < 2`` or non-positive exponential bounds.
 
-    Example::
-
+    Examples:
         >>> [ramp(i, 3, 1e-3, 1e-1) for i in range(3)]
         [0.001, 0.01, 0.1]
     """
@@ -304,8 +300,7 @@ class Ramp:
     Raises:
         ValueError: as :func:`ramp`, eagerly.
 
-    Example::
-
+    Examples:
         >>> Ramp(1.0, 100.0, 3).values()
         [1.0, 10.0, 100.0]
     """
@@ -406,8 +401,7 @@ def one_cycle(
         ValueError: for an unknown ``anneal``, ``pct_start`` outside [0, 1], a non-positive ``total_steps``
             or ``step`` outside [0, ``total_steps``].
 
-    Example::
-
+    Examples:
         >>> one_cycle(0, 100, max_lr=1.0, anneal="linear")
         0.04
     """
@@ -439,8 +433,7 @@ def one_cycle_momentum(
     Raises:
         ValueError: as :func:`one_cycle`.
 
-    Example::
-
+    Examples:
         >>> one_cycle_momentum(29, 100, anneal="linear")
         0.85
     """
@@ -460,8 +453,7 @@ def one_cycle_pct_start(three_phase: bool, pct_start: float | None = None,
         ValueError: for an ``annihilation_pct`` without ``three_phase`` or outside [0, 1), fractions that
             disagree, or a ``pct_start`` outside (0, 0.5] (``three_phase``) or (0, 1).
 
-    Example::
-
+    Examples:
         >>> one_cycle_pct_start(True, annihilation_pct=0.2)
         0.4
     """
@@ -511,8 +503,7 @@ class OneCycle(_Schedule):
         ValueError: for an unknown ``anneal``, bad fractions (see :func:`one_cycle_pct_start`), non-positive
             ``total_steps``, learning rates or factors, or momenta outside ``0 <= base <= max <= 1``.
 
-    Example::
-
+    Examples:
         >>> OneCycle(100, max_lr=1.0)(99)
         4e-06
         >>> OneCycle(10, max_lr=1.0, three_phase=True).pct_start

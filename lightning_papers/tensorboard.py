@@ -198,8 +198,7 @@ class TensorBoardLayout(Callback):
     Raises:
         ValueError: if ``layout`` is not in that form.
 
-    Example::
-
+    Examples:
         >>> trainer = pl.Trainer(callbacks=[TensorBoardLayout()])  # doctest: +SKIP
     """
 

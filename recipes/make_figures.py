@@ -16,8 +16,8 @@ schedulers through them). Data: scikit-learn's digits (``DigitsDataModule``) and
 * ``landscapes``: Li et al., Visualizing the Loss Landscape (arXiv 1712.09913), ResNet-20 with and without
   shortcuts, through ``benchmarks/landscape_skip_connections.py``.
 * ``curvature``: the top Hessian eigenvalue against (2 + 2 momentum) / lr over a 1cycle run (Cohen et al., arXiv
-  2103.00065) and the eigenvalue density at its end, from ``recipes/superconvergence/
-  resnet20_digits_1cycle_curvature.yaml``.
+  2103.00065) and the eigenvalue density at its end, from the recipe ``superconvergence/
+  resnet20_digits_1cycle_curvature`` (``lightning_papers/recipes/``).
 * ``style_transfer``, ``super_resolution``: Johnson et al., Perceptual Losses (arXiv 1603.08155).
 * ``conv_animations``: Dumoulin & Visin, convolution arithmetic (arXiv 1603.07285).
 
@@ -344,12 +344,12 @@ def _requantize(path: Path, colors: int = 128) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # 4b. curvature along a 1cycle run, from its recipe
 # ---------------------------------------------------------------------------------------------------------
-CURVATURE_RECIPE = REPO / "recipes" / "superconvergence" / "resnet20_digits_1cycle_curvature.yaml"
+CURVATURE_RECIPE = REPO / "lightning_papers" / "recipes" / "superconvergence" / "resnet20_digits_1cycle_curvature.yaml"
 
 
 def curvature(out: Path, fast: bool = False) -> Picture:
     """The top Hessian eigenvalue against the stability threshold (2 + 2 momentum) / lr over the 1cycle run of
-    ``recipes/superconvergence/resnet20_digits_1cycle_curvature.yaml`` (Cohen et al., arXiv 2103.00065), and the
+    the recipe ``superconvergence/resnet20_digits_1cycle_curvature`` (Cohen et al., arXiv 2103.00065), and the
     eigenvalue density at its end: the recipe through LightningCLI, the pictures drawn from the files its
     ``CurvatureMonitor`` wrote (``--fast``: a few steps at 8 px)."""
     import tempfile

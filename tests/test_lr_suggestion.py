@@ -6,6 +6,7 @@ import pytest
 from lightning_papers.lr_suggestion import (
     SUGGESTIONS,
     LRRangeResult,
+    SmoothedLoss,
     clr_bounds,
     diagnose,
     minimum,
@@ -251,14 +252,18 @@ def test_diagnose_needs_enough_finite_points_and_equal_lengths():
 
 
 def test_clr_bounds_fallback_base_stays_inside_the_sweep():
-    # the curve "improves" only at its second point, so base_lr falls back to max_lr / 4 - which is below the
-    # sweep's first rate when the points are closer than a factor of 4: then it is the first rate
+    # the curve improves in one step, at its fourth point, so base_lr falls back to max_lr / 4 - which is below
+    # the sweep's first rate when the points are closer than a factor of 4: then it is the first rate
     lrs = np.logspace(-4, 1, 30)  # a factor of 1.49 per point
-    loss = np.concatenate([[2.5, 2.3], np.linspace(2.5, 6.0, 28)])
+    loss = np.concatenate([[2.5, 2.5, 2.5, 1.0], np.linspace(2.5, 6.0, 26)])
     base, peak = clr_bounds(lrs, loss)
-    assert peak == lrs[1]
-    assert lrs[1] / 4 < lrs[0]
+    assert peak == lrs[3]
+    assert lrs[3] / 4 < lrs[0]
     assert base == lrs[0]
+    # a curve whose only "improvement" is its second point (a low first-batch wobble) never improves on its
+    # flat start: no bounds (they read 1e-4 .. 1.5e-4 off it before)
+    with pytest.warns(UserWarning, match="never improves"):
+        assert clr_bounds(lrs, np.concatenate([[2.5, 2.3], np.linspace(2.5, 6.0, 28)])) is None
 
 
 def _short_result() -> LRRangeResult:
@@ -278,8 +283,9 @@ def test_result_of_the_short_sweep_is_untrusted_and_never_silent():
     # ...but handing them on says why they are not to be trusted, and strict refuses
     with pytest.warns(UserWarning, match=r"cannot be trusted, yet its bounds .* are being used: no descent"):
         assert result.schedule_bounds() == (base, peak)
-    with pytest.raises(ValueError, match=r"Expected an LR range test whose curve can be read, got one that cannot: "
-                                         r"no descent.*Lengthen or widen the sweep"):
+    with pytest.raises(ValueError, match=r"^Expected an LR range test whose curve can be read, got one that cannot "
+                                         r"\(no descent\); lengthen or widen the sweep .* or give the learning rates "
+                                         r"as numbers[^\n]*$"):
         result.schedule_bounds(strict=True)
     assert "NOT TRUSTWORTHY" in result.plot().get_title()
 
@@ -327,3 +333,75 @@ def test_a_suggestion_read_off_the_flat_start_is_flagged():
     low = int(np.argmin(smoothed))
     assert low == 9
     assert np.nonzero(smoothed[: low + 1] >= smoothed[0] - 0.1 * (smoothed[0] - smoothed[low]))[0][-1] == 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one reading of the curve (issue 22, item 5): bounds bracket the suggestion, the lower bound is where the loss
+# leaves its flat start, the divergence stop ignores early noise
+# ----------------------------------------------------------------------------------------------------------
+SWEEP = np.logspace(-7, 1, 100)  # LRRangeFinder's default range and length
+
+
+def _sweep(seed: int, first_off: float = 0.6, bump: float = 0.0, noise: float = 0.05) -> LRRangeResult:
+    """A range test as LRRangeFinder records it: a flat start (its first batch off by ``first_off``, a hump of
+    height ``bump`` around lr 3e-6), a fall by 2 around lr 1e-2, a blow-up past 0.3, read online by SmoothedLoss."""
+    rng = np.random.default_rng(seed)
+    log = np.log10(SWEEP)
+    clean = 2.0 - np.tanh((log + 2.0) / 0.5) + 8.0 * np.clip(log + 0.5, 0.0, None) ** 2
+    raw = clean + rng.normal(0.0, noise, SWEEP.shape)
+    raw[0] += first_off
+    raw += bump * np.exp(-(((log + 5.5) / 0.5) ** 2))
+    ema = SmoothedLoss(beta=0.9, divergence_factor=4.0)  # LRRangeFinder's for 100 steps
+    result = LRRangeResult(method="steepest")
+    for lr, loss in zip(SWEEP, raw):
+        result.lrs.append(float(lr))
+        result.losses.append(float(loss))
+        result.smoothed_losses.append(ema.update(loss))
+        if ema.stop_reason:
+            result.stop_reason = ema.stop_reason
+            break
+    result.compute_suggestions()
+    return result
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("bump", [0.0, 1.2])  # 1.2: the flat start "turns ragged" (main: both bounds on it)
+def test_bounds_bracket_the_suggestion_and_start_where_the_loss_falls(seed, bump):
+    result = _sweep(seed, bump=bump)
+    assert result.trusted, result.problems
+    base, peak = result.clr_bounds
+    assert base <= result.suggestion <= peak
+    # independent reference: the noiseless curve has fallen by 1 % of its drop at 10**-3.15 and is lowest at
+    # 10**-0.5; the lower bound lies on the descent, not on the flat start (main read the sweep's second point,
+    # 1.2e-7, and with the bump both bounds sat on the flat start)
+    assert 10**-3.3 <= base <= 1e-2
+    assert 1e-2 <= peak <= 10**-0.5
+    assert result.stop_reason == "diverged" and result.lrs[-1] > 0.3
+
+
+def test_a_noisy_flat_curve_runs_to_the_end_and_is_refused():
+    # batch-size-2 noise (BoringModel): single losses scatter by 30 % around a level that never falls
+    rng = np.random.default_rng(1)
+    losses = np.abs(2.5 + rng.normal(0.0, 0.8, SWEEP.shape))
+    losses[0] = 0.05  # one lucky early batch: main's stop rule called a divergence from it at the 2nd-6th point
+    ema = SmoothedLoss(beta=0.9, divergence_factor=4.0)
+    smoothed = [ema.update(v) for v in losses]
+    assert ema.stop_reason is None  # ran to the end
+    result = LRRangeResult(lrs=list(SWEEP), losses=list(losses), smoothed_losses=smoothed)
+    result.compute_suggestions()
+    assert not result.trusted and result.verdict() == "no descent"
+    with pytest.raises(ValueError, match=r"^Expected an LR range test whose curve can be read, got one that cannot "
+                                         r"\(no descent\); lengthen or widen the sweep"):
+        result.schedule_bounds(strict=True)
+
+
+def test_divergence_is_judged_after_the_ema_span_and_still_caught():
+    ema = SmoothedLoss(beta=0.9, divergence_factor=4.0)
+    assert ema.min_points == 10
+    values = [0.05] + [1.0] * 9  # a lucky first batch, then the real level: no divergence within the span
+    assert all(not np.isnan(ema.update(v)) for v in values) and ema.stop_reason is None
+    for v in [1.0] * 10 + [50.0] * 5:  # a real blow-up
+        ema.update(v)
+    assert ema.stop_reason == "diverged"
+    with pytest.raises(ValueError, match=r"Expected `min_points` to be a positive integer or None, got 0"):
+        SmoothedLoss(min_points=0)

@@ -10,8 +10,8 @@ from lightning_papers.data import DigitsDataModule
 from lightning_papers.modules import ImageClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "recipes" / "clr" / "resnet20_digits_triangular2.yaml"
-CIFAR = ROOT / "recipes" / "clr" / "resnet56_cifar10_triangular2.yaml"
+DIGITS = ROOT / "lightning_papers" / "recipes" / "clr" / "resnet20_digits_triangular2.yaml"
+CIFAR = ROOT / "lightning_papers" / "recipes" / "clr" / "resnet56_cifar10_triangular2.yaml"
 
 
 def _callback_args(config, name):
@@ -34,9 +34,9 @@ def test_recipe_headers_follow_the_house_style(path):
 
 
 def test_digits_recipe_fits_with_finder_then_cyclical_lr(tmp_path):
-    # the recipe as written, shrunk for a test: a 6-step range test, 2 training steps, tiny batches
+    # the recipe as written, shrunk for a test: its 60-step range test (a shorter one cannot be read, and a curve
+    # that cannot be read is refused), 2 training steps, tiny validation
     config = yaml.safe_load(DIGITS.read_text())
-    _callback_args(config, "LRRangeFinder")["num_steps"] = 6
     _callback_args(config, "LRRangeFinder")["save_results"] = False
     small = tmp_path / "digits.yaml"
     small.write_text(yaml.safe_dump(config))
@@ -45,15 +45,17 @@ def test_digits_recipe_fits_with_finder_then_cyclical_lr(tmp_path):
             "fit", "--config", str(small), "--trainer.max_steps=2", "--trainer.logger=false",
             "--trainer.limit_val_batches=1", "--trainer.val_check_interval=2", "--trainer.enable_progress_bar=false",
             "--trainer.enable_checkpointing=false", "--trainer.enable_model_summary=false",
-            "--data.init_args.batch_size=16", f"--trainer.default_root_dir={tmp_path}",
+            f"--trainer.default_root_dir={tmp_path}",
         ])
     assert isinstance(cli.model, ImageClassifier) and isinstance(cli.datamodule, DigitsDataModule)
     finder = next(cb for cb in cli.trainer.callbacks if isinstance(cb, LRRangeFinder))
     clr = next(cb for cb in cli.trainer.callbacks if isinstance(cb, CyclicalLR))
     assert (clr.mode, clr.step_size, clr.base_lr, clr.max_lr) == ("triangular2", 18, "finder", "finder")
-    assert len(finder.result.lrs) == 6 and finder.result.lrs[0] == 0.001
+    assert len(finder.result.lrs) == 60 and finder.result.lrs[0] == 0.001
+    assert finder.result.trusted, finder.result.problems
     assert cli.trainer.global_step == 2
-    bounds = finder.result.schedule_bounds()  # clr_bounds, or the suggestion when the curve gives none
+    bounds = finder.result.schedule_bounds(strict=True)
+    assert bounds[0] <= finder.result.suggestion <= bounds[1]
     assert clr.schedule.base_lr == (bounds[0],) and clr.schedule.max_lr == (bounds[1],)
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == clr.lr_at(1)[0]
 

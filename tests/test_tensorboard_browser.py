@@ -2,7 +2,7 @@
 
 ``test_tensorboard.py`` checks through the server's HTTP API that every tag exists; this test looks at the pages.
 A real ``tensorboard`` serves the run folder of ``lightning-papers demo --fast`` (the session's fixture), headless
-Chromium (``headless_chromium.py``) opens each dashboard the package writes to, and the assertions are on the
+Chromium (Selenium, ``browser.py``) opens each dashboard the package writes to, and the assertions are on the
 screenshots' pixels:
 
 * Mesh: the canvas shows a surface - a non-trivial share of non-background pixels, spread over a real area, in
@@ -15,8 +15,9 @@ The screenshots stay in ``<run folder>/browser/`` for a person to look at; failu
 ``python tests/test_tensorboard_browser.py RUN_FOLDER --readme docs/images`` takes the same screenshots of any
 run folder (e.g. a full ``lightning-papers demo``) and writes README's two pictures from them.
 
-Chromium is Debian's ``chromium`` package (pip cannot fetch browsers here). Without it the test skips, except under
-``.ci/run``, which installs it and sets ``LIGHTNING_PAPERS_CI=1``: there a missing browser fails the test.
+The browser is Debian's ``chromium`` with ``chromium-driver``, driven by Selenium (pip cannot fetch browsers here).
+Without them the test skips, except under ``.ci/run``, which installs them and sets ``LIGHTNING_PAPERS_CI=1``: there a
+missing browser fails the test.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script too
-from headless_chromium import Chromium, find_chromium  # noqa: E402
+from browser import Browser, find_browser, missing_browser_message  # noqa: E402
 
 # the first test to ask for the demo's run folder pays for `demo --fast` too (about 50 s on a quiet 2-core CPU)
 pytestmark = pytest.mark.timeout(600)
@@ -216,7 +217,7 @@ class Capture:
     seconds: float = 0.0
 
 
-def capture(page: Chromium, port: int, dashboard: str, out_dir: Path) -> Capture:
+def capture(page: Browser, port: int, dashboard: str, out_dir: Path) -> Capture:
     """Open ``dashboard``, and screenshot it until every element looks right or ``SETTLE_S`` pass; save the last
     screenshot as ``out_dir/<dashboard>.png``."""
     page.resize(WIDTH, HEIGHTS[dashboard])
@@ -224,7 +225,7 @@ def capture(page: Chromium, port: int, dashboard: str, out_dir: Path) -> Capture
     start = time.monotonic()
     deadline = start + SETTLE_S.get(dashboard, 25.0)
     while True:
-        page.evaluate(OPEN_ALL)
+        page.run(OPEN_ALL)
         elements = page.evaluate(ELEMENTS[dashboard]) or []
         png = page.screenshot()
         image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
@@ -241,11 +242,11 @@ def capture(page: Chromium, port: int, dashboard: str, out_dir: Path) -> Capture
     return Capture(dashboard, image, path, elements, settled, time.monotonic() - start)
 
 
-def capture_all(run_dir: Path, out_dir: Path, executable: str) -> dict[str, Capture]:
+def capture_all(run_dir: Path, out_dir: Path, executables: tuple[str, str]) -> dict[str, Capture]:
     """Every dashboard the package writes to, served from ``run_dir``, screenshots under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with serve(run_dir, out_dir / "tensorboard.log") as port, \
-            Chromium(executable, WIDTH, 1000, timeout=60) as page:
+            Browser(*executables, WIDTH, 1000, timeout=60) as page:
         captures = {d: capture(page, port, d, out_dir) for d in HEIGHTS}
         captures["_api"] = Capture("_api", np.zeros((0, 0, 3), np.uint8), out_dir, [
             {"name": "layout", "value": get_json(port, "/data/plugin/custom_scalars/layout")},
@@ -262,14 +263,13 @@ def capture_all(run_dir: Path, out_dir: Path, executable: str) -> dict[str, Capt
 # ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dashboards(demo_fast_run):
-    executable = find_chromium()
-    if executable is None:
+    executables = find_browser()
+    if executables is None:
         if os.environ.get(CI_ENV):
-            pytest.fail(f"{CI_ENV} is set (.ci/run) but no Chromium was found: `apt-get install chromium`, or set "
-                        "$CHROMIUM to the browser's path")
-        pytest.skip("no Chromium (Debian: `apt-get install chromium`; or set $CHROMIUM)")
+            pytest.fail(f"{CI_ENV} is set (.ci/run) but there is {missing_browser_message()}")
+        pytest.skip(missing_browser_message())
     run_dir, summary = demo_fast_run
-    return capture_all(run_dir, run_dir / SHOTS, executable), summary
+    return capture_all(run_dir, run_dir / SHOTS, executables), summary
 
 
 def _failures(shot: Capture) -> str:
@@ -365,10 +365,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help=f"screenshots folder (default RUN_DIR/{SHOTS})")
     parser.add_argument("--readme", type=Path, default=None, help="write README's pictures to this folder")
     args = parser.parse_args(argv)
-    executable = find_chromium()
-    if executable is None:
-        raise SystemExit("error: no Chromium (Debian: apt-get install chromium; or set $CHROMIUM)")
-    captures = capture_all(args.run_dir, args.out or args.run_dir / SHOTS, executable)
+    executables = find_browser()
+    if executables is None:
+        raise SystemExit(f"error: {missing_browser_message()}")
+    captures = capture_all(args.run_dir, args.out or args.run_dir / SHOTS, executables)
     for name, shot in captures.items():
         if name != "_api":
             verdict = "looks right" if shot.settled else "DOES NOT look right"

@@ -102,22 +102,37 @@ class ScheduleCallback(StateKeyed):
         if isinstance(values, list) and len(values) not in (1, n):
             raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
 
-    def _finder_bounds(self, trainer: pl.Trainer, strict: bool = False) -> tuple[float, float]:
+    def _finder_bounds(self, trainer: pl.Trainer, fallback: bool = False) -> tuple[float, float] | None:
         """``(base_lr, max_lr)`` from the first ``LRRangeFinder`` of the Trainer (see
-        :meth:`LRRangeResult.schedule_bounds`): a curve that cannot be trusted is refused with ``strict``, and
-        otherwise handed on with a warning that names this callback and every problem."""
+        :meth:`LRRangeResult.schedule_bounds`); a curve that cannot be trusted never drives a schedule: with
+        ``fallback`` (the user gave numbers to fall back on) ``None`` and one warning, else an error.
+
+        Raises:
+            ValueError: (one line, naming this callback) when the finder did not run, or, without ``fallback``,
+                suggested nothing or read a curve that cannot be trusted.
+        """
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
         finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
         if finder is None or finder.result is None:
             raise ValueError("Expected an `LRRangeFinder` that ran before training, in `Trainer(callbacks=...)`, "
                              "for learning rates given as 'finder'")
+        refused: ValueError | None = None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            bounds = finder.result.schedule_bounds(strict=strict)
+            try:
+                bounds = finder.result.schedule_bounds(strict=True)
+            except ValueError as err:
+                refused = err
         for w in caught:
             rank_zero_warn(f"`{type(self).__name__}` takes its learning rates from the LR range test: {w.message}")
-        return bounds
+        if refused is None:
+            return bounds
+        if not fallback:
+            raise ValueError(f"{type(self).__name__}: {refused}") from None
+        rank_zero_warn(f"{type(self).__name__}: the LR range test is refused ({refused}); using the given fallback "
+                       "learning rates")
+        return None
 
     @staticmethod
     def _needs_finder(trainer: pl.Trainer) -> None:

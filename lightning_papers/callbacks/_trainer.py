@@ -718,3 +718,20 @@ def _key_value(value: Any) -> Any:
     if callable(value) and not isinstance(value, type):
         return getattr(value, "__qualname__", type(value).__name__)
     return value
+
+
+@contextmanager
+def lightning_info_off():
+    """Only Lightning's warnings pass while the block runs: its info lines ("GPU available", the seed,
+    ``limit_val_batches``) about a Trainer the package sets up for itself are not the user's to read."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

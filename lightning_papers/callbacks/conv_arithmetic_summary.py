@@ -42,9 +42,9 @@ class ConvArithmeticSummary(Callback):
     Raises:
         ValueError: if ``input_size`` is not a non-empty sequence of positive integers.
 
-    Example::
-
-        trainer = Trainer(callbacks=[ConvArithmeticSummary(input_size=(3, 32, 32))])
+    Examples:
+        >>> import lightning as L
+        >>> trainer = L.Trainer(callbacks=[ConvArithmeticSummary(input_size=(3, 32, 32))])
     """
 
     TAG = "conv_arithmetic/table"

@@ -93,10 +93,10 @@ class CurvatureMonitor(_trainer.StateKeyed):
             (below 2), ``spectrum_runs`` or ``spectrum_steps``, a non-positive ``tol``, an unknown ``dataloader`` or
             ``batchnorm``, or an ``autocast_dtype`` that is not a torch dtype.
 
-    Example::
-
+    Examples:
         >>> monitor = CurvatureMonitor(every_n_steps=20, trace=True)
-        >>> trainer = pl.Trainer(callbacks=[SuperConvergence(0.4), monitor])  # doctest: +SKIP
+        >>> from lightning_papers.callbacks import SuperConvergence
+        >>> trainer = pl.Trainer(callbacks=[SuperConvergence(0.4), monitor])
     """
 
     SUPPORTED_DATALOADERS = ("train", "val")

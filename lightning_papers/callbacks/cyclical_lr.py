@@ -24,15 +24,6 @@ from lightning_papers.schedules import CYCLICAL_MODES, Cyclical
 __all__ = ["CyclicalLR"]
 
 
-def _finder_suggested_nothing(trainer: pl.Trainer) -> bool:
-    """Whether the Trainer's first ``LRRangeFinder`` ran and found neither bounds nor a suggestion."""
-    from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
-
-    finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
-    result = None if finder is None else finder.result
-    return result is not None and result.clr_bounds is None and result.suggestion is None
-
-
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -67,11 +58,14 @@ class CyclicalLR(ScheduleCallback):
             there are several) every this many steps of the first optimizer; ``None`` uses the Trainer's.
         replace_schedulers: remove the scheduler the module's ``configure_optimizers`` returned (logged by
             name) instead of refusing it at fit start.
+        fallback_lr: with bounds from the range test, ``(base_lr, max_lr)`` to use (with one warning) when its
+            reading cannot be trusted or suggests nothing, instead of refusing to train.
         bounds: deprecated: ``bounds="finder"`` is ``base_lr="finder", max_lr="finder"``, with numbers given
             for ``base_lr``/``max_lr`` used when the range test suggests nothing or its curve cannot be trusted
             (:attr:`LRRangeResult.problems`, e.g. a sweep too short for the loss to fall).
 
-    Bounds taken from a range test whose curve cannot be trusted come with a warning that names why.
+    Bounds are never taken from a range test whose curve cannot be trusted: without numbers to fall back on, the
+    first training step is refused with a one-line error naming the problem and the fix.
 
     Raises:
         ValueError: for an unknown ``mode``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither
@@ -83,10 +77,11 @@ class CyclicalLR(ScheduleCallback):
     Warns at train start when the run's steps of each optimizer (``trainer.estimated_stepping_batches``, or the
     batches under manual optimization) do not end on a cycle boundary (Smith: stop training at the end of a cycle).
 
-    Example::
-
-        trainer = Trainer(callbacks=[CyclicalLR(1e-3, 6e-3, step_size=2000)])
-        trainer = Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
+    Examples:
+        >>> import lightning as L
+        >>> from lightning_papers.callbacks import LRRangeFinder
+        >>> trainer = L.Trainer(callbacks=[CyclicalLR(1e-3, 6e-3, step_size=2000)])
+        >>> trainer = L.Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
     """
 
     SUPPORTED_MODES = CYCLICAL_MODES
@@ -107,6 +102,7 @@ class CyclicalLR(ScheduleCallback):
         max_momentum: float = 0.9,
         log_every_n_steps: int | None = None,
         replace_schedulers: bool = False,
+        fallback_lr: tuple[float, float] | None = None,
         bounds: str | None = None,
     ) -> None:
         if bounds not in (None, FINDER):
@@ -118,6 +114,19 @@ class CyclicalLR(ScheduleCallback):
             if base_lr is not None and max_lr is not None:
                 self._fallback = (learning_rates(base_lr, "base_lr", False), learning_rates(max_lr, "max_lr", False))
             base_lr = max_lr = FINDER
+        if fallback_lr is not None:
+            if FINDER not in (base_lr, max_lr) or self._fallback is not None:
+                raise ValueError(f"Expected `fallback_lr` only with bounds 'finder', got base_lr={base_lr!r}, "
+                                 f"max_lr={max_lr!r}")
+            if not isinstance(fallback_lr, Sequence) or isinstance(fallback_lr, str) or len(fallback_lr) != 2:
+                raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr), got {fallback_lr!r}")
+            self._fallback = (learning_rates(fallback_lr[0], "fallback_lr", False),
+                              learning_rates(fallback_lr[1], "fallback_lr", False))
+            try:
+                Cyclical(tuple(self._fallback[0]), tuple(self._fallback[1]), 1.0)  # base <= max
+            except ValueError:
+                raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr) with base_lr <= max_lr, got "
+                                 f"{fallback_lr!r}") from None
         if base_lr is None or max_lr is None:
             raise ValueError(f"Expected `base_lr` and `max_lr` (numbers or 'finder'), got {base_lr!r} and {max_lr!r}")
         base, peak = learning_rates(base_lr, "base_lr"), learning_rates(max_lr, "max_lr")
@@ -176,15 +185,8 @@ class CyclicalLR(ScheduleCallback):
     def _build(self, trainer: pl.Trainer) -> Cyclical:
         base, peak = self.base_lr, self.max_lr
         if FINDER in (base, peak):
-            try:
-                # with numbers to fall back on, a range test whose curve cannot be trusted is not used
-                found = self._finder_bounds(trainer, strict=self._fallback is not None)
-            except ValueError as err:
-                if self._fallback is None:
-                    raise
-                reason = "suggested no learning rate" if _finder_suggested_nothing(trainer) else f"is refused ({err})"
-                rank_zero_warn(f"`LRRangeFinder` {reason}; using the given `base_lr`/`max_lr`.")
-                found = None
+            # a range test whose curve cannot be trusted is refused; with numbers to fall back on, they are used
+            found = self._finder_bounds(trainer, fallback=self._fallback is not None)
             if found is None:
                 base, peak = self._fallback  # type: ignore[misc]
             else:

@@ -88,10 +88,9 @@ class LossLandscapeProbe(_trainer.StateKeyed):
             ``compile``, or a copy option (``fold_bn``, ``channels_last``, ``compile``, ``backend="vmap"``)
             without ``loss_fn``.
 
-    Example::
-
+    Examples:
         >>> probe = LossLandscapeProbe("2d", grid=(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)))
-        >>> trainer = pl.Trainer(callbacks=[probe], max_epochs=2)  # doctest: +SKIP
+        >>> trainer = pl.Trainer(callbacks=[probe], max_epochs=2)
     """
 
     SUPPORTED_MODES = ("2d", "1d", "interpolate")

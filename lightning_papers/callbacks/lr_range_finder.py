@@ -65,7 +65,9 @@ class LRRangeFinder(_trainer.StateKeyed):
         smoothing: EMA factor ``beta`` in [0, 1); ``None`` picks ``min(0.98, 1 - 10 / num_steps)`` so the
             average spans about a tenth of the sweep (a fixed 0.98 lags a short sweep by half its length and
             pulls the steepest slope into the divergent tail).
-        divergence_factor: stop when the smoothed loss exceeds this times the best; ``None`` never stops.
+        divergence_factor: stop when the smoothed loss exceeds this times the best, judged from the EMA's span
+            (``1 / (1 - smoothing)`` points, at least 5) on, so noise early in the sweep does not stop it (see
+            :class:`~lightning_papers.lr_suggestion.SmoothedLoss`); ``None`` never stops.
         at_epochs: run at the start of these epochs instead of once at the start of training.
         val_batches: when > 0, also measure validation accuracy on the first ``val_batches`` batches of
             the (first) validation loader every ``val_every`` steps (Smith's original accuracy-vs-lr test).
@@ -79,13 +81,18 @@ class LRRangeFinder(_trainer.StateKeyed):
         ValueError: for invalid arguments (eagerly), and at fit start for manual optimization or
             ``apply="lr"`` on a module without ``lr``/``learning_rate``.
 
-    Example::
-
-        finder = LRRangeFinder(1e-6, 1.0, num_steps=100)
-        trainer = Trainer(max_epochs=10, callbacks=[finder])
-        trainer.fit(model, datamodule)
-        finder.result.suggestion, finder.result.clr_bounds
-        finder.result.plot().figure.savefig("lr_range.png")
+    Examples:
+        >>> import lightning as L
+        >>> from lightning_papers.data import DigitsDataModule
+        >>> from lightning_papers.modules import ImageClassifier
+        >>> finder = LRRangeFinder(1e-4, 1.0, num_steps=20)
+        >>> trainer = L.Trainer(max_steps=1, callbacks=[finder], logger=False, enable_checkpointing=False,
+        ...                     enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+        >>> trainer.fit(ImageClassifier("resnet20"), DigitsDataModule(batch_size=16, size=8))
+        >>> 1e-4 <= finder.result.suggestion <= 1.0
+        True
+        >>> base_lr, max_lr = finder.result.clr_bounds
+        >>> finder.result.plot().figure.savefig("lr_range.png")
     """
 
     SUPPORTED_MODES = RAMP_MODES
@@ -180,9 +187,9 @@ class LRRangeFinder(_trainer.StateKeyed):
         self.results[key] = result
         self._done.add(key)
         if result.problems:
-            rank_zero_warn(f"LR range test at epoch {result.epoch}: its curve cannot be trusted, so neither can its "
-                           f"suggestion ({result.suggestion!r}) or bounds ({result.clr_bounds!r}): "
-                           + "; ".join(result.problems))
+            rank_zero_warn(f"LR range test at epoch {result.epoch}: its curve cannot be trusted ({result.verdict()}), "
+                           "so neither can its suggestion or bounds; lengthen or widen the sweep (the numbers are in "
+                           "`result.problems` and result.json)")
         if self.apply == "lr" and result.suggestion is not None:
             self._apply(trainer, pl_module, result.suggestion)
         self._report(trainer, result, suffix)

@@ -48,8 +48,10 @@ class SuperConvergence(ScheduleCallback):
         max_lr: the peak learning rate, or ``"finder"`` to take it from an
             :class:`~lightning_papers.callbacks.LRRangeFinder` in the same Trainer (its ``clr_bounds[1]``, the
             largest lr at which the loss still fell - Smith & Topin's reading of the range test - or, when the
-            finder found no bounds, its ``suggestion``); from a curve that cannot be trusted
-            (:attr:`LRRangeResult.problems`) with a warning that names why. A number keeps the optimizer's
+            finder found no bounds, its ``suggestion``; the bounds always bracket the suggestion). A curve that
+            cannot be trusted (:attr:`LRRangeResult.problems`) is refused before the first training step with a
+            one-line error naming the problem and the fix (a longer or wider sweep, or ``max_lr`` as a number).
+            A number keeps the optimizer's
             per-group lr ratios: the group with the largest initial lr peaks at ``max_lr`` and a group at 0.1x
             stays at 0.1x. A sequence gives each param group (all optimizers' groups in order) its own peak.
         total_steps: steps of each optimizer over the schedule; ``None`` takes them from the Trainer (see above).
@@ -73,6 +75,8 @@ class SuperConvergence(ScheduleCallback):
             several) every this many steps of the first optimizer; ``None`` uses the Trainer's.
         replace_schedulers: remove the scheduler the module's ``configure_optimizers`` returned (logged by name)
             instead of refusing it at fit start.
+        fallback_lr: with ``max_lr="finder"``, the peak to use (with one warning) when the range test's reading
+            cannot be trusted or suggests nothing, instead of refusing to train.
         interpolation_probe: keep the weights of fit start in memory (on the CPU, and in checkpoints) and, when
             training ends, evaluate the module's loss (and accuracy, for a classifier) along
             ``theta_0 + alpha (theta_T - theta_0)`` on training and validation batches - a
@@ -93,10 +97,11 @@ class SuperConvergence(ScheduleCallback):
             an optimizer without momentum under ``cycle_momentum=True``, or an unbounded run
             (``max_epochs=-1``) without ``total_steps``.
 
-    Example::
-
-        trainer = Trainer(max_steps=10_000, callbacks=[SuperConvergence(3.0, div_factor=30)])
-        trainer = Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
+    Examples:
+        >>> import lightning as L
+        >>> from lightning_papers.callbacks import LRRangeFinder
+        >>> trainer = L.Trainer(max_steps=10_000, callbacks=[SuperConvergence(3.0, div_factor=30)])
+        >>> trainer = L.Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
     """
 
     SUPPORTED_ANNEALS = ONE_CYCLE_ANNEALS
@@ -118,6 +123,7 @@ class SuperConvergence(ScheduleCallback):
         max_momentum: float = 0.95,
         log_every_n_steps: int | None = None,
         replace_schedulers: bool = False,
+        fallback_lr: float | None = None,
         interpolation_probe: bool = False,
         interpolation_points: int = 13,
         interpolation_batches: int = 4,
@@ -125,6 +131,11 @@ class SuperConvergence(ScheduleCallback):
     ) -> None:
         super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         peaks = learning_rates(max_lr, "max_lr")
+        if fallback_lr is not None:
+            if peaks != FINDER:
+                raise ValueError(f"Expected `fallback_lr` only with max_lr='finder', got max_lr={max_lr!r}")
+            fallback_lr = learning_rates(fallback_lr, "fallback_lr", finder_ok=False)[0]
+        self.fallback_lr = fallback_lr
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
                                         or total_steps < 1):
             raise ValueError(f"Expected `total_steps` to be a positive integer or None, got {total_steps!r}")
@@ -200,7 +211,11 @@ class SuperConvergence(ScheduleCallback):
         if isinstance(self.max_lr, list) and len(self.max_lr) > 1:
             peaks = tuple(self.max_lr)
         else:
-            peak = self._finder_bounds(trainer)[1] if self.max_lr == FINDER else self.max_lr[0]
+            if self.max_lr == FINDER:
+                found = self._finder_bounds(trainer, fallback=self.fallback_lr is not None)
+                peak = self.fallback_lr if found is None else found[1]
+            else:
+                peak = self.max_lr[0]
             # a replaced scheduler may have scaled the lr already (LinearLR's start_factor): the optimizer's own
             initial = [float(group.get("initial_lr", group["lr"])) for group in groups]
             top = max(initial) if initial else 0.0

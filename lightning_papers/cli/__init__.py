@@ -1,6 +1,6 @@
 """The ``lightning-papers`` command: every subcommand lives in this package, above the library.
 
-``lightning-papers fit|validate|test|predict --config recipes/....yaml`` is Lightning's own
+``lightning-papers fit|validate|test|predict --config <recipe>.yaml`` is Lightning's own
 ``LightningCLI`` (any LightningModule / LightningDataModule, picked by class path in the YAML).
 ``lightning-papers demo`` runs the main job on embedded data; ``lightning-papers conv ...`` is the
 convolution-arithmetic toolkit (Dumoulin & Visin, arXiv 1603.07285; :mod:`.conv`);
@@ -9,8 +9,9 @@ arXiv 1712.09913; :mod:`.landscape`); ``lightning-papers stylize --ckpt ... --in
 ``lightning-papers super-resolve`` (same options) apply a trained style-transfer or super-resolution checkpoint
 (Johnson et al., arXiv 1603.08155; :mod:`.image`) to a photograph or a folder (``--fast``: fp16 + torch.compile +
 CUDA graphs on CUDA); ``lightning-papers export --ckpt ... --format onnx|torchscript --output ...`` writes either
-kind's inference model to a file that runs without this package. ``python -m lightning_papers.cli ...`` is the
-same command (for ``torchrun``).
+kind's inference model to a file that runs without this package; ``lightning-papers recipes list|show|copy``
+lists, prints and copies the recipes that ship in the package (:mod:`.recipes`). ``python -m lightning_papers.cli
+...`` is the same command (for ``torchrun``).
 
 Every subcommand reads like a tool: the package's own user errors (a bad value, a missing or unsafe file, a
 refused checkpoint) print ``lightning-papers <command>: error: <message>`` and exit with status 2; ``--debug``
@@ -30,12 +31,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "condense_parser_error", "lightning_cli", "main", "run_as_tool",
-           "run_lightning_cli"]
+__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "condense_parser_error", "lightning_cli", "main",
+           "quiet_framework_noise", "run_as_tool", "run_lightning_cli"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
-# what the package raises for input a user can fix
+# what the package raises for input a user can fix (MissingExtraError: an optional extra to `pip install`)
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError, ImportError)  # ImportError: only MissingExtraError is ours (see _ours)
 _PACKAGE = str(Path(__file__).resolve().parents[1])
@@ -133,7 +134,7 @@ def answer(text: str) -> None:
 
 
 def run_lightning_cli(args: Sequence[str]):
-    """Run LightningCLI on ``args`` (e.g. ``["fit", "--config", "recipes/quickstart.yaml"]``)."""
+    """Run LightningCLI on ``args`` (e.g. ``["fit", "--config", "quickstart.yaml"]``)."""
     return lightning_cli(args, save_config_kwargs={"overwrite": True})
 
 
@@ -186,7 +187,7 @@ def _destroy_process_group() -> None:
 
 def _extra_commands() -> dict:
     """Name -> (add_parser(subparsers), run(args) -> int) for the subcommands beside LightningCLI's."""
-    from lightning_papers.cli import conv, image, landscape
+    from lightning_papers.cli import conv, image, landscape, recipes
 
     return {
         "demo": (_add_demo_parser, _run_demo),
@@ -195,6 +196,7 @@ def _extra_commands() -> dict:
         "stylize": (image.add_stylize_parser, image.run),
         "super-resolve": (image.add_super_resolve_parser, image.run),
         "export": (image.add_export_parser, image.run_export),
+        "recipes": (recipes.add_subparser, recipes.run),
     }
 
 
@@ -214,7 +216,11 @@ def _add_demo_parser(subparsers) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from lightning_papers.data._extras import require_extra
     from lightning_papers.demo import run_demo
+
+    for module in ("sklearn.datasets", "skimage.data"):  # the digits and the photographs: say so before any work
+        require_extra(module, "The demo")
 
     result = run_demo(
         out_dir=args.out,
@@ -234,7 +240,8 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
         description="Five deep-learning papers as parts for a PyTorch Lightning Trainer.",
         epilog="Lightning subcommands: "
         + ", ".join(LIGHTNING_SUBCOMMANDS)
-        + " (e.g. `lightning-papers fit --config recipes/quickstart.yaml`; `lightning-papers fit --help`). "
+        + " (e.g. `lightning-papers recipes copy quickstart .` then `lightning-papers fit --config quickstart.yaml`; "
+        "`lightning-papers fit --help`). "
         f"Errors print one line; --debug (anywhere) or {DEBUG_ENV}=1 shows the traceback.",
     )
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join((*LIGHTNING_SUBCOMMANDS, *commands)) + "}")
@@ -254,11 +261,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
 
 
+class _NoAdverts:
+    """A logging filter: Lightning's "💡 Tip: ... try installing litlogger/litmodels" lines are not for our users."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip")
+
+
+def quiet_framework_noise() -> None:
+    """Leave on stderr only what a user of the command must read: the deprecation notices that Lightning's own
+    calls raise in jsonargparse and torch's pytree (a user cannot act on them), and Lightning's product tips."""
+    import logging
+
+    warnings.filterwarnings("ignore", category=_jsonargparse_deprecation())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _NoAdverts) for f in handler.filters):
+                handler.addFilter(_NoAdverts())
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     prog = f"lightning-papers {argv[0]}" if argv else "lightning-papers"
+    if argv and argv[0] not in ("-h", "--help"):
+        import lightning.pytorch  # noqa: F401 - its log handlers exist once it is imported
+
+        quiet_framework_noise()
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         def fit() -> int:
             run_lightning_cli(argv)

@@ -19,7 +19,7 @@ from the minimum up to 100 times the centre loss, the clip said in each picture 
 ``.vtp``::
 
     lightning-papers landscape --ckpt runs/quickstart/version_0/checkpoints/epoch=5-step=138.ckpt \\
-        --config recipes/quickstart.yaml --grid -1:1:51 --out runs/landscape
+        --config lightning_papers/recipes/quickstart.yaml --grid -1:1:51 --out runs/landscape
 """
 
 from __future__ import annotations
@@ -267,6 +267,14 @@ class _SurfaceAtValidationStart(Callback):
 def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
              devices: int | list[int]):
     """(surface, seconds, device): the surface computed inside ``Trainer.validate``."""
+    from lightning_papers.callbacks._trainer import lightning_info_off
+
+    with lightning_info_off():  # the seed, "GPU available": about this command's own Trainers
+        return _surface_in_trainer(args, axes, out, accelerator, devices)
+
+
+def _surface_in_trainer(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
+                        devices: int | list[int]):
     import lightning as L
     from lightning.pytorch.utilities.model_helpers import is_overridden
 

@@ -6,8 +6,7 @@ Pure core (no Lightning): the guide's fifteen numbered Relationships and PyTorch
 :func:`inverse_of`), a dataflow-true shape and receptive-field trace of any model (:func:`trace_shapes`) and
 animations in the paper's style (:func:`animate`, :func:`animate_all`).
 
-Example::
-
+Examples:
     >>> from lightning_papers.conv_arithmetic import conv_output_size, explain
     >>> conv_output_size(32, 3, s=2, p=1)
     16

@@ -10,8 +10,7 @@ paper, a transposed convolution is drawn as its equivalent direct convolution ov
 One frame per output unit, so a GIF has ``o * o`` frames. :data:`CASES` lists the paper's figures and
 :func:`animate_all` regenerates all of them.
 
-Example::
-
+Examples:
     >>> len(frames(4, 3))   # Figure 2.1: a 2x2 output
     4
 """
@@ -187,8 +186,7 @@ def frames(
         ValueError: for impossible parameters (as the formulas raise), ``transposed`` together with
             ``pool``, a ``cell`` under 6 pixels, or a transposed case whose equivalent padding is negative.
 
-    Example::
-
+    Examples:
         >>> len(frames(5, 3, 2, 1, transposed=True)), frames(5, 3, 2, 1, transposed=True)[0].mode
         (25, 'P')
     """
@@ -277,8 +275,7 @@ def animate(
         ValueError: as :func:`frames` does, for a non-positive ``duration``, or a ``path`` that does not end in
             ``.gif``.
 
-    Example::
-
+    Examples:
         >>> import tempfile, os
         >>> out = animate(os.path.join(tempfile.mkdtemp(), "x.gif"), 5, 3, 2, 1)
         >>> out.suffix

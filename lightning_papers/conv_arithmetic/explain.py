@@ -1,8 +1,7 @@
 """Say which Relationship of Dumoulin & Visin, A guide to convolution arithmetic for deep learning, 2016
 (arXiv 1603.07285) sizes a layer, and work the formula out with the layer's numbers.
 
-Example::
-
+Examples:
     >>> print(explain(input_size=32, k=3, s=2, p=1))
     Relationship 6 (zero padding, non-unit strides): o = ⌊(i + 2p − k)/s⌋ + 1 = ⌊(32 + 2 − 3)/2⌋ + 1 = 16
     note: (i + 2p − k) mod s = 31 mod 2 = 1 ≠ 0, so the last 1 row/column of the padded input is never \
@@ -39,8 +38,7 @@ def relationship_for(kind: str, k: int, s: int = 1, p: int = 0, d: int = 1, a: i
     Raises:
         ValueError: for an unknown ``kind``.
 
-    Example::
-
+    Examples:
         >>> relationship_for("conv", 3, 1, 1), relationship_for("transposed", 3, 2, 1, a=1)
         (3, 14)
     """
@@ -220,8 +218,7 @@ def explain(
         ValueError: for a missing ``input_size`` or ``k``, an unsupported layer, ``transposed`` together with
             ``pool``, or impossible parameters (as the formulas raise).
 
-    Example::
-
+    Examples:
         >>> from torch import nn
         >>> explain(nn.ConvTranspose2d(1, 1, 3, stride=2, padding=1, output_padding=1), 3).output_size
         (6, 6)

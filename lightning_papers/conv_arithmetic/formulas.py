@@ -32,8 +32,7 @@ transposed convolutions, padded and dilated pooling, and ``ceil_mode``.
 Every function works on one spatial axis at a time (axes do not interact, paper §2); the general functions
 also accept tuples for 1-D, 2-D and 3-D layers and then return a tuple.
 
-Example::
-
+Examples:
     >>> zero_padding_strides(32, 3, 2, 1)           # Relationship 6
     16
     >>> conv_output_size((32, 17), 3, s=2, p=1)
@@ -119,8 +118,7 @@ def no_padding_unit_strides(i: int, k: int) -> int:
     Raises:
         ValueError: for non-positive sizes or a kernel larger than the input.
 
-    Example::
-
+    Examples:
         >>> no_padding_unit_strides(4, 3)   # the paper's Figure 2.1
         2
     """
@@ -139,8 +137,7 @@ def zero_padding_unit_strides(i: int, k: int, p: int) -> int:
     Raises:
         ValueError: for invalid sizes or a non-positive output.
 
-    Example::
-
+    Examples:
         >>> zero_padding_unit_strides(5, 4, 2)   # Figure 2.2
         6
     """
@@ -158,8 +155,7 @@ def half_padding(i: int, k: int) -> int:
     Raises:
         ValueError: if ``k`` is even (half padding is only symmetric for odd kernels).
 
-    Example::
-
+    Examples:
         >>> half_padding(5, 3)   # Figure 2.3
         5
     """
@@ -179,8 +175,7 @@ def full_padding(i: int, k: int) -> int:
     Raises:
         ValueError: for non-positive sizes.
 
-    Example::
-
+    Examples:
         >>> full_padding(5, 3)   # Figure 2.4
         7
     """
@@ -199,8 +194,7 @@ def no_padding_strides(i: int, k: int, s: int) -> int:
     Raises:
         ValueError: for invalid sizes or a kernel larger than the input.
 
-    Example::
-
+    Examples:
         >>> no_padding_strides(5, 3, 2)   # Figure 2.5
         2
     """
@@ -223,8 +217,7 @@ def zero_padding_strides(i: int, k: int, s: int, p: int) -> int:
     Raises:
         ValueError: for invalid sizes or a non-positive output.
 
-    Example::
-
+    Examples:
         >>> zero_padding_strides(5, 3, 2, 1), zero_padding_strides(6, 3, 2, 1)   # Figures 2.6 and 2.7
         (3, 3)
     """
@@ -245,8 +238,7 @@ def pooling(i: int, k: int, s: int) -> int:
     Raises:
         ValueError: for invalid sizes or a window larger than the input.
 
-    Example::
-
+    Examples:
         >>> pooling(5, 3, 1)   # Figures 1.5 and 1.6
         3
     """
@@ -266,8 +258,7 @@ def transposed_no_padding_unit_strides(i_t: int, k: int) -> int:
     Raises:
         ValueError: for non-positive sizes.
 
-    Example::
-
+    Examples:
         >>> transposed_no_padding_unit_strides(2, 3)   # Figure 4.1
         4
     """
@@ -288,8 +279,7 @@ def transposed_zero_padding_unit_strides(i_t: int, k: int, p: int) -> int:
     Raises:
         ValueError: for invalid sizes or a non-positive output.
 
-    Example::
-
+    Examples:
         >>> transposed_zero_padding_unit_strides(6, 4, 2)   # Figure 4.2
         5
     """
@@ -309,8 +299,7 @@ def transposed_half_padding(i_t: int, k: int) -> int:
     Raises:
         ValueError: if ``k`` is even.
 
-    Example::
-
+    Examples:
         >>> transposed_half_padding(5, 3)   # Figure 4.3
         5
     """
@@ -330,8 +319,7 @@ def transposed_full_padding(i_t: int, k: int) -> int:
     Raises:
         ValueError: for a non-positive output (``i' < k``).
 
-    Example::
-
+    Examples:
         >>> transposed_full_padding(7, 3)   # Figure 4.4
         5
     """
@@ -354,8 +342,7 @@ def transposed_no_padding_strides(i_t: int, k: int, s: int) -> int:
     Raises:
         ValueError: for non-positive sizes.
 
-    Example::
-
+    Examples:
         >>> transposed_no_padding_strides(2, 3, 2)   # Figure 4.5
         5
     """
@@ -376,8 +363,7 @@ def transposed_zero_padding_strides(i_t: int, k: int, s: int, p: int) -> int:
     Raises:
         ValueError: for invalid sizes or a non-positive output.
 
-    Example::
-
+    Examples:
         >>> transposed_zero_padding_strides(3, 3, 2, 1)   # Figure 4.6
         5
     """
@@ -399,8 +385,7 @@ def transposed_zero_padding_strides_odd(i_t: int, k: int, s: int, p: int, a: int
     Raises:
         ValueError: if ``a`` is not in ``[0, s)`` or the output is non-positive.
 
-    Example::
-
+    Examples:
         >>> transposed_zero_padding_strides_odd(3, 3, 2, 1, 1)   # Figure 4.7
         6
     """
@@ -426,8 +411,7 @@ def dilated(i: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> int:
     Raises:
         ValueError: for invalid sizes or a non-positive output.
 
-    Example::
-
+    Examples:
         >>> dilated(7, 3, d=2)   # Figure 5.1
         3
     """
@@ -548,8 +532,7 @@ def conv_output_size(
             ``padding="same"`` with a stride other than 1, or a non-positive output (the dilated kernel
             larger than the padded input).
 
-    Example::
-
+    Examples:
         >>> conv_output_size(32, 3, s=2, p=1)
         16
         >>> conv_output_size((8, 9), 4, p="same")
@@ -571,8 +554,7 @@ def transposed_output_padding(i: int, k: int, s: int = 1, p: int = 0, d: int = 1
     Raises:
         ValueError: for invalid parameters.
 
-    Example::
-
+    Examples:
         >>> transposed_output_padding(6, 3, 2, 1)   # Figure 4.7: a = 1
         1
     """
@@ -619,8 +601,7 @@ def transposed_output_size(
             or a non-positive output (PyTorch returns an empty tensor for some zero-sized outputs; a layer
             whose output is empty is treated as impossible here).
 
-    Example::
-
+    Examples:
         >>> transposed_output_size(3, 3, s=2, p=1, output_padding=1)   # Figure 4.7
         6
     """
@@ -674,8 +655,7 @@ def pool_output_size(
         ValueError: for invalid arguments, ``p > k // 2``, dilated average pooling, a 3-D average pooling
             input smaller than its window, or a non-positive output.
 
-    Example::
-
+    Examples:
         >>> pool_output_size(5, 3, 1)
         3
         >>> pool_output_size(6, 2, 2, p=1, ceil_mode=True)
@@ -705,8 +685,7 @@ def ignored_inputs(i: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> list[i
     Raises:
         ValueError: for invalid parameters.
 
-    Example::
-
+    Examples:
         >>> ignored_inputs(32, 1, 2)[:3]   # a 1x1 stride-2 projection reads every other pixel
         [1, 3, 5]
         >>> ignored_inputs(6, 3, 2, 1)     # Figure 2.7: only padding is left out

@@ -6,8 +6,7 @@ convolutions, dilation ``d`` (plus ``a`` for transposed convolutions). :class:`L
 numbers per spatial axis and computes the output size with the PyTorch-exact functions of
 :mod:`~lightning_papers.conv_arithmetic.formulas`.
 
-Example::
-
+Examples:
     >>> from torch import nn
     >>> LayerParams.from_layer(nn.Conv2d(3, 8, 3, stride=2, padding=1)).output_size((32, 32))
     (16, 16)
@@ -71,8 +70,7 @@ class LayerParams:
     Raises:
         ValueError: for an unknown ``kind`` or tuples of different lengths.
 
-    Example::
-
+    Examples:
         >>> LayerParams.create("transposed", k=3, s=2, p=1, output_padding=1).output_size(16)
         (32,)
     """

@@ -5,8 +5,7 @@ backwards: :func:`solve` searches the Relationships for every ``(k, s, p, d)`` (
 maps ``i`` to ``o``; :func:`inverse_of` applies Relationship 14 (``a = (i + 2p - k) mod s``) to build the
 transposed convolution that restores a convolution's input size.
 
-Example::
-
+Examples:
     >>> [(x.k, x.s, x.p) for x in solve(32, 16, dilation=1)][:3]
     [(2, 2, 0), (3, 2, 1), (4, 2, 1)]
     >>> from torch import nn
@@ -119,8 +118,7 @@ def solve(
     Raises:
         ValueError: for non-positive sizes or bounds, or invalid fixed parameters.
 
-    Example::
-
+    Examples:
         >>> best = solve(16, 32, kernel=3, transposed=True, dilation=1)[0]
         >>> best.s, best.p, best.output_padding
         (2, 1, 1)
@@ -181,8 +179,7 @@ def inverse_of(
         ValueError: if ``conv`` is not a convolution, the sizes are impossible, or ``padding="same"`` pads
             asymmetrically in a way no ``ConvTranspose`` (symmetric padding, ``a < max(s, d)``) can undo.
 
-    Example::
-
+    Examples:
         >>> inverse_of({"k": 3, "s": 2, "p": 1}, 6).output_padding   # Figure 4.7
         (1,)
     """

@@ -14,8 +14,7 @@ field. Branches therefore start from the tensor they really read, and at a merge
 the spatial shape (batch norm, activations, channel padding) pass the geometry on unchanged. On a CIFAR
 ResNet-(6n+2) this gives 28n - 3 pixels: 81 for ResNet-20 and 249 for ResNet-56.
 
-Example::
-
+Examples:
     >>> from lightning_papers.models import get_model
     >>> trace = trace_shapes(get_model("resnet20"), (3, 32, 32))
     >>> trace.receptive_field, len(trace.mismatches)
@@ -586,8 +585,7 @@ def trace_shapes(model: nn.Module, input_size: Sequence[int] | torch.Tensor | Se
     Raises:
         ValueError: if ``model`` is not an ``nn.Module`` or ``input_size`` is none of the above.
 
-    Example::
-
+    Examples:
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.MaxPool2d(2))
         >>> [r.receptive_field for r in trace_shapes(net, (1, 16, 16)).rows]

@@ -48,8 +48,7 @@ class BatchAugment(nn.Module):
     Raises:
         ValueError: for a negative ``padding``.
 
-    Example::
-
+    Examples:
         >>> aug = BatchAugment(padding=4, flip=True)
         >>> aug(torch.rand(8, 3, 32, 32)).shape
         torch.Size([8, 3, 32, 32])

@@ -117,8 +117,7 @@ class CIFARDataModule(TensorImageDataModule):
         ValueError: for an unknown ``name`` or a bad ``val_split``.
         FileNotFoundError: in ``setup`` when the files are missing and ``download`` is False.
 
-    Example::
-
+    Examples:
         >>> dm = CIFARDataModule("cifar10", data_dir="~/data", download=True)  # doctest: +SKIP
     """
 

@@ -52,8 +52,7 @@ class DigitsDataModule(TensorImageDataModule):
     Raises:
         ValueError: for ``val_fraction`` outside (0, 1).
 
-    Example::
-
+    Examples:
         >>> dm = DigitsDataModule(batch_size=64)
         >>> dm.setup("fit")
         >>> len(dm.train_set) + len(dm.val_set)

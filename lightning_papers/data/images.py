@@ -48,7 +48,7 @@ ImageSource = str | os.PathLike | np.ndarray | Image.Image
 
 
 def _require_skimage_data():
-    return require_extra("skimage.data", "The sample photographs")
+    return require_extra("skimage.data", "Loading the sample photographs")
 
 
 def sample_photos() -> list[tuple[str, np.ndarray]]:
@@ -190,8 +190,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             ``val_fraction`` outside [0, 1) or a bad ``scale``; in ``setup``, for a folder without readable images.
         FileNotFoundError: in ``setup``, if ``root`` is not a directory.
 
-    Example::
-
+    Examples:
         >>> dm = ImageFolderDataModule(image_size=64, batch_size=2)
         >>> dm.setup("fit")
         >>> next(iter(dm.train_dataloader())).shape

@@ -82,8 +82,7 @@ class Refinement:
         ValueError: for a budget that is neither a positive count nor a fraction in (0, 1], a negative ``tol``,
             or non-positive ``coarse_levels``/``per_round``/``clip_factor``.
 
-    Example::
-
+    Examples:
         >>> Refinement(budget=0.2).points_for(2601)
         520
     """
@@ -140,8 +139,7 @@ def plotted_values(values: np.ndarray, metric: str, centre: float | None,
     (a non-finite loss counts as the clip), linear for accuracies and metrics that reach zero or below; and the
     inverse map back to values.
 
-    Example::
-
+    Examples:
         >>> g, back = plotted_values(np.array([1.0, 10.0, 1e6]), "loss", centre=1.0)
         >>> g.tolist()
         [0.0, 1.0, 2.0]
@@ -318,14 +316,19 @@ def adaptive_surface(model: Any, directions: Any, grid: Any, data: Any, refineme
     on the round's points (``points=`` mask), sharded with ``shard`` and merged across ranks by ``gather``.
 
     Args:
-        model, directions, grid, data: as for :func:`~lightning_papers.landscape.surface`; ``grid`` is the
-            finest lattice (e.g. 51 x 51).
+        model: as for :func:`~lightning_papers.landscape.surface`.
+        directions: one or two directions, as for :func:`~lightning_papers.landscape.surface`.
+        grid: the finest lattice (e.g. 51 x 51 axes).
+        data: as for :func:`~lightning_papers.landscape.surface`.
         refinement: a :class:`Refinement`, a dict of its arguments, or a budget (``int`` points or ``float``
             fraction).
         shard: ``(rank, world_size)``; needs ``gather`` when ``world_size > 1``.
         gather: ``gather(part) -> merged result`` on every rank (e.g. all-gather + :func:`merge_surfaces`).
-        path, resume, progress, save_every, trajectory: as for :func:`~lightning_papers.landscape.surface`; a
-            resumed run replays the refinement from the saved values and evaluates only what is missing.
+        path: as for :func:`~lightning_papers.landscape.surface` (every round saves there).
+        resume: replay the refinement from the values saved at ``path``, evaluating only what is missing.
+        progress: as for :func:`~lightning_papers.landscape.surface`, per round.
+        save_every: as for :func:`~lightning_papers.landscape.surface`.
+        trajectory: as for :func:`~lightning_papers.landscape.surface`.
         options: evaluation options of :func:`~lightning_papers.landscape.surface`.
 
     Returns:
@@ -338,8 +341,7 @@ def adaptive_surface(model: Any, directions: Any, grid: Any, data: Any, refineme
         ValueError: for a bad ``refinement``, a budget below the 3^d points of the first halving, or a sharded
             run without ``gather``.
 
-    Example::
-
+    Examples:
         >>> r = surface(net, dirs, (np.linspace(-1, 1, 51),) * 2, data, adaptive=0.2)  # doctest: +SKIP
         >>> r.metadata["adaptive"]["rounds"][-1]["estimated_max_error"]  # doctest: +SKIP
     """
@@ -450,8 +452,7 @@ def filled_values(result: SurfaceResult, metric: str = "loss",
     multilinear interpolation (in the plotted scale) of the finest evaluated cell holding the point; and the mask
     of the interpolated points. A point no evaluated cell holds stays NaN.
 
-    Example::
-
+    Examples:
         >>> r = SurfaceResult([np.linspace(-1, 1, 5)], {"loss": np.array([4.0, np.nan, 1.0, np.nan, 4.0])},
         ...                   np.array([True, False, True, False, True]))
         >>> values, interpolated = filled_values(r)

@@ -161,6 +161,9 @@ def _check_common(model: nn.Module, loss_fn: Any, evaluate: Any, autocast_dtype:
         raise ValueError(f"Expected `batchnorm` to be one of {SUPPORTED_BATCHNORM}, got {batchnorm!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"Expected `seed` to be an integer, got {seed!r}")
+    from lightning_papers.landscape.directions import check_materialised
+
+    check_materialised(model)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("Expected a model with trainable parameters (requires_grad=True), got none")
@@ -592,8 +595,7 @@ def hessian_eigenvalues(
             ``batchnorm``, ``algorithm="power"`` with ``which="largest"``, both ``loss_fn`` and ``evaluate``, a
             model without trainable parameters, a ``start`` that does not fit the model, or bad ``data``.
 
-    Example::
-
+    Examples:
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
         >>> res = hessian_eigenvalues(net, (torch.randn(32, 3), torch.randint(0, 2, (32,))), k=2)
         >>> len(res.eigenvalues), res.eigenvalues[0] >= res.eigenvalues[1]
@@ -646,7 +648,7 @@ def hessian_trace(
     *,
     evaluate: Evaluate | None = None,
     max_samples: int = 100,
-    min_samples: int = 10,
+    min_samples: int | None = None,
     tol: float = 0.01,
     deflate: int = 0,
     seed: int = 0,
@@ -659,7 +661,8 @@ def hessian_trace(
 ) -> HessianTrace:
     """Hutchinson's estimate of the Hessian's trace: the mean of ``z^T H z`` over Rademacher vectors ``z``.
 
-    Sampling stops once ``min_samples`` are drawn and the standard error is at most ``tol`` times the estimate's
+    Sampling stops once ``min_samples`` (default 10, or ``max_samples`` when that is smaller) are drawn and the
+    standard error is at most ``tol`` times the estimate's
     magnitude, or after ``max_samples``.
 
     With ``deflate=m`` the first ``m`` products build a Krylov subspace (Lanczos from a random vector), whose part of
@@ -674,17 +677,20 @@ def hessian_trace(
     The other arguments are those of :func:`hessian_eigenvalues`.
 
     Raises:
-        ValueError: for a non-positive ``max_samples`` or ``tol``, ``min_samples`` outside ``[2, max_samples]``
+        ValueError: for ``max_samples`` < 2 or a non-positive ``tol``, ``min_samples`` outside ``[2, max_samples]``
             (one sample has no standard error), a negative ``deflate``, or as :func:`hessian_eigenvalues` does.
 
-    Example::
-
+    Examples:
         >>> net = nn.Linear(3, 2)
         >>> res = hessian_trace(net, (torch.randn(32, 3), torch.randint(0, 2, (32,))), max_samples=20)
         >>> res.trace > 0 and res.stderr >= 0
         True
     """
     _positive_int(max_samples, "max_samples")
+    if max_samples < 2:
+        raise ValueError(f"Expected `max_samples` >= 2 (one sample has no standard error), got {max_samples}")
+    if min_samples is None:
+        min_samples = min(10, max_samples)
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not 2 <= min_samples <= max_samples:
         raise ValueError(f"Expected `min_samples` to be an integer in [2, max_samples={max_samples}], "
                          f"got {min_samples!r}")
@@ -746,8 +752,7 @@ def hessian_spectrum(
     Raises:
         ValueError: for a non-positive ``runs`` or ``steps``, or as :func:`hessian_eigenvalues` does.
 
-    Example::
-
+    Examples:
         >>> net = nn.Linear(3, 2)
         >>> spec = hessian_spectrum(net, (torch.randn(32, 3), torch.randint(0, 2, (32,))), runs=2, steps=8)
         >>> spec.nodes.shape
@@ -792,8 +797,7 @@ def stability_threshold(lr: float, momentum: float = 0.0, *, dampening: float = 
         ValueError: for a non-positive ``lr``, ``momentum`` outside ``[0, 1)``, ``dampening`` outside ``[0, 1]``,
             a negative ``weight_decay``, or Nesterov with dampening.
 
-    Example::
-
+    Examples:
         >>> stability_threshold(0.1), round(stability_threshold(0.1, 0.9), 6)
         (20.0, 38.0)
     """
@@ -821,8 +825,7 @@ def optimizer_stability_thresholds(optimizer: torch.optim.Optimizer) -> list[flo
     optimizer's threshold bounds its preconditioned Hessian, not the Hessian computed here) and groups with a
     zero learning rate.
 
-    Example::
-
+    Examples:
         >>> opt = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9)
         >>> [round(t, 6) for t in optimizer_stability_thresholds(opt)]
         [38.0]

@@ -60,8 +60,7 @@ class Direction:
         kind: ``"weights"`` or ``"states"``.
         info: JSON-able description (how it was made: type, seed, normalisation, ignore), saved with surfaces.
 
-    Example::
-
+    Examples:
         >>> d = random_direction(nn.Linear(3, 2), seed=0)
         >>> sorted(d.tensors), d.kind
         (['bias', 'weight'], 'weights')
@@ -109,16 +108,31 @@ class Direction:
         }
 
 
+def check_materialised(model: nn.Module) -> None:
+    """Refuse a model whose weights are not there: parameters or buffers on the ``meta`` device (a model built under
+    ``torch.device("meta")`` or by ``init_empty_weights`` and never loaded) have shapes and no values.
+
+    Raises:
+        ValueError: naming the first such tensor and the fix.
+    """
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.device.type == "meta":
+            raise ValueError(f"Expected a model with its weights on a real device, got {name!r} on the meta device "
+                             "(shapes, no values): materialise it first (model.to_empty(device='cpu'), then load "
+                             "its state_dict)")
+
+
 def landscape_tensors(model: nn.Module, kind: str = "weights") -> dict[str, torch.Tensor]:
     """The model's tensors a direction of ``kind`` covers: parameters, or floating-point state entries.
 
     Returns the live tensors (parameters / buffers themselves, not copies), in a stable order.
 
     Raises:
-        ValueError: for an unknown ``kind``.
+        ValueError: for an unknown ``kind``, or a model on the meta device (:func:`check_materialised`).
     """
     if kind not in SUPPORTED_KINDS:
         raise ValueError(f"Expected `kind` to be one of {SUPPORTED_KINDS}, got {kind!r}")
+    check_materialised(model)
     if kind == "weights":
         return dict(model.named_parameters())
     return {k: v for k, v in model.state_dict(keep_vars=True).items() if torch.is_floating_point(v)}
@@ -210,8 +224,7 @@ def random_direction(
     Raises:
         ValueError: for an unknown ``normalization``, ``kind`` or ``ignore`` entry, or a non-integer ``seed``.
 
-    Example::
-
+    Examples:
         >>> d = random_direction(nn.Conv2d(3, 8, 3), seed=1)
         >>> d.tensors["weight"].shape, bool(d.tensors["bias"].any())
         (torch.Size([8, 3, 3, 3]), False)
@@ -263,8 +276,7 @@ def random_directions(
     Raises:
         ValueError: for ``n < 1`` and as :func:`random_direction`.
 
-    Example::
-
+    Examples:
         >>> d1, d2 = random_directions(nn.Linear(4, 3), seed=0, ignore=(), orthogonal=True)
         >>> abs(d1.dot(d2)) < 1e-6
         True
@@ -323,8 +335,7 @@ def target_direction(
     Raises:
         ValueError: when ``target`` lacks an entry of ``model`` or its shape differs.
 
-    Example::
-
+    Examples:
         >>> a, b = nn.Linear(2, 2), nn.Linear(2, 2)
         >>> d = target_direction(a, b)
         >>> torch.allclose(a.weight + d.tensors["weight"], b.weight)

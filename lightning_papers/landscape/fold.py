@@ -99,8 +99,7 @@ def fold_batchnorm(model: nn.Module, keep: Sequence[str] = ()) -> FoldedModel:
     Returns:
         a :class:`FoldedModel`; the copy computes the same function as ``model.eval()`` up to float rounding.
 
-    Example::
-
+    Examples:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
         >>> folded = fold_batchnorm(net)
         >>> folded.pairs, type(folded.model[1]).__name__

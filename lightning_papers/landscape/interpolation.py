@@ -53,8 +53,7 @@ def interpolate(
     Raises:
         ValueError: when ``start`` lacks an entry of the model or its shape differs, or as ``surface`` does.
 
-    Example::
-
+    Examples:
         >>> net = nn.Linear(4, 3)
         >>> start = {k: v.clone() for k, v in net.state_dict().items()}
         >>> with torch.no_grad():

@@ -106,8 +106,7 @@ def pca_directions(
         ValueError: for fewer than ``n_components + 1`` checkpoints, a non-positive ``n_components``, or
             checkpoints that miss an entry.
 
-    Example::
-
+    Examples:
         >>> net = nn.Linear(3, 2)
         >>> states = [{k: v + 0.1 * i * torch.randn_like(v) for k, v in net.state_dict().items()} for i in range(5)]
         >>> pca = pca_directions(net, states, ignore=())

@@ -614,8 +614,7 @@ def animate_surfaces(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, 
     """Write the surfaces of several epochs as one animated GIF (:func:`surface_frames`: same axes, levels and
     colours in every frame, :func:`save_gif`). Returns the path.
 
-    Example::
-
+    Examples:
         >>> probe.results   # {epoch: SurfaceResult} of a LossLandscapeProbe(every_n_epochs=1)  # doctest: +SKIP
         >>> animate_surfaces(probe.results, "basin.gif")  # doctest: +SKIP
 

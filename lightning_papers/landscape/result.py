@@ -27,8 +27,7 @@ class SurfaceResult:
         metadata: JSON-able description (grid, directions, fingerprints, options), saved alongside.
         trajectory: optional (T, 2) path to draw over a 2-D plot (e.g. :class:`PCADirections.path`).
 
-    Example::
-
+    Examples:
         >>> r = SurfaceResult([np.linspace(-1, 1, 3)], {"loss": np.array([1.0, 0.5, 1.0])}, np.ones(3, bool))
         >>> r.centre_value()
         0.5
@@ -66,6 +65,9 @@ class SurfaceResult:
         return bool(self.computed.all())
 
     def __getitem__(self, metric: str) -> np.ndarray:
+        if metric not in self.values:
+            raise KeyError(f"Expected a metric of this surface ({', '.join(map(repr, self.values)) or 'none'}), got "
+                           f"{metric!r}")
         return self.values[metric]
 
     def centre_index(self) -> tuple[int, ...]:

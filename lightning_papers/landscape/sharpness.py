@@ -86,8 +86,7 @@ def hessian_top_eigenvalue(
         ValueError: for a non-positive ``max_iter`` or ``tol``, a model without parameters, or both ``loss_fn``
             and ``evaluate``.
 
-    Example::
-
+    Examples:
         >>> net = nn.Linear(3, 2)
         >>> res = hessian_top_eigenvalue(net, (torch.randn(16, 3), torch.randint(0, 2, (16,))))
         >>> res.eigenvalue > 0
@@ -97,6 +96,9 @@ def hessian_top_eigenvalue(
         raise ValueError(f"Expected `max_iter` to be a positive integer, got {max_iter!r}")
     if not tol > 0:
         raise ValueError(f"Expected `tol` > 0, got {tol!r}")
+    from lightning_papers.landscape.directions import check_materialised
+
+    check_materialised(model)
     params = list(model.parameters())
     if not params:
         raise ValueError("Expected a model with parameters, got none")

@@ -46,8 +46,7 @@ def callable_identity(fn: object) -> str:
     function, or another lambda, differs), a ``describe()`` of its own when it has one, and partials with their
     arguments.
 
-    Example::
-
+    Examples:
         >>> callable_identity(len)
         'builtins.len'
     """
@@ -148,8 +147,7 @@ def save_surface(result: SurfaceResult, path: str | os.PathLike) -> tuple[Path, 
 
     Both writes are atomic. NaN and inf values are stored as such. Returns the two paths.
 
-    Example::
-
+    Examples:
         >>> r = SurfaceResult([np.arange(3.0)], {"loss": np.array([1.0, np.nan, 2.0])}, np.ones(3, bool))
         >>> npz, js = save_surface(r, "curve")  # doctest: +SKIP
     """
@@ -192,6 +190,8 @@ def load_surface(path: str | os.PathLike) -> SurfaceResult:
             computed = data["computed"]
             metadata = json.loads(str(data["metadata"]))
             trajectory = data["trajectory"] if "trajectory" in data.files else None
+        if not axes or not values or not isinstance(metadata, dict):
+            raise ValueError("no axes, no metrics or no metadata")
         return SurfaceResult(axes, values, computed, metadata, trajectory)
     # never "allow_pickle": a surface holds no objects, so a file that needs it is not one of ours
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:

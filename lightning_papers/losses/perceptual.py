@@ -10,22 +10,17 @@ Weights of the loss network only on request: ``weights="imagenet"`` reads torchv
 ``download=True``; off by default), ``weights="path/to/file.pth"`` reads a local state dict, and
 ``weights="random"`` gives an untrained network for tests (with a warning).
 
-Example::
-
-    >>> vgg = VGGFeatures(weights="random")  # doctest: +SKIP
-    >>> feats = vgg(torch.rand(1, 3, 64, 64))  # doctest: +SKIP
-    >>> {k: tuple(v.shape) for k, v in feats.items()}  # doctest: +SKIP
+Examples:
+    >>> vgg = VGGFeatures(weights="random")  # warns: untrained, for tests only
+    >>> feats = vgg(torch.rand(1, 3, 64, 64))
+    >>> {k: tuple(v.shape) for k, v in feats.items()}
     {'relu1_2': (1, 64, 64, 64), 'relu2_2': (1, 128, 32, 32), 'relu3_3': (1, 256, 16, 16), 'relu4_3': (1, 512, 8, 8)}
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import shutil
-import tempfile
-import urllib.request
+import socket
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -186,22 +181,18 @@ def vgg16_checkpoint_path() -> Path:
 
 
 def _download(url: str, dst: Path, timeout: float) -> None:
-    """Download ``url`` to ``dst`` with a socket timeout (never hangs) and check torchvision's hash prefix."""
-    match = re.search(r"-([a-f0-9]+)\.", os.path.basename(url))
+    """torch.hub's own downloader (``download_url_to_file``: a temporary file, renamed when complete, and the
+    sha256 prefix that torchvision puts in the file name checked, as ``load_state_dict_from_url(check_hash=True)``
+    does) with a socket timeout, so that it never hangs. The file is not loaded here: ``VGGFeatures`` memory-maps
+    it later and reads only the conv weights."""
+    match = torch.hub.HASH_REGEX.search(os.path.basename(url))
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".partial")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # urlopen inside torch.hub takes no timeout of its own
     try:
-        sha = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 20):
-                sha.update(chunk)
-                out.write(chunk)
-        if match and not sha.hexdigest().startswith(match.group(1)):
-            raise ValueError(f"the downloaded file's sha256 does not start with {match.group(1)!r}")
-        shutil.move(tmp, dst)
+        torch.hub.download_url_to_file(url, str(dst), hash_prefix=match.group(1) if match else None, progress=False)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        socket.setdefaulttimeout(previous)
 
 
 def _missing_weights_error(path: Path, reason: str) -> RuntimeError:
@@ -295,8 +286,7 @@ class VGGFeatures(nn.Module):
         RuntimeError: if the ImageNet weights are neither cached nor downloadable (the message says where to put
             the file), or if a file does not hold a VGG-16 state dict.
 
-    Example::
-
+    Examples:
         >>> vgg = VGGFeatures(weights="my_vgg16.pth", layers=("relu2_2",))  # doctest: +SKIP
         >>> vgg(torch.rand(1, 3, 64, 64))["relu2_2"].shape  # doctest: +SKIP
         torch.Size([1, 128, 32, 32])
@@ -432,12 +422,13 @@ class PerceptualLoss(nn.Module):
         ValueError: if ``vgg`` does not tap a requested layer, a weight is negative or ``style_layer_weights``
             names a layer that is not a style layer.
 
-    Example::
-
-        >>> loss_fn = PerceptualLoss(VGGFeatures(weights="random"))  # doctest: +SKIP
-        >>> loss_fn.set_style(style_image)  # doctest: +SKIP
-        >>> terms = loss_fn(net(content), content)  # doctest: +SKIP
-        >>> terms["loss"].backward()  # doctest: +SKIP
+    Examples:
+        >>> from lightning_papers.models import TransformerNet
+        >>> net, content, style_image = TransformerNet(), torch.rand(2, 3, 32, 32), torch.rand(1, 3, 32, 32)
+        >>> loss_fn = PerceptualLoss(VGGFeatures(weights="random"))
+        >>> loss_fn.set_style(style_image)
+        >>> terms = loss_fn(net(content), content)
+        >>> terms["loss"].backward()
     """
 
     def __init__(

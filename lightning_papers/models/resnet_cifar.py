@@ -8,8 +8,7 @@ channels with zeros, the paper's CIFAR choice) or option B (1x1 projection + BN)
 Also the variants that Li et al., "Visualizing the Loss Landscape of Neural Nets", 2018 (arXiv 1712.09913)
 compare: ``*_noshort`` (no skip connections at all) and wide versions (``wide=k`` multiplies every width).
 
-Example::
-
+Examples:
     >>> from lightning_papers.models import get_model
     >>> model = get_model("resnet20", num_classes=10)
     >>> sum(p.numel() for p in model.parameters())
@@ -120,8 +119,7 @@ class ResNetCIFAR(nn.Module):
         ValueError: for a non-positive ``blocks_per_stage``, ``num_classes`` or ``wide``, or an
             unknown ``shortcut``.
 
-    Example::
-
+    Examples:
         >>> net = ResNetCIFAR(3, num_classes=10)
         >>> net(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])

@@ -13,8 +13,7 @@ nearest-neighbour x2 resize + conv upsampling by default (Odena et al., "Deconvo
 Artifacts", Distill 2016) instead of the paper's stride-1/2 transposed convs, which stay available as
 ``upsample="transposed"``.
 
-Example::
-
+Examples:
     >>> net = TransformerNet()
     >>> net(torch.rand(1, 3, 33, 47)).shape
     torch.Size([1, 3, 33, 47])
@@ -217,8 +216,7 @@ class TransformerNet(nn.Module):
     Raises:
         ValueError: for an unknown ``norm``, ``upsample`` or ``output``.
 
-    Example::
-
+    Examples:
         >>> net = TransformerNet(norm="batch", upsample="transposed", output="scaled_tanh")
         >>> net(torch.rand(2, 3, 64, 64)).shape
         torch.Size([2, 3, 64, 64])
@@ -266,8 +264,7 @@ class SuperResolutionNet(nn.Module):
     Raises:
         ValueError: for a ``factor`` other than 4 or 8, or an unknown ``norm``, ``upsample`` or ``output``.
 
-    Example::
-
+    Examples:
         >>> SuperResolutionNet(factor=4)(torch.rand(1, 3, 18, 20)).shape
         torch.Size([1, 3, 72, 80])
     """

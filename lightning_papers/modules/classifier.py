@@ -58,8 +58,7 @@ class ImageClassifier(L.LightningModule):
         ValueError: for an unknown optimizer, scheduler or interval, a non-positive ``lr``, or a
             ``"multistep"`` scheduler without milestones.
 
-    Example::
-
+    Examples:
         >>> module = ImageClassifier("resnet20", num_classes=10, lr=0.1)
         >>> module(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])

@@ -43,8 +43,8 @@ class ImageModel(nn.Module):
     Raises:
         ValueError: for a ``factor`` that is not a positive integer, or ``residual`` with ``factor`` 1.
 
-    Example::
-
+    Examples:
+        >>> from lightning_papers.models import SuperResolutionNet
         >>> model = ImageModel(SuperResolutionNet(factor=4, output="none"), factor=4, residual=True)
         >>> model(torch.rand(1, 3, 9, 11)).shape
         torch.Size([1, 3, 36, 44])

@@ -53,8 +53,8 @@ class ImageRunner:
     Raises:
         ValueError: for an unknown ``precision`` or ``device``, or ``cuda_graphs`` on a device that is not CUDA.
 
-    Example::
-
+    Examples:
+        >>> from lightning_papers.models import TransformerNet
         >>> runner = ImageRunner(TransformerNet(), device="cpu")
         >>> runner(torch.rand(1, 3, 20, 28)).shape
         torch.Size([1, 3, 20, 28])

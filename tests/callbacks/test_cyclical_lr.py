@@ -277,10 +277,13 @@ def test_step_size_in_epochs(tmp_path):
 
 def test_bounds_from_finder(tmp_path):
     recorder = Recorder()
-    finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=20, save_results=False)
+    # a sweep whose curve reads well on this model: an untrusted one is refused (the test below)
+    finder = LRRangeFinder(min_lr=1e-3, max_lr=3.0, num_steps=30, save_results=False)
     cb = CyclicalLR("finder", "finder", step_size=4)
     _fit(tmp_path, [cb, finder, recorder], max_steps=8)
+    assert finder.result.trusted
     base, peak = finder.result.clr_bounds
+    assert base <= finder.result.suggestion <= peak  # one reading: the bounds bracket the suggestion
     assert cb.schedule.base_lr == (base,)
     assert cb.schedule.max_lr == (peak,)
     assert recorder.lrs[0] == [base]
@@ -386,26 +389,42 @@ def test_deprecated_bounds_finder_still_works_and_falls_back(tmp_path):
     with pytest.warns(DeprecationWarning):
         fallback = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
     fallback._steps = (4.0, 4.0)  # what on_train_start resolves
-    with pytest.warns(UserWarning, match="suggested no learning rate; using the given"):
+    with pytest.warns(UserWarning, match=r"^CyclicalLR: the LR range test is refused \(Expected the LR range test to "
+                                         r"suggest a learning rate, got none .*using the given fallback"):
         schedule = fallback._build(SimpleNamespace(callbacks=[finder]))
     assert (schedule.base_lr, schedule.max_lr) == ((0.01,), (0.1,))
 
 
-def test_bounds_from_an_untrusted_range_test_warn_or_fall_back(tmp_path):
+def test_bounds_from_an_untrusted_range_test_are_refused_or_fall_back(tmp_path):
     """A sweep over 1e-7 .. 1e-6 teaches the model nothing: its curve has no descent, so its bounds are read off
-    noise. 'finder' bounds still come from it, but loudly; with numbers to fall back on, the numbers are used."""
+    noise. 'finder' bounds are refused before the first step, in one line that says what to do; with numbers to fall
+    back on, the numbers are used."""
     finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
-    cb = CyclicalLR("finder", "finder", step_size=4)
-    with pytest.warns(UserWarning, match=r"`CyclicalLR` takes its learning rates from the LR range test: The LR "
-                                         r"range test's curve cannot be trusted, yet its bounds .*: no descent"):
-        _fit(tmp_path / "a", [finder, cb], max_steps=8)
-    assert not finder.result.trusted
-    assert cb.schedule.max_lr == (finder.result.clr_bounds[1],)
+    cb, recorder = CyclicalLR("finder", "finder", step_size=4), Recorder()
+    with pytest.raises(ValueError, match=r"^CyclicalLR: Expected an LR range test whose curve can be read, got one "
+                                         r"that cannot \(no descent\); lengthen or widen the sweep [^\n]*$"):
+        _fit(tmp_path / "a", [finder, cb, recorder], max_steps=8)
+    assert not finder.result.trusted and recorder.lrs == []
 
-    finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
     with pytest.warns(DeprecationWarning):
-        fallback = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
-    with pytest.warns(UserWarning, match=r"`LRRangeFinder` is refused \(Expected an LR range test whose curve can "
-                                         r"be read, got one that cannot: no descent.*using the given"):
-        _fit(tmp_path / "b", [finder, fallback], max_steps=8)
-    assert (fallback.schedule.base_lr, fallback.schedule.max_lr) == ((0.01,), (0.1,))
+        deprecated = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
+    for fallback in (CyclicalLR("finder", "finder", step_size=4, fallback_lr=(0.01, 0.1)), deprecated):
+        finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
+        with pytest.warns(UserWarning, match=r"^CyclicalLR: the LR range test is refused \(Expected an LR range test "
+                                             r"whose curve can be read, got one that cannot \(no descent\).*using the "
+                                             r"given fallback learning rates$"):
+            _fit(tmp_path / "b", [finder, fallback], max_steps=8)
+        assert (fallback.schedule.base_lr, fallback.schedule.max_lr) == ((0.01,), (0.1,))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"base_lr": 0.01, "max_lr": 0.1, "fallback_lr": (0.01, 0.1)},
+     r"Expected `fallback_lr` only with bounds 'finder', got base_lr=0.01, max_lr=0.1"),
+    ({"base_lr": "finder", "max_lr": "finder", "fallback_lr": 0.1},
+     r"Expected `fallback_lr` to be \(base_lr, max_lr\), got 0.1"),
+    ({"base_lr": "finder", "max_lr": "finder", "fallback_lr": (0.1, 0.01)},
+     r"Expected `fallback_lr` to be \(base_lr, max_lr\) with base_lr <= max_lr, got \(0.1, 0.01\)"),
+])
+def test_fallback_lr_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CyclicalLR(step_size=4, **kwargs)

@@ -47,7 +47,7 @@ if __name__ == "__main__":
     net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
     finder = LRRangeFinder(1e-3, 1.0, num_steps=12, divergence_factor=None)
-    clr = CyclicalLR("finder", "finder", step_size=2)
+    clr = CyclicalLR("finder", "finder", step_size=2, fallback_lr=(0.01, 0.1))  # 12 steps may not be readable
     probe = LossLandscapeProbe("interpolate", grid=np.linspace(0, 1, 3), num_batches=1, sharpness=False)
     summary, recorder = ConvArithmeticSummary(), Recorder()
     monitor = CurvatureMonitor(every_n_steps=2, max_iter=30, tol=1e-4)
@@ -65,7 +65,8 @@ if __name__ == "__main__":
     union = [batch for share in shares for batch in share]
     alone = hessian_eigenvalues(module, union, torch.nn.functional.cross_entropy, batchnorm="batch", tol=1e-8,
                                 max_iter=200, eigenvectors=False).eigenvalues[0]
-    out = {"rank": trainer.global_rank, "lrs": recorder.lrs, "bounds": list(finder.result.clr_bounds),
+    out = {"rank": trainer.global_rank, "lrs": recorder.lrs, "bounds": list(finder.result.clr_bounds or []),
+           "trusted": finder.result.trusted,
            "losses": finder.result.losses, "schedule": clr.schedule.to_dict(),
            "trace_rows": len(summary.trace.rows), "receptive_field": summary.trace.receptive_field,
            "interpolation": probe.results[0]["loss"].tolist(), "curvature": monitor.history.to_dict(),
@@ -82,15 +83,17 @@ def test_every_callback_under_ddp_agrees_across_ranks_and_writes_once(tmp_path, 
 
     run_script(_SCRIPT, "ddp_all.py", timeout=230)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    for key in ("lrs", "bounds", "losses", "schedule", "trace_rows", "receptive_field", "interpolation",
+    for key in ("lrs", "bounds", "trusted", "losses", "schedule", "trace_rows", "receptive_field", "interpolation",
                 "curvature"):
         assert ranks[0][key] == ranks[1][key], key
     # the curvature: every rank measured on its own batch, and the value is the Hessian of both together
     curvature = ranks[0]["curvature"]
     assert curvature["steps"] == [2, 4] and ranks[0]["curvature_batches_differ"]
     assert curvature["top_eigenvalue"][-1] == pytest.approx(ranks[0]["curvature_alone"], rel=1e-4)
-    # the lrs both ranks used are torch's CyclicLR between the bounds the finder found (and broadcast)
-    base, peak = ranks[0]["bounds"]
+    # the lrs both ranks used are torch's CyclicLR between the bounds the finder found (and broadcast), or, when
+    # its reading cannot be trusted, the fallback
+    base, peak = ranks[0]["bounds"] if ranks[0]["trusted"] else (0.01, 0.1)
+    assert (ranks[0]["schedule"]["base_lr"], ranks[0]["schedule"]["max_lr"]) == ([base], [peak])
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1, momentum=0.9)
     sched = torch.optim.lr_scheduler.CyclicLR(opt, base, peak, step_size_up=2, cycle_momentum=False)

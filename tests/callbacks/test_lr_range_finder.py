@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_papers.callbacks import LRRangeFinder, LRRangeResult
+from lightning_papers.callbacks import LRRangeFinder, LRRangeResult, SuperConvergence
 from lightning_papers.lr_suggestion import smooth_ema
 
 
@@ -428,3 +428,35 @@ def test_bf16_mixed_on_cpu_restores_bit_identically(tmp_path):
 def test_default_smoothing_spans_a_tenth_of_the_sweep(num_steps, beta):
     assert LRRangeFinder(num_steps=num_steps).smoothing == pytest.approx(beta)
     assert LRRangeFinder(num_steps=num_steps, smoothing=0.5).smoothing == 0.5
+
+
+@pytest.mark.filterwarnings("ignore:LR range test at epoch 0:UserWarning")
+def test_boring_model_noise_neither_stops_the_sweep_nor_drives_a_schedule(tmp_path):
+    """Lightning's BoringModel at batch size 2: single losses scatter widely. The divergence stop waits for the EMA's
+    span (it fired at the 6th point, lr 2.5e-7, on main), and a curve that cannot be read is refused, before the
+    first training step, by the schedule that would have taken its peak from it."""
+    from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
+
+    class Boring(BoringModel):
+        def train_dataloader(self):
+            return DataLoader(RandomDataset(32, 64), batch_size=2)
+
+    class Steps(Callback):
+        count = 0
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            Steps.count += 1
+
+    torch.manual_seed(2)
+    finder = LRRangeFinder(save_results=False)
+    sc = SuperConvergence("finder", replace_schedulers=True)  # BoringModel returns its own StepLR
+    trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[finder, sc, Steps()])
+    with pytest.raises(ValueError, match=r"^SuperConvergence: Expected an LR range test whose curve can be read, got "
+                                         r"one that cannot \(no descent\); lengthen or widen the sweep"):
+        trainer.fit(Boring())
+    result = finder.result
+    assert result.stop_reason == "diverged" and result.lrs[-1] > 1e-2 and len(result.lrs) > 50
+    assert Steps.count == 0  # the finder's own steps are not seen by callbacks; no training step was taken
+    assert result.clr_bounds is None or result.clr_bounds[0] <= result.suggestion <= result.clr_bounds[1]

@@ -246,11 +246,13 @@ def test_never_switches_momentum_on_and_cycle_momentum_false(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_max_lr_from_finder(tmp_path):
-    finder = LRRangeFinder(min_lr=1e-3, max_lr=1.0, num_steps=20, divergence_factor=None, save_results=False)
+    # a sweep whose curve reads well on this model (an untrusted one is refused: the test below)
+    finder = LRRangeFinder(min_lr=1e-3, max_lr=10.0, num_steps=40, save_results=False)
     rec = Recorder()
     sc = SuperConvergence("finder", three_phase=False)
     _fit(tmp_path, callbacks=[sc, finder, rec], max_steps=10)  # listed before the finder on purpose
     result = finder.result
+    assert result.trusted and result.clr_bounds[0] <= result.suggestion <= result.clr_bounds[1]
     expected = result.clr_bounds[1] if result.clr_bounds is not None else result.suggestion
     assert sc.schedule.max_lr == (pytest.approx(expected, rel=1e-12),)
     ref, _ = _torch_one_cycle(10, max_lr=expected, pct_start=0.3)
@@ -520,15 +522,27 @@ def test_ddp_two_processes_identical_lrs(tmp_path, run_script):
     assert ranks[0]["interp"] == ranks[1]["interp"]  # the probe's means are reduced over ranks
 
 
-def test_max_lr_from_an_untrusted_range_test_is_handed_on_loudly(tmp_path):
+def test_max_lr_from_an_untrusted_range_test_is_refused_before_the_first_step(tmp_path):
     # 1e-7 .. 1e-6 teaches the model nothing: the curve has no descent and its "upper bound" is noise
     finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
-    sc = SuperConvergence("finder", three_phase=False)
-    with pytest.warns(UserWarning) as record:
-        _fit(tmp_path, callbacks=[finder, sc], max_steps=6)
-    messages = [str(w.message) for w in record]
-    assert any(m.startswith("LR range test at epoch 0: its curve cannot be trusted") and "no descent" in m
-               for m in messages), messages
-    assert any(m.startswith("`SuperConvergence` takes its learning rates from the LR range test: The LR range "
-                            "test's curve cannot be trusted") for m in messages), messages
-    assert sc.schedule.max_lr == (pytest.approx(finder.result.clr_bounds[1], rel=1e-12),)
+    sc, rec = SuperConvergence("finder", three_phase=False), Recorder()
+    with pytest.warns(UserWarning, match=r"^LR range test at epoch 0: its curve cannot be trusted \(no descent\)"), \
+            pytest.raises(ValueError, match=r"^SuperConvergence: Expected an LR range test whose curve can be read, "
+                                            r"got one that cannot \(no descent\); lengthen or widen the sweep .* or "
+                                            r"give the learning rates as numbers[^\n]*$"):
+        _fit(tmp_path, callbacks=[finder, sc, rec], max_steps=6)
+    assert rec.lrs == [] and sc.schedule is None
+
+
+def test_max_lr_falls_back_to_fallback_lr_when_the_range_test_is_refused(tmp_path):
+    finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
+    sc, rec = SuperConvergence("finder", three_phase=False, fallback_lr=0.5), Recorder()
+    with pytest.warns(UserWarning, match=r"^SuperConvergence: the LR range test is refused \(Expected an LR range test "
+                                         r"whose curve can be read, got one that cannot \(no descent\).*using the "
+                                         r"given fallback learning rates$"):
+        _fit(tmp_path, callbacks=[finder, sc, rec], max_steps=6)
+    assert [r[0] for r in rec.lrs] == pytest.approx(_torch_one_cycle(6, max_lr=0.5)[0], abs=1e-12, rel=0)
+    with pytest.raises(ValueError, match=r"Expected `fallback_lr` only with max_lr='finder', got max_lr=1.0"):
+        SuperConvergence(1.0, fallback_lr=0.5)
+    with pytest.raises(ValueError, match=r"Expected `fallback_lr` to be a positive number"):
+        SuperConvergence("finder", fallback_lr=-1.0)

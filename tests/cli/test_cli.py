@@ -12,7 +12,7 @@ from lightning_papers.data import DigitsDataModule
 from lightning_papers.modules import ImageClassifier
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
+QUICKSTART = ROOT / "lightning_papers" / "recipes" / "quickstart.yaml"
 
 
 def test_fit_quickstart_recipe_fast_dev_run(tmp_path):

@@ -20,7 +20,7 @@ from lightning_papers.data import DigitsDataModule
 from lightning_papers.landscape import load_surface, random_directions, surface, surface_scale
 from lightning_papers.modules import ImageClassifier
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
+QUICKSTART = Path(__file__).resolve().parents[2] / "lightning_papers" / "recipes" / "quickstart.yaml"
 # a recipe naming the test helpers' modules by class path, as a user's YAML names theirs
 CONFIG = """seed_everything: 0
 trainer:

@@ -1,4 +1,4 @@
 """The compatibility matrix: every callback of the package on models people train today (issue 22).
 
-``python -m tests.compat.matrix --write`` runs it and writes the table into README.md and docs/compatibility.md.
+``python -m tests.compat.matrix --write`` runs it and writes the table into docs/compatibility.md.
 """

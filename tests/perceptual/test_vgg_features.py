@@ -164,7 +164,7 @@ def test_missing_imagenet_weights_say_where_to_put_them(tmp_path, monkeypatch):
     def no_network(url, *args, **kwargs):  # the constructor must not even try
         raise AssertionError(f"VGGFeatures tried to download {url}")
 
-    monkeypatch.setattr(perceptual_module.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(torch.hub, "urlopen", no_network)
     with pytest.raises(RuntimeError, match=r"download=False") as info:
         VGGFeatures(weights="imagenet")  # download is off by default (STYLE rule 13)
     message = str(info.value)
@@ -177,7 +177,7 @@ def test_a_failed_download_becomes_the_same_clear_error(tmp_path, monkeypatch):
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(perceptual_module.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
     with pytest.raises(RuntimeError, match=r"download failed: URLError.*no network.*vgg16-397923af\.pth"):
         VGGFeatures(weights="imagenet", download=True, timeout=1)
     assert not (tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth").exists()
@@ -258,3 +258,36 @@ def test_perceptual_loss_errors():
     loss_fn = PerceptualLoss(vgg, style_layers=("relu2_2",))
     with pytest.raises(ValueError, match=r"Expected one style image.*\(2, 3, 8, 8\)"):
         loss_fn.set_style(torch.rand(2, 3, 8, 8))
+
+
+def _served_checkpoint(tmp_path, state, name_hash=None):
+    """A checkpoint at a file:// URL named as torchvision names its files (``vgg16-<sha256 prefix>.pth``), so that
+    torch.hub's downloader fetches it without a network; ``name_hash`` puts another prefix in the name."""
+    import hashlib
+
+    src = tmp_path / "served.pth"
+    torch.save(state, src)
+    prefix = name_hash or hashlib.sha256(src.read_bytes()).hexdigest()[:8]
+    served = tmp_path / "server" / f"vgg16-{prefix}.pth"
+    served.parent.mkdir()
+    src.rename(served)
+    return served
+
+
+def test_the_download_goes_through_torch_hub_and_checks_the_hash(reference_vgg16, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    served = _served_checkpoint(tmp_path, reference_vgg16[0].state_dict())
+    monkeypatch.setattr(perceptual_module, "_imagenet_url", lambda: served.as_uri())
+    path = perceptual_module.fetch_vgg16_weights(download=True, timeout=5)
+    assert path == tmp_path / "hub" / "checkpoints" / served.name
+    assert path.read_bytes() == served.read_bytes()
+    assert_same_features(VGGFeatures(weights="imagenet"), reference_vgg16[0])  # now from the cache
+
+
+def test_a_download_whose_hash_differs_is_refused_and_not_kept(reference_vgg16, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    served = _served_checkpoint(tmp_path, reference_vgg16[0].state_dict(), name_hash="00000000")
+    monkeypatch.setattr(perceptual_module, "_imagenet_url", lambda: served.as_uri())
+    with pytest.raises(RuntimeError, match=r"download failed: RuntimeError: invalid hash value"):
+        perceptual_module.fetch_vgg16_weights(download=True, timeout=5)
+    assert not list((tmp_path / "hub" / "checkpoints").iterdir())

@@ -15,8 +15,8 @@ from lightning_papers.data import ImageFolderDataModule
 from lightning_papers.modules import FastStyleTransfer, SuperResolution
 
 ROOT = Path(__file__).resolve().parents[2]
-STYLE = ROOT / "recipes" / "style_transfer"
-SR = ROOT / "recipes" / "super_resolution"
+STYLE = ROOT / "lightning_papers" / "recipes" / "style_transfer"
+SR = ROOT / "lightning_papers" / "recipes" / "super_resolution"
 RECIPES = sorted(STYLE.glob("*.yaml")) + sorted(SR.glob("*.yaml"))
 MODULES = {"FastStyleTransfer": FastStyleTransfer, "SuperResolution": SuperResolution}
 # a run shrunk for a test: one epoch of one step (5 training photographs, batch 8), then one validation pass
@@ -40,7 +40,7 @@ def test_recipe_parses_and_builds(path, capsys):
     for word in ("Reproduces:", "Hardware:", "Wall-clock and result:", "Run:", f"python -m recipes.{path.parent.name}"):
         assert word in header, word
     assert "__" not in header  # no placeholder left
-    launcher = path.with_suffix(".py")
+    launcher = ROOT / "recipes" / path.parent.name / f"{path.stem}.py"
     assert "launch(__file__)" in launcher.read_text()
 
     config = _printed_config(path, capsys)  # every key checked against the class signatures by jsonargparse

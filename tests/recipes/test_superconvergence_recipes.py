@@ -9,7 +9,7 @@ from lightning_papers.callbacks import SuperConvergence
 from lightning_papers.cli import run_lightning_cli
 from lightning_papers.modules import ImageClassifier
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "superconvergence"
+RECIPES = Path(__file__).resolve().parents[2] / "lightning_papers" / "recipes" / "superconvergence"
 SYNTHETIC = {"class_path": "lightning_papers.data.SyntheticDataModule",
              "init_args": {"num_samples": 32, "batch_size": 16}}
 
@@ -42,7 +42,7 @@ def _small_copy(name, tmp_path, synthetic):
 def test_recipe_fast_dev_run(tmp_path, name, synthetic, model, first_lr):
     text = (RECIPES / name).read_text()
     assert "1708.07120" in text and "1702.04283" in text and "Hardware:" in text and "result" in text
-    assert (RECIPES / name).with_suffix(".py").is_file()
+    assert (RECIPES.parents[2] / "recipes" / "superconvergence" / name).with_suffix(".py").is_file()  # its launcher
     cli = run_lightning_cli(["fit", "--config", str(_small_copy(name, tmp_path, synthetic)),
                              "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false",
                              f"--trainer.default_root_dir={tmp_path}"])
