@@ -148,16 +148,10 @@ def test_lr_range_finder(row, tmp_path, record_property):
 
 # -- the range test's reading (issue 22 item 5) --------------------------------------------------------------
 AUTOMATIC = [r for r in MODELS if r not in MANUAL]
-# the rows whose reading fails on today's main (the suggestion and the bounds are two readings: one lies outside the
-# other); strict: a row that starts to pass fails here until its mark goes
-READING_TODAY = {r: "the suggestion lies outside the CLR bounds (two readings of one curve)"
-                 for r in ("boring", "encoder_lm", "demo_transformer", "resnet18", "accumulate")}
 
 
 @pytest.mark.compat_cell("LRRangeFinder reading")
-@pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.xfail(
-    strict=True, reason=f"needs schedfix (item 5): today {READING_TODAY[r]}")) if r in READING_TODAY else r
-    for r in AUTOMATIC])
+@pytest.mark.parametrize("row", AUTOMATIC)
 def test_lr_range_reading(row, tmp_path):
     """Bounds and suggestion are one reading of one curve (Smith: the lower bound where the loss starts to fall,
     the upper where it stops; the steepest fall lies between), and a trusted curve's lower bound is not simply the
