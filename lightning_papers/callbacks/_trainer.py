@@ -478,8 +478,13 @@ def gather_surface(trainer: pl.Trainer, part: SurfaceResult) -> SurfaceResult:
     computed = torch.as_tensor(part.computed, device=device).to(torch.uint8)
     all_values = trainer.strategy.all_gather(values).cpu().numpy()
     all_computed = trainer.strategy.all_gather(computed).cpu().numpy().astype(bool)
+    shard = part.metadata.get("shard")
+
+    def metadata(rank: int) -> dict:  # each part says which rank computed it (merge refuses one shard twice)
+        return {**part.metadata, "shard": [rank, shard[1]]} if shard else part.metadata
+
     return merge_surfaces([
-        SurfaceResult(part.axes, {m: all_values[r, i] for i, m in enumerate(names)}, all_computed[r], part.metadata)
+        SurfaceResult(part.axes, {m: all_values[r, i] for i, m in enumerate(names)}, all_computed[r], metadata(r))
         for r in range(trainer.world_size)
     ])
 

@@ -59,7 +59,17 @@ def lightning_cli(args: Sequence[str], **kwargs):
                 super().parse_arguments(parser, args)
             except ArgumentError as err:
                 raise ValueError(condense_parser_error(str(err))) from None
+            except UnicodeDecodeError:
+                raise ValueError(f"Expected --config to be a YAML file, got {_config_arg(args)!r}, which is not "
+                                 "text") from None
             _check_ckpt_class(self.config)
+
+        def _parse_ckpt_path(self) -> None:  # Lightning >= 2.5: the checkpoint's hyperparameters checked too
+            try:
+                super()._parse_ckpt_path()
+            except ArgumentError as err:
+                raise ValueError("Expected --ckpt_path to be a checkpoint of the config's model, got hyperparameters "
+                                 f"that do not fit it: {condense_parser_error(str(err))}") from None
 
     defaults = dict(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True)
     # jsonargparse raises instead of printing usage and paragraphs: its error becomes one line (condense_parser_error)
@@ -71,6 +81,17 @@ def lightning_cli(args: Sequence[str], **kwargs):
         # Lightning's own calls of jsonargparse APIs that jsonargparse deprecates: not the user's business
         warnings.filterwarnings("ignore", category=_jsonargparse_deprecation())
         return _CLI(**{**defaults, **kwargs}, args=list(args))
+
+
+def _config_arg(args: Sequence[str]) -> str:
+    """The value of ``--config`` (or ``-c``) in ``args``, for a message."""
+    args = [str(a) for a in args or ()]
+    for i, a in enumerate(args):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return "?"
 
 
 def _jsonargparse_deprecation() -> type[Warning]:

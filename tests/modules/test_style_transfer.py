@@ -119,14 +119,13 @@ def test_missing_style_file_is_named(tmp_path):
 def test_prepare_data_is_where_imagenet_weights_are_fetched_and_fails_clearly_offline(tmp_path, monkeypatch):
     import urllib.error
 
-    import lightning_papers.losses.perceptual as perceptual
 
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
 
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(perceptual.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(torch.hub, "urlopen", offline)  # the download goes through torch.hub.download_url_to_file
     module = FastStyleTransfer(vgg_weights="imagenet")  # the constructor touches neither cache nor network
     with pytest.raises(RuntimeError, match=r"download failed: URLError.*vgg16-397923af\.pth"):
         module.prepare_data()
