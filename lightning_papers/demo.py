@@ -95,8 +95,8 @@ def run_demo(
     3. 1cycle training (Smith & Topin) with the range test's upper bound, and the init -> final
        interpolation probe;
     4. a filter-normalised loss-landscape surface at every epoch (Li et al.) on a range framed to the basin at
-       the first probe and refined where it bends (adaptive: 64 of 17 x 17 points), and the surfaces over
-       training on one range and common levels as an image series and a GIF;
+       the first probe, and the surfaces over training on that one range and common levels as an image series
+       and a GIF;
     5. a short fast-style-transfer run on scikit-image's photographs (Johnson et al.) and one stylised
        photograph written to ``<run>/style_transfer/`` (with ImageNet VGG-16 weights when they are in the
        torch hub cache, else with a random VGG: a smoke test of the path, not a picture to judge, which the
@@ -130,7 +130,7 @@ def run_demo(
     from lightning_papers.data import DigitsDataModule
     from lightning_papers.data._extras import require_extra
     from lightning_papers.files import check_writable_folder
-    from lightning_papers.landscape import Framed, Refinement
+    from lightning_papers.landscape import Framed
     from lightning_papers.modules import ImageClassifier
 
     if epochs is None:
@@ -166,11 +166,10 @@ def run_demo(
         mode="2d",
         every_n_epochs=1,  # the surface at every epoch: landscape/over_training and 2d_over_training.gif show the
         # basin form (one batch per point keeps the five surfaces near the cost of one 11 x 11 on two batches)
-        # the range framed to the basin at the first probe, kept for the later ones (one range over training), on a
-        # 17 x 17 lattice of which 64 points are evaluated where the surface bends (the 9 x 9 it replaces: 81)
-        grid=Framed(points=5, min_radius=0.25, bisections=0) if fast else Framed(points=17, min_radius=1 / 16,
-                                                                                  bisections=1),
-        adaptive=None if fast else Refinement(budget=64, per_round=20),
+        # the range framed to the basin at the first probe (1-D scans out to the clip), kept for the later ones so the
+        # surfaces over training share it. Adaptive refinement did not pay here: at the demo's ~80 points per
+        # surface the refined contours came out boxier than a uniform 9 x 9 (docs/papers/landscape.md)
+        grid=Framed(points=5 if fast else 9, min_radius=0.25, bisections=0 if fast else 1, diagonals=False),
         num_batches=1,
         hessian_iters=3 if fast else 10,
         fold_bn=True,  # BatchNorm folded into the convs, channels_last: the same surface, about 2x faster on a CPU
@@ -241,8 +240,13 @@ def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool)
     note = "ImageNet VGG-16" if cached else f"random VGG-16, smoke test only: no weights at {vgg16_checkpoint_path()}"
     size = 64 if fast else 96
     style_name, content_name = "immunohistochemistry", "chelsea"
-    with warnings.catch_warnings():
+    from lightning_papers.callbacks._trainer import lightning_info_off
+
+    with warnings.catch_warnings(), lightning_info_off():
         warnings.filterwarnings("ignore", message=".*random.*")  # said once, in the summary, instead
+        # this Trainer's own settings, not the user's: the frozen VGG in eval mode, the few steps of --fast
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+        warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
         module = FastStyleTransfer(style_image=style_name, style_size=size, vgg_weights="imagenet" if cached else
                                    "random", lr=1e-2, sample_every_n_steps=4 if fast else 10)
         trainer = L.Trainer(

@@ -35,8 +35,8 @@ from lightning_papers.callbacks import (
     TensorBoardLayout,
 )
 from lightning_papers.cli import main
-from lightning_papers.conv_arithmetic import conv_output_size, explain, solve, trace_shapes
-from lightning_papers.data import DigitsDataModule, ImageFolderDataModule, load_image
+from lightning_papers.conv_arithmetic import animate, conv_output_size, explain, solve, trace_shapes
+from lightning_papers.data import DigitsDataModule, ImageFolderDataModule, load_image, write_image
 from lightning_papers.devices import autocast_dtype, resolve_device
 from lightning_papers.lr_suggestion import SmoothedLoss, smooth_ema, suggest
 from lightning_papers.models import get_model
@@ -593,3 +593,481 @@ def test_lightning_cli_no_longer_warns_about_args_and_the_command_line(tmp_path,
         lightning_cli(["--config", str(QUICKSTART), "--trainer.logger=false"], run=False,
                       save_config_callback=None)
     assert not [w for w in caught if "not recommended to provide both" in str(w.message)]
+
+
+# ============================================================================================================
+# Issue 23: every file a user has. One table per class of failure; the file cases assert every input file's
+# checksum before and after the command (only the files a row names as replaced may change).
+# ============================================================================================================
+def _png_bits(path) -> int:
+    """The bit depth a PNG file declares (IHDR byte 24), read from the bytes: independent of any decoder."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return data[24]
+
+
+def _bomb(path, side=100_000):
+    """A small valid PNG whose header claims side x side pixels (PIL's DecompressionBombError at open)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", side, side)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    Path(path).write_bytes(bytes(data))
+
+
+def _truncated(path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(buffer, "PNG")
+    Path(path).write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
+def _owned(root: Path, style: Path, sr: Path) -> None:
+    """What every file case starts from: photographs, a folder of them, a user's other files and the checkpoints."""
+    _photo(root / "p.png", 90)
+    _photo(root / "photos" / "a.png", 30)
+    _photo(root / "photos" / "b.jpg", 200)
+    _photo(root / "user.png", 7)
+    (root / "user.gif").write_bytes(b"GIF89a a user's own animation")
+    (root / "model.ckpt").write_bytes(style.read_bytes())
+    (root / "sr.ckpt").write_bytes(sr.read_bytes())
+    grey16 = (np.arange(16 * 24, dtype=np.uint32).reshape(16, 24) * 170).clip(0, 65535).astype(np.uint16)
+    Image.fromarray(grey16).save(root / "g16.png")
+    Image.fromarray(np.linspace(0, 1, 16 * 24, dtype=np.float32).reshape(16, 24)).save(root / "f01.tif")
+    Image.fromarray(np.linspace(0, 255, 16 * 24, dtype=np.float32).reshape(16, 24)).save(root / "f255.tif")
+
+
+def _link(name, target):
+    def make(r):
+        os.symlink(r / target, r / name)
+    return make
+
+
+def _hard(name, target):
+    def make(r):
+        os.link(r / target, r / name)
+    return make
+
+
+def _put(name, builder):
+    def make(r):
+        (r / name).parent.mkdir(parents=True, exist_ok=True)
+        builder(r / name)
+    return make
+
+
+def _images(r):
+    """One photograph of each kind a user may have, in images/."""
+    d = r / "images"
+    d.mkdir()
+    Image.fromarray(np.full((8, 10), 180, np.uint8)).convert("1").save(d / "bilevel.png")
+    Image.fromarray(np.dstack([np.full((8, 10), 90, np.uint8), np.full((8, 10), 128, np.uint8)]), "LA").save(
+        d / "la.png")
+    pal = Image.new("P", (10, 8), 1)
+    pal.putpalette([0, 0, 0, 200, 40, 40] + [0] * 762)
+    pal.save(d / "palette.png", transparency=0)
+    Image.new("CMYK", (10, 8), (20, 80, 0, 10)).save(d / "cmyk.jpg")
+    frames = [Image.new("L", (10, 8), v) for v in (20, 220)]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.new("RGBA", (10, 8), (0, 120, 240, 128)).save(d / "rgba.png")
+
+
+# (id, prepare(root) or None, argv(root), exit status, regex on stderr + stdout, names allowed to change)
+FILE_CASES = [
+    # class 2: never onto an input, however spelled; never over a file it did not make without --overwrite
+    ("out via symlink", _link("link.png", "p.png"), lambda r: ["stylize", "--input", r / "p.png", "--output",
+                                                               r / "link.png"], 2, r"differ from --input", ()),
+    ("out via ..", None, lambda r: ["stylize", "--input", r / "p.png", "--output", r / "photos" / ".." / "p.png"],
+     2, r"--output to differ from --input", ()),
+    ("out via hard link", _hard("hard.png", "p.png"), lambda r: ["stylize", "--input", r / "p.png", "--output",
+                                                                 r / "hard.png"], 2, r"differ from --input", ()),
+    ("out dir via symlink", _link("photos_link", "photos"), lambda r: ["stylize", "--input", r / "photos",
+                                                                       "--output", r / "photos_link"],
+     2, r"--output to differ from --input", ()),
+    ("out existing user file", None, lambda r: ["stylize", "--input", r / "p.png", "--output", r / "user.png"],
+     2, r"name new files, got .*user\.png', which exists: pass --overwrite", ()),
+    ("out existing --overwrite", None, lambda r: ["stylize", "--input", r / "p.png", "--output", r / "user.png",
+                                                  "--overwrite"], 0, r"1 written, 0 skipped", ("user.png",)),
+    ("out folder inside input holds user files", _put("photos/out/a.png", _photo),
+     lambda r: ["stylize", "--input", r / "photos", "--output", r / "photos" / "out"], 2,
+     r"name new files, got .*out/a\.png'.*pass --overwrite", ()),
+    ("out folder inside input, new", None, lambda r: ["stylize", "--input", r / "photos", "--output",
+                                                      r / "photos" / "new"], 0, r"2 written, 0 skipped", ()),
+    ("out is the checkpoint", None, lambda r: ["stylize", "--input", r / "p.png", "--output", r / "model.ckpt"],
+     2, r"--output to differ from --ckpt", ()),
+    ("out is the checkpoint via link", _link("m.png", "model.ckpt"),
+     lambda r: ["stylize", "--input", r / "p.png", "--output", r / "m.png"], 2, r"differ from --ckpt", ()),
+    ("super-resolve out via ./", None, lambda r: ["super-resolve", "--ckpt", r / "sr.ckpt", "--input", r / "p.png",
+                                                  "--output", f"{r}/./p.png"], 2, r"differ from --input", ()),
+    ("export onto its checkpoint", None, lambda r: ["export", "--ckpt", r / "model.ckpt", "--format", "torchscript",
+                                                    "--output", r / "model.ckpt"], 2, r"--output to differ from --ckpt",
+     ()),
+    ("export onto checkpoint via ..", None, lambda r: ["export", "--ckpt", r / "model.ckpt", "--format",
+                                                       "torchscript", "--output", r / "photos" / ".." / "model.ckpt"],
+     2, r"--output to differ from --ckpt", ()),
+    ("export onto checkpoint via link", _link("m.pt", "model.ckpt"),
+     lambda r: ["export", "--ckpt", r / "model.ckpt", "--format", "torchscript", "--output", r / "m.pt"],
+     2, r"differ from --ckpt", ()),
+    ("export over a user file", None, lambda r: ["export", "--ckpt", r / "model.ckpt", "--format", "torchscript",
+                                                 "--output", r / "user.png"], 2, r"pass --overwrite", ()),
+    ("export --overwrite", None, lambda r: ["export", "--ckpt", r / "model.ckpt", "--format", "torchscript",
+                                            "--output", r / "user.png", "--overwrite"], 0, r"exported", ("user.png",)),
+    ("animate over a user gif", None, lambda r: ["conv", "animate", "-o", r / "user.gif"], 2, r"pass --overwrite",
+     ()),
+    ("animate --all over a user gif", _put("figs/dilation.gif", lambda p: p.write_bytes(b"GIF89a mine")),
+     lambda r: ["conv", "animate", "--all", r / "figs"], 2, r"--all to name new files, got .*dilation\.gif", ()),
+    ("landscape over a user picture", _put("land/contour.png", _photo),
+     lambda r: ["landscape", "--ckpt", r / "model.ckpt", "--config", QUICKSTART, "--out", r / "land"], 2,
+     r"--out to name new files, got .*contour\.png", ()),
+    ("landscape out onto its checkpoint", _put("land2/surface.json", lambda p: p.write_text("{}")),
+     lambda r: ["landscape", "--ckpt", r / "land2" / "surface.json", "--config", QUICKSTART, "--out", r / "land2"],
+     2, r"--out to differ from --ckpt or --config", ()),
+    # class 1: images of any depth and format, written back with the input's depth
+    ("16-bit png in, 16-bit png out", None, lambda r: ["stylize", "--input", r / "g16.png", "--output",
+                                                       r / "o16.png"], 0, r"1 written", ()),
+    ("float tiff in, 16-bit png out", None, lambda r: ["stylize", "--input", r / "f01.tif", "--output",
+                                                       r / "of.png"], 0, r"1 written", ()),
+    ("float tiff 0..255 refused by name", None, lambda r: ["stylize", "--input", r / "f255.tif", "--output",
+                                                           r / "o.png"], 1, r"divide by 255.*0 written, 1 skipped", ()),
+    ("16-bit super-resolve", None, lambda r: ["super-resolve", "--ckpt", r / "sr.ckpt", "--input", r / "g16.png",
+                                              "--output", r / "big16.png"], 0, r"1 written", ()),
+    ("16-bit to jpeg says 8 bits", None, lambda r: ["stylize", "--input", r / "g16.png", "--output", r / "o.jpg"],
+     0, r"8 bits per channel from a 16-bit source", ()),
+    ("every mode in a folder", _images, lambda r: ["stylize", "--input", r / "images", "--output", r / "styled"],
+     0, r"has 2 frames; only the first is read.*6 written, 0 skipped", ()),
+    ("int32 image out of range", _put("wide.tif", lambda p: Image.fromarray(np.array([[-5, 70000]], np.int32)).save(
+        p)), lambda r: ["stylize", "--input", r / "wide.tif", "--output", r / "o.png"], 1,
+     r"mode 'I'\) to hold 16-bit values.*0 written, 1 skipped", ()),
+    # class 3: per-file failures are skipped and counted; a batch fails only when nothing could be read
+    ("decompression bomb skipped", _put("photos/bomb.png", _bomb),
+     lambda r: ["stylize", "--input", r / "photos", "--output", r / "o"], 0,
+     r"skipped .*bomb\.png.*decompression bomb.*2 written, 1 skipped", ()),
+    ("truncated png skipped", _put("photos/cut.png", _truncated),
+     lambda r: ["stylize", "--input", r / "photos", "--output", r / "o"], 0, r"cut\.png.*2 written, 1 skipped", ()),
+    ("text named png skipped", _put("photos/notes.png", lambda p: p.write_text("not an image")),
+     lambda r: ["stylize", "--input", r / "photos", "--output", r / "o"], 0, r"notes\.png.*2 written, 1 skipped", ()),
+    ("nothing readable: status 1", _put("bad/x.png", _bomb),
+     lambda r: ["stylize", "--input", r / "bad", "--output", r / "o"], 1, r"0 written, 1 skipped", ()),
+    # class 5: options that cannot apply
+    ("--input ''", None, lambda r: ["stylize", "--input", "", "--output", r / "o.png"], 2,
+     r"--input to name an image file or a folder, got an empty string", ()),
+    ("--output ''", None, lambda r: ["stylize", "--input", r / "p.png", "--output", ""], 2,
+     r"--output to name a file or a folder, got an empty string", ()),
+    ("export --output ''", None, lambda r: ["export", "--ckpt", r / "model.ckpt", "--format", "onnx", "--output",
+                                            ""], 2, r"--output to name the file to write, got an empty string", ()),
+    ("landscape --out ''", None, lambda r: ["landscape", "--ckpt", r / "model.ckpt", "--config", QUICKSTART,
+                                            "--out", ""], 2, r"--out to name a folder, got an empty string", ()),
+]
+
+
+@pytest.mark.parametrize(("prepare", "argv", "status", "match", "changed"), [c[1:] for c in FILE_CASES],
+                         ids=[c[0] for c in FILE_CASES])
+def test_a_users_files_are_kept(tmp_path, style_checkpoint, sr_checkpoint, prepare, argv, status, match, changed,
+                                capsys, caplog):
+    import re
+
+    root = tmp_path / "home"
+    _owned(root, style_checkpoint[0], sr_checkpoint[0])
+    if prepare is not None:
+        prepare(root)
+    argv = [str(a) for a in argv(root)]
+    if argv[0] in ("stylize", "super-resolve") and "--ckpt" not in argv:
+        argv[1:1] = ["--ckpt", str(root / ("sr.ckpt" if argv[0] == "super-resolve" else "model.ckpt"))]
+    before = _sums(root)
+    code = main(argv)
+    captured = capsys.readouterr()
+    text = " ".join((captured.err + caplog.text + captured.out).split())
+    assert code == status, text[-2000:]
+    assert re.search(match, text), text[-2000:]
+    if status == 2:
+        errors = [line for line in captured.err.splitlines() if line.startswith(f"lightning-papers {argv[0]}: error:")]
+        assert len(errors) == 1 and "Traceback" not in captured.err, captured.err
+    after = _sums(root)
+    for path, digest in before.items():  # every file that was there is there, unchanged unless the row says so
+        assert path in after, f"{path} was removed"
+        if path.relative_to(root).as_posix() not in changed:
+            assert after[path] == digest, f"{path} was changed"
+        else:
+            assert after[path] != digest, f"{path} should have been replaced"
+    assert not [p for p in root.rglob("*.tmp*")], "a temporary file was left behind"
+
+
+def test_16_bit_inputs_give_16_bit_outputs_with_the_8_bit_result(tmp_path, style_checkpoint):
+    """The issue's 16-bit PNG: stylised, it matches the stylised 8-bit version of the same picture (not white)."""
+    ramp16 = (np.arange(20 * 28, dtype=np.uint32).reshape(20, 28) * 117).clip(0, 65535).astype(np.uint16)
+    Image.fromarray(ramp16).save(tmp_path / "g16.png")
+    Image.fromarray(np.round(ramp16 / 257).astype(np.uint8)).save(tmp_path / "g8.png")
+    Image.fromarray(np.full_like(ramp16, 255, dtype=np.uint8)).save(tmp_path / "white.png")  # how it was read
+    ckpt = str(style_checkpoint[0])
+    for name in ("g16", "g8", "white"):
+        assert main(["stylize", "--ckpt", ckpt, "--input", str(tmp_path / f"{name}.png"),
+                     "--output", str(tmp_path / f"{name}_out.png")]) == 0
+    assert _png_bits(tmp_path / "g16_out.png") == 16 and _png_bits(tmp_path / "g8_out.png") == 8
+    out16, out8, white = (load_image(tmp_path / f"{n}_out.png") for n in ("g16", "g8", "white"))
+    # the same picture, up to the 8-bit input's rounding (which the untrained network amplifies here and there),
+    # and far from what the old reading (almost all white) gave
+    near, far = float((out16 - out8).abs().mean()), float((out16 - white).abs().mean())
+    assert near < far / 4, (near, far)
+    assert np.corrcoef(out16.flatten().numpy(), out8.flatten().numpy())[0, 1] > 0.8
+
+
+# the command line: (id, argv, stderr regex); one line, status 2, before any work (no file written)
+USER_ERRORS_23 = [
+    # class 4: every user mistake is one line
+    ("validate missing ckpt", ["validate", "--config", QUICKSTART, "--ckpt_path", "missing.ckpt"],
+     r"--ckpt_path to be a checkpoint file, got 'missing\.ckpt' \(no such file\)"),
+    ("validate ckpt folder", ["validate", "--config", QUICKSTART, "--ckpt_path", "."],
+     r"--ckpt_path to be a checkpoint file, got '\.' \(a folder\)"),
+    ("demo tpu", ["demo", "--device", "tpu"], r"--device to be one of auto, cpu.*got 'tpu' \(not a device the demo"),
+    ("demo xpu", ["demo", "--device", "xpu"], r"got 'xpu'"),
+    ("demo precision 64", ["demo", "--precision", "64"], r"--precision to be one of 32-true, 32, bf16-mixed.*'64'"),
+    ("demo precision 16-true", ["demo", "--precision", "16-true"], r"got '16-true'"),
+    ("demo out is a file", ["demo", "--out", "afile"], r"--out in a folder this user can write, got 'afile'"),
+    ("demo epochs 0", ["demo", "--epochs", "0"], r"`epochs` >= 1, got 0"),
+    ("trace 1 channel", ["conv", "trace", "--model", "resnet20", "--input-size", "1", "32", "32"],
+     r"--input-size to start with the 3 channels resnet20 takes, got 1 32 32"),
+    ("trace zero size", ["conv", "trace", "--model", "resnet20", "--input-size", "3", "0", "32"],
+     r"three positive numbers.*got 3 0 32"),
+    ("animate txt", ["conv", "animate", "-o", "x.txt"], r"-o/--output to name a \.gif file, got 'x\.txt'"),
+    ("animate empty output", ["conv", "animate", "-o", ""], r"\.gif file, got ''"),
+    ("export opset 99999", ["export", "--ckpt", "m.ckpt", "--format", "onnx", "--output", "m.onnx", "--opset",
+                            "99999"], r"--opset to be an ONNX opset version from 11 to \d+ .*got 99999"),
+    ("export opset 9", ["export", "--ckpt", "m.ckpt", "--format", "onnx", "--output", "m.onnx", "--opset", "9"],
+     r"from 11 to \d+.*got 9"),
+    ("fit bad value", ["fit", "--config", QUICKSTART, "--model.init_args.lr=abc", "--trainer.fast_dev_run=true"],
+     r"valid configuration, got model\.lr: class lightning_papers\.modules\.ImageClassifier: Expected a .*float"),
+    ("fit unknown class", ["fit", "--config", "unknown.yaml"], r"got model: class lightning_papers\.modules\.Nope: "
+                                                              r"module .* has no attribute 'Nope'"),
+    ("fit bad int", ["fit", "--config", QUICKSTART, "--trainer.max_epochs=x"], r"got trainer\.max_epochs: Expected"),
+    ("fit unknown option", ["fit", "--config", QUICKSTART, "--nope=1"], r"unrecognized arguments: --nope=1"),
+    ("fit config not text", ["fit", "--config", "photo.png"], r"--config to be a YAML file, got 'photo\.png', which is "
+                                                              r"not text"),
+    ("validate foreign hparams", ["validate", "--config", QUICKSTART, "--ckpt_path", "foreign.ckpt",
+                                  "--trainer.logger=false"],
+     r"--ckpt_path to be a checkpoint of the config's model, got hyperparameters .*'style_image' is not accepted"),
+    # class 3: sizes refused up front, with the estimate
+    ("animate i 500", ["conv", "animate", "--i", "500", "-o", "big.gif"],
+     r"fits in memory, got conv animate --i 500 \(248004 frames\), an estimated .* where this machine has"),
+    ("animate long", ["conv", "animate", "--i", "60", "--k", "1", "-o", "long.gif"],
+     r"under 1 min, got conv animate --i 60 \(3600 frames\), an estimated .*pass --force"),
+    ("landscape huge grid", ["landscape", "--ckpt", "m.ckpt", "--config", QUICKSTART, "--grid", "-1:1:1000000000000"],
+     r"fits in memory, got --grid -1:1:1000000000000 \(1e\+24 points x 4 batches, at least\)"),
+    ("landscape long grid", ["landscape", "--ckpt", "m.ckpt", "--config", QUICKSTART, "--grid", "-1:1:2000"],
+     r"under 1 min, got --grid -1:1:2000 \(4000000 points.*pass --force"),
+    # class 5: options that cannot apply
+    ("landscape ygrid in 1d", ["landscape", "--ckpt", "m.ckpt", "--config", QUICKSTART, "--mode", "1d", "--ygrid",
+                               "-1:1:3"], r"--ygrid only with --mode 2d, got --ygrid -1:1:3 with --mode 1d"),
+    ("animate all with -o", ["conv", "animate", "--all", "figs", "-o", "x.gif"],
+     r"--all OUTDIR alone .*got -o/--output as well"),
+    ("animate all with kind and i", ["conv", "animate", "--all", "figs", "--kind", "pool", "--i", "7"],
+     r"got --kind, --i as well"),
+    ("animate all empty", ["conv", "animate", "--all", ""], r"--all to name a folder, got an empty string"),
+]
+
+
+@pytest.mark.parametrize(("argv", "match"), [c[1:] for c in USER_ERRORS_23], ids=[c[0] for c in USER_ERRORS_23])
+def test_every_mistake_is_one_line_before_any_work(argv, match, tmp_path, capsys, monkeypatch):
+    import re
+
+    from lightning_papers import budget
+
+    monkeypatch.setattr(budget, "available_memory", lambda: 64 * 1024**3)  # the same verdicts on every machine
+    (tmp_path / "afile").write_text("a user's file")
+    (tmp_path / "m.ckpt").write_text("not read: the mistake is found first")
+    _photo(tmp_path / "photo.png")
+    torch.save({"hyper_parameters": {"style_image": "coffee"}, "state_dict": {},
+                "pytorch-lightning_version": L.__version__}, tmp_path / "foreign.ckpt")
+    (tmp_path / "unknown.yaml").write_text("model:\n  class_path: lightning_papers.modules.Nope\n"
+                                           "data:\n  class_path: lightning_papers.data.DigitsDataModule\n")
+    before = _sums(tmp_path)
+    argv = [str(a) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"lightning-papers {argv[0]}: error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert re.search(match, lines[0]), lines[0]
+    assert _sums(tmp_path) == before  # nothing written, nothing changed
+
+
+def test_a_missing_extra_is_one_line_naming_the_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # as if scikit-learn were not installed
+    assert main(["demo", "--fast", "--device", "cpu", "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lightning-papers demo: error: "), err
+    assert err[0].endswith("needs 'sklearn' (the data extra): install it with `pip install \"lightning-papers[data]\"`")
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`lightning-papers conv solve ... | head -3`: the reader leaves; no BrokenPipeError traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        assert main(["conv", "solve", "--i", "32", "--o", "16"]) == 141
+    finally:
+        monkeypatch.undo()
+        stream.close()
+    assert "BrokenPipe" not in capsys.readouterr().err
+
+
+def test_the_budget_refuses_by_estimate(monkeypatch):
+    from lightning_papers import budget
+
+    monkeypatch.setattr(budget, "available_memory", lambda: 1024**3)
+    with pytest.raises(ValueError, match=r"an estimated 2 GB where this machine has 1 GB available"):
+        budget.check_budget("x", 1.0, 2 * 1024**3, force=True)  # memory: even when forced
+    with pytest.raises(ValueError, match=r"under 1 min, got x, an estimated 2 min: pass --force"):
+        budget.check_budget("x", 120.0, 10)
+    budget.check_budget("x", 120.0, 10, force=True)  # time: allowed when the user insists
+    assert budget.describe_seconds(3 * 86400) == "3 days" and budget.describe_bytes(1536) == "1.5 KB"
+
+
+def test_animate_with_force_shows_a_progress_bar(tmp_path, monkeypatch, capsys):
+    from lightning_papers import budget
+    from lightning_papers.conv_arithmetic import animation
+
+    monkeypatch.setattr(budget, "MAX_SECONDS", 60.0)
+    monkeypatch.setattr(animation, "_SECONDS_PER_CELL", 1.0)  # every animation now "takes" minutes
+    assert main(["conv", "animate", "--i", "4", "-o", str(tmp_path / "a.gif")]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert main(["conv", "animate", "--i", "4", "-o", str(tmp_path / "a.gif"), "--force"]) == 0
+    assert "frames: 100%" in capsys.readouterr().err
+    with Image.open(tmp_path / "a.gif") as gif:
+        assert gif.n_frames == 4
+
+
+def _shards(tmp_path):
+    net, data = _net(), _data()
+    grid = np.linspace(-1, 1, 4)
+    a = ls.surface(net, _direction(), grid, data, shard=(0, 2), path=tmp_path / "partA")
+    b = ls.surface(net, _direction(), grid, data, shard=(1, 2), path=tmp_path / "partB")
+    return a, b
+
+
+def test_merge_surfaces_takes_paths_as_the_readme_shows(tmp_path):
+    a, b = _shards(tmp_path)
+    merged = ls.merge_surfaces([tmp_path / "partA", str(tmp_path / "partB.npz")])
+    reference = ls.merge_surfaces([a, b])
+    assert merged.complete and np.array_equal(merged["loss"], reference["loss"])
+    full = ls.surface(_net(), _direction(), np.linspace(-1, 1, 4), _data())
+    np.testing.assert_allclose(merged["loss"], full["loss"], rtol=1e-6)
+    with pytest.warns(UserWarning, match=r"lacks the points of rank\(s\) \[1\] of 2 \(2 of 4 points not computed"):
+        ls.merge_surfaces([tmp_path / "partA"])
+
+
+def _edited(tmp_path, edit):
+    _shards(tmp_path)
+    arrays = dict(np.load(tmp_path / "partA.npz"))
+    edit(arrays)
+    np.savez(tmp_path / "edited.npz", **arrays)
+    return tmp_path / "edited"
+
+
+def _meta_net():
+    with torch.device("meta"):
+        return nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+
+
+# the library's edges (class 6) and the image reader (class 1): (id, call(tmp_path), error, message)
+LIBRARY_23 = [
+    ("merge one shard twice", lambda t: ls.merge_surfaces([_shards(t)[0], ls.load_surface(t / "partA")]),
+     ValueError, r"each shard once, got shard \(rank, world_size\) = \(0, 2\) in parts 0 and 1"),
+    ("merge one file twice", lambda t: ls.merge_surfaces([(_shards(t), t / "partA")[1], t / "partA.npz"]),
+     ValueError, r"each saved part once, got .*partA\.npz' twice"),
+    ("merge a missing file", lambda t: ls.merge_surfaces([t / "nope"]), ValueError, r"saved surface at .*nope\.npz"),
+    ("edited npz without computed", lambda t: ls.load_surface(_edited(t, lambda a: a.pop("computed"))), ValueError,
+     r"surface written by save_surface .*edited\.npz.*damaged \(KeyError: .*computed"),
+    ("edited npz wrong shape", lambda t: ls.load_surface(_edited(t, lambda a: a.update(
+        value_loss=a["value_loss"][:2]))), ValueError,
+     r"damaged .*`values\['loss'\]` to have the grid's shape \(4,\), got \(2,\)"),
+    ("edited npz without metrics", lambda t: ls.load_surface(_edited(t, lambda a: a.update(
+        metric_names=np.array([], dtype=str)))), ValueError, r"damaged .*no axes, no metrics or no metadata"),
+    ("edited npz renamed metric", lambda t: ls.load_surface(_edited(t, lambda a: a.update(
+        metric_names=np.array(["lossy"]), value_lossy=a["value_loss"])))["loss"], KeyError,
+     r"metric of this surface \('lossy'\), got 'loss'"),
+    ("surface non-scalar loss", lambda t: ls.surface(_net(), _direction(), np.zeros(1), _data(), metrics={
+        "loss": lambda out, y: F.cross_entropy(out, y, reduction="none")}), ValueError,
+     r"metric `loss` to return one number per batch .*shape \(8,\): reduce it"),
+    ("surface non-scalar evaluate", lambda t: ls.surface(_net(), _direction(), np.zeros(1), [_data()],
+                                                         evaluate=lambda b: {"loss": torch.ones(2)}), ValueError,
+     r"metric `loss` to return one number per batch .*shape \(2,\)"),
+    ("hessian_trace max_samples 1", lambda t: ls.hessian_trace(_net(), _data(), max_samples=1), ValueError,
+     r"`max_samples` >= 2 .*got 1"),
+    ("hessian_trace min > max", lambda t: ls.hessian_trace(_net(), _data(), max_samples=5, min_samples=6),
+     ValueError, r"`min_samples` to be an integer in \[2, max_samples=5\], got 6"),
+    ("meta directions", lambda t: ls.random_directions(_meta_net(), 1), ValueError,
+     r"weights on a real device, got '1\.weight' on the meta device .*to_empty"),
+    ("meta eigenvalue", lambda t: ls.hessian_top_eigenvalue(_meta_net(), _data()), ValueError, r"meta device"),
+    ("meta trace", lambda t: ls.hessian_trace(_meta_net(), _data()), ValueError, r"meta device"),
+    ("meta surface", lambda t: ls.surface(_meta_net(), _direction(), np.zeros(1), _data()), ValueError,
+     r"meta device"),
+    ("image float 0..255", lambda t: load_image(np.array([[0.0, 200.0]], np.float32)), ValueError,
+     r"\[0, 1\], got 0\.\.200 .*divide by 255"),
+    ("image int64", lambda t: load_image(np.array([[0, 255]])), ValueError, r"int64 values 0\.\.255.*cast to uint8"),
+    ("image nan", lambda t: load_image(torch.tensor([[float("nan")]])), ValueError, r"NaN or infinite"),
+    ("image bomb", lambda t: (_bomb(t / "b.png"), load_image(t / "b.png")), ValueError,
+     r"Could not read an image from .*b\.png.*decompression bomb"),
+    ("write_image bits", lambda t: write_image(torch.zeros(3, 2, 2), t / "o.png", bits=12), ValueError,
+     r"`bits` to be 8 or 16, got 12"),
+    ("write_image extension", lambda t: write_image(torch.zeros(3, 2, 2), t / "o.txt"), ValueError,
+     r"image extension PIL can write .*o\.txt"),
+    ("animate to txt", lambda t: animate(t / "a.txt", 4, 3), ValueError, r"end in \.gif, got .*a\.txt"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [c[1:] for c in LIBRARY_23], ids=[c[0] for c in LIBRARY_23])
+def test_library_edges_answer_clearly(call, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        call(tmp_path)
+
+
+def test_hessian_trace_takes_a_small_max_samples():
+    result = ls.hessian_trace(_net(), _data(), max_samples=5)  # min_samples follows max_samples, never asked for
+    assert len(result.samples) <= 5 and math.isfinite(result.trace)
+
+
+def test_the_parser_errors_condense_to_one_line():
+    from lightning_papers.cli import condense_parser_error
+
+    message = ('Parser key "model":\n  Does not validate against any of the Union subtypes\n  Subtypes: [...]\n'
+               "  Errors:\n    - Problem with given class_path 'pkg.Model':\n        Parser key \"lr\":\n"
+               "          Expected a <class 'float'>. Got value: abc\n    - Expected a <class 'NoneType'>\n"
+               "  Given value type: <class 'str'>\n  Given value: abc")
+    assert condense_parser_error(message) == ("Expected a valid configuration, got model.lr: class pkg.Model: "
+                                              "Expected a <class 'float'>. Got value: abc")
+
+
+# class 7: a normal run's stderr holds only what the user must read
+def _stderr_of(argv, cwd):
+    proc = subprocess.run([sys.executable, "-m", "lightning_papers.cli", *map(str, argv)], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": ""},
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stderr
+
+
+def test_a_normal_run_leaves_stderr_empty(tmp_path, style_checkpoint):
+    # one process (each costs an interpreter and the imports): the image path, Lightning and torch imported
+    _photo(tmp_path / "p.png")
+    assert _stderr_of(["stylize", "--ckpt", style_checkpoint[0], "--input", "p.png", "--output", "s.png"],
+                      tmp_path) == ""
+
+
+def test_lightning_cli_raises_no_jsonargparse_deprecation(monkeypatch):
+    import warnings
+
+    from lightning_papers.cli import _jsonargparse_deprecation, lightning_cli
+
+    monkeypatch.setattr(sys, "argv", ["lightning-papers"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lightning_cli(["--config", str(QUICKSTART), "--trainer.logger=false"], run=False, save_config_callback=None)
+    assert not [w for w in caught if issubclass(w.category, _jsonargparse_deprecation())]
+
+
+def test_issue_23_grew_the_tables_by_at_least_60_cases():
+    assert len(FILE_CASES) + len(USER_ERRORS_23) + len(LIBRARY_23) >= 60

@@ -478,8 +478,13 @@ def gather_surface(trainer: pl.Trainer, part: SurfaceResult) -> SurfaceResult:
     computed = torch.as_tensor(part.computed, device=device).to(torch.uint8)
     all_values = trainer.strategy.all_gather(values).cpu().numpy()
     all_computed = trainer.strategy.all_gather(computed).cpu().numpy().astype(bool)
+    shard = part.metadata.get("shard")
+
+    def metadata(rank: int) -> dict:  # each part says which rank computed it (merge refuses one shard twice)
+        return {**part.metadata, "shard": [rank, shard[1]]} if shard else part.metadata
+
     return merge_surfaces([
-        SurfaceResult(part.axes, {m: all_values[r, i] for i, m in enumerate(names)}, all_computed[r], part.metadata)
+        SurfaceResult(part.axes, {m: all_values[r, i] for i, m in enumerate(names)}, all_computed[r], metadata(r))
         for r in range(trainer.world_size)
     ])
 
@@ -718,3 +723,20 @@ def _key_value(value: Any) -> Any:
     if callable(value) and not isinstance(value, type):
         return getattr(value, "__qualname__", type(value).__name__)
     return value
+
+
+@contextmanager
+def lightning_info_off():
+    """Only Lightning's warnings pass while the block runs: its info lines ("GPU available", the seed,
+    ``limit_val_batches``) about a Trainer the package sets up for itself are not the user's to read."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -31,8 +31,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "condense_parser_error", "lightning_cli", "main", "run_as_tool",
-           "run_lightning_cli"]
+__all__ = ["DEBUG_ENV", "USER_ERRORS", "answer", "condense_parser_error", "lightning_cli", "main",
+           "quiet_framework_noise", "run_as_tool", "run_lightning_cli"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
@@ -59,7 +59,17 @@ def lightning_cli(args: Sequence[str], **kwargs):
                 super().parse_arguments(parser, args)
             except ArgumentError as err:
                 raise ValueError(condense_parser_error(str(err))) from None
+            except UnicodeDecodeError:
+                raise ValueError(f"Expected --config to be a YAML file, got {_config_arg(args)!r}, which is not "
+                                 "text") from None
             _check_ckpt_class(self.config)
+
+        def _parse_ckpt_path(self) -> None:  # Lightning >= 2.5: the checkpoint's hyperparameters checked too
+            try:
+                super()._parse_ckpt_path()
+            except ArgumentError as err:
+                raise ValueError("Expected --ckpt_path to be a checkpoint of the config's model, got hyperparameters "
+                                 f"that do not fit it: {condense_parser_error(str(err))}") from None
 
     defaults = dict(model_class=None, datamodule_class=None, subclass_mode_model=True, subclass_mode_data=True)
     # jsonargparse raises instead of printing usage and paragraphs: its error becomes one line (condense_parser_error)
@@ -71,6 +81,17 @@ def lightning_cli(args: Sequence[str], **kwargs):
         # Lightning's own calls of jsonargparse APIs that jsonargparse deprecates: not the user's business
         warnings.filterwarnings("ignore", category=_jsonargparse_deprecation())
         return _CLI(**{**defaults, **kwargs}, args=list(args))
+
+
+def _config_arg(args: Sequence[str]) -> str:
+    """The value of ``--config`` (or ``-c``) in ``args``, for a message."""
+    args = [str(a) for a in args or ()]
+    for i, a in enumerate(args):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return "?"
 
 
 def _jsonargparse_deprecation() -> type[Warning]:
@@ -261,11 +282,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
 
 
+class _NoAdverts:
+    """A logging filter: Lightning's "💡 Tip: ... try installing litlogger/litmodels" lines are not for our users."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip")
+
+
+def quiet_framework_noise() -> None:
+    """Leave on stderr only what a user of the command must read: the deprecation notices that Lightning's own
+    calls raise in jsonargparse and torch's pytree (a user cannot act on them), and Lightning's product tips."""
+    import logging
+
+    warnings.filterwarnings("ignore", category=_jsonargparse_deprecation())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _NoAdverts) for f in handler.filters):
+                handler.addFilter(_NoAdverts())
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     prog = f"lightning-papers {argv[0]}" if argv else "lightning-papers"
+    if argv and argv[0] not in ("-h", "--help"):
+        import lightning.pytorch  # noqa: F401 - its log handlers exist once it is imported
+
+        quiet_framework_noise()
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         def fit() -> int:
             run_lightning_cli(argv)

@@ -134,8 +134,8 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
 
     if len(inputs) != len(outputs):
         raise ValueError(f"Expected as many outputs as inputs, got {len(outputs)} for {len(inputs)}")
-    check_outputs(outputs, inputs, flag="--output", input_flag="an input", overwrite=overwrite)
     check_outputs(outputs, [ckpt], flag="--output", input_flag="--ckpt", overwrite=True)
+    check_outputs(outputs, inputs, flag="--output", input_flag="an input", overwrite=overwrite)
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"Expected `precision` to be one of {tuple(PRECISIONS)}, got {precision!r}")
     dev = resolve_device(device)  # a bad device name fails before the checkpoint is read

@@ -267,6 +267,14 @@ class _SurfaceAtValidationStart(Callback):
 def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
              devices: int | list[int]):
     """(surface, seconds, device): the surface computed inside ``Trainer.validate``."""
+    from lightning_papers.callbacks._trainer import lightning_info_off
+
+    with lightning_info_off():  # the seed, "GPU available": about this command's own Trainers
+        return _surface_in_trainer(args, axes, out, accelerator, devices)
+
+
+def _surface_in_trainer(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
+                        devices: int | list[int]):
     import lightning as L
     from lightning.pytorch.utilities.model_helpers import is_overridden
 

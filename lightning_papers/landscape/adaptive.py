@@ -317,17 +317,16 @@ def adaptive_surface(model: Any, directions: Any, grid: Any, data: Any, refineme
 
     Args:
         model: as for :func:`~lightning_papers.landscape.surface`.
-        directions: as for :func:`~lightning_papers.landscape.surface`.
-        grid: the finest lattice (e.g. 51 x 51), as for :func:`~lightning_papers.landscape.surface`.
+        directions: one or two directions, as for :func:`~lightning_papers.landscape.surface`.
+        grid: the finest lattice (e.g. 51 x 51 axes).
         data: as for :func:`~lightning_papers.landscape.surface`.
         refinement: a :class:`Refinement`, a dict of its arguments, or a budget (``int`` points or ``float``
             fraction).
         shard: ``(rank, world_size)``; needs ``gather`` when ``world_size > 1``.
         gather: ``gather(part) -> merged result`` on every rank (e.g. all-gather + :func:`merge_surfaces`).
-        path: as for :func:`~lightning_papers.landscape.surface`.
-        resume: as for :func:`~lightning_papers.landscape.surface`; a resumed run replays the refinement from the
-            saved values and evaluates only what is missing.
-        progress: as for :func:`~lightning_papers.landscape.surface`.
+        path: as for :func:`~lightning_papers.landscape.surface` (every round saves there).
+        resume: replay the refinement from the values saved at ``path``, evaluating only what is missing.
+        progress: as for :func:`~lightning_papers.landscape.surface`, per round.
         save_every: as for :func:`~lightning_papers.landscape.surface`.
         trajectory: as for :func:`~lightning_papers.landscape.surface`.
         options: evaluation options of :func:`~lightning_papers.landscape.surface`.

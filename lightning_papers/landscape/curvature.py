@@ -161,6 +161,9 @@ def _check_common(model: nn.Module, loss_fn: Any, evaluate: Any, autocast_dtype:
         raise ValueError(f"Expected `batchnorm` to be one of {SUPPORTED_BATCHNORM}, got {batchnorm!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"Expected `seed` to be an integer, got {seed!r}")
+    from lightning_papers.landscape.directions import check_materialised
+
+    check_materialised(model)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("Expected a model with trainable parameters (requires_grad=True), got none")
@@ -645,7 +648,7 @@ def hessian_trace(
     *,
     evaluate: Evaluate | None = None,
     max_samples: int = 100,
-    min_samples: int = 10,
+    min_samples: int | None = None,
     tol: float = 0.01,
     deflate: int = 0,
     seed: int = 0,
@@ -658,7 +661,8 @@ def hessian_trace(
 ) -> HessianTrace:
     """Hutchinson's estimate of the Hessian's trace: the mean of ``z^T H z`` over Rademacher vectors ``z``.
 
-    Sampling stops once ``min_samples`` are drawn and the standard error is at most ``tol`` times the estimate's
+    Sampling stops once ``min_samples`` (default 10, or ``max_samples`` when that is smaller) are drawn and the
+    standard error is at most ``tol`` times the estimate's
     magnitude, or after ``max_samples``.
 
     With ``deflate=m`` the first ``m`` products build a Krylov subspace (Lanczos from a random vector), whose part of
@@ -673,7 +677,7 @@ def hessian_trace(
     The other arguments are those of :func:`hessian_eigenvalues`.
 
     Raises:
-        ValueError: for a non-positive ``max_samples`` or ``tol``, ``min_samples`` outside ``[2, max_samples]``
+        ValueError: for ``max_samples`` < 2 or a non-positive ``tol``, ``min_samples`` outside ``[2, max_samples]``
             (one sample has no standard error), a negative ``deflate``, or as :func:`hessian_eigenvalues` does.
 
     Examples:
@@ -683,6 +687,10 @@ def hessian_trace(
         True
     """
     _positive_int(max_samples, "max_samples")
+    if max_samples < 2:
+        raise ValueError(f"Expected `max_samples` >= 2 (one sample has no standard error), got {max_samples}")
+    if min_samples is None:
+        min_samples = min(10, max_samples)
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not 2 <= min_samples <= max_samples:
         raise ValueError(f"Expected `min_samples` to be an integer in [2, max_samples={max_samples}], "
                          f"got {min_samples!r}")

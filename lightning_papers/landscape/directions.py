@@ -108,16 +108,31 @@ class Direction:
         }
 
 
+def check_materialised(model: nn.Module) -> None:
+    """Refuse a model whose weights are not there: parameters or buffers on the ``meta`` device (a model built under
+    ``torch.device("meta")`` or by ``init_empty_weights`` and never loaded) have shapes and no values.
+
+    Raises:
+        ValueError: naming the first such tensor and the fix.
+    """
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.device.type == "meta":
+            raise ValueError(f"Expected a model with its weights on a real device, got {name!r} on the meta device "
+                             "(shapes, no values): materialise it first (model.to_empty(device='cpu'), then load "
+                             "its state_dict)")
+
+
 def landscape_tensors(model: nn.Module, kind: str = "weights") -> dict[str, torch.Tensor]:
     """The model's tensors a direction of ``kind`` covers: parameters, or floating-point state entries.
 
     Returns the live tensors (parameters / buffers themselves, not copies), in a stable order.
 
     Raises:
-        ValueError: for an unknown ``kind``.
+        ValueError: for an unknown ``kind``, or a model on the meta device (:func:`check_materialised`).
     """
     if kind not in SUPPORTED_KINDS:
         raise ValueError(f"Expected `kind` to be one of {SUPPORTED_KINDS}, got {kind!r}")
+    check_materialised(model)
     if kind == "weights":
         return dict(model.named_parameters())
     return {k: v for k, v in model.state_dict(keep_vars=True).items() if torch.is_floating_point(v)}

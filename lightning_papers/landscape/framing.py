@@ -46,6 +46,8 @@ class Framed:
         min_radius: the first step of a scan.
         bisections: halvings of the last step of each scan (2: the crossing within a factor 2^(1/4)).
         margin: each span is the farthest crossing times this.
+        diagonals: scan the four diagonals of a surface too (twice the scans; a basin elongated along a diagonal
+            is framed by them).
 
     Raises:
         ValueError: for points < 3, non-positive radii or clip, ``min_radius > max_radius``, negative
@@ -58,6 +60,7 @@ class Framed:
     min_radius: float = 1.0 / 32
     bisections: int = 2
     margin: float = 1.15
+    diagonals: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.points, bool) or not isinstance(self.points, int) or self.points < 3:
@@ -146,11 +149,12 @@ def frame_range(model: Any, directions: Any, data: Any, *, framed: Framed | None
     :func:`~lightning_papers.landscape.surface` call: steps double from ``min_radius`` until the clip (or
     ``max_radius``), then the last step is bisected ``bisections`` times (geometric mean) and the crossing is
     interpolated in log loss. About 6-8 evaluations per ray. Every rank of a distributed run scans alike (the
-    scans are not sharded: the same points, the same range).
+    scans are not sharded: the same points, the same range). The scans evaluate the model itself, without the
+    copies ``fold_bn``/``channels_last``/``compile`` make (the same values up to float rounding).
 
     Args:
         model: as for :func:`~lightning_papers.landscape.surface`.
-        directions: as for :func:`~lightning_papers.landscape.surface`.
+        directions: one or two directions, as for :func:`~lightning_papers.landscape.surface`.
         data: as for :func:`~lightning_papers.landscape.surface`.
         framed: the scan's settings (:class:`Framed`).
         surface_options: what evaluates a point (``metrics``, ``evaluate``, ``autocast_dtype``, ...), passed to
@@ -172,7 +176,12 @@ def frame_range(model: Any, directions: Any, data: Any, *, framed: Framed | None
     framed = framed or Framed()
     dirs = [directions] if isinstance(directions, Direction) else list(directions)
     rays = _RAYS_1D if len(dirs) == 1 else _RAYS_2D
-    options = {k: v for k, v in surface_options.items() if k not in ("path", "resume", "shard", "progress")}
+    if not framed.diagonals:
+        rays = {n: u for n, u in rays.items() if 0.0 in u or len(u) == 1}
+    # the scans evaluate the model itself: the copies (fold_bn, channels_last, compile) pay off over a grid, not
+    # over the few points of a scan round (each round would copy, fold or compile again)
+    skip = ("path", "resume", "shard", "progress", "fold_bn", "channels_last", "compile")
+    options = {k: v for k, v in surface_options.items() if k not in skip}
 
     def evaluate(coords: list[tuple[float, ...]]) -> list[float]:
         axes, mask, index = _points_grid(coords, len(dirs))

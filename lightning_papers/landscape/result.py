@@ -65,6 +65,9 @@ class SurfaceResult:
         return bool(self.computed.all())
 
     def __getitem__(self, metric: str) -> np.ndarray:
+        if metric not in self.values:
+            raise KeyError(f"Expected a metric of this surface ({', '.join(map(repr, self.values)) or 'none'}), got "
+                           f"{metric!r}")
         return self.values[metric]
 
     def centre_index(self) -> tuple[int, ...]:

@@ -9,6 +9,8 @@ and :func:`merge_surfaces` assembles the same arrays a single process would have
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,18 +51,38 @@ def shard_indices(shape: Sequence[int], rank: int = 0, world_size: int = 1) -> n
     return np.arange(rank, int(np.prod(shape)), world_size)
 
 
-def merge_surfaces(parts: Sequence[SurfaceResult]) -> SurfaceResult:
+def merge_surfaces(parts: Sequence[SurfaceResult | str | os.PathLike]) -> SurfaceResult:
     """Combine per-rank (or partial) results of the same grid into one.
 
-    Points computed by several parts must agree (NaN equals NaN). The merged metadata is the first part's,
-    with ``shard`` set to ``None``.
+    ``parts`` are results or the paths they were saved under (``surface(..., path=...)``, ``save_surface``: with or
+    without ``.npz``). Points computed by several parts must agree (NaN equals NaN). The merged metadata is the
+    first part's, with ``shard`` set to ``None``. Shards of one split that lack a rank are merged with a warning
+    naming the absent ranks.
 
     Raises:
-        ValueError: for no parts, parts with different grids, metrics or metadata (directions, model and data
-            fingerprints, what was evaluated: the same checks as resuming), or parts that disagree on a point.
+        ValueError: for no parts, a file that is not a saved surface, one shard (or one file) given twice, parts
+            with different grids, metrics or metadata (directions, model and data fingerprints, what was evaluated:
+            the same checks as resuming), or parts that disagree on a point.
     """
+    from lightning_papers.landscape.storage import load_surface, surface_paths
+
+    if isinstance(parts, (str, os.PathLike, SurfaceResult)):
+        parts = [parts]
     if not parts:
         raise ValueError("Expected at least one surface to merge, got none")
+    files = [surface_paths(p)[0].resolve() for p in parts if isinstance(p, (str, os.PathLike))]
+    twice = sorted({str(f) for f in files if files.count(f) > 1})
+    if twice:
+        raise ValueError(f"Expected each saved part once, got {twice[0]!r} twice; merge each shard's file once")
+    parts = [p if isinstance(p, SurfaceResult) else load_surface(p) for p in parts]
+    for p in parts:
+        if not isinstance(p, SurfaceResult):
+            raise ValueError(f"Expected SurfaceResults or paths of saved surfaces, got {type(p).__name__}")
+    shards = [tuple(p.metadata["shard"]) if p.metadata.get("shard") else None for p in parts]
+    for i, shard in enumerate(shards):
+        if shard is not None and shard in shards[:i]:
+            raise ValueError(f"Expected each shard once, got shard (rank, world_size) = {shard} in parts "
+                             f"{shards.index(shard)} and {i}; merge one result per rank")
     first = parts[0]
     from lightning_papers.landscape.storage import MATCH_KEYS, check_metadata
 
@@ -83,4 +105,12 @@ def merge_surfaces(parts: Sequence[SurfaceResult]) -> SurfaceResult:
             values[k][part.computed] = v[part.computed]
         computed |= part.computed
     metadata = {**first.metadata, "shard": None}
+    worlds = {s[1] for s in shards if s is not None}
+    if len(worlds) == 1 and None not in shards:  # shards of one split: say which ranks are absent
+        world = worlds.pop()
+        absent = sorted(set(range(world)) - {s[0] for s in shards})
+        if absent:
+            warnings.warn(f"The merged surface lacks the points of rank(s) {absent} of {world} "
+                          f"({int((~computed).sum())} of {computed.size} points not computed, NaN): merge every "
+                          "rank's part", UserWarning, stacklevel=2)
     return SurfaceResult(list(first.axes), values, computed, metadata, first.trajectory)

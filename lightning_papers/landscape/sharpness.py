@@ -96,6 +96,9 @@ def hessian_top_eigenvalue(
         raise ValueError(f"Expected `max_iter` to be a positive integer, got {max_iter!r}")
     if not tol > 0:
         raise ValueError(f"Expected `tol` > 0, got {tol!r}")
+    from lightning_papers.landscape.directions import check_materialised
+
+    check_materialised(model)
     params = list(model.parameters())
     if not params:
         raise ValueError("Expected a model with parameters, got none")

@@ -190,6 +190,8 @@ def load_surface(path: str | os.PathLike) -> SurfaceResult:
             computed = data["computed"]
             metadata = json.loads(str(data["metadata"]))
             trajectory = data["trajectory"] if "trajectory" in data.files else None
+        if not axes or not values or not isinstance(metadata, dict):
+            raise ValueError("no axes, no metrics or no metadata")
         return SurfaceResult(axes, values, computed, metadata, trajectory)
     # never "allow_pickle": a surface holds no objects, so a file that needs it is not one of ours
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:

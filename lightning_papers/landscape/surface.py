@@ -313,6 +313,18 @@ def _evaluated_tensors(
     return run_model, targets, centre, dirs
 
 
+def _scalar(value: Any, name: str) -> torch.Tensor:
+    """``value`` as a 0-d float64 tensor, or a ValueError naming the metric and the shape it had."""
+    v = torch.as_tensor(value).detach()
+    if v.numel() != 1:
+        raise ValueError(f"Expected the metric `{name}` to return one number per batch (its mean), got a tensor of "
+                         f"shape {tuple(v.shape)}: reduce it (e.g. a loss with reduction='mean')")
+    if v.device.type == "meta":
+        raise ValueError(f"Expected the metric `{name}` to be computed on a real device, got a tensor on the meta "
+                         "device: materialise the model first (e.g. model.to_empty(device='cpu') and load its weights)")
+    return v.reshape(()).double()
+
+
 def _evaluate(
     model: Callable[[torch.Tensor], torch.Tensor], batches: Sequence[Batch], metrics: dict[str, Metric], autocast
 ) -> list[float]:
@@ -323,8 +335,8 @@ def _evaluate(
             with autocast():
                 out = model(x)
             out = out.float()
-            for i, fn in enumerate(metrics.values()):
-                v = fn(out, y).detach().double() * len(y)
+            for i, (name, fn) in enumerate(metrics.items()):
+                v = _scalar(fn(out, y), name) * len(y)
                 sums[i] = v if sums[i] is None else sums[i] + v
             n += len(y)
     return [float(s) / n for s in torch.stack(sums).cpu()]
@@ -340,7 +352,7 @@ def _evaluate_with(evaluate: Evaluate, batches: Sequence[Any], autocast) -> dict
                 out = evaluate(batch)
             size = samples_in(batch)
             for name, value in out.items():
-                v = torch.as_tensor(value).detach().double() * size
+                v = _scalar(value, name) * size
                 sums[name] = v if name not in sums else sums[name] + v
             n += size
     if not sums:
@@ -383,8 +395,8 @@ def _evaluate_vmap(
                 out = batched(stacked, x)
             out = out.float()
             for p in range(k):
-                for i, fn in enumerate(metrics.values()):
-                    sums[p, i] += fn(out[p], y).detach().double() * len(y)
+                for i, (name, fn) in enumerate(metrics.items()):
+                    sums[p, i] += _scalar(fn(out[p], y), name) * len(y)
             n += len(y)
     return (sums / n).cpu().tolist()
 

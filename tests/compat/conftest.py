@@ -10,6 +10,17 @@ import pytest
 RESULTS: list[dict] = []
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The matrix's budget is measured with one torch thread (the DDP script sets its own)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "compat_cell(callback): a cell of the compatibility matrix")
     config.addinivalue_line("markers", "compat_table: the check of the committed table (runs last)")

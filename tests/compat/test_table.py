@@ -1,4 +1,4 @@
-"""The committed compatibility table (docs/compatibility.md) is the one this session's cells give.
+"""The committed compatibility table (docs/compatibility.md and README.md) is the one this session's cells give.
 
 Runs last (``conftest.py``), over the results the matrix's cells recorded in this session; skipped when the session
 ran only part of the matrix (``-k``, ``-m``, node ids).
@@ -18,6 +18,7 @@ def test_committed_table_equals_the_results(request):
     table = matrix.render(results)
     assert matrix.committed_table() == table, "run `python -m tests.compat.matrix --write` and commit the table"
     assert matrix.PAGE.read_text() == matrix.page(table)
+    assert matrix.readme_table() == table, "README's table differs: run `python -m tests.compat.matrix --write`"
 
 
 def test_render_says_what_each_outcome_is():

@@ -174,6 +174,11 @@ def test_two_ranks_sharing_each_round_equal_one_process_and_merge():
     for rank in range(2):
         np.testing.assert_array_equal(out[rank].computed, whole.computed)
         np.testing.assert_array_equal(out[rank]["loss"], whole["loss"])
+    # each rank evaluated only its share of every round; merged, the shares are the uninterrupted run
+    own = [box[r] for r in range(2)]  # the last round's parts
+    assert not (own[0].computed & own[1].computed).any()
+    merged = ls.merge_surfaces(own)
+    np.testing.assert_array_equal(merged["loss"][merged.computed], whole["loss"][merged.computed])
 
 
 def test_curves_refine_where_they_bend():
@@ -193,6 +198,9 @@ def test_frame_reaches_the_clip_along_each_axis():
     assert fr.reaches["+x"] == pytest.approx(_root_plus_x(), rel=0.05)
     assert fr.reaches["-x"] is None and fr.reaches["+y"] is None
     assert fr.spans[1] == 2.0 and fr.spans[0] == 2.0  # -x never reaches the clip within max_radius
+    axis_only = ls.frame_range(Point(), directions(), DATA, framed=ls.Framed(diagonals=False),
+                               metrics={"loss": bowl_with_wall})
+    assert sorted(axis_only.reaches) == ["+x", "+y", "-x", "-y"] and axis_only.evaluations < fr.evaluations
     r = ls.surface(Point(), directions(), ls.Framed(points=9, max_radius=0.5), DATA, metrics={"loss": bowl_with_wall})
     assert r.metadata["range"]["spans"] == [0.5, 0.5] and r.shape == (9, 9)
     assert "range ±0.5 x ±0.5" in ls.describe_sampling(r)
