@@ -582,6 +582,23 @@ def test_validate_with_a_checkpoint_of_another_model_class_is_refused(tmp_path, 
     assert "--ckpt_path to be a checkpoint of the config's model" in capsys.readouterr().err
 
 
+def test_validate_takes_a_checkpoint_saved_outside_the_cli(tmp_path, capsys):
+    # a Trainer in a user's own script saves hyperparameters without `_class_path`: they apply to the config's model
+    # (Lightning applied them to the base LightningModule: "Option 'model' is not accepted", exit 2)
+    torch.manual_seed(0)
+    module = ImageClassifier("resnet20", lr=0.05)
+    ckpt = tmp_path / "plain.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(),
+                "pytorch-lightning_version": L.__version__}, ckpt)
+    before = _sums(tmp_path)
+    code = main(["validate", "--config", str(QUICKSTART), "--ckpt_path", str(ckpt), "--trainer.logger=false",
+                 "--trainer.limit_val_batches=1", "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+                 f"--trainer.default_root_dir={tmp_path}"])
+    assert code == 0, capsys.readouterr().err[-500:]
+    assert "val/loss" in capsys.readouterr().out
+    assert {path: digest for path, digest in _sums(tmp_path).items() if path in before} == before  # the checkpoint
+
+
 def test_lightning_cli_no_longer_warns_about_args_and_the_command_line(tmp_path, monkeypatch):
     import warnings
 
@@ -865,6 +882,18 @@ USER_ERRORS_23 = [
     ("animate all with kind and i", ["conv", "animate", "--all", "figs", "--kind", "pool", "--i", "7"],
      r"got --kind, --i as well"),
     ("animate all empty", ["conv", "animate", "--all", ""], r"--all to name a folder, got an empty string"),
+    # the rerun of the new-user audit (issue 23): what it still found
+    ("demo out empty", ["demo", "--out", ""], r"--out to name a folder, got an empty string"),
+    ("explain a without transposed", ["conv", "explain", "--i", "8", "--k", "3", "--a", "1"],
+     r"--output-padding/--a only with --transposed, got --a 1"),
+    ("explain ceil-mode without pool", ["conv", "explain", "--i", "8", "--k", "3", "--ceil-mode"],
+     r"--ceil-mode only with --pool, got it for a convolution"),
+    ("solve huge bounds", ["conv", "solve", "--i", "8", "--o", "4", "--max-stride", "1000000000", "--max-kernel",
+                           "1000000000"], r"at most 500,000 .*combinations, got [\d,]+: lower max_kernel"),
+    ("animate all into a file", ["conv", "animate", "--all", "afile"],
+     r"--all in a folder this user can write, got 'afile'"),
+    ("fit accelerator not here", ["fit", "--config", QUICKSTART, "--trainer.accelerator", "tpu"],
+     r"--trainer settings this machine can run, got: .*torch_xla"),
 ]
 
 
@@ -1016,6 +1045,10 @@ LIBRARY_23 = [
     ("write_image extension", lambda t: write_image(torch.zeros(3, 2, 2), t / "o.txt"), ValueError,
      r"image extension PIL can write .*o\.txt"),
     ("animate to txt", lambda t: animate(t / "a.txt", 4, 3), ValueError, r"end in \.gif, got .*a\.txt"),
+    ("write_image nan", lambda t: write_image(torch.full((3, 2, 2), float("nan")), t / "o.png"), ValueError,
+     r"finite image values, got NaN or infinite values for .*o\.png"),
+    ("write_image numpy", lambda t: write_image(np.zeros((3, 2, 2)), t / "o.png"), ValueError,
+     r"image tensor \(3, H, W\), got ndarray"),
 ]
 
 
