@@ -1047,6 +1047,8 @@ LIBRARY_23 = [
     ("animate to txt", lambda t: animate(t / "a.txt", 4, 3), ValueError, r"end in \.gif, got .*a\.txt"),
     ("write_image nan", lambda t: write_image(torch.full((3, 2, 2), float("nan")), t / "o.png"), ValueError,
      r"finite image values, got NaN or infinite values for .*o\.png"),
+    ("directions of a model name", lambda t: ls.random_directions("resnet20", 2), ValueError,
+     r"`model` to be a torch\.nn\.Module, got str 'resnet20'"),
     ("write_image numpy", lambda t: write_image(np.zeros((3, 2, 2)), t / "o.png"), ValueError,
      r"image tensor \(3, H, W\), got ndarray"),
 ]
