@@ -1060,6 +1060,16 @@ def test_library_edges_answer_clearly(call, error, match, tmp_path):
         call(tmp_path)
 
 
+def test_a_dilated_pooling_animation_says_so():
+    # `conv animate --kind pool --d 3` drew the dilated window and o = 1, but the caption left d out
+    from lightning_papers.conv_arithmetic.animation import _layout
+    from lightning_papers.conv_arithmetic.formulas import pool_output_size
+
+    assert pool_output_size(7, 2, 2, 0, 3) == 2  # (7 - 3*(2-1) - 1) // 2 + 1, independently of the caption
+    assert _layout(7, 2, 2, 0, 3, False, True)[4] == "pooling: i=7, k=2, s=2, d=3 -> o=2"
+    assert _layout(7, 2, 2, 0, 1, False, True)[4] == "pooling: i=7, k=2, s=2 -> o=3"
+
+
 def test_hessian_trace_takes_a_small_max_samples():
     result = ls.hessian_trace(_net(), _data(), max_samples=5)  # min_samples follows max_samples, never asked for
     assert len(result.samples) <= 5 and math.isfinite(result.trace)
