@@ -599,6 +599,16 @@ def test_validate_takes_a_checkpoint_saved_outside_the_cli(tmp_path, capsys):
     assert {path: digest for path, digest in _sums(tmp_path).items() if path in before} == before  # the checkpoint
 
 
+def test_a_config_mistake_is_not_preceded_by_the_seed_line(capsys, caplog):
+    # "Seed set to 0" (Lightning's info line for the config's own seed) came before the one-line error
+    import logging
+
+    caplog.set_level(logging.INFO)
+    assert main(["fit", "--config", str(QUICKSTART), "--model.init_args.lr=-1"]) == 2
+    assert "Expected `lr` > 0, got -1.0" in capsys.readouterr().err
+    assert "Seed set to" not in caplog.text, caplog.text
+
+
 def test_lightning_cli_no_longer_warns_about_args_and_the_command_line(tmp_path, monkeypatch):
     import warnings
 

@@ -64,6 +64,16 @@ def lightning_cli(args: Sequence[str], **kwargs):
                                  "text") from None
             _check_ckpt_class(self.config)
 
+        def _set_seed(self) -> None:
+            # the config's own seed is not news ("Seed set to 0" before a one-line error); a random one is printed
+            from lightning.fabric.utilities.seed import seed_everything
+
+            seed = self._get(self.config, "seed_everything")
+            if seed is True or seed is False:
+                return super()._set_seed()
+            seed = seed_everything(seed, workers=True, verbose=False)
+            (self.config[self.subcommand] if self.subcommand else self.config)["seed_everything"] = seed
+
         def instantiate_trainer(self, **kwargs):
             # an accelerator or strategy this machine cannot run (`--trainer.accelerator tpu` without torch_xla,
             # `gpu` without CUDA): Lightning's ImportError / MisconfigurationException as one line
