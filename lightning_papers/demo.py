@@ -138,6 +138,8 @@ def run_demo(
     if epochs < 1:
         raise ValueError(f"Expected `epochs` >= 1, got {epochs}")
     check_demo_device(device, precision)
+    if not str(out_dir).strip():  # '' would be the current folder: a run folder among the user's files
+        raise ValueError("Expected --out to name a folder, got an empty string")
     check_writable_folder(out_dir, "--out")  # an existing file, a read-only folder: refused before any training
     require_extra("sklearn.datasets", "lightning-papers demo")  # the digits
     require_extra("skimage.data", "lightning-papers demo")  # the photographs of the style-transfer part

@@ -582,6 +582,33 @@ def test_validate_with_a_checkpoint_of_another_model_class_is_refused(tmp_path, 
     assert "--ckpt_path to be a checkpoint of the config's model" in capsys.readouterr().err
 
 
+def test_validate_takes_a_checkpoint_saved_outside_the_cli(tmp_path, capsys):
+    # a Trainer in a user's own script saves hyperparameters without `_class_path`: they apply to the config's model
+    # (Lightning applied them to the base LightningModule: "Option 'model' is not accepted", exit 2)
+    torch.manual_seed(0)
+    module = ImageClassifier("resnet20", lr=0.05)
+    ckpt = tmp_path / "plain.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(),
+                "pytorch-lightning_version": L.__version__}, ckpt)
+    before = _sums(tmp_path)
+    code = main(["validate", "--config", str(QUICKSTART), "--ckpt_path", str(ckpt), "--trainer.logger=false",
+                 "--trainer.limit_val_batches=1", "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+                 f"--trainer.default_root_dir={tmp_path}"])
+    assert code == 0, capsys.readouterr().err[-500:]
+    assert "val/loss" in capsys.readouterr().out
+    assert {path: digest for path, digest in _sums(tmp_path).items() if path in before} == before  # the checkpoint
+
+
+def test_a_config_mistake_is_not_preceded_by_the_seed_line(capsys, caplog):
+    # "Seed set to 0" (Lightning's info line for the config's own seed) came before the one-line error
+    import logging
+
+    caplog.set_level(logging.INFO)
+    assert main(["fit", "--config", str(QUICKSTART), "--model.init_args.lr=-1"]) == 2
+    assert "Expected `lr` > 0, got -1.0" in capsys.readouterr().err
+    assert "Seed set to" not in caplog.text, caplog.text
+
+
 def test_lightning_cli_no_longer_warns_about_args_and_the_command_line(tmp_path, monkeypatch):
     import warnings
 
@@ -865,6 +892,18 @@ USER_ERRORS_23 = [
     ("animate all with kind and i", ["conv", "animate", "--all", "figs", "--kind", "pool", "--i", "7"],
      r"got --kind, --i as well"),
     ("animate all empty", ["conv", "animate", "--all", ""], r"--all to name a folder, got an empty string"),
+    # the rerun of the new-user audit (issue 23): what it still found
+    ("demo out empty", ["demo", "--out", ""], r"--out to name a folder, got an empty string"),
+    ("explain a without transposed", ["conv", "explain", "--i", "8", "--k", "3", "--a", "1"],
+     r"--output-padding/--a only with --transposed, got --a 1"),
+    ("explain ceil-mode without pool", ["conv", "explain", "--i", "8", "--k", "3", "--ceil-mode"],
+     r"--ceil-mode only with --pool, got it for a convolution"),
+    ("solve huge bounds", ["conv", "solve", "--i", "8", "--o", "4", "--max-stride", "1000000000", "--max-kernel",
+                           "1000000000"], r"at most 500,000 .*combinations, got [\d,]+: lower max_kernel"),
+    ("animate all into a file", ["conv", "animate", "--all", "afile"],
+     r"--all in a folder this user can write, got 'afile'"),
+    ("fit accelerator not here", ["fit", "--config", QUICKSTART, "--trainer.accelerator", "tpu"],
+     r"--trainer settings this machine can run, got: .*torch_xla"),
 ]
 
 
@@ -1016,6 +1055,12 @@ LIBRARY_23 = [
     ("write_image extension", lambda t: write_image(torch.zeros(3, 2, 2), t / "o.txt"), ValueError,
      r"image extension PIL can write .*o\.txt"),
     ("animate to txt", lambda t: animate(t / "a.txt", 4, 3), ValueError, r"end in \.gif, got .*a\.txt"),
+    ("write_image nan", lambda t: write_image(torch.full((3, 2, 2), float("nan")), t / "o.png"), ValueError,
+     r"finite image values, got NaN or infinite values for .*o\.png"),
+    ("directions of a model name", lambda t: ls.random_directions("resnet20", 2), ValueError,
+     r"`model` to be a torch\.nn\.Module, got str 'resnet20'"),
+    ("write_image numpy", lambda t: write_image(np.zeros((3, 2, 2)), t / "o.png"), ValueError,
+     r"image tensor \(3, H, W\), got ndarray"),
 ]
 
 
@@ -1023,6 +1068,16 @@ LIBRARY_23 = [
 def test_library_edges_answer_clearly(call, error, match, tmp_path):
     with pytest.raises(error, match=match):
         call(tmp_path)
+
+
+def test_a_dilated_pooling_animation_says_so():
+    # `conv animate --kind pool --d 3` drew the dilated window and o = 1, but the caption left d out
+    from lightning_papers.conv_arithmetic.animation import _layout
+    from lightning_papers.conv_arithmetic.formulas import pool_output_size
+
+    assert pool_output_size(7, 2, 2, 0, 3) == 2  # (7 - 3*(2-1) - 1) // 2 + 1, independently of the caption
+    assert _layout(7, 2, 2, 0, 3, False, True)[4] == "pooling: i=7, k=2, s=2, d=3 -> o=2"
+    assert _layout(7, 2, 2, 0, 1, False, True)[4] == "pooling: i=7, k=2, s=2 -> o=3"
 
 
 def test_hessian_trace_takes_a_small_max_samples():

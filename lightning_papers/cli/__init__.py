@@ -64,9 +64,31 @@ def lightning_cli(args: Sequence[str], **kwargs):
                                  "text") from None
             _check_ckpt_class(self.config)
 
+        def _set_seed(self) -> None:
+            # the config's own seed is not news ("Seed set to 0" before a one-line error); a random one is printed
+            from lightning.fabric.utilities.seed import seed_everything
+
+            seed = self._get(self.config, "seed_everything")
+            if seed is True or seed is False:
+                return super()._set_seed()
+            seed = seed_everything(seed, workers=True, verbose=False)
+            (self.config[self.subcommand] if self.subcommand else self.config)["seed_everything"] = seed
+
+        def instantiate_trainer(self, **kwargs):
+            # an accelerator or strategy this machine cannot run (`--trainer.accelerator tpu` without torch_xla,
+            # `gpu` without CUDA): Lightning's ImportError / MisconfigurationException as one line
+            from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+            try:
+                return super().instantiate_trainer(**kwargs)
+            except (ImportError, MisconfigurationException) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(f"Expected --trainer settings this machine can run, got: {first}") from None
+
         def _parse_ckpt_path(self) -> None:  # Lightning >= 2.5: the checkpoint's hyperparameters checked too
             try:
-                super()._parse_ckpt_path()
+                if not _parse_plain_ckpt_hparams(self):
+                    super()._parse_ckpt_path()
             except ArgumentError as err:
                 raise ValueError("Expected --ckpt_path to be a checkpoint of the config's model, got hyperparameters "
                                  f"that do not fit it: {condense_parser_error(str(err))}") from None
@@ -81,6 +103,28 @@ def lightning_cli(args: Sequence[str], **kwargs):
         # Lightning's own calls of jsonargparse APIs that jsonargparse deprecates: not the user's business
         warnings.filterwarnings("ignore", category=_jsonargparse_deprecation())
         return _CLI(**{**defaults, **kwargs}, args=list(args))
+
+
+def _parse_plain_ckpt_hparams(cli) -> bool:
+    """A ``--ckpt_path`` saved by a Trainer outside LightningCLI has hyperparameters without ``_class_path``:
+    Lightning would apply them to the base ``LightningModule`` ("Option 'model' is not accepted"); they are applied
+    to the config's model class instead. Returns whether it handled the checkpoint."""
+    command = cli.config.get("subcommand")
+    section = cli.config.get(command) if command else None
+    ckpt = section.get("ckpt_path") if section is not None else None
+    model = section.get("model") if section is not None else None
+    wanted = getattr(model, "class_path", None) or (model.get("class_path") if isinstance(model, dict) else None)
+    if not ckpt or not wanted or not Path(str(ckpt)).is_file():
+        return False
+    from lightning_papers.modules.image_model import read_checkpoint
+
+    hparams = read_checkpoint(ckpt, "--ckpt_path").get("hyper_parameters") or {}
+    if not isinstance(hparams, dict) or not hparams or "_class_path" in hparams:
+        return False
+    hparams = {k: v for k, v in hparams.items() if k != "_instantiator"}
+    cli.config = cli.parser.parse_object({command: {"model": {"class_path": wanted, "init_args": hparams}}},
+                                         cli.config)
+    return True
 
 
 def _config_arg(args: Sequence[str]) -> str:

@@ -119,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
     from lightning_papers.conv_arithmetic import animate, animate_all, explain, solve, trace_shapes
 
     if args.conv_command == "explain":
+        if args.output_padding and not args.transposed:  # an option that cannot apply is refused, not dropped
+            raise ValueError(f"Expected --output-padding/--a only with --transposed, got --a {args.output_padding}")
+        if args.ceil_mode and not args.pool:
+            raise ValueError("Expected --ceil-mode only with --pool, got it for a "
+                             f"{'transposed ' if args.transposed else ''}convolution")
         result = explain(input_size=args.i, k=args.k, s=args.s, p=args.p, d=args.d,
                          output_padding=args.output_padding, transposed=args.transposed, pool=args.pool,
                          ceil_mode=args.ceil_mode)
@@ -170,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("Expected --all to name a folder, got an empty string")
             from pathlib import Path
 
+            from lightning_papers.files import check_writable_folder
+
+            check_writable_folder(args.all_dir, "--all")  # an existing file: one line, not FileExistsError
             check_outputs([Path(args.all_dir) / f"{name}.gif" for name in CASES], flag="--all",
                           overwrite=args.overwrite)
             for path in animate_all(args.all_dir):

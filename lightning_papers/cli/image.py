@@ -158,7 +158,11 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
             warnings.warn(f"skipped {str(src)!r}: {err}", UserWarning, stacklevel=2)
             continue
         out = runner(image[None])
-        write_image(out[0].cpu(), dst, bits=info.bits)
+        try:
+            write_image(out[0].cpu(), dst, bits=info.bits)
+        except ValueError as err:  # a non-finite result (fp16 overflow, say): this image only
+            warnings.warn(f"skipped {str(src)!r}: {err}", UserWarning, stacklevel=2)
+            continue
         written.append(Path(dst))
     return written
 

@@ -120,7 +120,8 @@ def _layout(i: int, k: int, s: int, p: int, d: int, transposed: bool, pool: bool
     grid = [[p <= r < p + i and p <= c < p + i for c in range(size)] for r in range(size)]
     if pool:
         o = pool_output_size(i, k, s, p, d)
-        caption = f"pooling: i={i}, k={k}, s={s}" + (f", p={p}" if p else "") + f" -> o={o}"
+        caption = (f"pooling: i={i}, k={k}, s={s}" + (f", p={p}" if p else "") + (f", d={d}" if d > 1 else "")
+                   + f" -> o={o}")
     else:
         o = conv_output_size(i, k, s, p, d)
         caption = f"i={i}, k={k}, s={s}, p={p}" + (f", d={d}" if d > 1 else "") + f" -> o={o}"

@@ -68,6 +68,14 @@ class Solution:
         return cls(in_channels, out_channels, self.k, stride=self.s, padding=self.p, dilation=self.d)
 
 
+MAX_COMBINATIONS = 500_000
+
+
+def _total(values: range) -> int:
+    """``sum(values)`` without iterating (the bounds may be 10**9)."""
+    return (values[0] + values[-1]) * len(values) // 2 if len(values) else 0
+
+
 def _range(name: str, fixed: int | None, low: int, high: int) -> range:
     if fixed is not None:
         if isinstance(fixed, bool) or not isinstance(fixed, numbers.Integral) or fixed < low:
@@ -133,10 +141,23 @@ def solve(
     if output_padding is not None and not transposed:
         raise ValueError(f"Expected `output_padding` only with transposed=True, got {output_padding!r}")
 
+    ds, ss, ks = (_range("dilation", dilation, 1, max_dilation), _range("stride", stride, 1, max_stride),
+                  _range("kernel", kernel, 1, max_kernel))
+    if padding is not None:
+        paddings = len(ks) * len(ds)
+    elif max_padding is not None:
+        paddings = len(ks) * len(ds) * (max_padding + 1)
+    else:  # 0..d(k-1) for each k and d
+        paddings = _total(ds) * (_total(ks) - len(ks)) + len(ks) * len(ds)
+    combinations = paddings * len(ss) * (max(max_stride, max_dilation) if transposed and output_padding is None else 1)
+    if combinations > MAX_COMBINATIONS:  # ~10 µs each: seconds at most: refused up front, not minutes of silence
+        raise ValueError(f"Expected a search of at most {MAX_COMBINATIONS:,} (kernel, stride, padding, dilation) "
+                         f"combinations, got {combinations:,}: lower max_kernel / max_stride / max_dilation "
+                         "(--max-kernel ...) or fix some of kernel, stride, padding, dilation")
     found = []
-    for d in _range("dilation", dilation, 1, max_dilation):
-        for s in _range("stride", stride, 1, max_stride):
-            for k in _range("kernel", kernel, 1, max_kernel):
+    for d in ds:
+        for s in ss:
+            for k in ks:
                 kd = d * (k - 1) + 1
                 p_high = max_padding if max_padding is not None else kd - 1
                 for p in _range("padding", padding, 0, p_high):

@@ -222,12 +222,17 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> 
     """
     from lightning_papers.files import atomic_write
 
+    if not isinstance(image, torch.Tensor):
+        raise ValueError(f"Expected an image tensor (3, H, W), got {type(image).__name__}: convert it with "
+                         "torch.as_tensor (and move channels first)")
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"Expected an image tensor (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
     if bits not in (8, 16):
         raise ValueError(f"Expected `bits` to be 8 or 16, got {bits!r}")
+    if image.is_floating_point() and not bool(torch.isfinite(image).all()):  # NaN would be written as black
+        raise ValueError(f"Expected finite image values, got NaN or infinite values for {str(path)!r}")
     path = Path(path)
     array = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     suffix = path.suffix.lower()

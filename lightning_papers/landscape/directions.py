@@ -283,6 +283,9 @@ def random_directions(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"Expected `n` to be a positive integer, got {n!r}")
+    if not isinstance(model, nn.Module):  # a model name, say: named, not "'str' object has no attribute ..."
+        raise ValueError(f"Expected `model` to be a torch.nn.Module, got {type(model).__name__} {model!r:.60}: build "
+                         "it first (e.g. lightning_papers.models.get_model)")
     dirs: list[Direction] = []
     for i in range(n):
         d = random_direction(model, seed + i, normalization, ignore, kind)
