@@ -13,6 +13,8 @@ PIL ``L``, ``RGB``, ``RGBX``,      value / 255
 ``HSV``
 PIL ``P`` (palette), ``PA``        the palette's colours (and its transparency, as alpha)
 PIL ``I;16``, ``I;16B``, ...       value / 65535 (16-bit PNG and TIFF)
+16-bit colour PNG (RGB, RGBA)      value / 65535, decoded here (Pillow reads 16-bit colour at 8 bits); an
+                                   interlaced one, and a 16-bit colour TIFF, at 8 bits, with a warning
 PIL ``I`` (32-bit integers)        value / 65535 when every value lies in 0..65535 (how PIL holds a 16-bit
                                    file); other values are refused
 PIL ``F`` (32-bit float)           kept when in [0, 1]; other values refused
@@ -173,6 +175,13 @@ def read_image(source: ImageSource) -> tuple[torch.Tensor, ImageInfo]:
         what = repr(str(source))
         try:
             with Image.open(path) as opened:
+                if _stored_bits(opened) == 16 and opened.mode in ("RGB", "RGBA"):
+                    exact = _png16_rgb(path) if opened.format == "PNG" else None
+                    if exact is not None:  # Pillow decodes 16-bit colour at 8 bits: read every bit here
+                        info = ImageInfo(bits=16, mode=opened.mode + ";16", frames=1)
+                        return _compose(_scale(exact, what), what), info
+                    warnings.warn(f"{what} stores 16 bits per colour channel, which Pillow reads at 8: values are "
+                                  "scaled right, to 1/255", ImageReadWarning, stacklevel=2)
                 return _from_pil(opened, what, _stored_bits(opened))
         except Image.DecompressionBombError as err:
             raise ValueError(f"Could not read an image from {what}: {err}") from None
@@ -196,6 +205,66 @@ def read_image(source: ImageSource) -> tuple[torch.Tensor, ImageInfo]:
                          f"{tuple(source.shape)} in {what}")
     bits = 16 if array.dtype in (np.uint16, np.float32, np.float64) else 8
     return _compose(_scale(array, what), what), ImageInfo(bits=bits, mode=str(array.dtype))
+
+
+def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
+    """PNG's per-row filters undone (ISO 15948 section 9): (height, stride) bytes."""
+    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
+    out = np.zeros((height, stride), np.uint8)
+    previous = np.zeros(stride, np.uint8)
+    for y in range(height):
+        kind, line = int(rows[y, 0]), rows[y, 1:]
+        if kind == 0:
+            cur = line.copy()
+        elif kind == 1:  # Sub: a running sum along each byte lane
+            cur = np.cumsum(line.reshape(-1, bpp).astype(np.int64), axis=0).astype(np.uint8).reshape(-1)
+        elif kind == 2:  # Up
+            cur = line + previous
+        elif kind in (3, 4):  # Average, Paeth: each byte depends on the one bpp before it
+            cur, up = bytearray(line.tobytes()), previous.tobytes()
+            for i in range(stride):
+                a = cur[i - bpp] if i >= bpp else 0
+                b = up[i]
+                if kind == 3:
+                    cur[i] = (cur[i] + ((a + b) >> 1)) & 0xFF
+                else:
+                    c = up[i - bpp] if i >= bpp else 0
+                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                    cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+            cur = np.frombuffer(bytes(cur), np.uint8)
+        else:
+            raise ValueError(f"Expected PNG row filters 0..4, got {kind}")
+        out[y] = previous = cur
+    return out
+
+
+def _png16_rgb(path: Path) -> np.ndarray | None:
+    """A non-interlaced 16-bit RGB or RGBA PNG as (H, W, C) uint16, read here (Pillow reads it at 8 bits); ``None``
+    for any other PNG (interlaced, say), which Pillow then reads."""
+    data = path.read_bytes()
+    pos, idat, header = 8, [], None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None:
+        return None
+    width, height, depth, colour, _, _, interlace = header
+    channels = {2: 3, 6: 4}.get(colour)
+    if depth != 16 or channels is None or interlace:
+        return None
+    raw = zlib.decompress(b"".join(idat))
+    stride = width * channels * 2
+    if len(raw) < height * (stride + 1):
+        raise ValueError(f"Expected {height} rows of {stride + 1} bytes in {str(path)!r}, got a truncated file")
+    rows = _unfilter(raw[:height * (stride + 1)], height, stride, channels * 2)
+    return rows.view(">u2").reshape(height, width, channels).astype(np.uint16)
 
 
 def _png16(array: np.ndarray) -> bytes:

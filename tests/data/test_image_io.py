@@ -118,7 +118,8 @@ def test_16_bit_colour_png_is_written_and_read_as_16_bit(tmp_path):
     np.testing.assert_array_equal(high, (np.round(ramp.permute(1, 2, 0).numpy() * 65535).astype(np.uint16) >> 8))
     t, info = read_image(tmp_path / "c16.png")
     assert info.bits == 16  # so an output made from it is written with 16 bits again
-    np.testing.assert_allclose(t.numpy(), ramp.numpy(), atol=1 / 255)
+    exact = np.round(ramp.numpy() * 65535) / 65535  # every one of the 16 bits read back, not only PIL's high byte
+    np.testing.assert_allclose(t.numpy(), exact, rtol=0, atol=1e-6)
     write_image(ramp, tmp_path / "c8.png")
     with Image.open(tmp_path / "c8.png") as check:
         assert check.mode == "RGB" and _rawmode(check) == "RGB"
@@ -180,3 +181,80 @@ def test_modes_without_a_known_range_are_refused_by_name(monkeypatch):
     monkeypatch.setattr(image_io.ImageOps, "exif_transpose", lambda image: image)
     with pytest.raises(ValueError, match=r"PIL mode this package reads .*got mode 'BGR;15' in a PIL image"):
         image_io._from_pil(Opened(), "a PIL image")
+
+
+def _png_rows_filtered(array: np.ndarray) -> bytes:
+    """A 16-bit RGB(A) PNG whose rows use filter y % 5 (None, Sub, Up, Average, Paeth), encoded by the formulas of
+    ISO 15948 section 9 straight from the unfiltered bytes (independent of the decoder's sequential undoing)."""
+    import struct
+    import zlib
+
+    height, width, channels = array.shape
+    bpp = 2 * channels
+    raw = np.ascontiguousarray(array, dtype=">u2").view(np.uint8).reshape(height, width * bpp).astype(np.int64)
+    zero = np.zeros_like(raw[0])
+    lines = []
+    for y in range(height):
+        x, up = raw[y], raw[y - 1] if y else zero
+        left = np.concatenate([np.zeros(bpp, np.int64), x[:-bpp]])
+        upleft = np.concatenate([np.zeros(bpp, np.int64), up[:-bpp]])
+        kind = y % 5
+        if kind == 0:
+            pred = np.zeros_like(x)
+        elif kind == 1:
+            pred = left
+        elif kind == 2:
+            pred = up
+        elif kind == 3:
+            pred = (left + up) // 2
+        else:
+            p = left + up - upleft
+            pa, pb, pc = abs(p - left), abs(p - up), abs(p - upleft)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+        lines.append(bytes([kind]) + ((x - pred) % 256).astype(np.uint8).tobytes())
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, {3: 2, 4: 6}[channels], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(lines)))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_colour_png_with_every_row_filter_is_read_to_the_last_bit(tmp_path, channels):
+    rng = np.random.default_rng(channels)
+    array = rng.integers(0, 65536, size=(11, 9, channels), dtype=np.uint16)
+    array[..., -1] = 65535 if channels == 4 else array[..., -1]  # opaque alpha: the colour reads as stored
+    (tmp_path / "f.png").write_bytes(_png_rows_filtered(array))
+    with Image.open(tmp_path / "f.png") as check:  # a file PIL accepts (and reads at 8 bits)
+        assert check.size == (9, 11)
+        np.testing.assert_array_equal(np.asarray(check)[..., :3], (array[..., :3] >> 8).astype(np.uint8))
+    t, info = read_image(tmp_path / "f.png")
+    assert info.bits == 16
+    np.testing.assert_allclose(t.numpy(), array[..., :3].transpose(2, 0, 1) / 65535, rtol=0, atol=1e-6)
+
+
+def _tiff16_rgb(array: np.ndarray) -> bytes:
+    """A baseline little-endian TIFF, uncompressed 16-bit RGB, one strip (TIFF 6.0: the tags a reader needs)."""
+    import struct
+
+    height, width, _ = array.shape
+    pixels = np.ascontiguousarray(array, dtype="<u2").tobytes()
+    bits_at, data_at = 8 + 2 + 10 * 12 + 4, 8 + 2 + 10 * 12 + 4 + 6
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, bits_at), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 1, data_at), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(pixels)), (284, 3, 1, 1)]
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 and count == 1
+                                                 else struct.pack("<I", value)) for tag, kind, count, value in tags)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + struct.pack("<3H", 16, 16, 16) + pixels
+
+
+def test_16_bit_colour_tiff_says_it_is_read_at_8_bits(tmp_path):
+    array = np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1000
+    (tmp_path / "c16.tif").write_bytes(_tiff16_rgb(array))
+    with Image.open(tmp_path / "c16.tif") as check:  # a file PIL reads, at 8 bits per channel
+        assert check.mode == "RGB" and check.size == (5, 4)
+    with pytest.warns(ImageReadWarning, match="16 bits per colour channel, which Pillow reads at 8"):
+        t, _ = read_image(tmp_path / "c16.tif")
+    np.testing.assert_allclose(t.numpy(), array.transpose(2, 0, 1) / 65535, rtol=0, atol=1 / 255)
