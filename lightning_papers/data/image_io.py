@@ -13,8 +13,8 @@ PIL ``L``, ``RGB``, ``RGBX``,      value / 255
 ``HSV``
 PIL ``P`` (palette), ``PA``        the palette's colours (and its transparency, as alpha)
 PIL ``I;16``, ``I;16B``, ...       value / 65535 (16-bit PNG and TIFF)
-16-bit colour PNG (RGB, RGBA)      value / 65535, decoded here (Pillow reads 16-bit colour at 8 bits); an
-                                   interlaced one, and a 16-bit colour TIFF, at 8 bits, with a warning
+16-bit colour PNG and TIFF        value / 65535, decoded here (Pillow reads 16-bit colour at 8 bits); an
+(RGB, RGBA)                        interlaced PNG or a compressed TIFF at 8 bits, with a warning
 PIL ``I`` (32-bit integers)        value / 65535 when every value lies in 0..65535 (how PIL holds a 16-bit
                                    file); other values are refused
 PIL ``F`` (32-bit float)           kept when in [0, 1]; other values refused
@@ -176,7 +176,7 @@ def read_image(source: ImageSource) -> tuple[torch.Tensor, ImageInfo]:
         try:
             with Image.open(path) as opened:
                 if _stored_bits(opened) == 16 and opened.mode in ("RGB", "RGBA"):
-                    exact = _png16_rgb(path) if opened.format == "PNG" else None
+                    exact = {"PNG": _png16_rgb, "TIFF": _tiff16_rgb}.get(opened.format, lambda _: None)(path)
                     if exact is not None:  # Pillow decodes 16-bit colour at 8 bits: read every bit here
                         info = ImageInfo(bits=16, mode=opened.mode + ";16", frames=1)
                         return _compose(_scale(exact, what), what), info
@@ -265,6 +265,36 @@ def _png16_rgb(path: Path) -> np.ndarray | None:
         raise ValueError(f"Expected {height} rows of {stride + 1} bytes in {str(path)!r}, got a truncated file")
     rows = _unfilter(raw[:height * (stride + 1)], height, stride, channels * 2)
     return rows.view(">u2").reshape(height, width, channels).astype(np.uint16)
+
+
+def _tiff16_rgb(path: Path) -> np.ndarray | None:
+    """An uncompressed, interleaved 16-bit RGB or RGBA TIFF (its first page) as (H, W, C) uint16, read here (Pillow
+    reads it at 8 bits); ``None`` for any other (compressed, planar, tiled), which Pillow then reads."""
+    data = path.read_bytes()
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 8:
+        return None
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[offset:offset + 2])
+    sizes = {3: ("H", 2), 4: ("I", 4)}
+    tags: dict[int, list[int]] = {}
+    for k in range(count):
+        tag, kind, n, raw = struct.unpack(order + "HHI4s", data[offset + 2 + 12 * k:offset + 14 + 12 * k])
+        if kind not in sizes:
+            continue
+        fmt, size = sizes[kind]
+        where = raw if n * size <= 4 else data[struct.unpack(order + "I", raw)[0]:][:n * size]
+        tags[tag] = list(struct.unpack(order + fmt * n, where[:n * size]))
+    width, height = tags.get(256, [0])[0], tags.get(257, [0])[0]
+    channels = tags.get(277, [1])[0]
+    if (tags.get(259, [1])[0] != 1 or tags.get(284, [1])[0] != 1 or set(tags.get(258, [0])) != {16}
+            or channels not in (3, 4) or 273 not in tags or 279 not in tags or not width or not height):
+        return None
+    pixels = b"".join(data[o:o + n] for o, n in zip(tags[273], tags[279]))
+    if len(pixels) < width * height * channels * 2:
+        raise ValueError(f"Expected {width}x{height} 16-bit pixels in {str(path)!r}, got a truncated file")
+    array = np.frombuffer(pixels[:width * height * channels * 2], order + "u2")
+    return array.reshape(height, width, channels).astype(np.uint16)
 
 
 def _png16(array: np.ndarray) -> bytes:

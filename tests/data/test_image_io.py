@@ -250,11 +250,21 @@ def _tiff16_rgb(array: np.ndarray) -> bytes:
     return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + struct.pack("<3H", 16, 16, 16) + pixels
 
 
-def test_16_bit_colour_tiff_says_it_is_read_at_8_bits(tmp_path):
-    array = np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1000
+def test_16_bit_colour_tiff_is_read_to_the_last_bit_and_a_compressed_one_says_8(tmp_path):
+    array = np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1000 + 7
     (tmp_path / "c16.tif").write_bytes(_tiff16_rgb(array))
     with Image.open(tmp_path / "c16.tif") as check:  # a file PIL reads, at 8 bits per channel
         assert check.mode == "RGB" and check.size == (5, 4)
+    t, info = read_image(tmp_path / "c16.tif")
+    assert info.bits == 16
+    np.testing.assert_allclose(t.numpy(), array.transpose(2, 0, 1) / 65535, rtol=0, atol=1e-6)
+    # the same file with a compression tag: left to Pillow, which reads 8 bits, and says so
+    data = bytearray((tmp_path / "c16.tif").read_bytes())
+    at = data.index(bytes.fromhex("0301") + bytes.fromhex("0300") + (1).to_bytes(4, "little"))  # tag 259
+    data[at + 8:at + 10] = (32946).to_bytes(2, "little")  # deflate (the pixels are not: only the tag is looked at)
+    (tmp_path / "z16.tif").write_bytes(bytes(data))
     with pytest.warns(ImageReadWarning, match="16 bits per colour channel, which Pillow reads at 8"):
-        t, _ = read_image(tmp_path / "c16.tif")
-    np.testing.assert_allclose(t.numpy(), array.transpose(2, 0, 1) / 65535, rtol=0, atol=1 / 255)
+        try:
+            read_image(tmp_path / "z16.tif")
+        except ValueError:
+            pass  # Pillow cannot inflate pixels that were never deflated: the warning came first
