@@ -125,6 +125,8 @@ def test_the_plots_draw_on_that_scale_and_say_so():
     scale = surface_scale(res["loss"], centre=res.centre_value())
     ax = plot_contour(res)
     np.testing.assert_allclose(ax.collections[0].levels, scale.levels)
+    assert ax.get_title().startswith("loss\n" + scale.describe())
+    ax = plot_contour(res, smooth=False)
     assert ax.get_title() == "loss\n" + scale.describe()
     ax = plot_filled_contour(res)
     contour_set = ax.collections[0]
@@ -243,3 +245,21 @@ def test_frame_errors(tmp_path):
         animate_surfaces(results, tmp_path / "x.gif", duration=0)
     with pytest.raises(ValueError, match=r"Expected one or more frames of one size, got 2 of sizes"):
         save_gif([np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)], tmp_path / "y.gif")
+
+
+def test_a_coarse_grid_is_drawn_through_a_finer_lattice_that_passes_through_its_points():
+    from lightning_papers.landscape import plot as lp
+
+    res = _demo_like()
+    assert min(res["loss"].shape) < lp.SMOOTH_BELOW
+    x, y, z = lp._grid2d(res, "loss")
+    fx, fy, fz = lp._finer(x, y, z, log=False)
+    step = lp._FINER
+    assert fz.shape == ((z.shape[0] - 1) * step + 1, (z.shape[1] - 1) * step + 1)
+    # the evaluated points are on the lattice, with their own values (interpolation, not smoothing away)
+    np.testing.assert_allclose(fz[::step, ::step], z, rtol=1e-9)
+    np.testing.assert_allclose(fx[::step, ::step], x) and np.testing.assert_allclose(fy[::step, ::step], y)
+    ax = plot_contour(res)
+    assert "finer bicubic lattice between the evaluated points" in ax.get_title()
+    dots = [line for line in ax.lines if line.get_label() == "evaluated"]
+    assert len(dots) == 1 and len(dots[0].get_xdata()) == res["loss"].size
