@@ -15,6 +15,7 @@ PIL ``P`` (palette), ``PA``        the palette's colours (and its transparency, 
 PIL ``I;16``, ``I;16B``, ...       value / 65535 (16-bit PNG and TIFF)
 16-bit colour PNG and TIFF        value / 65535, decoded here (Pillow reads 16-bit colour at 8 bits); an
 (RGB, RGBA)                        interlaced PNG or a compressed TIFF at 8 bits, with a warning
+float32 RGB(A) TIFF, uncompressed  kept when in [0, 1], decoded here (Pillow cannot open it)
 PIL ``I`` (32-bit integers)        value / 65535 when every value lies in 0..65535 (how PIL holds a 16-bit
                                    file); other values are refused
 PIL ``F`` (32-bit float)           kept when in [0, 1]; other values refused
@@ -186,6 +187,9 @@ def read_image(source: ImageSource) -> tuple[torch.Tensor, ImageInfo]:
         except Image.DecompressionBombError as err:
             raise ValueError(f"Could not read an image from {what}: {err}") from None
         except (OSError, SyntaxError, EOFError) as err:
+            exact = _tiff16_rgb(path) if path.suffix.lower() in (".tif", ".tiff") else None
+            if exact is not None:  # a float RGB(A) TIFF, which Pillow cannot open
+                return _compose(_scale(exact, what), what), ImageInfo(bits=16, mode="RGB;F", frames=1)
             raise ValueError(f"Could not read an image from {what}: {err}") from err
     if isinstance(source, Image.Image):
         return _from_pil(source, "a PIL image")
@@ -268,8 +272,9 @@ def _png16_rgb(path: Path) -> np.ndarray | None:
 
 
 def _tiff16_rgb(path: Path) -> np.ndarray | None:
-    """An uncompressed, interleaved 16-bit RGB or RGBA TIFF (its first page) as (H, W, C) uint16, read here (Pillow
-    reads it at 8 bits); ``None`` for any other (compressed, planar, tiled), which Pillow then reads."""
+    """An uncompressed, interleaved 16-bit or float32 RGB(A) TIFF (its first page) as (H, W, C) uint16 / float32,
+    read here (Pillow reads the first at 8 bits and cannot open the second); ``None`` for any other (compressed,
+    planar, tiled), which Pillow then reads."""
     data = path.read_bytes()
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     if order is None or len(data) < 8:
@@ -287,14 +292,18 @@ def _tiff16_rgb(path: Path) -> np.ndarray | None:
         tags[tag] = list(struct.unpack(order + fmt * n, where[:n * size]))
     width, height = tags.get(256, [0])[0], tags.get(257, [0])[0]
     channels = tags.get(277, [1])[0]
-    if (tags.get(259, [1])[0] != 1 or tags.get(284, [1])[0] != 1 or set(tags.get(258, [0])) != {16}
+    bits, sample = set(tags.get(258, [0])), tags.get(339, [1])[0]  # SampleFormat: 1 unsigned, 3 float
+    dtype = {(16, 1): "u2", (32, 3): "f4"}.get((bits.pop() if len(bits) == 1 else 0, sample))
+    if (tags.get(259, [1])[0] != 1 or tags.get(284, [1])[0] != 1 or dtype is None
             or channels not in (3, 4) or 273 not in tags or 279 not in tags or not width or not height):
         return None
+    size = width * height * channels * int(dtype[1])
     pixels = b"".join(data[o:o + n] for o, n in zip(tags[273], tags[279]))
-    if len(pixels) < width * height * channels * 2:
-        raise ValueError(f"Expected {width}x{height} 16-bit pixels in {str(path)!r}, got a truncated file")
-    array = np.frombuffer(pixels[:width * height * channels * 2], order + "u2")
-    return array.reshape(height, width, channels).astype(np.uint16)
+    if len(pixels) < size:
+        raise ValueError(f"Expected {width}x{height} pixels of {channels} channels in {str(path)!r}, got a truncated "
+                         "file")
+    array = np.frombuffer(pixels[:size], order + dtype).reshape(height, width, channels)
+    return array.astype(np.uint16 if dtype == "u2" else np.float32)
 
 
 def _png16(array: np.ndarray) -> bytes:

@@ -236,18 +236,35 @@ def test_16_bit_colour_png_with_every_row_filter_is_read_to_the_last_bit(tmp_pat
 
 
 def _tiff16_rgb(array: np.ndarray) -> bytes:
-    """A baseline little-endian TIFF, uncompressed 16-bit RGB, one strip (TIFF 6.0: the tags a reader needs)."""
+    """A baseline little-endian TIFF, uncompressed 16-bit unsigned or 32-bit float RGB, one strip (TIFF 6.0: the tags
+    a reader needs)."""
     import struct
 
     height, width, _ = array.shape
-    pixels = np.ascontiguousarray(array, dtype="<u2").tobytes()
-    bits_at, data_at = 8 + 2 + 10 * 12 + 4, 8 + 2 + 10 * 12 + 4 + 6
+    is_float = array.dtype == np.float32
+    pixels = np.ascontiguousarray(array, dtype="<f4" if is_float else "<u2").tobytes()
+    n = 11
+    bits_at, data_at = 8 + 2 + n * 12 + 4, 8 + 2 + n * 12 + 4 + 6
+    bits = 32 if is_float else 16
     tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, bits_at), (259, 3, 1, 1), (262, 3, 1, 2),
-            (273, 4, 1, data_at), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(pixels)), (284, 3, 1, 1)]
+            (273, 4, 1, data_at), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(pixels)), (284, 3, 1, 1),
+            (339, 3, 1, 3 if is_float else 1)]
     ifd = struct.pack("<H", len(tags)) + b"".join(
         struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 and count == 1
                                                  else struct.pack("<I", value)) for tag, kind, count, value in tags)
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + struct.pack("<3H", 16, 16, 16) + pixels
+    return (b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + struct.pack("<3H", bits, bits, bits)
+            + pixels)
+
+
+def test_float_rgb_tiff_that_pillow_cannot_open_is_read(tmp_path):
+    array = np.linspace(0, 1, 4 * 5 * 3, dtype=np.float32).reshape(4, 5, 3)
+    (tmp_path / "f.tif").write_bytes(_tiff16_rgb(array))  # Pillow 13 cannot open it ("cannot identify")
+    t, info = read_image(tmp_path / "f.tif")
+    assert info.bits == 16
+    np.testing.assert_allclose(t.numpy(), array.transpose(2, 0, 1), rtol=0, atol=1e-7)
+    (tmp_path / "g.tif").write_bytes(_tiff16_rgb(array * 255))
+    with pytest.raises(ValueError, match="divide by 255"):
+        read_image(tmp_path / "g.tif")
 
 
 def test_16_bit_colour_tiff_is_read_to_the_last_bit_and_a_compressed_one_says_8(tmp_path):
