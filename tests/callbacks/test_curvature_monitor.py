@@ -202,3 +202,28 @@ def test_state_dict_round_trip():
     other = CurvatureMonitor()
     other.load_state_dict(json.loads(json.dumps(monitor.state_dict())))  # what a checkpoint can hold
     assert other.history.steps == [5] and other.history.threshold == [38.0] and other._last_step == 5
+
+
+def test_fixed_batches_do_not_depend_on_how_far_training_has_got():
+    # what a mid-epoch resume changes is the RNG state at the time a callback draws its fixed batches (an
+    # uninterrupted run has consumed more of it): seeded draws give the same batches whatever that state, and leave
+    # the state, and a loader's own generator, as they were
+    from lightning_papers.callbacks._trainer import _seeded
+
+    generator = torch.Generator().manual_seed(5)
+    loader = torch.utils.data.DataLoader(torch.arange(100), batch_size=4, shuffle=True, generator=generator)
+
+    def draw(global_seed, seed):
+        torch.manual_seed(global_seed)
+        with _seeded(loader, seed):
+            batch = next(iter(loader))
+        return batch, torch.rand(1), generator.get_state()
+
+    (a, after_a, gen_a), (b, _, gen_b) = draw(1, 0), draw(2, 0)
+    assert torch.equal(a, b)  # the same fixed batch from two different training positions
+    torch.manual_seed(1)
+    assert torch.equal(after_a, torch.rand(1))  # the global RNG continues as if nothing was drawn
+    assert torch.equal(gen_a, gen_b) and torch.equal(gen_a, torch.Generator().manual_seed(5).get_state())
+    generator.manual_seed(5)
+    (c, _, _), (d, _, _) = draw(1, None), draw(2, None)
+    assert not torch.equal(c, d)  # unseeded, the draw follows the RNG: what a resume used to change
