@@ -14,6 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from compat.helpers import served_layout  # the layout a run's event files serve (tests/ is on sys.path)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
@@ -188,21 +189,6 @@ def _served_layout(log_dir):
     return len(events), {c.title: [chart.title for chart in c.chart] for c in layout.category}
 
 
-def _served_charts(log_dir):
-    """{category: {chart: [regexes]}} of the last layout written in ``log_dir`` (None: no layout) and the scalar
-    tags written there."""
-    from tensorboard.plugins.custom_scalar import layout_pb2
-
-    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0, "scalars": 0})
-    acc.Reload()
-    tags = set(acc.Tags()["scalars"])
-    if "custom_scalars__config__" not in acc.Tags()["tensors"]:
-        return None, tags
-    layout = layout_pb2.Layout()
-    layout.ParseFromString(acc.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
-    return {c.title: {ch.title: list(ch.multiline.tag) for ch in c.chart} for c in layout.category}, tags
-
-
 def _assert_no_empty_chart(charts, tags):
     for category, by_title in charts.items():
         for title, regexes in by_title.items():
@@ -227,7 +213,7 @@ def test_layout_callback_keeps_at_fit_end_only_the_charts_the_run_filled(tmp_pat
     written, layout = _served_layout(trainer.log_dir)
     assert written == 1  # no layout of empty charts at fit start; the first one once validation logged
     assert layout == {"Training": ["loss (train, val)", "accuracy (train, val)"]}
-    charts, tags = _served_charts(trainer.log_dir)
+    charts, tags = served_layout(trainer.log_dir)
     _assert_no_empty_chart(charts, tags)
 
 
@@ -282,7 +268,7 @@ def _fit_logged(tmp_path, log_names):
                         callbacks=[TensorBoardLayout()], log_every_n_steps=1, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(_DocsStyleModule.make(log_names))
-    return _served_charts(trainer.log_dir)
+    return served_layout(trainer.log_dir)
 
 
 def test_layout_charts_the_names_lightnings_docs_use(tmp_path):
