@@ -242,7 +242,7 @@ def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool)
     note = "ImageNet VGG-16" if cached else f"random VGG-16, smoke test only: no weights at {vgg16_checkpoint_path()}"
     size = 64 if fast else 96
     style_name, content_name = "immunohistochemistry", "chelsea"
-    from lightning_papers.callbacks._trainer import lightning_info_off
+    from lightning_papers.callbacks.reporting import lightning_info_off
 
     with warnings.catch_warnings(), lightning_info_off():
         warnings.filterwarnings("ignore", message=".*random.*")  # said once, in the summary, instead

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers.landscape.result import SurfaceResult, load_surface
+from lightning_papers.landscape.storage import MATCH_KEYS, check_metadata, surface_paths
 
 __all__ = ["check_shard", "merge_surfaces", "shard_indices"]
 
@@ -64,7 +65,6 @@ def merge_surfaces(parts: Sequence[SurfaceResult | str | os.PathLike]) -> Surfac
             with different grids, metrics or metadata (directions, model and data fingerprints, what was evaluated:
             the same checks as resuming), or parts that disagree on a point.
     """
-    from lightning_papers.landscape.storage import load_surface, surface_paths
 
     if isinstance(parts, (str, os.PathLike, SurfaceResult)):
         parts = [parts]
@@ -84,7 +84,6 @@ def merge_surfaces(parts: Sequence[SurfaceResult | str | os.PathLike]) -> Surfac
             raise ValueError(f"Expected each shard once, got shard (rank, world_size) = {shard} in parts "
                              f"{shards.index(shard)} and {i}; merge one result per rank")
     first = parts[0]
-    from lightning_papers.landscape.storage import MATCH_KEYS, check_metadata
 
     for i, part in enumerate(parts[1:], start=1):  # the same computation, as resuming checks (but for the shard)
         check_metadata(part.metadata, first.metadata, where=f"part {i}", keys=[k for k in MATCH_KEYS if k != "shard"],
