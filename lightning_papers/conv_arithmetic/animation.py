@@ -284,7 +284,7 @@ def animate(
     """
     if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
         raise ValueError(f"Expected `duration` to be a positive integer (ms), got {duration!r}")
-    from lightning_papers.files import atomic_write
+    from lightning_papers._helpers import atomic_write
 
     path = Path(path)
     if path.suffix.lower() != ".gif":
