@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from lightning_papers import landscape as ls
+from lightning_papers._helpers import autocast_dtype, resolve_device
 from lightning_papers.callbacks import (
     ConvArithmeticSummary,
     CyclicalLR,
@@ -37,7 +38,6 @@ from lightning_papers.callbacks import (
 from lightning_papers.cli import main
 from lightning_papers.conv_arithmetic import animate, conv_output_size, explain, solve, trace_shapes
 from lightning_papers.data import DigitsDataModule, ImageFolderDataModule, load_image, write_image
-from lightning_papers.devices import autocast_dtype, resolve_device
 from lightning_papers.lr_suggestion import SmoothedLoss, smooth_ema, suggest
 from lightning_papers.models import get_model
 from lightning_papers.modules import ImageClassifier

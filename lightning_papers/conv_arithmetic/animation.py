@@ -294,7 +294,7 @@ def animate(
         '.gif'
     """
     positive_int("duration", duration, fix="pass milliseconds per frame, e.g. 400")
-    from lightning_papers.files import atomic_write
+    from lightning_papers._helpers import atomic_write
 
     path = Path(path)
     if path.suffix.lower() != ".gif":
