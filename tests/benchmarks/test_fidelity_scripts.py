@@ -108,18 +108,39 @@ def test_lr_range_fast(scripts, capsys):
 
 
 def test_clr_fast(scripts, capsys):
-    summary = scripts("fidelity_clr").main(["--fast"])
+    clr = scripts("fidelity_clr")
+    summary = clr.main(["--fast"])
     out = capsys.readouterr().out
     assert _json_line(out)["benchmark"] == "fidelity_clr"
-    assert {"best_fixed_lr", "fixed_sweep", "rows", "finders", "clr_reached", "clr_fraction_of_budget",
-            "fixed_final_acc", "clr_final_acc", "curves", "verdict", "seconds", "load_average"} <= set(summary)
+    assert {"best_fixed_lr", "fixed_sweep", "rows", "finders", "clr_reached", "clr_fraction_of_fixed_steps",
+            "fixed_test_acc", "clr_test_acc", "curves", "paired", "paired_verdict", "verdict", "seconds",
+            "load_average", "uptime"} <= set(summary)
     assert summary["best_fixed_lr"] in summary["args"]["fixed_lrs"]
-    row = summary["rows"][0]
-    assert {"seed", "target", "fixed_steps", "clr_steps", "clr_final", "bounds", "trusted"} <= set(row)
-    assert row["fixed_steps"] is not None  # the fixed policy reaches its own final accuracy
-    base, peak = row["bounds"]
-    assert 1e-3 <= base <= peak <= 10.0  # inside the range test's sweep
-    assert summary["verdict"] in ("shown", "partly", "not shown")
+    assert summary["n"] == len(summary["rows"]) == 2  # every seed is a row, reached or not
+    window = summary["args"]["smooth"]
+    for row in summary["rows"]:
+        # the target is the best trailing mean of the fixed policy's validation curve, re-derived here
+        curve = summary["curves"]["fixed"][str(row["seed"])]
+        means = [sum(a for _, a in curve[i - window + 1 : i + 1]) / window for i in range(window - 1, len(curve))]
+        assert row["target"] == pytest.approx(max(means))
+        assert row["fixed_steps"] == curve[window - 1 + means.index(max(means))][0]
+        assert row["clr_steps_counted"] == (summary["steps"] if row["clr_steps"] is None else row["clr_steps"])
+        # both arms validated on the same steps
+        assert [s for s, _ in curve] == [s for s, _ in summary["curves"]["clr"][str(row["seed"])]]
+        base, peak = row["bounds"]
+        assert 1e-3 <= base <= peak <= 10.0  # inside the range test's sweep
+    block = summary["paired"]["CLR steps - fixed steps"]
+    assert block["diffs"] == [r["clr_steps_counted"] - r["fixed_steps"] for r in summary["rows"]]
+    assert block["direction"] == "less" and summary["verdict"] == summary["paired_verdict"] == block["verdict"]
+
+
+def test_clr_smoothing_by_hand(scripts):
+    clr = scripts("fidelity_clr")
+    curve = [(10, 0.5), (20, 0.9), (30, 0.7), (40, 0.8)]
+    steps, means = zip(*clr.smoothed(curve, 2))
+    assert steps == (20, 30, 40) and means == pytest.approx((0.7, 0.8, 0.75))
+    assert clr.steps_to(clr.smoothed(curve, 2), 0.8) == 30  # the single 0.9 point is not the target
+    assert clr.steps_to(clr.smoothed(curve, 2), 0.81) is None
 
 
 def test_landscape_fast(scripts, capsys, tmp_path):
@@ -156,6 +177,8 @@ def test_landscape_fast(scripts, capsys, tmp_path):
                                                             r"--sweep-lengths \[20, 30, 50, 100\], got 40"),
         ("fidelity_clr", ["--steps", "100", "--cycles", "3"], r"Expected `--steps` to be a multiple of 2 x --cycles "
                                                               r"\(6\), got 100"),
+        ("fidelity_clr", ["--steps", "24", "--cycles", "1", "--val-every", "12"],
+         r"Expected at least --smooth \(3\) evaluations in the budget, got 2"),
     ],
 )
 def test_bad_options_are_refused_naming_them(scripts, script, argv, match):
