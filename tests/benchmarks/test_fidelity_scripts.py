@@ -149,22 +149,38 @@ def test_landscape_fast(scripts, capsys, tmp_path):
     assert png.stat().st_size > 1000
     out = capsys.readouterr().out
     assert _json_line(out)["benchmark"] == "fidelity_landscape"
-    variants = {"resnet20", "resnet20_noshort", "resnet20_wide2", "resnet20_large_batch"}
+    variants = {"resnet20", "resnet20_noshort", "resnet20_wide2", "resnet20_large_batch",
+                "resnet20_large_batch_equal_epochs"}
     assert set(summary["stats"]) == variants == set(summary["rows"])
     for stats in summary["stats"].values():
         assert set(stats) == {"val_acc", "test_acc", "hessian_top_eigenvalue", "loss_rise_r0.5", "train_loss"}
         assert all(set(s) == {"mean", "std", "n"} and math.isfinite(s["mean"]) for s in stats.values())
-    large = summary["rows"]["resnet20_large_batch"][0]
-    small = summary["rows"]["resnet20"][0]
+    rows = summary["rows"]
+    large, small = rows["resnet20_large_batch"][0], rows["resnet20"][0]
     assert large["batch"] > small["batch"]
     assert large["lr"] == pytest.approx(small["lr"] * large["batch"] / small["batch"])  # scaled linearly
-    assert set(summary["verdicts"]) == {"skip connections flatten", "width flattens", "small batches flatten"}
-    assert all(v["verdict"] in ("shown", "partly", "not shown") for v in summary["verdicts"].values())
+    for seed in range(2):
+        large, equal = rows["resnet20_large_batch"][seed], rows["resnet20_large_batch_equal_epochs"][seed]
+        assert equal["epochs"] == summary["args"]["epochs"] and large["target_loss"] == rows["resnet20"][seed][
+            "train_loss"]
+        # the ladder stops at the first rung at the reference's training loss, or at its last rung
+        losses = [rung["train_loss"] for rung in large["ladder"]]
+        assert all(loss > large["target_loss"] for loss in losses[:-1])
+        assert large["matched"] == (losses[-1] <= large["target_loss"])
+        assert large["epochs"] == large["ladder"][-1]["factor"] * summary["args"]["epochs"]
+        for row in (large, small):
+            assert len(row["loss_rises_r0.5"]) == 2  # --directions 2 in --fast
+            assert row["loss_rise_r0.5"] == pytest.approx(sum(row["loss_rises_r0.5"]) / 2)
+            assert row["hessian_residual"] >= 0 and row["hessian_products"] >= 1
+            assert isinstance(row["hessian_converged"], bool)
+    assert set(summary["verdicts"]) == {"skip connections flatten", "width flattens", "small batches flatten",
+                                        "small batches flatten (equal epochs)"}
     skip = summary["verdicts"]["skip connections flatten"]["paired"]["hessian_top_eigenvalue"]
-    rows = summary["rows"]
-    assert skip["diffs"] == pytest.approx([rows["resnet20_noshort"][0]["hessian_top_eigenvalue"]
-                                           - rows["resnet20"][0]["hessian_top_eigenvalue"]])
-    assert skip["direction"] == "greater" and skip["verdict"] == "inconclusive"  # one seed: no interval
+    assert skip["diffs"] == pytest.approx([rows["resnet20_noshort"][s]["hessian_top_eigenvalue"]
+                                           - rows["resnet20"][s]["hessian_top_eigenvalue"] for s in range(2)])
+    assert skip["direction"] == "greater"
+    for claim in summary["verdicts"].values():
+        assert claim["verdict"] == claim["paired_verdict"] in ("shown", "contradicted", "inconclusive")
     assert "128 training / 300 validation / 1369 test" in summary["task"]  # a three-way split, test kept apart
     assert all(0.0 <= r[0]["test_acc"] <= 1.0 for r in rows.values())
 
@@ -177,6 +193,8 @@ def test_landscape_fast(scripts, capsys, tmp_path):
                                                             r"--sweep-lengths \[20, 30, 50, 100\], got 40"),
         ("fidelity_clr", ["--steps", "100", "--cycles", "3"], r"Expected `--steps` to be a multiple of 2 x --cycles "
                                                               r"\(6\), got 100"),
+        ("fidelity_landscape", ["--match-factors", "2", "4"], r"Expected `--match-factors` to start at 1 and "
+                                                                r"increase, got \[2, 4\]"),
         ("fidelity_clr", ["--steps", "24", "--cycles", "1", "--val-every", "12"],
          r"Expected at least --smooth \(3\) evaluations in the budget, got 2"),
     ],
