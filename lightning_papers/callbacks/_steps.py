@@ -135,12 +135,12 @@ class TrainingSnapshot:
 def silenced_callbacks(trainer: pl.Trainer) -> Iterator[None]:
     """Keep other callbacks' backward/optimizer hooks from seeing steps of our own (the module's own hooks,
     gradient clipping included, still run: they are part of how it trains)."""
-    saved = trainer.callbacks
-    trainer.callbacks = []
+    saved = trainer.callbacks  # type: ignore[attr-defined]
+    trainer.callbacks = []  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        trainer.callbacks = saved
+        trainer.callbacks = saved  # type: ignore[attr-defined]
 
 
 def training_step(trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer,
@@ -184,7 +184,7 @@ def training_step(trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer:
     scale_before = scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
     with captured_logs(pl_module, keep_metrics=False):  # the caller's TrainingSnapshot restores the metrics
         strategy.optimizer_step(optimizer, closure, model=pl_module)
-    skipped = scale_before is not None and scaler.get_scale() < scale_before
+    skipped = scale_before is not None and scaler is not None and scaler.get_scale() < scale_before
     return (losses[0] if losses else None), bool(skipped)
 
 

@@ -29,7 +29,7 @@ from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities.seed import isolate_rng
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
-from lightning_papers import devices
+from lightning_papers import _helpers as devices
 from lightning_papers.landscape import EvaluationSpec, preserved_model
 
 __all__ = [
@@ -119,7 +119,8 @@ def _loader(trainer: pl.Trainer, pl_module: pl.LightningModule, which: str) -> A
             if source is not None and source.instance is not None:
                 loader = _first_loader(source.dataloader()) if source.is_defined() else None
             else:
-                owner = trainer.datamodule if trainer.datamodule is not None else pl_module
+                datamodule = getattr(trainer, "datamodule", None)
+                owner = datamodule if datamodule is not None else pl_module
                 method = getattr(owner, f"{which}_dataloader", None)
                 loader = _first_loader(method()) if callable(method) else None
         except Exception:  # noqa: BLE001 - a source without this loader (Lightning's hook raises) has none
@@ -129,7 +130,7 @@ def _loader(trainer: pl.Trainer, pl_module: pl.LightningModule, which: str) -> A
 
 def _generators(loader: Any) -> list[torch.Generator]:
     """The random generators a DataLoader's sampling draws from (its own, its sampler's, its batch sampler's)."""
-    found = []
+    found: list[torch.Generator] = []
     for obj in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
                 getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
         gen = getattr(obj, "generator", None)
@@ -377,12 +378,12 @@ def preflight(trainer: pl.Trainer, pl_module: pl.LightningModule, owner: str, wh
     if _loader(trainer, pl_module, which) is None:
         other = "train" if which == "val" else "val"
         raise ValueError(f"{owner}: expected a {which} dataloader to evaluate on, got none; pass "
-                         f"`dataloader={other!r}` or give the Trainer {which} data")
+                         f"`split={other!r}` or give the Trainer {which} data")
     try:
         batch = evaluation_batches(trainer, pl_module, which, 1, same_on_all_ranks=False, seed=seed)[0]
     except RuntimeError as err:
         raise ValueError(f"{owner}: {err}") from None
-    params = [p for p in pl_module.parameters() if p.requires_grad]
+    params: list[torch.Tensor] = [p for p in pl_module.parameters() if p.requires_grad]
     with isolate_rng(), evaluation.active(), preserved_model(pl_module):
         pl_module.eval()
         try:

@@ -154,7 +154,7 @@ class LossLandscapeProbe(StateKeyed):
                                SUPPORTED_KINDS)
         self.num_batches = check.positive_int("num_batches", num_batches)
         self.hessian_iters = check.positive_int("hessian_iters", hessian_iters)
-        self._options = dict(backend=backend, autocast_dtype=autocast_dtype, fold_bn=fold_bn,
+        self._options: dict[str, Any] = dict(backend=backend, autocast_dtype=autocast_dtype, fold_bn=fold_bn,
                              channels_last=channels_last, compile=compile)
         copies = ls.EvaluationSpec([], **self._options).copies  # the core's own checks, now
         if copies and loss_fn is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,7 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning_papers.landscape import MeshView, SurfaceResult, merge_surfaces
 from lightning_papers.tensorboard import add_image, add_mesh
 
-__all__ = ["gather_surface", "guarded", "lightning_info_off", "progress_bar", "report", "sum_across_ranks"]
+__all__ = ["gather_surface", "guarded", "progress_bar", "report", "sum_across_ranks"]
 
 
 @contextmanager
@@ -177,20 +176,3 @@ def progress_bar(trainer: pl.Trainer, total: int, desc: str) -> Any:
 
     disable = not trainer.is_global_zero or trainer.progress_bar_callback is None
     return tqdm(total=total, desc=desc, leave=False, disable=disable, dynamic_ncols=True)
-
-
-
-@contextmanager
-def lightning_info_off():
-    """Only Lightning's warnings pass while the block runs: its info lines ("GPU available", the seed,
-    ``limit_val_batches``) about a Trainer the package sets up for itself are not the user's to read."""
-
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)

@@ -29,12 +29,14 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
+from lightning_papers.landscape.result import SurfaceResult
 from lightning_papers.landscape.storage import SurfaceStore
 
 __all__ = ["add_subparser", "parse_grid", "run"]
@@ -164,7 +166,7 @@ def _trainer_device(name: str) -> tuple[str, int | list[int]]:
     Raises:
         ValueError: for a name torch does not know, CUDA where there is none, or a device Lightning cannot run.
     """
-    from lightning_papers.devices import resolve_device
+    from lightning_papers._helpers import resolve_device
 
     device = resolve_device(name)  # the image commands' rule and message
     if name == "auto":
@@ -224,7 +226,7 @@ class _SurfaceAtValidationStart(Callback):
 
     def __init__(self, args: argparse.Namespace, axes: list[np.ndarray], out: Path) -> None:
         self.args, self.axes, self.out = args, axes, out
-        self.result = None
+        self.result: SurfaceResult | None = None
         self.seconds = 0.0
         self.device = ""
 
@@ -239,7 +241,9 @@ class _SurfaceAtValidationStart(Callback):
         directions = random_directions(pl_module, len(self.axes), seed=args.seed)
         grid = Framed(points=len(self.axes[0])) if args.frame else tuple(self.axes) if len(self.axes) == 2 else \
             self.axes[0]
-        fast = dict(loss_fn=F.cross_entropy, fold_bn=True, channels_last=True, compile=True) if args.fast else {}
+        fast: dict[str, Any] = {}
+        if args.fast:  # cross-entropy on a folded, channels_last, compiled copy of the network
+            fast = dict(loss_fn=F.cross_entropy, fold_bn=True, channels_last=True, compile=True)
         path = str(self.out / "surface")
         with module_spec(trainer, pl_module, "val", args.batches, **fast) as spec:
             if len(spec.data) < args.batches:
@@ -261,7 +265,7 @@ class _SurfaceAtValidationStart(Callback):
 def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
              devices: int | list[int]):
     """(surface, seconds, device): the surface computed inside ``Trainer.validate``."""
-    from lightning_papers.callbacks.reporting import lightning_info_off
+    from lightning_papers._helpers import lightning_info_off
 
     with lightning_info_off():  # the seed, "GPU available": about this command's own Trainers
         return _surface_in_trainer(args, axes, out, accelerator, devices)
@@ -313,8 +317,8 @@ def run(args: argparse.Namespace) -> int:
     axes = [np.linspace(*spec) for spec in specs]
     accelerator, devices = _trainer_device(args.device)  # a bad name fails before the config and checkpoint load
     out = Path(args.out)
+    from lightning_papers._helpers import check_outputs
     from lightning_papers.cli.image import check_writable
-    from lightning_papers.files import check_outputs
 
     ours = [out / "surface.npz", out / "surface.json", *(out / name for name in _PICTURES)]
     check_outputs(ours, [args.ckpt, args.config], flag="--out", input_flag="--ckpt or --config", overwrite=True)
@@ -332,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     kinds = ("contour", "heatmap", "surface3d") if args.mode == "2d" else ("curve",)
     files = [str(out / "surface.npz"), str(out / "surface.json")]
-    from lightning_papers.files import atomic_write
+    from lightning_papers._helpers import atomic_write
 
     for kind in kinds:
         ax = result.plot(kind)

@@ -189,7 +189,8 @@ class _Sampler:
         that adds, at most ``limit`` new points."""
         ranked = sorted((kv for kv in self.leaves.items() if kv[1] > tol and _splittable(kv[0])),
                         key=lambda kv: (-kv[1], -_volume(kv[0]), kv[0]))
-        chosen, points = [], set()
+        chosen: list[Box] = []
+        points: set[tuple[int, ...]] = set()
         for box, _ in ranked:
             if len(points) >= limit:
                 break

@@ -128,7 +128,7 @@ class _Hessian:
 def _trainable(model: nn.Module, seed: Any) -> list[tuple[str, torch.Tensor]]:
     check.integer("seed", seed)
     check_materialised(model)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    named: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("Expected a model with trainable parameters (requires_grad=True), got none")
     return named

@@ -266,7 +266,7 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
 
 
 def _resolve_metrics(metrics: Any, loss_fn: Metric | None) -> dict[str, Metric]:
-    if isinstance(metrics, (str, Callable)) and not isinstance(metrics, Mapping):
+    if isinstance(metrics, str) or callable(metrics) and not isinstance(metrics, Mapping):
         metrics = [metrics]
     items = list(metrics.items()) if isinstance(metrics, Mapping) else [(None, m) for m in metrics]
     out: dict[str, Metric] = {}
@@ -382,18 +382,18 @@ def _scalar(value: Any, name: str) -> torch.Tensor:
 def _evaluate(
     model: Callable[[torch.Tensor], torch.Tensor], batches: Sequence[Batch], metrics: dict[str, Metric], autocast
 ) -> list[float]:
-    sums = [None] * len(metrics)
+    sums: dict[str, torch.Tensor] = {}
     n = 0
     with torch.no_grad():
         for x, y in batches:
             with autocast():
                 out = model(x)
             out = out.float()
-            for i, (name, fn) in enumerate(metrics.items()):
+            for name, fn in metrics.items():
                 v = _scalar(fn(out, y), name) * len(y)
-                sums[i] = v if sums[i] is None else sums[i] + v
+                sums[name] = v if name not in sums else sums[name] + v
             n += len(y)
-    return [float(s) / n for s in torch.stack(sums).cpu()]
+    return [float(s) / n for s in torch.stack([sums[name] for name in metrics]).cpu()]
 
 
 def _evaluate_with(evaluate: Evaluate, batches: Sequence[Any], autocast) -> dict[str, float]:

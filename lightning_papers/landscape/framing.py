@@ -165,7 +165,7 @@ def frame_range(model: Any, directions: Any, spec: Any, *, framed: Framed | None
     """
     framed = framed or Framed()
     dirs = [directions] if isinstance(directions, Direction) else list(directions)
-    rays = _RAYS_1D if len(dirs) == 1 else _RAYS_2D
+    rays: dict[str, tuple[float, ...]] = dict(_RAYS_1D if len(dirs) == 1 else _RAYS_2D)
     if not framed.diagonals:
         rays = {n: u for n, u in rays.items() if 0.0 in u or len(u) == 1}
     # the copies (fold_bn, channels_last, compile) pay off over a grid, not over the few points of a scan round
@@ -175,12 +175,12 @@ def frame_range(model: Any, directions: Any, spec: Any, *, framed: Framed | None
     def evaluate(coords: list[tuple[float, ...]]) -> list[float]:
         axes, mask, index = _points_grid(coords, len(dirs))
         r = evaluate_grid(model, dirs, axes, spec, points=mask)
-        metric = _scan_metric(list(r.values))
-        evaluate.metric = metric
-        return [float(r.values[metric][i]) for i in index]
+        scanned["metric"] = _scan_metric(list(r.values))
+        return [float(r.values[scanned["metric"]][i]) for i in index]
 
+    scanned = {"metric": "loss"}
     centre = evaluate([(0.0,) * len(dirs)])[0]
-    metric = evaluate.metric
+    metric = scanned["metric"]
     if not (math.isfinite(centre) and centre > 0):
         raise ValueError(f"Expected a positive finite {metric} at the centre to frame the range, got {centre!r}; "
                          "pass the grid yourself")
@@ -212,8 +212,7 @@ def frame_range(model: Any, directions: Any, spec: Any, *, framed: Framed | None
             break
         t *= 2
     for _ in range(framed.bisections):  # then halve the last step (geometric mean of the bracket)
-        todo = {n: math.sqrt(below[n] * above[n]) if below[n] > 0 else 0.5 * above[n]
-                for n in rays if above[n] is not None}
+        todo = {n: math.sqrt(below[n] * a) if below[n] > 0 else 0.5 * a for n in rays if (a := above[n]) is not None}
         if not todo:
             break
         step(todo)
@@ -280,7 +279,7 @@ def framed_axes(model: Any, directions: Any, grid: Any, spec: EvaluationSpec,
         grid = Framed()
     if not isinstance(grid, Framed):
         return grid, None
-    if store.resume and surface_paths(store.path)[0].exists():
+    if store.resume and store.path is not None and surface_paths(store.path)[0].exists():
         saved = load_surface(store.path)
         if "range" in saved.metadata:  # the same model and data are checked when the points are resumed
             axes = list(saved.axes)

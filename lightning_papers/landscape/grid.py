@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_papers.compiling import CompiledOrEager
-from lightning_papers.files import check_writable_folder
+from lightning_papers._helpers import CompiledOrEager, check_writable_folder
 from lightning_papers.landscape.directions import Direction, landscape_tensors
 from lightning_papers.landscape.evaluation import (
     EvaluationSpec,
@@ -207,9 +206,10 @@ def _start(plan: _Plan, spec: EvaluationSpec, store: SurfaceStore, trajectory: n
     """The empty result, or the one saved at ``store.path`` when resuming (its metadata must match)."""
     values = {m: np.full(plan.shape, np.nan) for m in plan.metrics}
     computed = np.zeros(plan.shape, dtype=bool)
-    npz = surface_paths(store.path)[0] if store.path is not None else None
-    if store.resume and npz is not None and npz.exists():
-        saved = load_surface(store.path)
+    path = store.path
+    npz = surface_paths(path)[0] if path is not None else None
+    if store.resume and path is not None and npz is not None and npz.exists():
+        saved = load_surface(path)
         check_metadata(saved.metadata, plan.metadata, where=f"the saved surface at {str(npz)!r}")
         values = {m: saved.values[m].copy() for m in plan.metrics}
         computed = saved.computed.copy()

@@ -68,7 +68,8 @@ def _splittable(box: Box) -> bool:
 def _split(box: Box) -> tuple[list[Box], list[tuple[int, ...]]]:
     """The children of ``box`` (each dimension of width >= 2 halved) and the points they add (its pattern
     minus its corners)."""
-    parts, marks = [], []
+    parts: list[list[tuple[int, int]]] = []
+    marks: list[tuple[int, ...]] = []
     for lo, hi in box:
         if hi - lo >= 2:
             mid = lo + (hi - lo) // 2

@@ -596,7 +596,7 @@ def surface_frames(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, Su
     frames = []
     for epoch, r in items:
         fig = Figure(figsize=(5.0, 4.4))
-        FigureCanvasAgg(fig)
+        canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         plot_filled_contour(r, metric, ax=ax, scale=scale, cmap="viridis")
         x, y, z = _grid2d(r, metric)
@@ -607,8 +607,8 @@ def surface_frames(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, Su
         ax.set_title(f"{metric} at epoch {epoch} (centre {r.centre_value(metric):.3g})\n{scale.describe()}",
                      fontsize=9)
         fig.tight_layout()
-        fig.canvas.draw()
-        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+        canvas.draw()
+        frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
     return frames, scale
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class SurfaceResult:
         """Draw the result: ``kind`` in ``"contour"`` (default for 2-D), ``"contourf"``, ``"heatmap"``,
         ``"surface3d"`` or ``"curve"`` (default for 1-D). Returns the matplotlib Axes."""
         kind = kind or ("curve" if self.ndim == 1 else "contour")
-        funcs = {
+        funcs: dict[str, Callable[..., Any]] = {
             "contour": lp.plot_contour,
             "contourf": lp.plot_filled_contour,
             "heatmap": lp.plot_heatmap,
@@ -140,7 +141,7 @@ def save_surface(result: SurfaceResult, path: str | os.PathLike) -> tuple[Path, 
     arrays["metric_names"] = np.array(list(result.values), dtype=np.str_)
     if result.trajectory is not None:
         arrays["trajectory"] = np.asarray(result.trajectory, dtype=np.float64)
-    _atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
+    _atomic_write(npz_path, lambda fh: cast(Any, np.savez)(fh, **arrays))
     summary = {
         "metadata": json.loads(meta_json),
         "shape": list(result.shape),

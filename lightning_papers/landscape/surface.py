@@ -70,7 +70,7 @@ def surface(model: nn.Module, directions: Direction | Sequence[Direction], grid:
         points = options.pop("adaptive")
     given = {k: options.pop(k) for k in _STORE_KEYS if k in options}
     if not isinstance(store, SurfaceStore):
-        store = SurfaceStore(**({} if store is None else {"path": store}), **given)
+        store = SurfaceStore(**given) if store is None else SurfaceStore(store, **given)
     elif given:
         store = dataclasses.replace(store, **given)
     spec = EvaluationSpec.of(spec, **options)
