@@ -27,7 +27,7 @@ import json
 import math
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
@@ -121,19 +121,15 @@ class TraceRow:
         return any(self.ignored)
 
     def to_dict(self) -> dict[str, Any]:
-        as_list = (lambda v: None if v is None else list(v))  # noqa: E731
-        return {
-            "name": self.name, "layer": self.layer, "op": self.op, "kind": self.kind,
-            "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
-            "kernel": as_list(self.kernel), "stride": as_list(self.stride), "padding": as_list(self.padding),
-            "dilation": as_list(self.dilation), "output_padding": as_list(self.output_padding),
-            "relationships": list(self.relationships), "predicted": as_list(self.predicted),
-            "actual": list(self.actual), "match": self.match,
-            "receptive_field": as_list(self.receptive_field),
-            "jump": None if self.jump is None else [_num(x) for x in self.jump],
-            "start": None if self.start is None else [_num(x) for x in self.start],
-            "ignored": list(self.ignored),
-        }
+        """JSON-ready: tuples as lists, fractions of a pixel as floats (4 decimals), ``match`` after ``actual``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            is_tuple = isinstance(value, tuple)
+            out[f.name] = [_num(v) if isinstance(v, Fraction) else v for v in value] if is_tuple else value
+            if f.name == "actual":
+                out["match"] = self.match
+        return out
 
 
 def _short(values: Sequence | None) -> str:
