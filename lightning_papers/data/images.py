@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -134,7 +133,7 @@ class ImageListDataset(Dataset):
     is returned instead and a warning names it once, so an epoch never crashes on a bad file.
     """
 
-    def __init__(self, sources: Sequence[ImageSource], transform: Any) -> None:
+    def __init__(self, sources: Sequence[ImageSource], transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
         if not sources:
             raise ValueError("Expected at least one image, got none")
         self.sources = list(sources)
