@@ -109,9 +109,7 @@ def feature_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def pixel_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pixel loss (paper §3.3): ``||a_n - b_n||_2^2 / (C H W)`` per image, averaged over the batch (an MSE)."""
-    if a.shape != b.shape:
-        raise ValueError(f"Expected images of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    return F.mse_loss(a, b)
+    return feature_loss(a, b)
 
 
 def style_loss(
