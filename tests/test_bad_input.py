@@ -325,7 +325,7 @@ def test_debug_shows_the_traceback_and_internal_errors_keep_theirs(files, capsys
 
 
 def test_ckpt_path_of_another_model_class_is_refused(tmp_path, capsys):
-    from lightning_papers.cli import _check_ckpt_class
+    from lightning_papers.cli._tool import _check_ckpt_class
 
     ckpt = tmp_path / "other.ckpt"
     torch.save({"hyper_parameters": {"_class_path": "lightning_papers.modules.SuperResolution"}, "state_dict": {}},
@@ -1116,7 +1116,7 @@ def test_a_normal_run_leaves_stderr_empty(tmp_path, style_checkpoint):
 def test_lightning_cli_raises_no_jsonargparse_deprecation(monkeypatch):
     import warnings
 
-    from lightning_papers.cli import _jsonargparse_deprecation, lightning_cli
+    from lightning_papers.cli._tool import _jsonargparse_deprecation, lightning_cli
 
     monkeypatch.setattr(sys, "argv", ["lightning-papers"])
     with warnings.catch_warnings(record=True) as caught:
