@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from lightning_papers import landscape as ls
+from lightning_papers._helpers import autocast_dtype, resolve_device
 from lightning_papers.callbacks import (
     ConvArithmeticSummary,
     CyclicalLR,
@@ -37,7 +38,6 @@ from lightning_papers.callbacks import (
 from lightning_papers.cli import main
 from lightning_papers.conv_arithmetic import animate, conv_output_size, explain, solve, trace_shapes
 from lightning_papers.data import DigitsDataModule, ImageFolderDataModule, load_image, write_image
-from lightning_papers.devices import autocast_dtype, resolve_device
 from lightning_papers.lr_suggestion import SmoothedLoss, smooth_ema, suggest
 from lightning_papers.models import get_model
 from lightning_papers.modules import ImageClassifier
@@ -164,7 +164,8 @@ API = [
     ("classifier lr", lambda: ImageClassifier("resnet20", lr=0.0), ValueError, r"`lr` > 0, got 0\.0"),
     ("classifier milestones", lambda: ImageClassifier("resnet20", scheduler="multistep"), ValueError,
      r"non-empty `milestones`"),
-    ("digits val_fraction", lambda: DigitsDataModule(val_fraction=1.5), ValueError, r"`val_fraction` in \(0, 1\)"),
+    ("digits val_fraction", lambda: DigitsDataModule(val_fraction=1.5), ValueError,
+     r"`val_fraction` to be a number in \(0, 1\)"),
     ("image size", lambda: load_image(np.zeros((4, 4, 3)), size=0), ValueError, r"`size` to be a positive int"),
     ("image array", lambda: load_image(np.zeros((4, 4, 5))), ValueError, r"image of shape .* got \(4, 4, 5\)"),
     ("image missing", lambda: load_image("nope.png"), FileNotFoundError, r"image file, but 'nope\.png'"),

@@ -34,7 +34,7 @@ replicated to RGB. NumPy arrays are (H, W) or (H, W, C); torch tensors are (H, W
 :func:`write_image` keeps the bit depth: a source of more than 8 bits (:attr:`ImageInfo.bits` 16) is written as a
 16-bit PNG (PIL writes 16-bit greyscale only; the RGB file is written here), an 8-bit one as 8 bits. A format
 without 16 bits (JPEG, ...) is written with 8 and says so in a warning. Writes go to a temporary file that is
-renamed over the target (:func:`lightning_papers.files.atomic_write`).
+renamed over the target (``lightning_papers._helpers.atomic_write``).
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> 
     Raises:
         ValueError: for a tensor of another shape, ``bits`` other than 8 or 16, or an extension PIL cannot write.
     """
-    from lightning_papers.files import atomic_write
+    from lightning_papers._helpers import atomic_write
 
     if not isinstance(image, torch.Tensor):
         raise ValueError(f"Expected an image tensor (3, H, W), got {type(image).__name__}: convert it with "

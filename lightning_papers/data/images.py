@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
+from lightning_papers._validation import integer, positive_int, real
 from lightning_papers.data._extras import require_extra
 from lightning_papers.data.image_io import read_image
 from lightning_papers.data.tensor_images import make_loader
@@ -104,12 +105,15 @@ def load_image(source: ImageSource, size: int | tuple[int, int] | None = None) -
             of the wrong shape or a non-positive size.
     """
     if size is not None:
-        sizes = (size,) if isinstance(size, int) and not isinstance(size, bool) else tuple(size)
-        if len(sizes) not in (1, 2) or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+        try:
+            sizes = [positive_int("size", s) for s in (size if isinstance(size, (tuple, list)) else (size,))]
+        except ValueError:
+            sizes = []
+        if len(sizes) not in (1, 2):
             raise ValueError(f"Expected `size` to be a positive int or an (H, W) pair, got {size!r}")
     tensor = _to_tensor(source)
     if size is not None:
-        tensor = TF.resize(tensor, list(sizes), antialias=True).clamp_(0.0, 1.0)
+        tensor = TF.resize(tensor, sizes, antialias=True).clamp_(0.0, 1.0)
     return tensor
 
 
@@ -210,23 +214,16 @@ class ImageFolderDataModule(L.LightningDataModule):
         val_resize: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("image_size", image_size), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"Expected `num_workers` to be a non-negative integer, got {num_workers!r}")
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"Expected `val_fraction` in [0, 1), got {val_fraction!r}")
+        self.image_size = positive_int("image_size", image_size)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.num_workers = integer("num_workers", num_workers, 0)
+        self.val_fraction = real("val_fraction", val_fraction, 0, 1, high_open=True)
         if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(f"Expected `scale` to be (low, high) with 0 < low <= high <= 1, got {scale!r}")
         self.save_hyperparameters()
         self.root = None if root is None else Path(root)
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.val_fraction = val_fraction
         self.seed = seed
-        self.num_workers = num_workers
-        self.scale = tuple(scale)
+        self.scale = (scale[0], scale[1])
         self.pin_memory = pin_memory
         self.val_resize = val_resize
         self.train_set: ImageListDataset | None = None
@@ -246,7 +243,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.root is None:
             _require_skimage_data()  # fail early, on one process, with the install hint
 
-    def _sources(self) -> list[ImageSource]:
+    def _sources(self) -> Sequence[ImageSource]:
         if self.root is None:
             return [image for _, image in sample_photos()]
         files = find_images(self.root)

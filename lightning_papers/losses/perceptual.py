@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_papers._validation import real
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -292,6 +294,9 @@ class VGGFeatures(nn.Module):
         torch.Size([1, 128, 32, 32])
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         weights: str | os.PathLike = "imagenet",
@@ -356,7 +361,8 @@ class VGGFeatures(nn.Module):
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def train(self, mode: bool = True) -> VGGFeatures:
         """Always eval: the loss network is fixed, whatever the parent module's mode."""
@@ -431,6 +437,8 @@ class PerceptualLoss(nn.Module):
         >>> terms["loss"].backward()
     """
 
+    has_style: torch.Tensor
+
     def __init__(
         self,
         vgg: VGGFeatures,
@@ -446,14 +454,12 @@ class PerceptualLoss(nn.Module):
         missing = [name for name in (content_layer, *style_layers) if name not in vgg.layers]
         if missing:
             raise ValueError(f"Expected `vgg` to tap {missing!r}, but it taps {vgg.layers}")
-        for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
-                            ("tv_weight", tv_weight)):
-            if value < 0:
-                raise ValueError(f"Expected `{name}` >= 0, got {value!r}")
+        self.content_weight = real("content_weight", content_weight, 0)
+        self.style_weight = real("style_weight", style_weight, 0)
+        self.tv_weight = real("tv_weight", tv_weight, 0)
         self.vgg = vgg
         self.content_layer = content_layer
         self.style_layers = style_layers
-        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         if style_layer_weights is None:
             style_layer_weights = {name: 1.0 / _CHANNELS[name] ** 2 for name in style_layers}
         unknown = sorted(set(style_layer_weights) - set(style_layers))

@@ -146,11 +146,11 @@ def test_solve_errors():
         solve(0, 4)
     with pytest.raises(ValueError, match="Expected `output_padding` only with transposed=True"):
         solve(4, 4, output_padding=1)
-    with pytest.raises(ValueError, match="Expected `kernel` to be an integer >= 1"):
+    with pytest.raises(ValueError, match="Expected `kernel` to be a positive integer, got 0"):
         solve(4, 4, kernel=0)
     with pytest.raises(ValueError, match="Expected `max_padding` to be an integer >= 0"):
         solve(4, 4, max_padding=-1)
-    with pytest.raises(ValueError, match="Expected `ndim` to be 1, 2 or 3"):
+    with pytest.raises(ValueError, match=r"Expected `ndim` to be an integer in \[1, 3\], got 4"):
         solve(4, 4)[0].layer(ndim=4)
 
 
