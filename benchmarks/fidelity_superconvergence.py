@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -68,6 +67,7 @@ from _fidelity import (
     digits_split,
     fmt,
     load_average,
+    load_averages,
     make_model,
     mean_std,
     paired_block,
@@ -236,13 +236,6 @@ def _check(args) -> None:
         raise SystemExit(f"error: Expected at least 2 seeds (a paired interval needs two), got {args.seeds}")
 
 
-def _uptime() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.fast:
@@ -250,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.sweep_steps, args.sweep_every, args.num_peaks, args.train_size, args.small_train_size = 24, 6, 2, 150, 100
     _check(args)
     torch.set_num_threads(args.threads)
-    t0, load0, up0 = time.perf_counter(), load_average(), _uptime()
+    t0, load0, up0 = time.perf_counter(), load_average(), load_averages()
     seeds, wds, n = args.seeds, args.weight_decays, len(args.seeds)
     B, short = args.budget, args.budget // SHORT
     where = cpu_name() if args.device == "cpu" else torch.cuda.get_device_name(args.device)
@@ -371,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
                     if chosen[name]["val_mean"] >= cb["val_mean"]), None)
     diverged = sum(r["diverged"] for r in runs.done.values())
     seconds = time.perf_counter() - t0
-    up1 = _uptime()
+    up1 = load_averages()
 
     print(f"\ntest accuracy, % (n = {n}; configurations chosen on validation):")
     for name, s in test_acc.items():
