@@ -32,7 +32,7 @@ from typing_extensions import override
 
 from lightning_papers import _validation as check
 from lightning_papers import landscape as ls
-from lightning_papers.callbacks._steps import StateKeyed, optimizer_index, planned_optimizer_steps
+from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index, planned_optimizer_steps
 from lightning_papers.callbacks.evaluation import ModuleEvaluation, evaluation_batches, preflight
 from lightning_papers.callbacks.reporting import guarded, report, sum_across_ranks
 

@@ -31,7 +31,7 @@ from typing_extensions import override
 
 from lightning_papers import _validation as check
 from lightning_papers import landscape as ls
-from lightning_papers.callbacks._steps import StateKeyed
+from lightning_papers.callbacks._trainer import StateKeyed
 from lightning_papers.callbacks.evaluation import ModuleEvaluation, module_spec, preflight
 from lightning_papers.callbacks.reporting import gather_surface, guarded, report
 from lightning_papers.landscape.adaptive import as_refinement

@@ -51,7 +51,7 @@ import numpy as np
 
 from lightning_papers.landscape.evaluation import EvaluationSpec
 from lightning_papers.landscape.grid import as_axes, evaluate_grid
-from lightning_papers.landscape.lattice import (
+from lightning_papers.landscape.plot import (
     CLIP_FACTOR,
     Box,
     _is_log,

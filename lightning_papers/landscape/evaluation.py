@@ -379,21 +379,17 @@ def _scalar(value: Any, name: str) -> torch.Tensor:
     return v.reshape(()).double()
 
 
-def _evaluate(
-    model: Callable[[torch.Tensor], torch.Tensor], batches: Sequence[Batch], metrics: dict[str, Metric], autocast
-) -> list[float]:
-    sums: dict[str, torch.Tensor] = {}
-    n = 0
-    with torch.no_grad():
-        for x, y in batches:
-            with autocast():
-                out = model(x)
-            out = out.float()
-            for name, fn in metrics.items():
-                v = _scalar(fn(out, y), name) * len(y)
-                sums[name] = v if name not in sums else sums[name] + v
-            n += len(y)
-    return [float(s) / n for s in torch.stack([sums[name] for name in metrics]).cpu()]
+def _evaluate(model: Callable[[torch.Tensor], torch.Tensor], batches: Sequence[Batch], metrics: dict[str, Metric],
+              autocast: Callable[[], Any]) -> list[float]:
+    """The sample-weighted means of ``metrics(model(x), y)`` over ``(x, y)`` batches, in ``metrics``' order."""
+    values = _evaluate_with(functools.partial(_metric_values, model, metrics), batches, autocast)
+    return [values[name] for name in metrics]
+
+
+def _metric_values(model: Callable[[torch.Tensor], torch.Tensor], metrics: dict[str, Metric],
+                   batch: Batch) -> dict[str, torch.Tensor]:
+    out = model(batch[0]).float()
+    return {name: fn(out, batch[1]) for name, fn in metrics.items()}
 
 
 def _evaluate_with(evaluate: Evaluate, batches: Sequence[Any], autocast) -> dict[str, float]:
