@@ -1,19 +1,11 @@
-"""A LightningModule's evaluation, as the landscape core takes it: fixed batches and the module's own loss.
-
-DESIGN.md: the one place the package's analyses read evaluation data and losses through a Trainer.
-:func:`module_spec` builds the :class:`~lightning_papers.landscape.EvaluationSpec` that
-:class:`~lightning_papers.callbacks.LossLandscapeProbe` and the ``lightning-papers landscape`` command pass to
-:func:`~lightning_papers.landscape.surface` (Li et al., Visualizing the Loss Landscape of Neural Nets, 2018, arXiv
-1712.09913) from:
-
-* :func:`evaluation_batches`: a few fixed batches of a loader, through the module's own transfer hooks
-  (``on_before_batch_transfer``, ``transfer_batch_to_device``, ``on_after_batch_transfer``) under an evaluation
-  stage (a datamodule never augments them), the same on every rank when asked;
-* :class:`ModuleEvaluation`: the LightningModule's own loss (or a ``loss_fn`` the user passes), as the core's
-  ``evaluate(batch)``, with the step's ``self.log`` calls and torchmetrics updates kept out of the user's logs;
-* :func:`autocast_dtype`: the dtype the Trainer's precision runs forward passes in.
-
-Every private Lightning (or torchmetrics) attribute this module touches has a comment that says why.
+"""A LightningModule's evaluation as the landscape core takes it: :func:`module_spec` builds the
+:class:`~lightning_papers.landscape.EvaluationSpec` that :class:`~lightning_papers.callbacks.LossLandscapeProbe`
+and ``lightning-papers landscape`` pass to :func:`~lightning_papers.landscape.surface` (Li et al., Visualizing the
+Loss Landscape of Neural Nets, 2018, arXiv 1712.09913) from :func:`evaluation_batches` (a few fixed batches through
+the module's own transfer hooks, under an evaluation stage, the same on every rank when asked),
+:class:`ModuleEvaluation` (the module's own loss, its ``self.log`` calls and metric updates kept out of the user's
+logs) and :func:`autocast_dtype` (the Trainer's precision). Every private Lightning (or torchmetrics) attribute
+touched here has a comment that says why.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from lightning_papers import _validation as check
 from lightning_papers.landscape.evaluation import EvaluationSpec
 from lightning_papers.landscape.grid import as_axes, evaluate_grid
 from lightning_papers.landscape.plot import (
@@ -115,9 +116,7 @@ class Refinement:
         if not isinstance(self.tol, (int, float)) or not self.tol >= 0:
             raise ValueError(f"Expected `tol` >= 0 (decades of loss), got {self.tol!r}")
         for name in ("coarse_levels", "per_round"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"Expected `{name}` to be a positive integer or None, got {v!r}")
+            check.optional_positive_int(name, getattr(self, name))
         if not isinstance(self.clip_factor, (int, float)) or not self.clip_factor > 0:
             raise ValueError(f"Expected `clip_factor` > 0, got {self.clip_factor!r}")
 

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_papers import _validation as check
+
 __all__ = [
     "Direction",
     "SUPPORTED_KINDS",
@@ -227,8 +229,7 @@ def random_direction(
     """
     if normalization not in SUPPORTED_NORMALIZATIONS:
         raise ValueError(f"Expected `normalization` to be one of {SUPPORTED_NORMALIZATIONS}, got {normalization!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"Expected `seed` to be an integer, got {seed!r}")
+    check.integer("seed", seed)
     ignore = _check_ignore(ignore)
     tensors = landscape_tensors(model, kind)
     skip = ignored_keys(model, kind, ignore)
@@ -277,8 +278,7 @@ def random_directions(
         >>> abs(d1.dot(d2)) < 1e-6
         True
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"Expected `n` to be a positive integer, got {n!r}")
+    check.positive_int("n", n)
     if not isinstance(model, nn.Module):  # a model name, say: named, not "'str' object has no attribute ..."
         raise ValueError(f"Expected `model` to be a torch.nn.Module, got {type(model).__name__} {model!r:.60}: build "
                          "it first (e.g. lightning_papers.models.get_model)")

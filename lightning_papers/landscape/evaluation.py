@@ -173,8 +173,9 @@ class EvaluationSpec:
 
     def batch_loss(self, model: nn.Module) -> Callable[[Any], torch.Tensor]:
         """``fn(batch) -> the batch-mean loss``: ``evaluate(batch)["loss"]``, or ``loss_fn(model(x), y)``."""
-        return _EvaluatedLoss(self.evaluate) if self.evaluate is not None else _ModelLoss(
-            model, self.loss_fn or F.cross_entropy)
+        if self.evaluate is not None:
+            return functools.partial(_evaluated_loss, self.evaluate)
+        return functools.partial(_model_loss, model, self.loss_fn or F.cross_entropy)
 
     def prepared(self, device: torch.device) -> tuple[list[Any], Callable[[], Any]]:
         """The fixed batches on ``device`` (``(inputs, targets)`` through :func:`prepare_batches`, or, with
@@ -207,20 +208,12 @@ class EvaluationSpec:
             yield saved
 
 
-class _ModelLoss:
-    def __init__(self, model: nn.Module, loss_fn: Callable) -> None:
-        self.model, self.loss_fn = model, loss_fn
-
-    def __call__(self, batch: Any) -> torch.Tensor:
-        return self.loss_fn(self.model(batch[0]), batch[1])
+def _model_loss(model: nn.Module, loss_fn: Metric, batch: Any) -> torch.Tensor:
+    return loss_fn(model(batch[0]), batch[1])
 
 
-class _EvaluatedLoss:
-    def __init__(self, evaluate: Evaluate) -> None:
-        self.evaluate = evaluate
-
-    def __call__(self, batch: Any) -> torch.Tensor:
-        return self.evaluate(batch)["loss"]
+def _evaluated_loss(evaluate: Evaluate, batch: Any) -> torch.Tensor:
+    return evaluate(batch)["loss"]
 
 
 def accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lightning_papers import _validation as check
 from lightning_papers.landscape.directions import Direction
 from lightning_papers.landscape.evaluation import EvaluationSpec
 from lightning_papers.landscape.grid import evaluate_grid
@@ -68,16 +69,14 @@ class Framed:
     diagonals: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.points, bool) or not isinstance(self.points, int) or self.points < 3:
-            raise ValueError(f"Expected `points` to be an integer >= 3, got {self.points!r}")
+        check.integer("points", self.points, minimum=3)
         for name in ("clip_factor", "max_radius", "min_radius"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"Expected `{name}` to be a positive number, got {value!r}")
         if self.min_radius > self.max_radius:
             raise ValueError(f"Expected `min_radius` <= `max_radius`, got {self.min_radius!r} > {self.max_radius!r}")
-        if isinstance(self.bisections, bool) or not isinstance(self.bisections, int) or self.bisections < 0:
-            raise ValueError(f"Expected `bisections` to be a non-negative integer, got {self.bisections!r}")
+        check.integer("bisections", self.bisections, minimum=0)
         if not isinstance(self.margin, (int, float)) or not self.margin >= 1:
             raise ValueError(f"Expected `margin` >= 1, got {self.margin!r}")
 

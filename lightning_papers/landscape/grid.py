@@ -1,13 +1,10 @@
-"""The points of a loss surface: ``theta + a d1 (+ b d2)`` over a lattice, evaluated fast and without a trace.
+"""The points of a loss surface, ``f(a, b) = L(theta* + a delta + b eta)`` (Li et al., Visualizing the Loss
+Landscape of Neural Nets, 2018, arXiv 1712.09913, Section 3), evaluated fast and without a trace.
 
-Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913),
-Section 3: ``f(a, b) = L(theta* + a delta + b eta)``. The paper's code rebuilt the weights from CPU copies and
-ran a data loader for every point; here (our own design) the batches are put on the device once
-(:class:`~lightning_papers.landscape.evaluation.EvaluationSpec`), and the perturbed weights are written in place
-with ``torch._foreach_copy_`` / ``torch._foreach_add_`` (centre, then ``+ a d1``, then ``+ b d2``), only for the
-entries whose directions are non-zero; optionally on an evaluation copy (BatchNorm folded, channels_last,
-compiled) or several points per ``torch.func.vmap`` call. Points are sharded, saved every few and resumed; the
-model comes back bit-identical. :func:`~lightning_papers.landscape.surface` is the public entry.
+The paper's code rebuilt the weights from CPU copies and ran a data loader for every point; here (our own design)
+the batches are on the device once and each point's weights are written in place (``torch._foreach_copy_`` /
+``_foreach_add_``, only the entries some direction moves), optionally on a folded, channels_last or compiled copy
+or several points per ``torch.func.vmap`` call; points are sharded, saved and resumed.
 """
 
 from __future__ import annotations

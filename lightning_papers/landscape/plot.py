@@ -25,6 +25,8 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from lightning_papers import _validation as check
+
 if TYPE_CHECKING:
     from lightning_papers.landscape.result import SurfaceResult
 
@@ -128,10 +130,6 @@ def _multilinear(box: Box, g: np.ndarray, point: Sequence[float]) -> float:
         if w:
             total += w * g[tuple(idx)]
     return total
-
-
-def _inside(point: Sequence[int], box: Box) -> bool:
-    return all(lo <= x <= hi for x, (lo, hi) in zip(point, box))
 
 
 def _volume(box: Box) -> int:
@@ -784,7 +782,7 @@ def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, duration: in
     """
     from PIL import Image
 
-    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
+    if check.integer("duration", duration) < 1:
         raise ValueError(f"Expected `duration` to be a positive number of milliseconds, got {duration!r}")
     shapes = {np.shape(f) for f in frames}
     if not frames or len(shapes) != 1:
@@ -812,7 +810,7 @@ def animate_surfaces(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, 
     Raises:
         ValueError: as :func:`surface_frames` and :func:`save_gif`.
     """
-    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:  # before the drawing
+    if check.integer("duration", duration) < 1:  # before the drawing
         raise ValueError(f"Expected `duration` to be a positive number of milliseconds, got {duration!r}")
     frames, _ = surface_frames(results, metric, levels=levels, vmin=vmin, vmax=vmax)
     return save_gif(frames, path, duration)
