@@ -41,7 +41,6 @@ from lightning_papers.landscape.evaluation import (
 )
 from lightning_papers.landscape.fold import FoldedModel, fold_batchnorm
 from lightning_papers.landscape.framing import Frame, Framed, frame_range, shared_range
-from lightning_papers.landscape.interpolation import interpolate
 from lightning_papers.landscape.pca import PCADirections, pca_directions
 from lightning_papers.landscape.plot import (
     CLIP_FACTOR,
@@ -77,7 +76,7 @@ from lightning_papers.landscape.storage import (
     data_fingerprint,
     model_fingerprint,
 )
-from lightning_papers.landscape.surface import surface
+from lightning_papers.landscape.surface import interpolate, surface
 
 __all__ = [
     "CLIP_FACTOR",

@@ -6,6 +6,11 @@ Section 3: ``f(a, b) = L(theta* + a delta + b eta)``. What is evaluated and how 
 :func:`~lightning_papers.landscape.grid.evaluate_grid`, over a range framed to the basin
 (:mod:`~lightning_papers.landscape.framing`) or adaptively refined (:mod:`~lightning_papers.landscape.adaptive`)
 when asked.
+
+:func:`interpolate`: the loss along the straight line from a start state (``alpha = 0``, e.g. the weights at the
+start of training) to the model's current weights (``alpha = 1``; outside [0, 1] extrapolates): Goodfellow,
+Vinyals & Saxe, 2015 (arXiv 1412.6544); Smith & Topin, 2017 (arXiv 1702.04283), from the initial to the final
+weights of a cyclical run; Li et al., Section 3, for 1-D linear interpolation in general.
 """
 
 from __future__ import annotations
@@ -16,17 +21,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from lightning_papers.landscape.adaptive import Refinement, adaptive_surface, as_refinement
-from lightning_papers.landscape.directions import Direction
-from lightning_papers.landscape.evaluation import EvaluationSpec
+from lightning_papers.landscape.directions import Direction, target_direction
+from lightning_papers.landscape.evaluation import EvaluationSpec, preserved_model
 from lightning_papers.landscape.framing import Framed, framed_axes
 from lightning_papers.landscape.grid import evaluate_grid
 from lightning_papers.landscape.result import SurfaceResult, save_surface
 from lightning_papers.landscape.storage import SurfaceStore
 
-__all__ = ["surface"]
+__all__ = ["interpolate", "surface"]
 
 _STORE_KEYS = ("path", "resume", "save_every")
 
@@ -58,7 +64,6 @@ def surface(model: nn.Module, directions: Direction | Sequence[Direction], grid:
         ValueError: for bad directions, grid, data, metrics or options, or a saved surface that does not match.
 
     Examples:
-        >>> import torch
         >>> from lightning_papers.landscape import random_directions
         >>> net, (x, y) = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), (torch.randn(8, 4), torch.randint(0, 3, (8,)))
         >>> r = surface(net, random_directions(net, n=2), (np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)), (x, y))
@@ -89,4 +94,59 @@ def surface(model: nn.Module, directions: Direction | Sequence[Direction], grid:
         result.metadata["range"] = framed
         if store.path is not None:
             save_surface(result, store.path)
+    return result
+
+
+def interpolate(
+    model: nn.Module,
+    start: Mapping[str, torch.Tensor],
+    alphas: Sequence[float] | np.ndarray,
+    spec: EvaluationSpec | Any,
+    *,
+    kind: str = "states",
+    **options: Any,
+) -> SurfaceResult:
+    """Evaluate ``start + alpha (current - start)`` for each ``alpha``: 0 is ``start``, 1 the model as it is.
+
+    Args:
+        model: the model at its current (e.g. final) weights; it comes back bit-identical.
+        start: a state dict of the same model (e.g. ``{k: v.clone() for k, v in model.state_dict().items()}``
+            taken at the start of training).
+        alphas: the points of the line.
+        spec: the :class:`~lightning_papers.landscape.EvaluationSpec` (or the data), as for
+            :func:`~lightning_papers.landscape.surface`.
+        kind: ``"states"`` (weights and BatchNorm running statistics move together, so alpha 0 is exactly the
+            start model) or ``"weights"`` (parameters only; running statistics stay the current ones).
+        **options: passed on to :func:`~lightning_papers.landscape.surface` (``store``, ``progress``, or the spec's
+            fields when ``spec`` is data).
+
+    Returns:
+        a 1-D :class:`SurfaceResult` over ``alphas``, with ``metadata["interpolation"]`` saying which end is which.
+
+    Raises:
+        ValueError: when ``start`` lacks an entry of the model or its shape differs, or as ``surface`` does.
+
+    Examples:
+        >>> net = nn.Linear(4, 3)
+        >>> start = {k: v.clone() for k, v in net.state_dict().items()}
+        >>> with torch.no_grad():
+        ...     _ = net.weight.add_(1.0)
+        >>> r = interpolate(net, start, [0.0, 1.0], (torch.randn(8, 4), torch.randint(0, 3, (8,))))
+        >>> r["loss"].shape
+        (2,)
+    """
+    state = model.state_dict(keep_vars=True)
+    for key, tensor in state.items():
+        if key not in start:
+            raise ValueError(f"Expected `start` to have an entry {key!r} like the model, got none")
+        if tuple(start[key].shape) != tuple(tensor.shape):
+            raise ValueError(f"Expected `start[{key!r}]` to have shape {tuple(tensor.shape)}, "
+                             f"got {tuple(start[key].shape)}")
+    with preserved_model(model) as current:
+        with torch.no_grad():
+            for key, tensor in state.items():
+                tensor.copy_(start[key])
+        direction = target_direction(model, current, kind=kind)
+        result = surface(model, direction, np.asarray(alphas, dtype=np.float64), spec, **options)
+    result.metadata["interpolation"] = {"alpha=0": "start", "alpha=1": "current weights", "kind": kind}
     return result
