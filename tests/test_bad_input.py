@@ -296,7 +296,7 @@ ARGPARSE = [
      r"argument --limit: expected a positive integer, got '-1'"),
     (["conv", "solve", "--i", "8", "--o", "4", "--limit", "0"], r"argument --limit: expected a positive integer"),
     (["conv", "explain", "--i", "x", "--k", "3"], r"argument --i: invalid int value: 'x'"),
-    (["landscape", "--ckpt", "a", "--config", "b", "--mode", "3d"], r"argument --mode: invalid choice: '3d'"),
+    (["landscape", "--ckpt", "a", "--config", "b", "--mode", "3d"], r"argument --kind/--mode: invalid choice: '3d'"),
     (["stylize", "--ckpt", "a", "--input", "b", "--output", "c", "--precision", "64"],
      r"argument --precision: invalid choice: '64'"),
     (["landscape", "--ckpt", "a"], r"the following arguments are required: --config"),
@@ -892,7 +892,7 @@ USER_ERRORS_23 = [
      r"under 1 min, got --grid -1:1:2000 \(4000000 points.*pass --force"),
     # class 5: options that cannot apply
     ("landscape ygrid in 1d", ["landscape", "--ckpt", "m.ckpt", "--config", QUICKSTART, "--mode", "1d", "--ygrid",
-                               "-1:1:3"], r"--ygrid only with --mode 2d, got --ygrid -1:1:3 with --mode 1d"),
+                               "-1:1:3"], r"--ygrid only with --kind 2d, got --ygrid -1:1:3 with --kind 1d"),
     ("animate all with -o", ["conv", "animate", "--all", "figs", "-o", "x.gif"],
      r"--all OUTDIR alone .*got -o/--output as well"),
     ("animate all with kind and i", ["conv", "animate", "--all", "figs", "--kind", "pool", "--i", "7"],

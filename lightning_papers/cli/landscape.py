@@ -82,7 +82,8 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--config", required=True, help="recipe YAML naming the model and data (as for `fit`)")
     p.add_argument("--grid", default="-1:1:51", help="x axis START:STOP:POINTS (default -1:1:51)")
     p.add_argument("--ygrid", default=None, help="y axis START:STOP:POINTS (default: as --grid)")
-    p.add_argument("--mode", choices=("2d", "1d"), default="2d", help="2-D surface or 1-D curve (default 2d)")
+    p.add_argument("--kind", "--mode", dest="mode", choices=("2d", "1d"), default="2d",
+                   help="2-D surface or 1-D curve (default 2d), as LossLandscapeProbe(kind=); --mode is its old name")
     p.add_argument("--frame", action="store_true",
                    help="choose each axis's range from 1-D scans out to where the loss reaches 100 x the centre "
                         "loss, so the basin fills the picture (POINTS from --grid; START:STOP ignored)")
@@ -302,8 +303,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batches < 1:
         raise ValueError(f"Expected --batches >= 1, got {args.batches}")
     if args.ygrid is not None and args.mode == "1d":
-        raise ValueError(f"Expected --ygrid only with --mode 2d, got --ygrid {args.ygrid} with --mode 1d (a curve "
-                         "has one axis): drop --ygrid or use --mode 2d")
+        raise ValueError(f"Expected --ygrid only with --kind 2d, got --ygrid {args.ygrid} with --kind 1d (a curve "
+                         "has one axis): drop --ygrid or use --kind 2d")
     if not str(args.out).strip():
         raise ValueError("Expected --out to name a folder, got an empty string")
     specs = [_grid_spec(args.grid)] + ([_grid_spec(args.ygrid or args.grid)] if args.mode == "2d" else [])
