@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 
 from lightning_papers import _helpers as devices
-from lightning_papers.landscape import EvaluationSpec, preserved_model
+from lightning_papers.landscape import EvaluationSpec, accuracy, preserved_model
 
 __all__ = [
     "ModuleEvaluation",
@@ -346,7 +346,7 @@ class ModuleEvaluation:
             output = self._outputs[0] if len(self._outputs) == 1 else None
         target = classification_target(batch, output)
         if target is not None and "accuracy" not in self.metrics:
-            values["accuracy"] = (output.argmax(dim=-1) == target).float().mean()
+            values["accuracy"] = accuracy(output, target)
         for name, fn in self.metrics.items():
             if output is None or not isinstance(batch, (list, tuple)) or len(batch) < 2:
                 raise ValueError(f"Expected one forward call and (inputs, targets) batches for metric {name!r}")

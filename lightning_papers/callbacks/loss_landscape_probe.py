@@ -281,7 +281,9 @@ class LossLandscapeProbe(StateKeyed):
                    result: ls.SurfaceResult) -> dict[str, float]:
         out: dict[str, float] = {}
         if self.kind != "interpolate":  # the centre of an interpolation is the start, not the current weights
-            out["hessian_top_eig"] = ls.hessian_top_eigenvalue(pl_module, spec, max_iter=self.hessian_iters).eigenvalue
+            # in float32, as before the spec carried the Trainer's autocast dtype
+            top = ls.hessian_top_eigenvalue(pl_module, spec, max_iter=self.hessian_iters, autocast_dtype=None)
+            out["hessian_top_eig"] = top.eigenvalue
         metric = "loss" if "loss" in result.values else next(iter(result.values))
         if math.isfinite(result.centre_value(metric)):
             out["loss_rise"] = ls.loss_rise(result, self.radius, metric)
