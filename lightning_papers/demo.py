@@ -162,7 +162,7 @@ def run_demo(
         div_factor=10.0,
         interpolation_probe=True,
         interpolation_points=3 if fast else 11,
-        interpolation_batches=1 if fast else 3,
+        num_batches=1 if fast else 3,
     )
     probe = LossLandscapeProbe(
         mode="2d",
