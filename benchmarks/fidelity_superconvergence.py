@@ -120,7 +120,7 @@ def smoothed(values: list[float]) -> list[float]:
 
 def accuracy_sweep(args, seeds: list[int]) -> dict:
     """The long accuracy range test on each of ``seeds`` (split drawn per seed), read off the seeds' mean curve."""
-    ramp = Ramp(args.sweep_min_lr, args.sweep_max_lr, args.sweep_steps, "linear")
+    ramp = Ramp(args.sweep_min_lr, args.sweep_max_lr, args.sweep_steps, spacing="linear")
     marks = list(range(args.sweep_every, args.sweep_steps + 1, args.sweep_every))
     curves = []
     for seed in seeds:
