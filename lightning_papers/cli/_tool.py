@@ -116,11 +116,11 @@ def _config_arg(args: Sequence[str]) -> str:
 
 
 def _jsonargparse_deprecation() -> type[Warning]:
-    try:
-        from jsonargparse import JsonargparseDeprecationWarning
-    except ImportError:  # an older jsonargparse
-        return DeprecationWarning
-    return JsonargparseDeprecationWarning
+    import jsonargparse
+
+    # an older jsonargparse has no category of its own
+    warning: type[Warning] = getattr(jsonargparse, "JsonargparseDeprecationWarning", DeprecationWarning)
+    return warning
 
 
 def condense_parser_error(message: str) -> str:

@@ -18,9 +18,13 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.data import AttributeDict
+from typing_extensions import override
 
+from lightning_papers._validation import integer, positive_int, positive_real
 from lightning_papers.losses import PerceptualLoss, VGGFeatures, fetch_vgg16_weights
 from lightning_papers.models import TransformerNet
+from lightning_papers.models.transformer_net import Norm, Upsample
 from lightning_papers.modules._frozen import drop_keys, under_trainer
 
 __all__ = ["FastStyleTransfer"]
@@ -55,6 +59,8 @@ class FastStyleTransfer(pl.LightningModule):
             sample-photo name; the losses and network raise for their own bad options.
     """
 
+    hparams: AttributeDict  # what save_hyperparameters() stores (Lightning types it as any mutable mapping)
+
     def __init__(
         self,
         style_image: str = "immunohistochemistry",
@@ -66,18 +72,14 @@ class FastStyleTransfer(pl.LightningModule):
         style_layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
         lr: float = 1e-3,
         vgg_weights: str = "imagenet",
-        norm: str = "instance",
-        upsample: str = "resize_conv",
+        norm: Norm = "instance",
+        upsample: Upsample = "resize_conv",
         sample_every_n_steps: int = 100,
     ) -> None:
         super().__init__()
-        if not lr > 0:
-            raise ValueError(f"Expected `lr` > 0, got {lr!r}")
-        if isinstance(style_size, bool) or not isinstance(style_size, int) or style_size < 1:
-            raise ValueError(f"Expected `style_size` to be a positive integer, got {style_size!r}")
-        every = sample_every_n_steps
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            raise ValueError(f"Expected `sample_every_n_steps` to be a non-negative integer, got {every!r}")
+        positive_real("lr", lr)
+        positive_int("style_size", style_size)
+        integer("sample_every_n_steps", sample_every_n_steps, minimum=0)
         self.save_hyperparameters()
         self.lr = lr
         self.net = TransformerNet(norm=norm, upsample=upsample)
@@ -87,10 +89,12 @@ class FastStyleTransfer(pl.LightningModule):
         self.strict_loading = False
 
     # -- set-up -----------------------------------------------------------------------------------------
+    @override
     def prepare_data(self) -> None:
         if self.hparams.vgg_weights == "imagenet":
             fetch_vgg16_weights(download=True)
 
+    @override
     def configure_model(self) -> None:
         # Under a Trainer only: ``load_from_checkpoint`` calls this hook too, and inference needs no VGG.
         if under_trainer(self):
@@ -124,9 +128,11 @@ class FastStyleTransfer(pl.LightningModule):
         return load_image(source, size=self.hparams.style_size)
 
     # -- checkpoints: the frozen VGG stays out ---------------------------------------------------------------
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         drop_keys(checkpoint, _VGG_PREFIX)
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Resuming under a Trainer, configure_model has built the loss network: the style targets load into it.
         # Loading for inference (load_from_checkpoint), there is none and no VGG is needed: keep the network's
@@ -135,6 +141,7 @@ class FastStyleTransfer(pl.LightningModule):
             drop_keys(checkpoint, "loss_fn.")
 
     # -- steps ------------------------------------------------------------------------------------------
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -147,6 +154,7 @@ class FastStyleTransfer(pl.LightningModule):
         output = self(content)
         return output, loss_fn(output, content)
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         content = self._images(batch)
         output, terms = self._terms(content)
@@ -157,6 +165,7 @@ class FastStyleTransfer(pl.LightningModule):
             self._log_samples(content, output)
         return terms["loss"]
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         _, terms = self._terms(self._images(batch))
         self.log("style/val_loss", terms["loss"], on_epoch=True, sync_dist=True)
@@ -179,5 +188,6 @@ class FastStyleTransfer(pl.LightningModule):
                 add_image(logger, "style/samples", grid.numpy(), self.global_step, description=description,
                           dataformats="CHW")
 
+    @override
     def configure_optimizers(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.lr)
