@@ -22,7 +22,7 @@ from typing_extensions import override
 from lightning_papers._validation import one_of, positive_int, positive_real
 from lightning_papers.lr_owner import owns_learning_rate
 from lightning_papers.models import get_model
-from lightning_papers.modules._frozen import under_trainer
+from lightning_papers.modules._frozen import images_of, under_trainer
 
 __all__ = ["ImageClassifier"]
 
@@ -146,8 +146,7 @@ class ImageClassifier(L.LightningModule):
 
     @override
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(x).argmax(dim=1)
+        return self(images_of(batch)).argmax(dim=1)
 
     @override
     def configure_optimizers(self):

@@ -25,7 +25,7 @@ from lightning_papers._validation import integer, positive_int, positive_real
 from lightning_papers.losses import PerceptualLoss, VGGFeatures, fetch_vgg16_weights
 from lightning_papers.models import TransformerNet
 from lightning_papers.models.transformer_net import Norm, Upsample
-from lightning_papers.modules._frozen import drop_keys, under_trainer
+from lightning_papers.modules._frozen import drop_keys, images_of, log_grid, under_trainer
 
 __all__ = ["FastStyleTransfer"]
 
@@ -145,10 +145,6 @@ class FastStyleTransfer(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    @staticmethod
-    def _images(batch: Any) -> torch.Tensor:
-        return batch[0] if isinstance(batch, (list, tuple)) else batch
-
     def _terms(self, content: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss_fn = self.build_loss()
         output = self(content)
@@ -156,7 +152,7 @@ class FastStyleTransfer(pl.LightningModule):
 
     @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        content = self._images(batch)
+        content = images_of(batch)
         output, terms = self._terms(content)
         self.log_dict({f"style/{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False,
                       prog_bar=False)
@@ -167,26 +163,17 @@ class FastStyleTransfer(pl.LightningModule):
 
     @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        _, terms = self._terms(self._images(batch))
+        _, terms = self._terms(images_of(batch))
         self.log("style/val_loss", terms["loss"], on_epoch=True, sync_dist=True)
 
     def _log_samples(self, content: torch.Tensor, output: torch.Tensor) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger
         from torchvision.utils import make_grid
 
-        from lightning_papers.tensorboard import add_image
-
-        if not self.trainer.is_global_zero:
-            return
         n = min(4, len(content))
         # one row per image: content | stylised
         pairs = torch.stack([content[:n].detach(), output[:n].detach().float()], dim=1).flatten(0, 1)
         grid = make_grid(pairs.clamp(0, 1).cpu(), nrow=2, padding=2)
-        description = RANDOM_VGG_NOTE if self.hparams.vgg_weights == "random" else None
-        for logger in self.trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                add_image(logger, "style/samples", grid.numpy(), self.global_step, description=description,
-                          dataformats="CHW")
+        log_grid(self, "style/samples", grid, RANDOM_VGG_NOTE if self.hparams.vgg_weights == "random" else None)
 
     @override
     def configure_optimizers(self):

@@ -31,7 +31,7 @@ from lightning_papers._validation import integer, one_of, positive_real
 from lightning_papers.losses import VGGFeatures, feature_loss, fetch_vgg16_weights, pixel_loss
 from lightning_papers.models import SuperResolutionNet
 from lightning_papers.models.transformer_net import Norm
-from lightning_papers.modules._frozen import drop_keys, under_trainer
+from lightning_papers.modules._frozen import drop_keys, images_of, log_grid, under_trainer
 
 __all__ = ["SuperResolution", "bicubic_upsample", "degrade", "luma"]
 
@@ -150,17 +150,13 @@ class SuperResolution(pl.LightningModule):
         out = self.bicubic(lr) + out
         return out if self.training else out.clamp(0, 1)
 
-    @staticmethod
-    def _images(batch: Any) -> torch.Tensor:
-        return batch[0] if isinstance(batch, (list, tuple)) else batch
-
     def _crop(self, hr: torch.Tensor) -> torch.Tensor:
         f = self.hparams.factor
         return hr[..., : hr.shape[-2] // f * f, : hr.shape[-1] // f * f]
 
     @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        hr = self._crop(self._images(batch))
+        hr = self._crop(images_of(batch))
         sr = self(degrade(hr, self.hparams.factor))
         if self.hparams.loss == "pixel":
             loss = pixel_loss(sr, hr)
@@ -172,7 +168,7 @@ class SuperResolution(pl.LightningModule):
 
     @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        hr = self._crop(self._images(batch))
+        hr = self._crop(images_of(batch))
         lr = degrade(hr, self.hparams.factor)
         sr, bicubic = self(lr), self.bicubic(lr)
         y_hr, y_sr, y_bi = luma(hr), luma(sr.float()), luma(bicubic)
@@ -187,17 +183,12 @@ class SuperResolution(pl.LightningModule):
             self._log_samples(bicubic, sr, hr)
 
     def _log_samples(self, bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger
         from torchvision.utils import make_grid
 
-        if self.trainer is None or not self.trainer.is_global_zero:
-            return
         n = min(2, len(hr))
         rows = torch.stack([bicubic[:n], sr[:n].float(), hr[:n]], dim=1).flatten(0, 1)  # bicubic | ours | truth
         grid = make_grid(rows.detach().clamp(0, 1).cpu(), nrow=3, padding=2)
-        for logger in self.trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("sr/samples", grid, self.global_step)
+        log_grid(self, "sr/samples", grid)
 
     @override
     def configure_optimizers(self):
