@@ -41,8 +41,8 @@ from lightning_papers.models.resnet_cifar import ResNetCIFAR
 from lightning_papers.schedules import Ramp
 
 __all__ = ["DIRECTIONS", "PairedDifference", "PiecewiseConstant", "Task", "combined_verdict", "digits_split",
-           "digits_task", "evaluate", "fmt", "load_average", "make_model", "mean_std", "paired_block",
-           "paired_interval", "range_test", "t_quantile", "train", "verdict"]
+           "digits_task", "evaluate", "fmt", "load_average", "load_averages", "make_model", "mean_std", "paired_block",
+           "paired_interval", "range_test", "split_indices", "t_quantile", "train", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,8 @@ def digits_task(size: int = 8, train_size: int = 500, split_seed: int = 0) -> Ta
     return Task(x[train_idx].contiguous(), labels[train_idx], x[val_idx].contiguous(), labels[val_idx], size)
 
 
-def digits_split(size: int = 8, train_size: int = 500, val_size: int = 300, seed: int = 0) -> Task:
-    """The digits at ``size`` px split three ways, stratified by class and drawn under ``seed`` (resample it per
-    seed): ``train_size`` training images, ``val_size`` validation images for every choice, the rest the test set.
+def split_indices(train_size: int = 500, val_size: int = 300, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """(train, validation, test) indices into the 1,797 digits, stratified by class and drawn under ``seed``.
 
     Raises:
         ValueError: when a part would hold fewer than 100 images.
@@ -116,12 +115,23 @@ def digits_split(size: int = 8, train_size: int = 500, val_size: int = 300, seed
                          f"got train_size={train_size!r}, val_size={val_size!r}; make them smaller")
     from sklearn.model_selection import train_test_split
 
-    images, labels = load_digits_images(size)
-    x = (images.float() / 255.0 - 0.5) / 0.5
-    strat = labels.numpy()
+    strat = load_digits_images(8)[1].numpy()
     train_idx, rest = train_test_split(np.arange(n), train_size=train_size, random_state=seed, stratify=strat)
     val_idx, test_idx = train_test_split(rest, train_size=val_size, random_state=seed, stratify=strat[rest])
-    train_idx, val_idx, test_idx = (torch.as_tensor(i) for i in (train_idx, val_idx, test_idx))
+    return train_idx, val_idx, test_idx
+
+
+def digits_split(size: int = 8, train_size: int = 500, val_size: int = 300, seed: int = 0) -> Task:
+    """The digits at ``size`` px split three ways, stratified by class and drawn under ``seed`` (resample it per
+    seed): ``train_size`` training images, ``val_size`` validation images for every choice, the rest the test set
+    (:func:`split_indices`).
+
+    Raises:
+        ValueError: when a part would hold fewer than 100 images.
+    """
+    train_idx, val_idx, test_idx = (torch.as_tensor(i) for i in split_indices(train_size, val_size, seed))
+    images, labels = load_digits_images(size)
+    x = (images.float() / 255.0 - 0.5) / 0.5
     return Task(x[train_idx].contiguous(), labels[train_idx], x[val_idx].contiguous(), labels[val_idx], size,
                 x[test_idx].contiguous(), labels[test_idx])
 
@@ -360,6 +370,14 @@ def fmt(values: Sequence[float | None], scale: float = 100.0, digits: int = 1) -
     if n == 0:
         return "n/a"
     return f"{scale * m:.{digits}f} ± {scale * s:.{digits}f} (n={n})"
+
+
+def load_averages() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages, as ``uptime`` prints them (written into every result's JSON)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def load_average() -> float | None:

@@ -221,7 +221,7 @@ def _demo_callbacks(run_dir: Path, fast: bool) -> tuple[LRRangeFinder, ModelChec
         div_factor=10.0,
         interpolation_probe=True,
         interpolation_points=3 if fast else 11,
-        interpolation_batches=1 if fast else 3,
+        num_batches=1 if fast else 3,
     )
     probe = LossLandscapeProbe(
         mode="2d",
