@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_papers._validation import positive_int
+from lightning_papers._validation import one_of, positive_int
 from lightning_papers.modules.super_resolution import bicubic_upsample
 
 __all__ = ["KINDS", "ImageModel", "checkpoint_kind", "load_image_model", "read_checkpoint"]
@@ -122,8 +122,8 @@ def load_image_model(ckpt: str | Path, expected: str | None = None) -> ImageMode
     from lightning_papers.modules.super_resolution import SuperResolution
 
     classes = {"FastStyleTransfer": FastStyleTransfer, "SuperResolution": SuperResolution}
-    if expected is not None and expected not in KINDS:
-        raise ValueError(f"Expected `expected` to be one of {tuple(KINDS)} or None, got {expected!r}")
+    if expected is not None:
+        one_of("expected", expected, tuple(KINDS), fix="pass one of them, or None for either")
     path = Path(ckpt)
     wanted = expected or " or ".join(KINDS)
     checkpoint = read_checkpoint(path, "--ckpt")
