@@ -18,9 +18,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_papers.lr_owner import owns_learning_rate
 from lightning_papers.models import get_model
 from lightning_papers.modules._frozen import under_trainer
+from lightning_papers.schedules import owns_learning_rate
 
 __all__ = ["ImageClassifier"]
 
