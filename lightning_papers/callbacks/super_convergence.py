@@ -163,8 +163,8 @@ class SuperConvergence(ScheduleCallback):
         self.interpolation_points = interpolation_points
         self.interpolation: Any = None  # a SurfaceResult after the probe
         self._probe = LossLandscapeProbe(
-            "interpolate", grid=self.alphas(), num_batches=num_batches, dataloader=("train", "val"),
-            kind="states", sharpness=False,
+            "interpolate", grid=self.alphas(), num_batches=num_batches, split=("train", "val"),
+            perturb="states", sharpness=False,
         )
         self._planned: int | None = None
         self._warned_past_end = False
