@@ -32,6 +32,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from lightning_papers import landscape as ls
 from lightning_papers.callbacks import _trainer
 from lightning_papers.landscape.curvature import SUPPORTED_BATCHNORM
+from lightning_papers.schedules import read_momenta
 
 __all__ = ["CurvatureMonitor"]
 
@@ -245,7 +246,7 @@ class CurvatureMonitor(_trainer.StateKeyed):
             if threshold is not None and math.isfinite(threshold):
                 scalars[f"curvature/2_over_lr{suffix}"] = threshold
         first = groups[0] if groups else {}
-        momentum = first["betas"][0] if "betas" in first else first.get("momentum", math.nan)
+        momentum = ([m for m in read_momenta(groups[:1]) if m is not None] or [math.nan])[0]
         self.history.record(step, values["curvature/top_eigenvalue"], thresholds[0] if thresholds else None,
                             lr=float(first.get("lr", math.nan)), momentum=float(momentum),
                             trace=values.get("curvature/trace"))
