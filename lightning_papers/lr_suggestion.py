@@ -144,15 +144,8 @@ def _finite(lrs, values, name: str, min_points: int):
     return lrs[keep], values[keep]
 
 
-def steepest(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    accuracies: Sequence[float] | None = None,
-    *,
-    skip_start: int | None = None,
-    skip_end: int = 0,
-    min_points: int = MIN_POINTS,
-) -> float | None:
+def steepest(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None, *,
+             skip_start: int | None = None, skip_end: int = 0, min_points: int = MIN_POINTS) -> float | None:
     """Learning rate at the most negative slope of the loss against ``log(lr)``, up to the loss minimum.
 
     Pass the smoothed loss (``LRRangeFinder`` does); the slope is the central difference in log space.
@@ -191,14 +184,8 @@ def steepest(
     return float(x[int(np.argmin(slope[: lowest + 1]))])
 
 
-def minimum(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    accuracies: Sequence[float] | None = None,
-    *,
-    factor: float = 10.0,
-    min_points: int = MIN_POINTS,
-) -> float | None:
+def minimum(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None, *,
+            factor: float = 10.0, min_points: int = MIN_POINTS) -> float | None:
     """The learning rate of the lowest loss, divided by ``factor`` (10 by default).
 
     Args:
@@ -246,14 +233,8 @@ def _longest_decreasing_run(values: np.ndarray) -> tuple[int, int]:
     return first, last
 
 
-def valley(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    accuracies: Sequence[float] | None = None,
-    *,
-    position: float = 0.5,
-    min_points: int = MIN_POINTS,
-) -> float | None:
+def valley(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None, *,
+           position: float = 0.5, min_points: int = MIN_POINTS) -> float | None:
     """A learning rate inside the widest "valley" of the loss curve.
 
     The valley is the longest strictly decreasing subsequence of the loss (the idea of fastai's
@@ -307,17 +288,9 @@ def _descent(y: np.ndarray, fraction: float = 0.1) -> tuple[int, int, float, flo
     return start, best, level, improvement
 
 
-def clr_bounds(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    accuracies: Sequence[float] | None = None,
-    *,
-    start_fraction: float = 0.1,
-    stop_fraction: float = 0.9,
-    ragged_fraction: float = 0.25,
-    base_divisor: float = 4.0,
-    min_points: int = MIN_POINTS,
-) -> tuple[float, float] | None:
+def clr_bounds(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None, *,
+               start_fraction: float = 0.1, stop_fraction: float = 0.9, ragged_fraction: float = 0.25,
+               base_divisor: float = 4.0, min_points: int = MIN_POINTS) -> tuple[float, float] | None:
     """Smith's (``base_lr``, ``max_lr``) for a cyclical schedule, read off a range test.
 
     On the accuracy curve when given (Smith's original reading), otherwise on the loss curve turned upside
@@ -407,19 +380,10 @@ def _no_descent(x: np.ndarray, raw: np.ndarray, smooth: np.ndarray, span: str, s
                  f"noise - lengthen the sweep (more num_steps) or average more (a larger batch)")
 
 
-def diagnose(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    smoothed_losses: Sequence[float] | None = None,
-    *,
-    stop_reason: str = "completed",
-    suggestion: float | None = None,
-    max_lr: float | None = None,
-    min_drop: float = 0.05,
-    noise_factor: float = 3.0,
-    min_descent_points: int = 4,
-    min_points: int = MIN_POINTS,
-) -> list[str]:
+def diagnose(lrs: Sequence[float], losses: Sequence[float], smoothed_losses: Sequence[float] | None = None, *,
+             stop_reason: str = "completed", suggestion: float | None = None, max_lr: float | None = None,
+             min_drop: float = 0.05, noise_factor: float = 3.0, min_descent_points: int = 4,
+             min_points: int = MIN_POINTS) -> list[str]:
     """Why a range-test curve cannot be trusted, one sentence per problem with its numbers; ``[]`` when it can.
 
     * **no descent**: the mean raw loss of the first tenth of the points falls to that up to the lowest smoothed
@@ -492,9 +456,8 @@ def diagnose(
 SUGGESTIONS: dict[str, Callable[..., float | None]] = {"steepest": steepest, "valley": valley, "minimum": minimum}
 
 
-def suggest(
-    method: str, lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None
-) -> float | None:
+def suggest(method: str, lrs: Sequence[float], losses: Sequence[float],
+            accuracies: Sequence[float] | None = None) -> float | None:
     """Dispatch to one of :data:`SUGGESTIONS` by name.
 
     Raises:

@@ -4,14 +4,11 @@ Smith, Cyclical Learning Rates for Training Neural Networks, 2017 (arXiv 1506.01
 ``triangular``, ``triangular2`` and ``exp_range`` policies. Smith & Topin, Super-Convergence: Very Fast
 Training of Neural Networks Using Large Learning Rates, 2018 (arXiv 1708.07120): the 1cycle policy.
 
-One formula per schedule, a function of the (0-based) optimizer step that returns a float (:func:`cyclical`,
-:func:`one_cycle`, :func:`ramp`, and the momenta that go with them), and one schedule object per schedule
-that binds its parameters (:class:`Cyclical`, :class:`OneCycle`, :class:`Ramp`): one learning rate per param
-group, the momentum, and for 1cycle its length, the annihilation phase and the stretch of a resumed run whose
-length changed. The objects are frozen dataclasses, so they pickle (DDP spawn) and round-trip through
-checkpoints (``to_dict`` / ``from_dict``). Nothing here knows about Lightning: a plain PyTorch loop calls
-``lr = cyclical(step, 1e-3, 6e-3, 2000)`` or holds ``OneCycle(10_000, max_lr=3.0)`` directly; the callbacks
-``CyclicalLR`` and ``SuperConvergence`` hold one such object each.
+One formula per schedule, a function of the (0-based) optimizer step returning a float (:func:`cyclical`,
+:func:`one_cycle`, :func:`ramp` and their momenta), and one picklable frozen dataclass binding its parameters
+(:class:`Cyclical`, :class:`OneCycle`, :class:`Ramp`): one lr per param group, the momentum, and for 1cycle its
+length, annihilation phase and the stretch of a resumed run; ``to_dict`` / ``from_dict`` for checkpoints. No
+Lightning here: the callbacks ``CyclicalLR`` and ``SuperConvergence`` each hold one such object.
 
 Where the values go is core too (timm's ``Scheduler.update_groups``): :func:`apply_schedule` writes a schedule's
 learning rates and momentum (SGD's ``momentum`` or Adam's ``beta1``) into an optimizer's param groups before each
@@ -95,17 +92,9 @@ def _cyclical_scale(step: int, cycle: int, policy: str, gamma: float) -> float:
     return gamma**step
 
 
-def cyclical(
-    step: int,
-    base_lr: float,
-    max_lr: float,
-    step_size_up: float,
-    step_size_down: float | None = None,
-    policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
-    gamma: float = 1.0,
-    *,
-    mode: str | None = None,
-) -> float:
+def cyclical(step: int, base_lr: float, max_lr: float, step_size_up: float, step_size_down: float | None = None,
+             policy: Literal["triangular", "triangular2", "exp_range"] = "triangular", gamma: float = 1.0, *,
+             mode: str | None = None) -> float:
     """Cyclical learning rate at ``step`` (Smith 2017, Section 3.1).
 
     With ``cycle = floor(1 + t / (2 * step_size))`` and ``x = |t / step_size - 2 * cycle + 1|``:
@@ -134,15 +123,10 @@ def cyclical(
     return base_lr + (max_lr - base_lr) * height * _cyclical_scale(step, cycle, policy, gamma)
 
 
-def cyclical_momentum(
-    step: int,
-    base_momentum: float,
-    max_momentum: float,
-    step_size_up: float,
-    step_size_down: float | None = None,
-    policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
-    gamma: float = 1.0,
-) -> float:
+def cyclical_momentum(step: int, base_momentum: float, max_momentum: float, step_size_up: float,
+                      step_size_down: float | None = None,
+                      policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
+                      gamma: float = 1.0) -> float:
     """Momentum cycling opposite to :func:`cyclical`: ``max_momentum`` when the lr is at ``base_lr``.
 
     Args:
@@ -280,10 +264,8 @@ class Cyclical(_Schedule):
 # ----------------------------------------------------------------------------------------------------
 # Ramps for the LR range test
 # ----------------------------------------------------------------------------------------------------
-def ramp(
-    step: int, num_steps: int, start: float, end: float, spacing: Literal["exponential", "linear"] = "exponential",
-    *, mode: str | None = None,
-) -> float:
+def ramp(step: int, num_steps: int, start: float, end: float, spacing: Literal["exponential", "linear"] = "exponential",
+         *, mode: str | None = None) -> float:
     """Monotone ramp from ``start`` (step 0) to ``end`` (step ``num_steps - 1``), both hit exactly.
 
     Args:
@@ -372,9 +354,8 @@ def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> 
     return [(float(pct_start * total_steps) - 1, 0, 1), (total_steps - 1, 1, 2)]
 
 
-def _one_cycle_interp(
-    step: int, total_steps: int, pct_start: float, anneal: str, three_phase: bool, values: tuple, keys: str
-) -> float:
+def _one_cycle_interp(step: int, total_steps: int, pct_start: float, anneal: str, three_phase: bool, values: tuple,
+                      keys: str) -> float:
     one_of("anneal", anneal, ONE_CYCLE_ANNEALS)
     positive_int("total_steps", total_steps)
     real("pct_start", pct_start, 0, 1)
@@ -396,16 +377,8 @@ def _one_cycle_interp(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def one_cycle(
-    step: int,
-    total_steps: int,
-    max_lr: float,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-    pct_start: float = 0.3,
-    anneal: Literal["cos", "linear"] = "cos",
-    three_phase: bool = False,
-) -> float:
+def one_cycle(step: int, total_steps: int, max_lr: float, div_factor: float = 25.0, final_div_factor: float = 1e4,
+              pct_start: float = 0.3, anneal: Literal["cos", "linear"] = "cos", three_phase: bool = False) -> float:
     """The 1cycle learning rate at ``step``, identical to ``torch.optim.lr_scheduler.OneCycleLR``.
 
     Warm up from ``max_lr / div_factor`` to ``max_lr`` over ``pct_start * total_steps`` steps, then anneal
@@ -435,15 +408,9 @@ def one_cycle(
     return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values, "lr")
 
 
-def one_cycle_momentum(
-    step: int,
-    total_steps: int,
-    base_momentum: float = 0.85,
-    max_momentum: float = 0.95,
-    pct_start: float = 0.3,
-    anneal: Literal["cos", "linear"] = "cos",
-    three_phase: bool = False,
-) -> float:
+def one_cycle_momentum(step: int, total_steps: int, base_momentum: float = 0.85, max_momentum: float = 0.95,
+                       pct_start: float = 0.3, anneal: Literal["cos", "linear"] = "cos",
+                       three_phase: bool = False) -> float:
     """Momentum matching :func:`one_cycle`: ``max_momentum`` when the lr is low, ``base_momentum`` at the peak.
 
     Args:

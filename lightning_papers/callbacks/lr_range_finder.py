@@ -139,6 +139,7 @@ class LRRangeFinder(_trainer.StateKeyed):
 
         self.schedule = Ramp(min_lr, max_lr, num_steps, spacing)
         self.min_lr, self.max_lr, self.num_steps, self.spacing = min_lr, max_lr, num_steps, spacing
+        self.mode = spacing  # its name in the state keys of checkpoints written before the rename
         self.method = method
         self.smoothing = min(0.98, max(0.0, 1.0 - 10.0 / num_steps)) if smoothing is None else smoothing
         self.divergence_factor = divergence_factor
@@ -149,11 +150,6 @@ class LRRangeFinder(_trainer.StateKeyed):
         self.save_results = save_results
         self.results: dict[int, LRRangeResult] = {}
         self._done: set[int] = set()
-
-    @property
-    def mode(self) -> str:
-        """:attr:`spacing` under its old name (checkpoints' state keys keep it)."""
-        return self.spacing
 
     @property
     def result(self) -> LRRangeResult | None:
