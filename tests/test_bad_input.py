@@ -330,7 +330,7 @@ def test_debug_shows_the_traceback_and_internal_errors_keep_theirs(files, capsys
 
 
 def test_ckpt_path_of_another_model_class_is_refused(tmp_path, capsys):
-    from lightning_papers.cli import _check_ckpt_class
+    from lightning_papers.cli._tool import _check_ckpt_class
 
     ckpt = tmp_path / "other.ckpt"
     torch.save({"hyper_parameters": {"_class_path": "lightning_papers.modules.SuperResolution"}, "state_dict": {}},
@@ -1057,7 +1057,7 @@ LIBRARY_23 = [
     ("image bomb", lambda t: (_bomb(t / "b.png"), load_image(t / "b.png")), ValueError,
      r"Could not read an image from .*b\.png.*decompression bomb"),
     ("write_image bits", lambda t: write_image(torch.zeros(3, 2, 2), t / "o.png", bits=12), ValueError,
-     r"`bits` to be 8 or 16, got 12"),
+     r"`bits` to be one of \(8, 16\), got 12"),
     ("write_image extension", lambda t: write_image(torch.zeros(3, 2, 2), t / "o.txt"), ValueError,
      r"image extension PIL can write .*o\.txt"),
     ("animate to txt", lambda t: animate(t / "a.txt", 4, 3), ValueError, r"end in \.gif, got .*a\.txt"),
@@ -1121,7 +1121,7 @@ def test_a_normal_run_leaves_stderr_empty(tmp_path, style_checkpoint):
 def test_lightning_cli_raises_no_jsonargparse_deprecation(monkeypatch):
     import warnings
 
-    from lightning_papers.cli import _jsonargparse_deprecation, lightning_cli
+    from lightning_papers.cli._tool import _jsonargparse_deprecation, lightning_cli
 
     monkeypatch.setattr(sys, "argv", ["lightning-papers"])
     with warnings.catch_warnings(record=True) as caught:

@@ -25,7 +25,7 @@ _ANIMATE_DEFAULTS = {"kind": "conv", "i": 5, "k": 3, "s": 1, "p": 0, "d": None, 
 
 
 def _out(text: str) -> None:
-    from lightning_papers.cli import answer
+    from lightning_papers.cli._tool import answer
 
     answer(text)
 
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run it."""
-    from lightning_papers.cli import run_as_tool
+    from lightning_papers.cli._tool import run_as_tool
 
     args = build_parser().parse_args(argv)
     return run_as_tool("python -m lightning_papers.cli.conv", lambda: run(args))

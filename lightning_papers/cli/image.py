@@ -214,7 +214,7 @@ def _paths(input_arg: str, output_arg: str) -> tuple[list[Path], list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightning_papers.cli import answer
+    from lightning_papers.cli._tool import answer
 
     kind, done = COMMANDS[args.command]
     inputs, outputs = _paths(args.input, args.output)
@@ -253,7 +253,7 @@ def add_export_parser(subparsers) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from lightning_papers._helpers import check_outputs
-    from lightning_papers.cli import answer
+    from lightning_papers.cli._tool import answer
     from lightning_papers.modules.export import export_checkpoint
 
     if not args.output.strip():

@@ -135,7 +135,7 @@ def _check_config(config: str) -> None:
 
 
 def _load_module_and_data(config: str, ckpt: str):
-    from lightning_papers.cli import lightning_cli
+    from lightning_papers.cli._tool import lightning_cli
     from lightning_papers.modules.image_model import read_checkpoint
 
     _check_config(config)
@@ -351,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
             write_vtp(result, tmp)
         files.append(str(out / "surface.vtp"))
     new = result.metadata.get("timing", {}).get("points", 0)
-    from lightning_papers.cli import answer
+    from lightning_papers.cli._tool import answer
 
     answer(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "
           f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; {_centre(result)}, "

@@ -105,10 +105,8 @@ def _layout(i: int, k: int, s: int, p: int, d: int, transposed: bool, pool: bool
         a = transposed_output_padding(i, k, s, p, d)
         p_eq = kd - p - 1
         if p_eq < 0:
-            raise ValueError(
-                f"Expected `p` <= k̂ - 1 = {kd - 1} to draw the equivalent convolution of a transposed "
-                f"convolution (p' = k̂ - p - 1 >= 0), got p={p}"
-            )
+            raise ValueError(f"Expected `p` <= k̂ - 1 = {kd - 1} to draw a transposed convolution as its direct "
+                             f"equivalent (p' = k̂ - p - 1 >= 0), got p={p}: lower p")
         stretched = s * (o_direct - 1) + 1
         size = stretched + 2 * p_eq + a
         data = {p_eq + x * s for x in range(o_direct)}

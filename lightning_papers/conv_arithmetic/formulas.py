@@ -576,10 +576,8 @@ def _transposed_1d(*values: object) -> int:
     i, k, s, p, a, d = _ints(**dict(zip(("i", "k", "s", "p", "output_padding", "d"), values)))
     if a >= s and a >= d:
         # PyTorch's rule; the paper only has a < s (Relationship 14).
-        raise ValueError(
-            f"Expected `output_padding` to be smaller than either the stride or the dilation (PyTorch rule), "
-            f"got output_padding={a}, s={s}, d={d}"
-        )
+        raise ValueError(f"Expected `output_padding` to be smaller than either the stride or the dilation (PyTorch "
+                         f"rule), got output_padding={a}, s={s}, d={d}: lower output_padding")
     o = s * (i - 1) + a + effective_kernel_size(k, d) - 2 * p
     return _check_positive_output(o, "o' = s(i' - 1) + a + d(k - 1) + 1 - 2p", i=i, k=k, s=s, p=p, a=a, d=d)
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import math
 import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
@@ -121,19 +121,15 @@ class TraceRow:
         return any(self.ignored)
 
     def to_dict(self) -> dict[str, Any]:
-        as_list = (lambda v: None if v is None else list(v))  # noqa: E731
-        return {
-            "name": self.name, "layer": self.layer, "op": self.op, "kind": self.kind,
-            "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
-            "kernel": as_list(self.kernel), "stride": as_list(self.stride), "padding": as_list(self.padding),
-            "dilation": as_list(self.dilation), "output_padding": as_list(self.output_padding),
-            "relationships": list(self.relationships), "predicted": as_list(self.predicted),
-            "actual": list(self.actual), "match": self.match,
-            "receptive_field": as_list(self.receptive_field),
-            "jump": None if self.jump is None else [_num(x) for x in self.jump],
-            "start": None if self.start is None else [_num(x) for x in self.start],
-            "ignored": list(self.ignored),
-        }
+        """JSON-ready: tuples as lists, fractions of a pixel as floats (4 decimals), ``match`` after ``actual``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            is_tuple = isinstance(value, tuple)
+            out[f.name] = [_num(v) if isinstance(v, Fraction) else v for v in value] if is_tuple else value
+            if f.name == "actual":
+                out["match"] = self.match
+        return out
 
 
 def _short(values: Sequence | None) -> str:
@@ -280,6 +276,14 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
+def _predicted(output_size: Callable[..., int | tuple[int, ...]], *args: Any, **kwargs: Any) -> tuple[int, ...] | None:
+    """The formulas' output size, or ``None`` where they refuse a layer that PyTorch ran (a row then mismatches)."""
+    try:
+        return _axes(output_size(*args, **kwargs))
+    except ValueError:
+        return None
+
+
 def _transposed_span(k: int, s: int, p: int, d: int) -> int:
     """Largest distance between two inputs that reach one output of a transposed convolution."""
     span = 0
@@ -400,11 +404,8 @@ class _Tracer(TorchFunctionMode):
         s, d = _per_axis(b.get("stride"), n, 1), _per_axis(b.get("dilation"), n, 1)
         padding = b.get("padding", 0)
         i = tuple(x.shape[-n:])
-        try:
-            predicted = _axes(conv_output_size(i, k, s, padding if isinstance(padding, str) else
-                                               _per_axis(padding, n, 0), d))
-        except ValueError:
-            predicted = None
+        predicted = _predicted(conv_output_size, i, k, s, padding if isinstance(padding, str) else
+                               _per_axis(padding, n, 0), d)
         if isinstance(padding, str):
             p = tuple(0 if padding == "valid" else same_padding_amounts(k[a], d[a])[0] for a in range(n))
         else:
@@ -421,10 +422,7 @@ class _Tracer(TorchFunctionMode):
         d = (1,) * n if avg else _per_axis(b.get("dilation", 1), n, 1)
         ceil = bool(b.get("ceil_mode", False))
         i = tuple(x.shape[-n:])
-        try:
-            predicted = _axes(pool_output_size(i, k, s, p, d, ceil, mode="avg" if avg else "max"))
-        except ValueError:
-            predicted = None
+        predicted = _predicted(pool_output_size, i, k, s, p, d, ceil, mode="avg" if avg else "max")
         ignored = tuple(0 if ceil or not predicted else len(ignored_inputs(i[a], k[a], s[a], p[a], d[a]))
                         for a in range(n))
         self._windowed(op, "pool", x, y, n, k, s, p, d, predicted, (7,) * n, ignored)
@@ -437,10 +435,7 @@ class _Tracer(TorchFunctionMode):
         s, d = _per_axis(b.get("stride"), n, 1), _per_axis(b.get("dilation"), n, 1)
         p, a = _per_axis(b.get("padding"), n, 0), _per_axis(b.get("output_padding"), n, 0)
         i = tuple(x.shape[-n:])
-        try:
-            predicted = _axes(transposed_output_size(i, k, s, p, a, d))
-        except ValueError:
-            predicted = None
+        predicted = _predicted(transposed_output_size, i, k, s, p, a, d)
         g = self._input_geometry(x, n)
         if g is not None:
             kd = [effective_kernel_size(k[ax], d[ax]) for ax in range(n)]

@@ -78,17 +78,15 @@ def read_cifar(data_dir: str | Path, name: str = "cifar10", train: bool = True) 
     files = layout["train"] if train else layout["test"]
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(
-            f"{name} not found: expected the files {files} in {folder} (missing: {missing}). "
-            f"Pass `download=True` to fetch them into {Path(data_dir).expanduser()}, or download "
-            f"{layout['archive']} and extract it there."
-        )
+        raise FileNotFoundError(f"{name} not found in {folder} ({len(missing)} of {len(files)} files missing, "
+                                f"e.g. {missing[0]}): pass `download=True`, or extract {layout['archive']} into "
+                                f"{folder.parent}")
     for f in files:
         actual, expected = _md5(folder / f), MD5[name][f]
         if actual != expected:
-            raise ValueError(f"Expected {str(folder / f)!r} to be the published {name} file {f!r} (MD5 {expected}), "
-                             f"got MD5 {actual}: a corrupt or different file, refused before unpickling it (that "
-                             f"could run code). Delete it and download {layout['archive']} again")
+            raise ValueError(f"Expected {str(folder / f)!r} to be the published {name} file (MD5 {expected}), got MD5 "
+                             f"{actual}: delete it and download {layout['archive']} again (refused: unpickling it "
+                             "could run code)")
     images, labels = [], []
     for f in files:
         with open(folder / f, "rb") as fh:

@@ -50,6 +50,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from lightning_papers._validation import one_of
+
 __all__ = ["ImageInfo", "ImageReadWarning", "read_image", "write_image"]
 
 ImageSource = str | os.PathLike | np.ndarray | torch.Tensor | Image.Image
@@ -337,8 +339,7 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> 
         image = image[0]
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"Expected an image tensor (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-    if bits not in (8, 16):
-        raise ValueError(f"Expected `bits` to be 8 or 16, got {bits!r}")
+    one_of("bits", bits, (8, 16))
     if image.is_floating_point() and not bool(torch.isfinite(image).all()):  # NaN would be written as black
         raise ValueError(f"Expected finite image values, got NaN or infinite values for {str(path)!r}")
     path = Path(path)

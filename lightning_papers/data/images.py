@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -82,11 +81,6 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def _to_tensor(source: ImageSource) -> torch.Tensor:
-    """(3, H, W) float32 in [0, 1], every mode and dtype by its real range (:func:`~.image_io.read_image`)."""
-    return read_image(source)[0]
-
-
 def load_image(source: ImageSource, size: int | tuple[int, int] | None = None) -> torch.Tensor:
     """One image as a float tensor (3, H, W) in [0, 1].
 
@@ -111,7 +105,7 @@ def load_image(source: ImageSource, size: int | tuple[int, int] | None = None) -
             sizes = []
         if len(sizes) not in (1, 2):
             raise ValueError(f"Expected `size` to be a positive int or an (H, W) pair, got {size!r}")
-    tensor = _to_tensor(source)
+    tensor = read_image(source)[0]
     if size is not None:
         tensor = TF.resize(tensor, sizes, antialias=True).clamp_(0.0, 1.0)
     return tensor
@@ -139,7 +133,7 @@ class ImageListDataset(Dataset):
     is returned instead and a warning names it once, so an epoch never crashes on a bad file.
     """
 
-    def __init__(self, sources: Sequence[ImageSource], transform: Any) -> None:
+    def __init__(self, sources: Sequence[ImageSource], transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
         if not sources:
             raise ValueError("Expected at least one image, got none")
         self.sources = list(sources)
@@ -155,7 +149,7 @@ class ImageListDataset(Dataset):
             if i in self._bad:
                 continue
             try:
-                image = _to_tensor(self.sources[i])
+                image = read_image(self.sources[i])[0]
             except Exception as err:  # never crash mid-epoch: warn once, use the next image
                 self._bad.add(i)
                 warnings.warn(f"Skipping unreadable image {self.sources[i]!s}: {err}", UserWarning, stacklevel=2)
@@ -251,13 +245,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         kept = set(readable)
         self.skipped = [p for p in files if p not in kept]
         if self.skipped:
-            names = ", ".join(str(p) for p in self.skipped[:10]) + (" ..." if len(self.skipped) > 10 else "")
-            warnings.warn(
-                f"Skipping {len(self.skipped)} unreadable image file(s) of {len(files)} under {str(self.root)!r}: "
-                f"{names}",
-                UserWarning,
-                stacklevel=3,
-            )
+            names = ", ".join(str(p) for p in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+            warnings.warn(f"Skipping {len(self.skipped)} unreadable image file(s) of {len(files)} under "
+                          f"{str(self.root)!r} ({names}; all in `skipped`)", UserWarning, stacklevel=3)
         if not readable:
             raise ValueError(
                 f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) under {str(self.root)!r}, "
@@ -279,13 +269,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.train_set = ImageListDataset([sources[i] for i in train_idx], self.train_transform)
         self.val_set = ImageListDataset([sources[i] for i in val_idx], self.val_transform) if val_idx else None
 
-    def _loader(self, dataset: ImageListDataset | None, stage: str, shuffle: bool) -> DataLoader:
-        return make_loader(self, dataset, stage, shuffle)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "training", shuffle=True)
+        return make_loader(self, self.train_set, "training", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.train_set is not None and self.val_set is None:
             return []  # `val_fraction=0`: no validation
-        return self._loader(self.val_set, "validation", shuffle=False)
+        return make_loader(self, self.val_set, "validation", shuffle=False)

@@ -89,17 +89,14 @@ class TensorImageDataModule(L.LightningDataModule):
         self.test_set: TensorDataset | None = None
 
     # -- loaders ---------------------------------------------------------------------------------------
-    def _loader(self, dataset: TensorDataset | None, stage: str, shuffle: bool) -> DataLoader:
-        return make_loader(self, dataset, stage, shuffle)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "training", shuffle=True)
+        return make_loader(self, self.train_set, "training", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, "validation", shuffle=False)
+        return make_loader(self, self.val_set, "validation", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set if self.test_set is not None else self.val_set, "test", shuffle=False)
+        return make_loader(self, self.test_set if self.test_set is not None else self.val_set, "test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

@@ -109,9 +109,7 @@ def feature_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def pixel_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pixel loss (paper §3.3): ``||a_n - b_n||_2^2 / (C H W)`` per image, averaged over the batch (an MSE)."""
-    if a.shape != b.shape:
-        raise ValueError(f"Expected images of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    return F.mse_loss(a, b)
+    return feature_loss(a, b)
 
 
 def style_loss(
@@ -198,11 +196,8 @@ def _download(url: str, dst: Path, timeout: float) -> None:
 
 
 def _missing_weights_error(path: Path, reason: str) -> RuntimeError:
-    return RuntimeError(
-        f"VGG-16 ImageNet weights are not available ({reason}). Put torchvision's checkpoint "
-        f"{_imagenet_url()} at {path} (the torch hub cache, `torch.hub.get_dir()`/checkpoints), or pass "
-        f'`weights="path/to/file.pth"` with a local VGG-16 state dict. `weights="random"` works for tests only.'
-    )
+    return RuntimeError(f"VGG-16 ImageNet weights are not available ({reason}): put {_imagenet_url()} at {path}, or "
+                        'pass `weights="path/to/file.pth"` (`weights="random"` is for tests only)')
 
 
 def fetch_vgg16_weights(download: bool = True, timeout: float = 60.0) -> Path:
@@ -254,10 +249,8 @@ def _features_state_dict(state: Mapping[str, torch.Tensor], expected: Mapping[st
         state = {key[len("features."):]: value for key, value in state.items() if key.startswith("features.")}
     missing = [key for key in expected if key not in state]
     if missing:
-        raise RuntimeError(
-            f"Expected a VGG-16 state dict (keys like 'features.0.weight' or '0.weight') in {source}, "
-            f"but it lacks {missing[:4]}{' ...' if len(missing) > 4 else ''} (it has {sorted(state)[:4]} ...)"
-        )
+        raise RuntimeError(f"Expected a VGG-16 state dict in {source}, but it lacks {missing[:2]}"
+                           f"{' ...' if len(missing) > 2 else ''}: pass torchvision's VGG-16 state dict")
     wrong = [f"{key}: {tuple(state[key].shape)} instead of {tuple(shape)}"
              for key, shape in expected.items() if state[key].shape != shape]
     if wrong:
