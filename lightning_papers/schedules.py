@@ -163,10 +163,6 @@ def _broadcast(*columns: tuple[float, ...]) -> list[tuple[float, ...]]:
     return list(zip(*(c * n if len(c) == 1 else c for c in columns)))
 
 
-def _scalar_or_list(values: list[float], scalar: bool) -> float | list[float]:
-    return values[0] if scalar else values
-
-
 class _Schedule:
     """What the schedule objects share: a checkpoint-friendly dict form."""
 
@@ -249,7 +245,8 @@ class Cyclical(_Schedule):
 
     def __call__(self, step: int) -> float | list[float]:
         """The learning rate at ``step``: a number, or a list when the bounds are per param group."""
-        return _scalar_or_list(self.lrs(step), self.groups == 1 and not isinstance(self.max_lr, tuple))
+        lrs = self.lrs(step)
+        return lrs[0] if len(lrs) == 1 and not isinstance(self.max_lr, tuple) else lrs
 
     def momentum(self, step: int) -> float:
         """The momentum (or Adam's beta1) at ``step``."""
@@ -285,8 +282,9 @@ def ramp(step: int, num_steps: int, start: float, end: float, spacing: Literal["
     """
     spacing = one_of("spacing", renamed("mode", mode, "spacing", spacing, "exponential"), RAMP_SPACINGS)
     integer("num_steps", num_steps, minimum=2)
-    if spacing == "exponential" and (start <= 0 or end <= 0):
-        raise ValueError(f"Expected positive bounds for an exponential ramp, got {start!r} and {end!r}")
+    if spacing == "exponential":
+        positive_real("start", start, fix="an exponential ramp needs positive bounds")
+        positive_real("end", end, fix="an exponential ramp needs positive bounds")
     if step <= 0:
         return float(start)
     if step >= num_steps - 1:
@@ -344,7 +342,7 @@ def _anneal(start: float, end: float, pct: float, anneal: str) -> float:
 
 
 def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> list[tuple[float, int, int]]:
-    """(end_step, start_key, end_key) per phase; keys index (initial, max, min) and momenta (max, base)."""
+    """(end_step, start_key, end_key) per phase; keys index the lrs (initial, max, min) or momenta (max, base, max)."""
     if three_phase:
         return [
             (float(pct_start * total_steps) - 1, 0, 1),
@@ -354,8 +352,8 @@ def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> 
     return [(float(pct_start * total_steps) - 1, 0, 1), (total_steps - 1, 1, 2)]
 
 
-def _one_cycle_interp(step: int, total_steps: int, pct_start: float, anneal: str, three_phase: bool, values: tuple,
-                      keys: str) -> float:
+def _one_cycle_interp(step: int, total_steps: int, pct_start: float, anneal: str, three_phase: bool,
+                      values: tuple[float, float, float]) -> float:
     one_of("anneal", anneal, ONE_CYCLE_ANNEALS)
     positive_int("total_steps", total_steps)
     real("pct_start", pct_start, 0, 1)
@@ -367,12 +365,7 @@ def _one_cycle_interp(step: int, total_steps: int, pct_start: float, anneal: str
             span = end_step - start_step
             # torch divides by zero here (a zero-length phase); we treat the phase as finished.
             pct = (step - start_step) / span if span != 0 else 1.0
-            if keys == "momentum":
-                # lr keys (initial, max, min) map to momenta (max, base, max).
-                start, end = values[(0, 1, 0)[start_key]], values[(0, 1, 0)[end_key]]
-            else:
-                start, end = values[start_key], values[end_key]
-            return _anneal(start, end, pct, anneal)
+            return _anneal(values[start_key], values[end_key], pct, anneal)
         start_step = end_step
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -405,7 +398,7 @@ def one_cycle(step: int, total_steps: int, max_lr: float, div_factor: float = 25
     """
     initial = max_lr / div_factor
     values = (initial, max_lr, initial / final_div_factor)
-    return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values, "lr")
+    return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values)
 
 
 def one_cycle_momentum(step: int, total_steps: int, base_momentum: float = 0.85, max_momentum: float = 0.95,
@@ -429,8 +422,8 @@ def one_cycle_momentum(step: int, total_steps: int, base_momentum: float = 0.85,
         >>> one_cycle_momentum(29, 100, anneal="linear")
         0.85
     """
-    values = (max_momentum, base_momentum)
-    return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values, "momentum")
+    values = (max_momentum, base_momentum, max_momentum)
+    return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values)
 
 
 def one_cycle_pct_start(three_phase: bool, pct_start: float | None = None,
@@ -560,7 +553,7 @@ class OneCycle(_Schedule):
 
     def __call__(self, step: int) -> float | list[float]:
         """The learning rate at ``step``: a number, or a list when ``max_lr`` is per param group."""
-        return _scalar_or_list(self.lrs(step), not isinstance(self.max_lr, tuple))
+        return self.lrs(step) if isinstance(self.max_lr, tuple) else self.lrs(step)[0]
 
     def momentum(self, step: int) -> float:
         """The momentum (or Adam's beta1) at ``step``."""
