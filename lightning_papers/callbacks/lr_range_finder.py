@@ -7,7 +7,7 @@ loss (or, as in the paper, the validation accuracy) curve.
 The callback maps hooks onto the core: the ramp is :class:`lightning_papers.schedules.Ramp`, the smoothing
 and the stop rule :class:`lightning_papers.lr_suggestion.SmoothedLoss`, the suggestions and the result
 :class:`lightning_papers.lr_suggestion.LRRangeResult`; each step is taken through the strategy (so DDP,
-precision and gradient clipping apply) by :func:`lightning_papers.callbacks._trainer.training_step`, and
+precision and gradient clipping apply) by :func:`lightning_papers.callbacks._steps.training_step`, and
 everything it touches is restored from memory afterwards - no sub-``fit``, no temporary checkpoint.
 """
 
@@ -25,7 +25,9 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from typing_extensions import override
 
 from lightning_papers._validation import integer, one_of, real, renamed
-from lightning_papers.callbacks import _trainer
+from lightning_papers.callbacks import _steps
+from lightning_papers.callbacks.evaluation import evaluation_batches
+from lightning_papers.callbacks.reporting import progress_bar, report
 from lightning_papers.landscape import accuracy, preserved_model
 from lightning_papers.lr_suggestion import SUGGESTIONS, LRRangeResult, SmoothedLoss
 from lightning_papers.schedules import RAMP_SPACINGS, Ramp, write_groups
@@ -44,7 +46,7 @@ def classification_accuracy(module: torch.nn.Module, batch: Any) -> tuple[torch.
     return (accuracy(module(inputs), targets) * total).round(), total
 
 
-class LRRangeFinder(_trainer.StateKeyed):
+class LRRangeFinder(_steps.StateKeyed):
     """Learning-rate range test (Smith 2017) that runs inside ``fit`` and leaves no trace.
 
     Sweeps the lr from ``min_lr`` to ``max_lr`` over ``num_steps`` optimizer steps, records the training
@@ -179,9 +181,9 @@ class LRRangeFinder(_trainer.StateKeyed):
     # -- the sweep ----------------------------------------------------------------------------------------
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, key: int, suffix: str) -> None:
         result = LRRangeResult(method=self.method, epoch=trainer.current_epoch)
-        snapshot = _trainer.TrainingSnapshot(trainer, pl_module)
+        snapshot = _steps.TrainingSnapshot(trainer, pl_module)
         try:
-            with isolate_rng(), _trainer.silenced_callbacks(trainer):
+            with isolate_rng(), _steps.silenced_callbacks(trainer):
                 self._sweep(trainer, pl_module, result)
         finally:
             snapshot.restore()
@@ -204,16 +206,16 @@ class LRRangeFinder(_trainer.StateKeyed):
         if isinstance(loader, torch.utils.data.DataLoader) and loader.persistent_workers and loader.num_workers:
             rank_zero_warn("`LRRangeFinder` shares the train loader's persistent workers with `fit`: the first epoch "
                            "after the test starts a fresh pass over the data (`persistent_workers=False` avoids it)")
-        batches = _trainer.cycle_batches(loader)
-        val_batches = _trainer.evaluation_batches(trainer, pl_module, "val", self.num_batches,
-                                                  same_on_all_ranks=False) if self.num_batches else []
+        batches = _steps.cycle_batches(loader)
+        val_batches = evaluation_batches(trainer, pl_module, "val", self.num_batches,
+                                         same_on_all_ranks=False) if self.num_batches else []
         ema = SmoothedLoss(self.smoothing, self.divergence_factor)
         pl_module.train()
-        with _trainer.progress_bar(trainer, self.num_steps, "LR range test") as progress:
+        with progress_bar(trainer, self.num_steps, "LR range test") as progress:
             for step in range(self.num_steps):
                 lr = self.schedule(step)
                 write_groups(optimizer, lr)
-                loss, skipped = _trainer.training_step(trainer, pl_module, optimizer, batches, step)
+                loss, skipped = _steps.training_step(trainer, pl_module, optimizer, batches, step)
                 progress.update(1)
                 if skipped or loss is None:
                     result.skipped_steps += 1
@@ -267,7 +269,7 @@ class LRRangeFinder(_trainer.StateKeyed):
             log.info("LR range test: %s", result.summary())
             figures = {f"lr_range/curve{suffix}": result.plot().figure}
             files = {f"result{name}.json": result.to_dict()}
-        _trainer.report(
+        report(
             trainer, "lr_range", figures=figures, files=files, save_files=self.save_results,
             series={f"lr_range/loss{suffix}": result.losses, f"lr_range/loss_smoothed{suffix}": result.smoothed_losses,
                     f"lr_range/lr{suffix}": result.lrs,
