@@ -569,13 +569,9 @@ class LRRangeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (non-finite numbers become ``None``)."""
-
-        def clean(values: list[float]) -> list[float | None]:
-            return [v if math.isfinite(v) else None for v in values]
-
         out = asdict(self)
         for key in ("lrs", "losses", "smoothed_losses", "val_accuracies"):
-            out[key] = clean(out[key])
+            out[key] = [v if math.isfinite(v) else None for v in out[key]]
         out["clr_bounds"] = list(self.clr_bounds) if self.clr_bounds is not None else None
         return out
 

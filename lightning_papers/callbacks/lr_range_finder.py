@@ -25,9 +25,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from typing_extensions import override
 
 from lightning_papers._validation import integer, one_of, real, renamed
-from lightning_papers.callbacks import _steps
-from lightning_papers.callbacks.evaluation import evaluation_batches
-from lightning_papers.callbacks.reporting import progress_bar, report
+from lightning_papers.callbacks import _steps, evaluation, reporting
 from lightning_papers.landscape import accuracy, preserved_model
 from lightning_papers.lr_suggestion import SUGGESTIONS, LRRangeResult, SmoothedLoss
 from lightning_papers.schedules import RAMP_SPACINGS, Ramp, write_groups
@@ -207,11 +205,11 @@ class LRRangeFinder(_steps.StateKeyed):
             rank_zero_warn("`LRRangeFinder` shares the train loader's persistent workers with `fit`: the first epoch "
                            "after the test starts a fresh pass over the data (`persistent_workers=False` avoids it)")
         batches = _steps.cycle_batches(loader)
-        val_batches = evaluation_batches(trainer, pl_module, "val", self.num_batches,
-                                         same_on_all_ranks=False) if self.num_batches else []
+        val_batches = evaluation.evaluation_batches(trainer, pl_module, "val", self.num_batches,
+                                                    same_on_all_ranks=False) if self.num_batches else []
         ema = SmoothedLoss(self.smoothing, self.divergence_factor)
         pl_module.train()
-        with progress_bar(trainer, self.num_steps, "LR range test") as progress:
+        with reporting.progress_bar(trainer, self.num_steps, "LR range test") as progress:
             for step in range(self.num_steps):
                 lr = self.schedule(step)
                 write_groups(optimizer, lr)
@@ -269,7 +267,7 @@ class LRRangeFinder(_steps.StateKeyed):
             log.info("LR range test: %s", result.summary())
             figures = {f"lr_range/curve{suffix}": result.plot().figure}
             files = {f"result{name}.json": result.to_dict()}
-        report(
+        reporting.report(
             trainer, "lr_range", figures=figures, files=files, save_files=self.save_results,
             series={f"lr_range/loss{suffix}": result.losses, f"lr_range/loss_smoothed{suffix}": result.smoothed_losses,
                     f"lr_range/lr{suffix}": result.lrs,
