@@ -35,7 +35,7 @@ from lightning_papers import landscape as ls
 from lightning_papers.callbacks._steps import StateKeyed, optimizer_index, planned_optimizer_steps
 from lightning_papers.callbacks.evaluation import ModuleEvaluation, evaluation_batches, preflight
 from lightning_papers.callbacks.reporting import guarded, report, sum_across_ranks
-from lightning_papers.schedules import read_momenta
+from lightning_papers.schedules import param_groups, read_momenta
 
 __all__ = ["CurvatureMonitor"]
 
@@ -238,7 +238,7 @@ class CurvatureMonitor(StateKeyed):
                                  max_samples=self.trace_samples)
             values["curvature/trace"] = estimate.trace
         values = trainer.strategy.broadcast(values, src=0)  # the ranks agree already; this makes it a guarantee
-        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        groups = param_groups(trainer.optimizers)
         thresholds = [t for opt in trainer.optimizers for t in ls.optimizer_stability_thresholds(opt)]
         scalars = dict(values)
         for i, (group, threshold) in enumerate(zip(groups, thresholds)):
