@@ -651,7 +651,8 @@ def steps_from_epochs(epochs: float, batches_per_epoch: int | float, accumulate:
         >>> steps_from_epochs(2.5, 10, accumulate=4)
         8
     """
-    per_epoch = -(-positive_int("batches_per_epoch", batches_per_epoch) // positive_int("accumulate", accumulate))
+    batches = positive_int("batches_per_epoch", batches_per_epoch, fix="an epoch of unknown length: count in steps")
+    per_epoch = -(-batches // positive_int("accumulate", accumulate))
     return max(1, round(positive_real("epochs", epochs) * per_epoch))
 
 

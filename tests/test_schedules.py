@@ -299,6 +299,8 @@ def test_one_cycle_peaks_and_steps_from_epochs():
     assert [schedules.steps_from_epochs(e, 10, 4) for e in (0.01, 1, 2.5)] == [1, 3, 8]
     with pytest.raises(ValueError, match=r"^Expected `epochs` to be a positive finite number, got 0$"):
         schedules.steps_from_epochs(0, 10)
+    with pytest.raises(ValueError, match=r"^Expected `batches_per_epoch` .*, got inf: an epoch of unknown length"):
+        schedules.steps_from_epochs(2, float("inf"))  # an iterable dataset without a length
 
 
 def test_mode_is_deprecated_for_policy_and_spacing():
