@@ -144,15 +144,8 @@ def _finite(lrs, values, name: str, min_points: int):
     return lrs[keep], values[keep]
 
 
-def steepest(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    accuracies: Sequence[float] | None = None,
-    *,
-    skip_start: int | None = None,
-    skip_end: int = 0,
-    min_points: int = MIN_POINTS,
-) -> float | None:
+def steepest(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None, *,
+             skip_start: int | None = None, skip_end: int = 0, min_points: int = MIN_POINTS) -> float | None:
     """Learning rate at the most negative slope of the loss against ``log(lr)``, up to the loss minimum.
 
     Pass the smoothed loss (``LRRangeFinder`` does); the slope is the central difference in log space.
@@ -191,14 +184,8 @@ def steepest(
     return float(x[int(np.argmin(slope[: lowest + 1]))])
 
 
-def minimum(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    accuracies: Sequence[float] | None = None,
-    *,
-    factor: float = 10.0,
-    min_points: int = MIN_POINTS,
-) -> float | None:
+def minimum(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None, *,
+            factor: float = 10.0, min_points: int = MIN_POINTS) -> float | None:
     """The learning rate of the lowest loss, divided by ``factor`` (10 by default).
 
     Args:
@@ -246,14 +233,8 @@ def _longest_decreasing_run(values: np.ndarray) -> tuple[int, int]:
     return first, last
 
 
-def valley(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    accuracies: Sequence[float] | None = None,
-    *,
-    position: float = 0.5,
-    min_points: int = MIN_POINTS,
-) -> float | None:
+def valley(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None, *,
+           position: float = 0.5, min_points: int = MIN_POINTS) -> float | None:
     """A learning rate inside the widest "valley" of the loss curve.
 
     The valley is the longest strictly decreasing subsequence of the loss (the idea of fastai's
@@ -307,17 +288,9 @@ def _descent(y: np.ndarray, fraction: float = 0.1) -> tuple[int, int, float, flo
     return start, best, level, improvement
 
 
-def clr_bounds(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    accuracies: Sequence[float] | None = None,
-    *,
-    start_fraction: float = 0.1,
-    stop_fraction: float = 0.9,
-    ragged_fraction: float = 0.25,
-    base_divisor: float = 4.0,
-    min_points: int = MIN_POINTS,
-) -> tuple[float, float] | None:
+def clr_bounds(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None, *,
+               start_fraction: float = 0.1, stop_fraction: float = 0.9, ragged_fraction: float = 0.25,
+               base_divisor: float = 4.0, min_points: int = MIN_POINTS) -> tuple[float, float] | None:
     """Smith's (``base_lr``, ``max_lr``) for a cyclical schedule, read off a range test.
 
     On the accuracy curve when given (Smith's original reading), otherwise on the loss curve turned upside
@@ -384,42 +357,45 @@ def clr_bounds(
     return base_lr, max_lr
 
 
-def diagnose(
-    lrs: Sequence[float],
-    losses: Sequence[float],
-    smoothed_losses: Sequence[float] | None = None,
-    *,
-    stop_reason: str = "completed",
-    suggestion: float | None = None,
-    max_lr: float | None = None,
-    min_drop: float = 0.05,
-    noise_factor: float = 3.0,
-    min_descent_points: int = 4,
-    min_points: int = MIN_POINTS,
-) -> list[str]:
-    """Why a range-test curve cannot be trusted, in words; ``[]`` when it can.
+def _no_descent(x: np.ndarray, raw: np.ndarray, smooth: np.ndarray, span: str, stop_reason: str, min_drop: float,
+                noise_factor: float) -> tuple[int, str | None]:
+    """``(low, problem)``: the lowest smoothed point past the first ``k`` (a tenth of the points, at least 3; before
+    that the smoothed loss is a few single losses, and a lucky first batch is no descent) and, when the loss did not
+    fall measurably, why. ``start`` is the mean of the first ``k`` raw losses, ``end`` that of the ``k`` up to
+    ``low``, ``noise`` the scatter of single losses up to it, ``std(diff(losses)) / sqrt(2)`` (a slow trend hardly
+    enters successive differences), and ``se = noise * sqrt(2 / k)`` the standard error of ``start - end``."""
+    n, k = len(x), max(3, len(x) // 10)
+    low = k + int(np.argmin(smooth[k:])) if n > k else int(np.argmin(smooth))
+    start = float(np.mean(raw[:k]))
+    end = float(np.mean(raw[max(0, low - k + 1) : low + 1]))
+    drop = start - end
+    noise = float(np.std(np.diff(raw[: low + 1])) / math.sqrt(2.0)) if low >= 2 else float(np.std(raw[:k]))
+    se = noise * math.sqrt(2.0 / k)
+    if drop >= min_drop * abs(start) and drop >= noise_factor * se:
+        return low, None
+    return low, (f"no descent: the {k} raw losses up to the lowest point (lr {x[low]:.3g}) average {end:.3g}, the "
+                 f"first {k} {start:.3g}: a fall of {drop:.3g} ({100 * drop / abs(start):.1f} %) against a standard "
+                 f"error of {se:.2g} (single losses scatter by {noise:.2g}); the sweep ({span}, stop: {stop_reason}) "
+                 f"is too short or too noisy for the loss to fall before it turns, and every reading of it reads "
+                 f"noise - lengthen the sweep (more num_steps) or average more (a larger batch)")
 
-    With ``k`` a tenth of the points (at least 3), ``start`` the mean of the first ``k`` raw losses, ``end`` the
-    mean of the ``k`` raw losses up to the lowest smoothed point (past the first ``k``), ``drop = start - end``,
-    ``noise`` the scatter of single raw losses up to that point, ``std(diff(losses)) / sqrt(2)`` (a slow trend
-    hardly enters successive differences), and ``se = noise * sqrt(2 / k)`` the standard error of ``drop``:
 
-    * **no descent**: ``drop < min_drop * start`` or ``drop < noise_factor * se`` - the loss did not fall
-      measurably. Every reading of such a curve (steepest slope, lowest point, Smith's bounds) reads noise. Raw
-      losses, not the smoothed ones: a short sweep is smoothed little, and the lowest point of a lightly
+def diagnose(lrs: Sequence[float], losses: Sequence[float], smoothed_losses: Sequence[float] | None = None, *,
+             stop_reason: str = "completed", suggestion: float | None = None, max_lr: float | None = None,
+             min_drop: float = 0.05, noise_factor: float = 3.0, min_descent_points: int = 4,
+             min_points: int = MIN_POINTS) -> list[str]:
+    """Why a range-test curve cannot be trusted, one sentence per problem with its numbers; ``[]`` when it can.
+
+    * **no descent**: the mean raw loss of the first tenth of the points falls to that up to the lowest smoothed
+      point by less than ``min_drop`` of itself or ``noise_factor`` standard errors: every reading of the curve
+      (steepest slope, lowest point, Smith's bounds) reads noise. Raw losses: the lowest point of a lightly
       smoothed curve of pure noise lies well below its start;
-    * **coarse descent**: fewer than ``min_descent_points`` steps from the last point whose smoothed loss is
-      still within a tenth of the smoothed fall of the flat start (the lowest of the first tenth of the smoothed
-      points; the same reading as :func:`clr_bounds`), to the lowest point - a rate read off two or three points
-      is a guess;
-    * **still falling**: the lowest point is the sweep's last and the sweep ran to the end, so the upper bound
-      is where the range stopped, not where the loss turned;
-    * **read off the flat start**: the ``suggestion`` (or the CLR ``max_lr``) lies at or before that last point
-      within a tenth of the fall - a wobble of the noise before the descent (a 20-step sweep of ResNet-20 on
-      8 px digits suggested 1.8e-4, its second point, where the loss only fell from 0.023 on; 3 epochs at it
-      reached 35 % against 96 % at its 100-step twin's suggestion).
-
-    Too few finite points is a problem too (the suggestion functions already return ``None`` then).
+    * **coarse descent**: fewer than ``min_descent_points`` steps from the flat start (read as :func:`clr_bounds`
+      reads it) to the lowest point - a rate read off two or three points is a guess;
+    * **still falling**: the lowest point is the last of a sweep that ran to the end (the sweep stopped, not the loss);
+    * **read off the flat start**: the ``suggestion`` (or the CLR ``max_lr``) lies in the flat start, a wobble of
+      the noise (a 20-step ResNet-20 sweep suggested its second point: 35 % after 3 epochs, 96 % at its 100-step
+      twin's suggestion); and fewer than ``min_points`` finite points.
 
     Args:
         lrs: learning rate of each point.
@@ -429,12 +405,9 @@ def diagnose(
         suggestion: the learning rate suggested from this curve, to check where it lies (``None``: not checked).
         max_lr: the CLR upper bound read from it, likewise.
         min_drop: smallest drop, as a fraction of the starting loss, that counts as a descent.
-        noise_factor: the drop must also exceed this many standard errors.
+        noise_factor: standard errors the drop must exceed too.
         min_descent_points: fewest steps the descent must span.
         min_points: fewest finite points.
-
-    Returns:
-        One sentence per problem, with the numbers that show it.
 
     Examples:
         >>> import numpy as np
@@ -460,21 +433,9 @@ def diagnose(
         return [f"only {n} finite points (need {min_points}): nothing to read"]
     decades = math.log10(x[-1] / x[0]) if x[-1] > x[0] else 0.0
     span = f"{n} points over {decades:.1f} decades" + (f", {n / decades:.1f} per decade" if decades > 0 else "")
-    k = max(3, n // 10)
-    # the lowest point past the first k: before that the smoothed loss is a few single losses (a lucky first batch
-    # is no descent)
-    low = k + int(np.argmin(smooth[k:])) if n > k else int(np.argmin(smooth))
-    start = float(np.mean(raw[:k]))
-    end = float(np.mean(raw[max(0, low - k + 1) : low + 1]))
-    drop = start - end
-    noise = float(np.std(np.diff(raw[: low + 1])) / math.sqrt(2.0)) if low >= 2 else float(np.std(raw[:k]))
-    se = noise * math.sqrt(2.0 / k)
-    if drop < min_drop * abs(start) or drop < noise_factor * se:
-        return [f"no descent: the {k} raw losses up to the lowest point (lr {x[low]:.3g}) average {end:.3g}, the "
-                f"first {k} {start:.3g}: a fall of {drop:.3g} ({100 * drop / abs(start):.1f} %) against a standard "
-                f"error of {se:.2g} (single losses scatter by {noise:.2g}); the sweep ({span}, stop: {stop_reason}) "
-                f"is too short or too noisy for the loss to fall before it turns, and every reading of it reads "
-                f"noise - lengthen the sweep (more num_steps) or average more (a larger batch)"]
+    low, flat = _no_descent(x, raw, smooth, span, stop_reason, min_drop, noise_factor)
+    if flat is not None:
+        return [flat]
     problems = []
     # the same reading of the descent as `clr_bounds`: the last point still at the flat start, up to the lowest
     begin = max(0, _descent(-smooth[: low + 1])[0] - 1)
@@ -495,9 +456,8 @@ def diagnose(
 SUGGESTIONS: dict[str, Callable[..., float | None]] = {"steepest": steepest, "valley": valley, "minimum": minimum}
 
 
-def suggest(
-    method: str, lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[float] | None = None
-) -> float | None:
+def suggest(method: str, lrs: Sequence[float], losses: Sequence[float],
+            accuracies: Sequence[float] | None = None) -> float | None:
     """Dispatch to one of :data:`SUGGESTIONS` by name.
 
     Raises:
@@ -609,13 +569,9 @@ class LRRangeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (non-finite numbers become ``None``)."""
-
-        def clean(values: list[float]) -> list[float | None]:
-            return [v if math.isfinite(v) else None for v in values]
-
         out = asdict(self)
         for key in ("lrs", "losses", "smoothed_losses", "val_accuracies"):
-            out[key] = clean(out[key])
+            out[key] = [v if math.isfinite(v) else None for v in out[key]]
         out["clr_bounds"] = list(self.clr_bounds) if self.clr_bounds is not None else None
         return out
 

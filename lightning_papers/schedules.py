@@ -4,14 +4,11 @@ Smith, Cyclical Learning Rates for Training Neural Networks, 2017 (arXiv 1506.01
 ``triangular``, ``triangular2`` and ``exp_range`` policies. Smith & Topin, Super-Convergence: Very Fast
 Training of Neural Networks Using Large Learning Rates, 2018 (arXiv 1708.07120): the 1cycle policy.
 
-One formula per schedule, a function of the (0-based) optimizer step that returns a float (:func:`cyclical`,
-:func:`one_cycle`, :func:`ramp`, and the momenta that go with them), and one schedule object per schedule
-that binds its parameters (:class:`Cyclical`, :class:`OneCycle`, :class:`Ramp`): one learning rate per param
-group, the momentum, and for 1cycle its length, the annihilation phase and the stretch of a resumed run whose
-length changed. The objects are frozen dataclasses, so they pickle (DDP spawn) and round-trip through
-checkpoints (``to_dict`` / ``from_dict``). Nothing here knows about Lightning: a plain PyTorch loop calls
-``lr = cyclical(step, 1e-3, 6e-3, 2000)`` or holds ``OneCycle(10_000, max_lr=3.0)`` directly; the callbacks
-``CyclicalLR`` and ``SuperConvergence`` hold one such object each.
+One formula per schedule, a function of the (0-based) optimizer step returning a float (:func:`cyclical`,
+:func:`one_cycle`, :func:`ramp` and their momenta), and one picklable frozen dataclass binding its parameters
+(:class:`Cyclical`, :class:`OneCycle`, :class:`Ramp`): one lr per param group, the momentum, and for 1cycle its
+length, annihilation phase and the stretch of a resumed run; ``to_dict`` / ``from_dict`` for checkpoints. No
+Lightning here: the callbacks ``CyclicalLR`` and ``SuperConvergence`` each hold one such object.
 
 Where the values go is core too (timm's ``Scheduler.update_groups``): :func:`apply_schedule` writes a schedule's
 learning rates and momentum (SGD's ``momentum`` or Adam's ``beta1``) into an optimizer's param groups before each
@@ -95,17 +92,9 @@ def _cyclical_scale(step: int, cycle: int, policy: str, gamma: float) -> float:
     return gamma**step
 
 
-def cyclical(
-    step: int,
-    base_lr: float,
-    max_lr: float,
-    step_size_up: float,
-    step_size_down: float | None = None,
-    policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
-    gamma: float = 1.0,
-    *,
-    mode: str | None = None,
-) -> float:
+def cyclical(step: int, base_lr: float, max_lr: float, step_size_up: float, step_size_down: float | None = None,
+             policy: Literal["triangular", "triangular2", "exp_range"] = "triangular", gamma: float = 1.0, *,
+             mode: str | None = None) -> float:
     """Cyclical learning rate at ``step`` (Smith 2017, Section 3.1).
 
     With ``cycle = floor(1 + t / (2 * step_size))`` and ``x = |t / step_size - 2 * cycle + 1|``:
@@ -134,15 +123,10 @@ def cyclical(
     return base_lr + (max_lr - base_lr) * height * _cyclical_scale(step, cycle, policy, gamma)
 
 
-def cyclical_momentum(
-    step: int,
-    base_momentum: float,
-    max_momentum: float,
-    step_size_up: float,
-    step_size_down: float | None = None,
-    policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
-    gamma: float = 1.0,
-) -> float:
+def cyclical_momentum(step: int, base_momentum: float, max_momentum: float, step_size_up: float,
+                      step_size_down: float | None = None,
+                      policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
+                      gamma: float = 1.0) -> float:
     """Momentum cycling opposite to :func:`cyclical`: ``max_momentum`` when the lr is at ``base_lr``.
 
     Args:
@@ -177,10 +161,6 @@ def _broadcast(*columns: tuple[float, ...]) -> list[tuple[float, ...]]:
     """Rows of the columns, a one-element column repeated to the others' length."""
     n = max(len(c) for c in columns)
     return list(zip(*(c * n if len(c) == 1 else c for c in columns)))
-
-
-def _scalar_or_list(values: list[float], scalar: bool) -> float | list[float]:
-    return values[0] if scalar else values
 
 
 class _Schedule:
@@ -265,7 +245,8 @@ class Cyclical(_Schedule):
 
     def __call__(self, step: int) -> float | list[float]:
         """The learning rate at ``step``: a number, or a list when the bounds are per param group."""
-        return _scalar_or_list(self.lrs(step), self.groups == 1 and not isinstance(self.max_lr, tuple))
+        lrs = self.lrs(step)
+        return lrs[0] if len(lrs) == 1 and not isinstance(self.max_lr, tuple) else lrs
 
     def momentum(self, step: int) -> float:
         """The momentum (or Adam's beta1) at ``step``."""
@@ -280,10 +261,8 @@ class Cyclical(_Schedule):
 # ----------------------------------------------------------------------------------------------------
 # Ramps for the LR range test
 # ----------------------------------------------------------------------------------------------------
-def ramp(
-    step: int, num_steps: int, start: float, end: float, spacing: Literal["exponential", "linear"] = "exponential",
-    *, mode: str | None = None,
-) -> float:
+def ramp(step: int, num_steps: int, start: float, end: float, spacing: Literal["exponential", "linear"] = "exponential",
+         *, mode: str | None = None) -> float:
     """Monotone ramp from ``start`` (step 0) to ``end`` (step ``num_steps - 1``), both hit exactly.
 
     Args:
@@ -303,8 +282,9 @@ def ramp(
     """
     spacing = one_of("spacing", renamed("mode", mode, "spacing", spacing, "exponential"), RAMP_SPACINGS)
     integer("num_steps", num_steps, minimum=2)
-    if spacing == "exponential" and (start <= 0 or end <= 0):
-        raise ValueError(f"Expected positive bounds for an exponential ramp, got {start!r} and {end!r}")
+    if spacing == "exponential":
+        positive_real("start", start, fix="an exponential ramp needs positive bounds")
+        positive_real("end", end, fix="an exponential ramp needs positive bounds")
     if step <= 0:
         return float(start)
     if step >= num_steps - 1:
@@ -362,7 +342,7 @@ def _anneal(start: float, end: float, pct: float, anneal: str) -> float:
 
 
 def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> list[tuple[float, int, int]]:
-    """(end_step, start_key, end_key) per phase; keys index (initial, max, min) and momenta (max, base)."""
+    """(end_step, start_key, end_key) per phase; keys index the lrs (initial, max, min) or momenta (max, base, max)."""
     if three_phase:
         return [
             (float(pct_start * total_steps) - 1, 0, 1),
@@ -372,9 +352,8 @@ def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> 
     return [(float(pct_start * total_steps) - 1, 0, 1), (total_steps - 1, 1, 2)]
 
 
-def _one_cycle_interp(
-    step: int, total_steps: int, pct_start: float, anneal: str, three_phase: bool, values: tuple, keys: str
-) -> float:
+def _one_cycle_interp(step: int, total_steps: int, pct_start: float, anneal: str, three_phase: bool,
+                      values: tuple[float, float, float]) -> float:
     one_of("anneal", anneal, ONE_CYCLE_ANNEALS)
     positive_int("total_steps", total_steps)
     real("pct_start", pct_start, 0, 1)
@@ -386,26 +365,13 @@ def _one_cycle_interp(
             span = end_step - start_step
             # torch divides by zero here (a zero-length phase); we treat the phase as finished.
             pct = (step - start_step) / span if span != 0 else 1.0
-            if keys == "momentum":
-                # lr keys (initial, max, min) map to momenta (max, base, max).
-                start, end = values[(0, 1, 0)[start_key]], values[(0, 1, 0)[end_key]]
-            else:
-                start, end = values[start_key], values[end_key]
-            return _anneal(start, end, pct, anneal)
+            return _anneal(values[start_key], values[end_key], pct, anneal)
         start_step = end_step
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def one_cycle(
-    step: int,
-    total_steps: int,
-    max_lr: float,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-    pct_start: float = 0.3,
-    anneal: Literal["cos", "linear"] = "cos",
-    three_phase: bool = False,
-) -> float:
+def one_cycle(step: int, total_steps: int, max_lr: float, div_factor: float = 25.0, final_div_factor: float = 1e4,
+              pct_start: float = 0.3, anneal: Literal["cos", "linear"] = "cos", three_phase: bool = False) -> float:
     """The 1cycle learning rate at ``step``, identical to ``torch.optim.lr_scheduler.OneCycleLR``.
 
     Warm up from ``max_lr / div_factor`` to ``max_lr`` over ``pct_start * total_steps`` steps, then anneal
@@ -432,18 +398,12 @@ def one_cycle(
     """
     initial = max_lr / div_factor
     values = (initial, max_lr, initial / final_div_factor)
-    return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values, "lr")
+    return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values)
 
 
-def one_cycle_momentum(
-    step: int,
-    total_steps: int,
-    base_momentum: float = 0.85,
-    max_momentum: float = 0.95,
-    pct_start: float = 0.3,
-    anneal: Literal["cos", "linear"] = "cos",
-    three_phase: bool = False,
-) -> float:
+def one_cycle_momentum(step: int, total_steps: int, base_momentum: float = 0.85, max_momentum: float = 0.95,
+                       pct_start: float = 0.3, anneal: Literal["cos", "linear"] = "cos",
+                       three_phase: bool = False) -> float:
     """Momentum matching :func:`one_cycle`: ``max_momentum`` when the lr is low, ``base_momentum`` at the peak.
 
     Args:
@@ -462,8 +422,8 @@ def one_cycle_momentum(
         >>> one_cycle_momentum(29, 100, anneal="linear")
         0.85
     """
-    values = (max_momentum, base_momentum)
-    return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values, "momentum")
+    values = (max_momentum, base_momentum, max_momentum)
+    return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values)
 
 
 def one_cycle_pct_start(three_phase: bool, pct_start: float | None = None,
@@ -593,7 +553,7 @@ class OneCycle(_Schedule):
 
     def __call__(self, step: int) -> float | list[float]:
         """The learning rate at ``step``: a number, or a list when ``max_lr`` is per param group."""
-        return _scalar_or_list(self.lrs(step), not isinstance(self.max_lr, tuple))
+        return self.lrs(step) if isinstance(self.max_lr, tuple) else self.lrs(step)[0]
 
     def momentum(self, step: int) -> float:
         """The momentum (or Adam's beta1) at ``step``."""
@@ -691,7 +651,8 @@ def steps_from_epochs(epochs: float, batches_per_epoch: int | float, accumulate:
         >>> steps_from_epochs(2.5, 10, accumulate=4)
         8
     """
-    per_epoch = -(-positive_int("batches_per_epoch", batches_per_epoch) // positive_int("accumulate", accumulate))
+    batches = positive_int("batches_per_epoch", batches_per_epoch, fix="an epoch of unknown length: count in steps")
+    per_epoch = -(-batches // positive_int("accumulate", accumulate))
     return max(1, round(positive_real("epochs", epochs) * per_epoch))
 
 

@@ -202,8 +202,8 @@ def test_functions_pickle():
         (lambda: OneCycle(10, 1.0, pct_start=-0.1), r"Expected `pct_start` to be a number in \[0, 1\]"),
         (lambda: ramp(0, 10, 1e-3, 1.0, spacing="log"), "Expected `spacing` to be one of"),
         (lambda: ramp(0, 1, 1e-3, 1.0), "Expected `num_steps` to be an integer >= 2"),
-        (lambda: ramp(1, 3, 0.0, 1.0), "Expected positive bounds"),
-        (lambda: Ramp(0.0, 1.0, 3), "Expected positive bounds"),
+        (lambda: ramp(1, 3, 0.0, 1.0), "Expected `start` to be a positive finite number, got 0.0: an exponential ramp"),
+        (lambda: Ramp(0.0, 1.0, 3), "exponential ramp needs positive bounds"),
         (lambda: Ramp(1e-3, 1.0, 1), "Expected `num_steps` to be an integer >= 2"),
         (lambda: Ramp(1e-3, 1.0, 5, spacing="cubic"), "Expected `spacing` to be one of"),
     ],
@@ -299,6 +299,8 @@ def test_one_cycle_peaks_and_steps_from_epochs():
     assert [schedules.steps_from_epochs(e, 10, 4) for e in (0.01, 1, 2.5)] == [1, 3, 8]
     with pytest.raises(ValueError, match=r"^Expected `epochs` to be a positive finite number, got 0$"):
         schedules.steps_from_epochs(0, 10)
+    with pytest.raises(ValueError, match=r"^Expected `batches_per_epoch` .*, got inf: an epoch of unknown length"):
+        schedules.steps_from_epochs(2, float("inf"))  # an iterable dataset without a length
 
 
 def test_mode_is_deprecated_for_policy_and_spacing():

@@ -19,7 +19,7 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_papers._validation import positive_int
-from lightning_papers.callbacks._trainer import report
+from lightning_papers.callbacks.reporting import report
 from lightning_papers.conv_arithmetic import ShapeTrace, trace_shapes
 
 __all__ = ["ConvArithmeticSummary"]

@@ -35,6 +35,7 @@ from lightning_papers import landscape as ls
 from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index, planned_optimizer_steps
 from lightning_papers.callbacks.evaluation import ModuleEvaluation, evaluation_batches, preflight
 from lightning_papers.callbacks.reporting import guarded, report, sum_across_ranks
+from lightning_papers.schedules import param_groups, read_momenta
 
 __all__ = ["CurvatureMonitor"]
 
@@ -237,7 +238,7 @@ class CurvatureMonitor(StateKeyed):
                                  max_samples=self.trace_samples)
             values["curvature/trace"] = estimate.trace
         values = trainer.strategy.broadcast(values, src=0)  # the ranks agree already; this makes it a guarantee
-        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        groups = param_groups(trainer.optimizers)
         thresholds = [t for opt in trainer.optimizers for t in ls.optimizer_stability_thresholds(opt)]
         scalars = dict(values)
         for i, (group, threshold) in enumerate(zip(groups, thresholds)):
@@ -246,7 +247,7 @@ class CurvatureMonitor(StateKeyed):
             if threshold is not None and math.isfinite(threshold):
                 scalars[f"curvature/2_over_lr{suffix}"] = threshold
         first = groups[0] if groups else {}
-        momentum = first["betas"][0] if "betas" in first else first.get("momentum", math.nan)
+        momentum = ([m for m in read_momenta(groups[:1]) if m is not None] or [math.nan])[0]
         self.history.record(step, values["curvature/top_eigenvalue"], thresholds[0] if thresholds else None,
                             lr=float(first.get("lr", math.nan)), momentum=float(momentum),
                             trace=values.get("curvature/trace"))

@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from lightning_papers._validation import positive_real, renamed
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
-from lightning_papers.callbacks._trainer import planned_optimizer_steps
+from lightning_papers.callbacks._steps import planned_optimizer_steps
 from lightning_papers.schedules import Cyclical, steps_from_epochs
 
 __all__ = ["CyclicalLR"]
@@ -136,13 +136,9 @@ class CyclicalLR(ScheduleCallback):
         self.base_lr, self.max_lr = base, peak
         self.step_size, self.step_size_epochs, self.step_size_down = step_size, step_size_epochs, step_size_down
         self.policy, self.gamma = policy, gamma
+        self.mode = policy  # its name in the state keys of checkpoints written before the rename
         self.base_momentum, self.max_momentum = base_momentum, max_momentum
         self._steps: tuple[float, float] | None = None  # (up, down), resolved at train start
-
-    @property
-    def mode(self) -> str:
-        """:attr:`policy` under its old name (checkpoints' state keys keep it)."""
-        return self.policy
 
     @staticmethod
     def _fallback_bounds(fallback_lr: Any, base_lr: Any, max_lr: Any) -> tuple[list[float], list[float]]:

@@ -7,7 +7,7 @@ loss (or, as in the paper, the validation accuracy) curve.
 The callback maps hooks onto the core: the ramp is :class:`lightning_papers.schedules.Ramp`, the smoothing
 and the stop rule :class:`lightning_papers.lr_suggestion.SmoothedLoss`, the suggestions and the result
 :class:`lightning_papers.lr_suggestion.LRRangeResult`; each step is taken through the strategy (so DDP,
-precision and gradient clipping apply) by :func:`lightning_papers.callbacks._trainer.training_step`, and
+precision and gradient clipping apply) by :func:`lightning_papers.callbacks._steps.training_step`, and
 everything it touches is restored from memory afterwards - no sub-``fit``, no temporary checkpoint.
 """
 
@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from typing_extensions import override
 
 from lightning_papers._validation import integer, one_of, real, renamed
-from lightning_papers.callbacks import _trainer
+from lightning_papers.callbacks import _steps, evaluation, reporting
 from lightning_papers.landscape import accuracy, preserved_model
 from lightning_papers.lr_suggestion import SUGGESTIONS, LRRangeResult, SmoothedLoss
 from lightning_papers.schedules import RAMP_SPACINGS, Ramp, write_groups
@@ -44,7 +44,7 @@ def classification_accuracy(module: torch.nn.Module, batch: Any) -> tuple[torch.
     return (accuracy(module(inputs), targets) * total).round(), total
 
 
-class LRRangeFinder(_trainer.StateKeyed):
+class LRRangeFinder(_steps.StateKeyed):
     """Learning-rate range test (Smith 2017) that runs inside ``fit`` and leaves no trace.
 
     Sweeps the lr from ``min_lr`` to ``max_lr`` over ``num_steps`` optimizer steps, records the training
@@ -139,6 +139,7 @@ class LRRangeFinder(_trainer.StateKeyed):
 
         self.schedule = Ramp(min_lr, max_lr, num_steps, spacing)
         self.min_lr, self.max_lr, self.num_steps, self.spacing = min_lr, max_lr, num_steps, spacing
+        self.mode = spacing  # its name in the state keys of checkpoints written before the rename
         self.method = method
         self.smoothing = min(0.98, max(0.0, 1.0 - 10.0 / num_steps)) if smoothing is None else smoothing
         self.divergence_factor = divergence_factor
@@ -149,11 +150,6 @@ class LRRangeFinder(_trainer.StateKeyed):
         self.save_results = save_results
         self.results: dict[int, LRRangeResult] = {}
         self._done: set[int] = set()
-
-    @property
-    def mode(self) -> str:
-        """:attr:`spacing` under its old name (checkpoints' state keys keep it)."""
-        return self.spacing
 
     @property
     def result(self) -> LRRangeResult | None:
@@ -183,9 +179,9 @@ class LRRangeFinder(_trainer.StateKeyed):
     # -- the sweep ----------------------------------------------------------------------------------------
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, key: int, suffix: str) -> None:
         result = LRRangeResult(method=self.method, epoch=trainer.current_epoch)
-        snapshot = _trainer.TrainingSnapshot(trainer, pl_module)
+        snapshot = _steps.TrainingSnapshot(trainer, pl_module)
         try:
-            with isolate_rng(), _trainer.silenced_callbacks(trainer):
+            with isolate_rng(), _steps.silenced_callbacks(trainer):
                 self._sweep(trainer, pl_module, result)
         finally:
             snapshot.restore()
@@ -208,16 +204,16 @@ class LRRangeFinder(_trainer.StateKeyed):
         if isinstance(loader, torch.utils.data.DataLoader) and loader.persistent_workers and loader.num_workers:
             rank_zero_warn("`LRRangeFinder` shares the train loader's persistent workers with `fit`: the first epoch "
                            "after the test starts a fresh pass over the data (`persistent_workers=False` avoids it)")
-        batches = _trainer.cycle_batches(loader)
-        val_batches = _trainer.evaluation_batches(trainer, pl_module, "val", self.num_batches,
-                                                  same_on_all_ranks=False) if self.num_batches else []
+        batches = _steps.cycle_batches(loader)
+        val_batches = evaluation.evaluation_batches(trainer, pl_module, "val", self.num_batches,
+                                                    same_on_all_ranks=False) if self.num_batches else []
         ema = SmoothedLoss(self.smoothing, self.divergence_factor)
         pl_module.train()
-        with _trainer.progress_bar(trainer, self.num_steps, "LR range test") as progress:
+        with reporting.progress_bar(trainer, self.num_steps, "LR range test") as progress:
             for step in range(self.num_steps):
                 lr = self.schedule(step)
                 write_groups(optimizer, lr)
-                loss, skipped = _trainer.training_step(trainer, pl_module, optimizer, batches, step)
+                loss, skipped = _steps.training_step(trainer, pl_module, optimizer, batches, step)
                 progress.update(1)
                 if skipped or loss is None:
                     result.skipped_steps += 1
@@ -271,7 +267,7 @@ class LRRangeFinder(_trainer.StateKeyed):
             log.info("LR range test: %s", result.summary())
             figures = {f"lr_range/curve{suffix}": result.plot().figure}
             files = {f"result{name}.json": result.to_dict()}
-        _trainer.report(
+        reporting.report(
             trainer, "lr_range", figures=figures, files=files, save_files=self.save_results,
             series={f"lr_range/loss{suffix}": result.losses, f"lr_range/loss_smoothed{suffix}": result.smoothed_losses,
                     f"lr_range/lr{suffix}": result.lrs,

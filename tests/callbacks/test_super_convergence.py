@@ -552,3 +552,11 @@ def test_max_lr_falls_back_to_fallback_lr_when_the_range_test_is_refused(tmp_pat
         SuperConvergence(1.0, fallback_lr=0.5)
     with pytest.raises(ValueError, match=r"Expected `fallback_lr` to be a positive number"):
         SuperConvergence("finder", fallback_lr=-1.0)
+
+
+def test_interpolation_batches_is_deprecated_for_num_batches():
+    with pytest.warns(DeprecationWarning, match=r"^`interpolation_batches` is deprecated: pass `num_batches=2`$"):
+        old = SuperConvergence(1.0, interpolation_probe=True, interpolation_batches=2)
+    assert old._probe.num_batches == SuperConvergence(1.0, num_batches=2)._probe.num_batches == 2
+    with pytest.raises(ValueError, match=r"^Expected `num_batches` to be given once"):
+        SuperConvergence(1.0, num_batches=3, interpolation_batches=2)

@@ -165,7 +165,7 @@ def test_lr_range_finder_restores_state_and_skips_overflowed_steps(tmp_path, pre
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_cyclical_lr_matches_torch_cycliclr_under_amp(tmp_path, precision):
     recorder = _LrRecorder()
-    clr = CyclicalLR(base_lr=0.01, max_lr=0.2, step_size=STEPS // 4, mode="triangular2")
+    clr = CyclicalLR(base_lr=0.01, max_lr=0.2, step_size=STEPS // 4, policy="triangular2")
     L.seed_everything(0)
     _trainer(tmp_path, precision, [clr, recorder], limit_val_batches=0).fit(
         _module(), datamodule=DigitsDataModule(batch_size=BATCH))
