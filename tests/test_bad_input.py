@@ -103,9 +103,9 @@ API = [
      r"0 <= base_momentum <= max_momentum <= 1"),
     ("1cycle interpolation range", lambda: SuperConvergence(1.0, interpolation_range=(0.5, 1.0)), ValueError,
      r"`interpolation_range` to be \(low <= 0, high >= 1\)"),
-    ("probe mode", lambda: LossLandscapeProbe("3d"), ValueError, r"`mode` to be one of .*'3d'"),
+    ("probe kind", lambda: LossLandscapeProbe("3d"), ValueError, r"`kind` to be one of .*'3d'"),
     ("probe num_batches", lambda: LossLandscapeProbe(num_batches=0), ValueError, r"`num_batches` .* got 0"),
-    ("probe dataloader", lambda: LossLandscapeProbe(dataloader="test"), ValueError, r"`dataloader` .* 'test'"),
+    ("probe split", lambda: LossLandscapeProbe(split="test"), ValueError, r"`split` .* 'test'"),
     ("probe fold without loss_fn", lambda: LossLandscapeProbe(fold_bn=True), ValueError,
      r"`loss_fn` with \['fold_bn'\]"),
     ("probe grid dims", lambda: LossLandscapeProbe("1d", grid=(np.zeros(2), np.zeros(2))), ValueError,
@@ -558,7 +558,7 @@ def test_a_probe_with_an_all_nan_surface_says_so(tmp_path):
         def train_dataloader(self):
             return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*_data()), batch_size=4)
 
-    probe = LossLandscapeProbe("1d", grid=np.linspace(-1, 1, 3), dataloader="train", num_batches=1,
+    probe = LossLandscapeProbe("1d", grid=np.linspace(-1, 1, 3), split="train", num_batches=1,
                                sharpness=False, save_results=False)
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, callbacks=[probe], enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)

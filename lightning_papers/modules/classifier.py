@@ -22,9 +22,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from lightning_papers._validation import one_of, positive_int, positive_real
-from lightning_papers.lr_owner import owns_learning_rate
 from lightning_papers.models import get_model
 from lightning_papers.modules._frozen import images_of, under_trainer
+from lightning_papers.schedules import owns_learning_rate
 
 __all__ = ["ImageClassifier"]
 
