@@ -129,7 +129,8 @@ class CompiledOrEager:
         self._compiled = None
         lines = str(err).strip().splitlines()
         self.error = f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
-        warnings.warn(f"torch.compile failed ({self.error}); running the network eagerly instead", RuntimeWarning,
+        shown = self.error if len(self.error) <= 120 else self.error[:117] + "..."  # the whole line is in .error
+        warnings.warn(f"torch.compile failed ({shown}); running the network eagerly instead", RuntimeWarning,
                       stacklevel=3)
 
 

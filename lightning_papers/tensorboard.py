@@ -20,9 +20,11 @@ import copy
 import glob
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lightning_papers._helpers import moved
 
@@ -41,7 +43,8 @@ __all__ = [
 # {category: {chart title: ["Multiline" | "Margin", [tag regexes]]}}, the format of
 # ``SummaryWriter.add_custom_scalars``. Lightning appends ``_step`` / ``_epoch`` to a metric logged both
 # per step and per epoch, hence the ``.*`` suffixes.
-LAYOUT: dict[str, dict[str, list[Any]]] = {
+Layout = dict[str, dict[str, list[Any]]]
+LAYOUT: Layout = {
     "Training": {
         "loss (train, val)": ["Multiline", [r"train/loss.*", r"val/loss.*"]],
         "accuracy (train, val)": ["Multiline", [r"train/acc.*", r"val/acc.*"]],
@@ -71,7 +74,7 @@ LAYOUT: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def add_layout(writer: Any, layout: dict[str, dict[str, list[Any]]] | None = None) -> None:
+def add_layout(writer: Any, layout: Layout | None = None) -> None:
     """Write ``layout`` (default :data:`LAYOUT`) to a ``SummaryWriter`` or a ``TensorBoardLogger``.
 
     Raises:
@@ -83,11 +86,11 @@ def add_layout(writer: Any, layout: dict[str, dict[str, list[Any]]] | None = Non
     target.add_custom_scalars(copy.deepcopy(layout if layout is not None else LAYOUT))
 
 
-def layout_with_data(layout: dict[str, dict[str, list[Any]]], tags: Any) -> dict[str, dict[str, list[Any]]]:
+def layout_with_data(layout: Layout, tags: Iterable[str]) -> Layout:
     """``layout`` without the charts none of whose regexes matches one of ``tags`` (TensorBoard matches a chart's
     regexes anywhere in a tag, as ``re.search`` does), and without the categories left empty."""
     tags = list(tags)
-    kept: dict[str, dict[str, list[Any]]] = {}
+    kept: Layout = {}
     for category, charts in layout.items():
         alive = {chart: copy.deepcopy(spec) for chart, spec in charts.items()
                  if any(re.search(regex, tag) for regex in spec[1] for tag in tags)}
@@ -135,7 +138,7 @@ def metric_name(tag: str) -> tuple[str, str | None]:
     return name, None
 
 
-def charts_for_tags(tags: Any) -> dict[str, list[Any]]:
+def charts_for_tags(tags: Iterable[str]) -> dict[str, list[Any]]:
     """One chart per metric of ``tags``, its splits overlaid: ``{"loss (train, val)": ["Multiline", [regexes]]}``
     for ``train_loss_step``, ``train_loss_epoch`` and ``val_loss``. Each regex matches exactly one of ``tags``."""
     groups: dict[str, dict[str, Any]] = {}
@@ -157,8 +160,8 @@ def charts_for_tags(tags: Any) -> dict[str, list[Any]]:
     return charts
 
 
-def layout_for_tags(tags: Any, layout: dict[str, dict[str, list[Any]]] | None = None, *,
-                    auto: bool = True) -> dict[str, dict[str, list[Any]]]:
+def layout_for_tags(tags: Iterable[str], layout: Layout | None = None, *,
+                    auto: bool = True) -> Layout:
     """The layout to show for a run that logged the scalar ``tags``: ``layout`` (default :data:`LAYOUT`) without
     its charts that match none of them (:func:`layout_with_data`), and, with ``auto``, a chart per metric that no
     kept chart shows (:func:`charts_for_tags`, category ``"Training"``): ``train_loss`` and ``val_loss`` are
@@ -185,7 +188,7 @@ def _file_writer(writer: Any) -> Any:
     return writer._get_file_writer()
 
 
-def add_image(writer: Any, tag: str, image: Any, step: int = 0, description: str | None = None,
+def add_image(writer: Any, tag: str, image: ArrayLike, step: int = 0, description: str | None = None,
               dataformats: str = "HWC") -> None:
     """``writer.add_image`` with a ``description`` (Markdown) that TensorBoard shows on the image's card.
 
@@ -204,8 +207,8 @@ def add_image(writer: Any, tag: str, image: Any, step: int = 0, description: str
     _file_writer(target).add_summary(summary, step)
 
 
-def add_mesh(writer: Any, tag: str, vertices: Any, faces: Any, colors: Any = None, step: int = 0,
-             description: str | None = None, config: dict[str, Any] | None = None) -> None:
+def add_mesh(writer: Any, tag: str, vertices: ArrayLike, faces: ArrayLike, colors: ArrayLike | None = None,
+             step: int = 0, description: str | None = None, config: dict[str, Any] | None = None) -> None:
     """``writer.add_mesh`` of one mesh (vertices (N, 3), faces (F, 3), colors (N, 3) uint8) with a
     ``description`` in the tag's metadata and the viewer's three.js ``config`` (e.g. the camera)."""
     import torch

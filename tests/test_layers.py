@@ -91,8 +91,9 @@ def test_importing_the_pure_core_loads_nothing_above_it():
 
 def _import_graph(package: Path) -> dict[str, set[str]]:
     """``{module: the package's modules it imports}`` over every ``.py`` of ``package``, module-level and
-    function-level imports alike. ``from x import name`` points at ``x.name`` when that is a module, else at ``x``;
-    a submodule's parent packages, which Python runs first, are not counted as its imports."""
+    function-level imports alike; those under ``if TYPE_CHECKING:`` import nothing at run time and are left out.
+    ``from x import name`` points at ``x.name`` when that is a module, else at ``x``; a submodule's parent
+    packages, which Python runs first, are not counted as its imports."""
     def dotted(path: Path) -> str:
         parts = path.relative_to(package.parent).with_suffix("").parts
         return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -102,7 +103,12 @@ def _import_graph(package: Path) -> dict[str, set[str]]:
     for module, path in paths.items():
         own_package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
         targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and ast.unparse(block.test).endswith("TYPE_CHECKING") for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
@@ -154,32 +160,26 @@ def test_the_circle_finder_sees_a_lazy_circle_and_ignores_a_parent_package(tmp_p
     (pkg / "sub" / "a.py").write_text("from lightning_papers.c import C\nA = 1\n")
     (pkg / "c.py").write_text("C = 1\n\ndef late():\n    from .sub import b\n")
     (pkg / "sub" / "b.py").write_text("from lightning_papers import c\n")
+    (pkg / "d.py").write_text("import typing\nif typing.TYPE_CHECKING:\n    from lightning_papers import c\n")
+    (pkg / "c.py").write_text((pkg / "c.py").read_text() + "    from lightning_papers import d\n")
     graph = _import_graph(pkg)
     assert graph["lightning_papers.sub"] == {"lightning_papers.sub.a"}
-    assert graph["lightning_papers.c"] == {"lightning_papers.sub.b"}
+    assert graph["lightning_papers.c"] == {"lightning_papers.sub.b", "lightning_papers.d"}
+    assert graph["lightning_papers.d"] == set()  # an annotation-only import runs nothing
     assert _circles(graph) == [{"lightning_papers.c", "lightning_papers.sub.b"}]
-
-
-# Expected to go (issue 24's landscape work): the result's plot/save methods import plot and storage back lazily,
-# and plot <-> adaptive <-> surface close more loops through them. Delete the entry when that lands; any other
-# circle, or this one growing, fails the test.
-KNOWN_CIRCLES = [{f"lightning_papers.landscape.{m}" for m in
-                  ("adaptive", "framing", "plot", "result", "sharding", "storage", "surface")}]
 
 
 def test_the_package_has_no_import_circles():
     graph = _import_graph(PACKAGE)
     assert len(graph) > 50 and "lightning_papers.callbacks.cyclical_lr" in graph["lightning_papers.callbacks"]
-    circles = _circles(graph)
-    assert [c for c in circles if not any(c <= known for known in KNOWN_CIRCLES)] == []
+    assert _circles(graph) == []
 
 
 def test_only_callbacks_import_the_trainer_plumbing():
-    # callbacks/' private modules (`_trainer` and whatever it is split into) talk to Trainer internals
+    # callbacks/' private modules (`_trainer` and what it was split into) talk to Trainer internals; the public
+    # `callbacks.evaluation` and `callbacks.reporting` are what the rest of the package may use
     private = tuple(f"lightning_papers.callbacks.{p.stem}" for p in (PACKAGE / "callbacks").glob("_[!_]*.py"))
     assert "lightning_papers.callbacks._trainer" in private
     outside = {m: sorted(i for i in imports if i.startswith(private)) for m, imports in _import_graph(PACKAGE).items()
                if not m.startswith("lightning_papers.callbacks")}
-    # expected to go (issue 24: the landscape command builds its evaluation through public names): delete then
-    known = {"lightning_papers.cli.landscape"}
-    assert {m: i for m, i in outside.items() if i and m not in known} == {}
+    assert {m: i for m, i in outside.items() if i} == {}

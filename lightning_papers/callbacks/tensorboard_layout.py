@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from typing_extensions import override
 
-from lightning_papers.tensorboard import _scalar_reader, add_layout, layout_for_tags
+from lightning_papers.tensorboard import Layout, _scalar_reader, add_layout, layout_for_tags
 
 __all__ = ["TensorBoardLayout"]
 
@@ -41,13 +41,13 @@ class TensorBoardLayout(Callback):
         >>> trainer = pl.Trainer(callbacks=[TensorBoardLayout()])  # doctest: +SKIP
     """
 
-    def __init__(self, layout: dict[str, dict[str, list[Any]]] | None = None, *, auto: bool = True) -> None:
+    def __init__(self, layout: Layout | None = None, *, auto: bool = True) -> None:
         if layout is not None:
             _check_layout(layout)
         self.layout = layout
         self.auto = bool(auto)
         self._readers: dict[str, Any] = {}
-        self._written: dict[str, Any] = {}
+        self._written: dict[str, Layout] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # the event readers hold open files and generators: a spawned or checkpointed copy starts without them

@@ -73,7 +73,7 @@ def _extra_commands() -> dict:
     }
 
 
-def _add_demo_parser(subparsers) -> None:
+def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
         help="run the main job on embedded data (offline, CPU-friendly)",

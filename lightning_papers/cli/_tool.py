@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
@@ -20,7 +25,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 _PACKAGE = str(Path(__file__).resolve().parents[1])
 
 
-def lightning_cli(args: Sequence[str], **kwargs):
+def lightning_cli(args: Sequence[str], **kwargs: Any) -> LightningCLI:
     """``LightningCLI`` over any LightningModule / LightningDataModule named in the config, on ``args``.
 
     Lightning warns whenever ``args`` are given while the process has command-line arguments of its own
@@ -32,7 +37,7 @@ def lightning_cli(args: Sequence[str], **kwargs):
     from lightning.pytorch.cli import LightningCLI
 
     class _CLI(LightningCLI):
-        def parse_arguments(self, parser, args) -> None:
+        def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
             try:
                 super().parse_arguments(parser, args)
             except ArgumentError as err:
@@ -52,7 +57,7 @@ def lightning_cli(args: Sequence[str], **kwargs):
             seed = seed_everything(seed, workers=True, verbose=False)
             (self.config[self.subcommand] if self.subcommand else self.config)["seed_everything"] = seed
 
-        def instantiate_trainer(self, **kwargs):
+        def instantiate_trainer(self, **kwargs: Any) -> Trainer:
             # an accelerator or strategy this machine cannot run (`--trainer.accelerator tpu` without torch_xla,
             # `gpu` without CUDA): Lightning's ImportError / MisconfigurationException as one line
             from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -83,7 +88,7 @@ def lightning_cli(args: Sequence[str], **kwargs):
         return _CLI(**{**defaults, **kwargs}, args=list(args))
 
 
-def _parse_plain_ckpt_hparams(cli) -> bool:
+def _parse_plain_ckpt_hparams(cli: LightningCLI) -> bool:
     """A ``--ckpt_path`` saved by a Trainer outside LightningCLI has hyperparameters without ``_class_path``:
     Lightning would apply them to the base ``LightningModule`` ("Option 'model' is not accepted"); they are applied
     to the config's model class instead. Returns whether it handled the checkpoint."""
@@ -178,7 +183,7 @@ def answer(text: str) -> None:
     sys.stdout.flush()
 
 
-def run_lightning_cli(args: Sequence[str]):
+def run_lightning_cli(args: Sequence[str]) -> LightningCLI:
     """Run LightningCLI on ``args`` (e.g. ``["fit", "--config", "quickstart.yaml"]``)."""
     return lightning_cli(args, save_config_kwargs={"overwrite": True})
 
@@ -221,15 +226,13 @@ class _NoAdverts:
     """A logging filter: Lightning's "💡 Tip: ... try installing litlogger/litmodels" lines are not for our users."""
 
     @staticmethod
-    def filter(record) -> bool:
+    def filter(record: logging.LogRecord) -> bool:
         return not str(record.getMessage()).startswith("💡 Tip")
 
 
 def quiet_framework_noise() -> None:
     """Leave on stderr only what a user of the command must read: the deprecation notices that Lightning's own
     calls raise in jsonargparse and torch's pytree (a user cannot act on them), and Lightning's product tips."""
-    import logging
-
     warnings.filterwarnings("ignore", category=_jsonargparse_deprecation())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     for name in ("lightning.pytorch", "lightning.fabric"):

@@ -54,7 +54,7 @@ _HELP = {
 }
 
 
-def _add_parser(subparsers, command: str) -> None:
+def _add_parser(subparsers: argparse._SubParsersAction, command: str) -> None:
     kind, _ = COMMANDS[command]
     short, description = _HELP[command]
     p = subparsers.add_parser(command, help=short, description=description)
@@ -80,11 +80,11 @@ def _add_parser(subparsers, command: str) -> None:
                    help="NHWC memory format (measured slower than the default for TransformerNet on an H100)")
 
 
-def add_stylize_parser(subparsers) -> None:
+def add_stylize_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_parser(subparsers, "stylize")
 
 
-def add_super_resolve_parser(subparsers) -> None:
+def add_super_resolve_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_parser(subparsers, "super-resolve")
 
 
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if skipped and not written else 0  # status 1 only when no image at all could be read
 
 
-def add_export_parser(subparsers) -> None:
+def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     from lightning_papers.modules import export
 
     p = subparsers.add_parser(

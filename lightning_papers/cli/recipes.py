@@ -15,7 +15,7 @@ import textwrap
 __all__ = ["add_subparser", "run"]
 
 
-def add_subparser(subparsers) -> None:
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "recipes",
         help="list, show or copy the recipes that ship with the package",

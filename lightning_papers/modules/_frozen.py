@@ -3,9 +3,12 @@ the images of a batch; sample grids to TensorBoard."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 
 def drop_keys(checkpoint: dict[str, Any], prefix: str) -> None:
@@ -15,7 +18,7 @@ def drop_keys(checkpoint: dict[str, Any], prefix: str) -> None:
         del state[key]
 
 
-def under_trainer(module: Any) -> bool:
+def under_trainer(module: pl.LightningModule) -> bool:
     """Whether ``module`` (a LightningModule) is attached to a Trainer: ``configure_model`` also runs from
     ``load_from_checkpoint``, where the loss network is not needed. Lightning's public ``trainer`` property
     raises when there is none."""
@@ -30,7 +33,7 @@ def images_of(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
-def log_grid(module: Any, tag: str, grid: torch.Tensor, description: str | None = None) -> None:
+def log_grid(module: pl.LightningModule, tag: str, grid: torch.Tensor, description: str | None = None) -> None:
     """Write an image ``grid`` (C, H, W in [0, 1]) to every ``TensorBoardLogger`` of ``module``'s Trainer, rank zero
     only, at the current step; ``description`` is shown on the image's TensorBoard card."""
     from lightning.pytorch.loggers import TensorBoardLogger

@@ -14,7 +14,9 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
@@ -65,6 +67,8 @@ class ImageClassifier(L.LightningModule):
         >>> module(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
+
+    hparams: AttributeDict  # what save_hyperparameters() stores (Lightning types it as any mutable mapping)
 
     def __init__(
         self,
@@ -118,7 +122,7 @@ class ImageClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
@@ -133,38 +137,40 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     @override
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
 
     @override
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
 
     @override
-    def test_step(self, batch, batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
     @override
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self(images_of(batch)).argmax(dim=1)
 
     @override
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=hp.momentum, nesterov=hp.nesterov,
+            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=self.lr, momentum=hp.momentum, nesterov=hp.nesterov,
                                   weight_decay=hp.weight_decay)
         else:
             opt = torch.optim.AdamW(params, lr=self.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         if hp.scheduler is None:
             return opt
-        if under_trainer(self) and owns_learning_rate(self.trainer.callbacks):
+        # Trainer.callbacks is set by Lightning's callback connector and not declared on the class
+        if under_trainer(self) and owns_learning_rate(self.trainer.callbacks):  # type: ignore[attr-defined]
             rank_zero_warn(
                 f"ImageClassifier: scheduler={hp.scheduler!r} is ignored because a schedule callback owns the "
                 "learning rate; remove one of the two to silence this warning."
             )
             return opt
+        sched: torch.optim.lr_scheduler.LRScheduler
         if hp.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
         else:

@@ -176,5 +176,5 @@ class FastStyleTransfer(pl.LightningModule):
         log_grid(self, "style/samples", grid, RANDOM_VGG_NOTE if self.hparams.vgg_weights == "random" else None)
 
     @override
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.net.parameters(), lr=self.lr)

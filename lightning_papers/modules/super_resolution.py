@@ -191,5 +191,5 @@ class SuperResolution(pl.LightningModule):
         log_grid(self, "sr/samples", grid)
 
     @override
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.net.parameters(), lr=self.lr)
