@@ -386,16 +386,13 @@ class _Tracer(TorchFunctionMode):
     def _windowed(self, op: str, kind: str, x: torch.Tensor, y: torch.Tensor, n: int, k: tuple, s: tuple,
                   p: tuple, d: tuple, predicted: tuple | None, rels: tuple, ignored: tuple, **extra: Any) -> None:
         g = self._input_geometry(x, n)
-        if g is not None:
-            kd = [effective_kernel_size(k[a], d[a]) for a in range(n)]
-            self.set(y, Geometry(
-                tuple(g.rf[a] + (kd[a] - 1) * g.jump[a] for a in range(n)),
-                tuple(g.jump[a] * s[a] for a in range(n)),
-                tuple(g.start[a] + (Fraction(kd[a] - 1, 2) - p[a]) * g.jump[a] for a in range(n)),
-                g.global_,
-            ))
-        else:
-            self.set(y, None)
+        kd = [effective_kernel_size(k[a], d[a]) for a in range(n)]
+        self.set(y, None if g is None else Geometry(
+            tuple(g.rf[a] + (kd[a] - 1) * g.jump[a] for a in range(n)),
+            tuple(g.jump[a] * s[a] for a in range(n)),
+            tuple(g.start[a] + (Fraction(kd[a] - 1, 2) - p[a]) * g.jump[a] for a in range(n)),
+            g.global_,
+        ))
         self._row(op, kind, x, y, n, kernel=k, stride=s, padding=p, dilation=d, relationships=rels,
                   predicted=predicted, ignored=ignored, **extra)
 
@@ -437,16 +434,13 @@ class _Tracer(TorchFunctionMode):
         i = tuple(x.shape[-n:])
         predicted = _predicted(transposed_output_size, i, k, s, p, a, d)
         g = self._input_geometry(x, n)
-        if g is not None:
-            kd = [effective_kernel_size(k[ax], d[ax]) for ax in range(n)]
-            self.set(y, Geometry(
-                tuple(g.rf[ax] + _transposed_span(k[ax], s[ax], p[ax], d[ax]) * g.jump[ax] for ax in range(n)),
-                tuple(g.jump[ax] / s[ax] for ax in range(n)),
-                tuple(g.start[ax] + g.jump[ax] * (p[ax] - Fraction(kd[ax] - 1, 2)) / s[ax] for ax in range(n)),
-                g.global_,
-            ))
-        else:
-            self.set(y, None)
+        kd = [effective_kernel_size(k[ax], d[ax]) for ax in range(n)]
+        self.set(y, None if g is None else Geometry(
+            tuple(g.rf[ax] + _transposed_span(k[ax], s[ax], p[ax], d[ax]) * g.jump[ax] for ax in range(n)),
+            tuple(g.jump[ax] / s[ax] for ax in range(n)),
+            tuple(g.start[ax] + g.jump[ax] * (p[ax] - Fraction(kd[ax] - 1, 2)) / s[ax] for ax in range(n)),
+            g.global_,
+        ))
         rels = tuple(relationship_for("transposed", k[ax], s[ax], p[ax], d[ax], a[ax]) for ax in range(n))
         self._row(op, "transposed", x, y, n, kernel=k, stride=s, padding=p, dilation=d, output_padding=a,
                   relationships=rels, predicted=predicted, ignored=(0,) * n)
@@ -480,16 +474,12 @@ class _Tracer(TorchFunctionMode):
         mode = b.get("mode", "nearest")
         reach = {"nearest": 0, "nearest-exact": 0, "bicubic": 3}.get(mode, 1)
         g = self._input_geometry(x, n)
-        if g is not None:
-            self.set(y, Geometry(
-                tuple(g.rf[a] + reach * g.jump[a] for a in range(n)),
-                tuple(g.jump[a] * Fraction(i[a], o[a]) for a in range(n)),
-                tuple(g.start[a] + (0 if reach == 0 else (Fraction(i[a], o[a]) - 1) / 2 * g.jump[a])
-                      for a in range(n)),
-                g.global_,
-            ))
-        else:
-            self.set(y, None)
+        self.set(y, None if g is None else Geometry(
+            tuple(g.rf[a] + reach * g.jump[a] for a in range(n)),
+            tuple(g.jump[a] * Fraction(i[a], o[a]) for a in range(n)),
+            tuple(g.start[a] + (0 if reach == 0 else (Fraction(i[a], o[a]) - 1) / 2 * g.jump[a]) for a in range(n)),
+            g.global_,
+        ))
         self._row(op, "resize", x, y, n, predicted=tuple(predicted), relationships=(None,) * n, ignored=(0,) * n)
 
     def _pad(self, op: str, b: dict, x: torch.Tensor, y: torch.Tensor, n: int) -> None:
@@ -506,11 +496,8 @@ class _Tracer(TorchFunctionMode):
             self.set(y, g)
             return
         i = tuple(x.shape[-n:])
-        if g is not None:
-            self.set(y, Geometry(g.rf, g.jump, tuple(g.start[a] - before[a] * g.jump[a] for a in range(n)),
-                                 g.global_))
-        else:
-            self.set(y, None)
+        self.set(y, None if g is None else Geometry(
+            g.rf, g.jump, tuple(g.start[a] - before[a] * g.jump[a] for a in range(n)), g.global_))
         self._row(op, "pad", x, y, n, padding=tuple(before), predicted=tuple(i[a] + before[a] + after[a]
                                                                               for a in range(n)),
                   relationships=(None,) * n, ignored=(0,) * n)
