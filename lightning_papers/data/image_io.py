@@ -75,10 +75,6 @@ class ImageInfo:
     frames: int = 1
 
 
-def _name(source) -> str:
-    return repr(str(source)) if isinstance(source, (str, os.PathLike)) else f"a {type(source).__name__}"
-
-
 def _scale(array: np.ndarray, what: str) -> np.ndarray:
     """``array`` as float32 in [0, 1] by the range of its dtype, or a ValueError naming the dtype and the fix."""
     if array.dtype == np.bool_:
