@@ -339,12 +339,8 @@ class VGGFeatures(nn.Module):
             )
             self._init_random()
         else:
-            if weights == "imagenet":
-                path = fetch_vgg16_weights(download, timeout)
-                state, source = _read_state_dict(path), repr(str(path))
-            else:
-                state, source = _read_state_dict(weights), repr(str(weights))
-            self.features.load_state_dict(_features_state_dict(state, expected, source))
+            path = fetch_vgg16_weights(download, timeout) if weights == "imagenet" else weights
+            self.features.load_state_dict(_features_state_dict(_read_state_dict(path), expected, repr(str(path))))
         self.weights = "random" if weights == "random" else str(weights)
         self.requires_grad_(False)
         self.eval()
