@@ -20,8 +20,6 @@ from lightning_papers._validation import one_of
 from lightning_papers.conv_arithmetic.formulas import RELATIONSHIPS, IntOrTuple, effective_kernel_size, ignored_inputs
 from lightning_papers.conv_arithmetic.params import KINDS, LayerParams
 
-__all__ = ["Explanation", "explain", "relationship_for"]
-
 _KEYWORDS = ("k", "s", "p", "d", "output_padding", "transposed", "pool", "ceil_mode")
 
 

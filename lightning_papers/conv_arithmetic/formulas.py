@@ -29,33 +29,6 @@ from typing import TypeVar, overload
 
 from lightning_papers._validation import flag, integer, one_of
 
-__all__ = [
-    "RELATIONSHIPS",
-    "Relationship",
-    "conv_output_size",
-    "dilated",
-    "effective_kernel_size",
-    "full_padding",
-    "half_padding",
-    "ignored_inputs",
-    "no_padding_strides",
-    "no_padding_unit_strides",
-    "pool_output_size",
-    "pooling",
-    "same_padding_amounts",
-    "transposed_full_padding",
-    "transposed_half_padding",
-    "transposed_no_padding_strides",
-    "transposed_no_padding_unit_strides",
-    "transposed_output_padding",
-    "transposed_output_size",
-    "transposed_zero_padding_strides",
-    "transposed_zero_padding_strides_odd",
-    "transposed_zero_padding_unit_strides",
-    "zero_padding_strides",
-    "zero_padding_unit_strides",
-]
-
 IntOrTuple = int | tuple[int, ...] | list[int]
 T = TypeVar("T")
 

@@ -47,8 +47,6 @@ from lightning_papers.conv_arithmetic.formulas import (
     transposed_output_size,
 )
 
-__all__ = ["Geometry", "ShapeTrace", "TraceRow", "trace_shapes"]
-
 # A receptive field is a whole number of input pixels, or a fraction of one after a transposed convolution or a resize.
 Pixels = int | Fraction
 

@@ -14,8 +14,6 @@ from torch import nn
 
 from lightning_papers._validation import integer
 
-__all__ = ["BatchAugment", "Normalize"]
-
 
 class Normalize(nn.Module):
     """Turn uint8 images (N, C, H, W) into float images normalised per channel.

@@ -52,8 +52,6 @@ from PIL import Image, ImageOps
 
 from lightning_papers._validation import one_of
 
-__all__ = ["ImageInfo", "ImageReadWarning", "read_image", "write_image"]
-
 ImageSource = str | os.PathLike | np.ndarray | torch.Tensor | Image.Image
 
 _EIGHT_BIT = ("L", "LA", "RGB", "RGBA", "RGBX")

@@ -31,21 +31,6 @@ from torch import nn
 
 from lightning_papers._validation import real
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "VGG16_LAYERS",
-    "PerceptualLoss",
-    "VGGFeatures",
-    "feature_loss",
-    "fetch_vgg16_weights",
-    "gram_matrix",
-    "pixel_loss",
-    "style_loss",
-    "total_variation",
-    "vgg16_checkpoint_path",
-]
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
