@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
+from itertools import chain
 from typing import Any
 
 import torch
@@ -541,9 +542,7 @@ def _make_inputs(model: nn.Module, example: Any) -> tuple[torch.Tensor, ...]:
     except ValueError:
         sizes = []
     if sizes:
-        ref: torch.Tensor | None = next(iter(model.parameters()), None)
-        if ref is None:
-            ref = next(iter(model.buffers()), None)
+        ref = next(chain(model.parameters(), model.buffers()), None)
         device = ref.device if ref is not None else None
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
         return (torch.zeros(1, *sizes, device=device, dtype=dtype),)
@@ -605,8 +604,6 @@ def trace_shapes(model: nn.Module, input_size: Sequence[int] | torch.Tensor | Se
             h.remove()
         for m, flag in modes.items():
             m.training = flag
-    notes = []
-    if tracer.max_rf is None:
-        notes.append("no input had spatial axes")
+    notes = ["no input had spatial axes"] if tracer.max_rf is None else []
     return ShapeTrace(tracer.rows, [tuple(t.shape) for t in inputs], [tuple(t.shape) for t in _tensors(output)],
                       None if tracer.max_rf is None else tuple(tracer.max_rf), notes)
