@@ -36,9 +36,7 @@ class Normalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
-        mean = self.mean.to(x.device)
-        std = self.std.to(x.device)
-        return (x - mean) / std
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
 
 class BatchAugment(nn.Module):
