@@ -56,9 +56,6 @@ VGG16_LAYERS: tuple[str, ...] = tuple(name for name, kind, _, _ in _LAYOUT if ki
 _INDEX = {name: i for i, (name, _, _, _) in enumerate(_LAYOUT)}
 _CHANNELS = {name: out for name, _, _, out in _LAYOUT}
 
-_WEIGHT_CHOICES = ('"imagenet"', '"random"', "a path to a .pth state dict")
-
-
 # -- loss functions ----------------------------------------------------------------------------------------
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrices ``G[n, c, c'] = sum_hw f[n, c, h, w] f[n, c', h, w] / (C H W)`` (paper eq. 3).
@@ -297,7 +294,8 @@ class VGGFeatures(nn.Module):
             and (weights.endswith((".pth", ".pt")) or "/" in weights or os.sep in weights)
         )
         if not is_path and weights not in ("imagenet", "random"):
-            raise ValueError(f"Expected `weights` to be one of {', '.join(_WEIGHT_CHOICES)}, got {weights!r}")
+            raise ValueError(f'Expected `weights` to be one of "imagenet", "random", a path to a .pth state dict, got '
+                             f"{weights!r}")
 
         self.layers = layers
         last = max(_INDEX[name] for name in layers)
