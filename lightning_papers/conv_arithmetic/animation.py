@@ -218,7 +218,6 @@ def frames(
         raise ValueError("Expected at most one of `transposed` and `pool` to be True, got both")
     integer("cell", cell, 6)
     size, grid, step, o, caption = _layout(i, k, s, p, d, transposed, pool)
-    kernel_dilation = d
     margin, gap = cell, 2 * cell
     font = _font(max(10, cell * 2 // 3))
     probe = ImageDraw.Draw(Image.new("P", (1, 1)))
@@ -236,8 +235,7 @@ def frames(
     images = []
     for t in tqdm(range(o * o), desc="frames", unit="frame", disable=not progress):
         row, col = divmod(t, o)
-        covered = {(row * step + m * kernel_dilation, col * step + n * kernel_dilation)
-                   for m in range(k) for n in range(k)}
+        covered = {(row * step + m * d, col * step + n * d) for m in range(k) for n in range(k)}
         img = Image.new("P", (width, height), _BG)
         img.putpalette(flat_palette)
         draw = ImageDraw.Draw(img)

@@ -20,8 +20,6 @@ from lightning_papers._validation import one_of
 from lightning_papers.conv_arithmetic.formulas import RELATIONSHIPS, IntOrTuple, effective_kernel_size, ignored_inputs
 from lightning_papers.conv_arithmetic.params import KINDS, LayerParams
 
-__all__ = ["Explanation", "explain", "relationship_for"]
-
 _KEYWORDS = ("k", "s", "p", "d", "output_padding", "transposed", "pool", "ceil_mode")
 
 
@@ -41,77 +39,46 @@ def relationship_for(kind: str, k: int, s: int = 1, p: int = 0, d: int = 1, a: i
     """
     if one_of("kind", kind, KINDS) == "pool":
         return 7
-    if kind == "conv":
-        if d > 1:
-            return 15
-        if s > 1:
-            return 5 if p == 0 else 6
-        if p == 0:
-            return 1
-        if k % 2 == 1 and p == k // 2:
-            return 3
-        if p == k - 1:
-            return 4
-        return 2
-    if d > 1 or a > 0:
+    if kind == "transposed" and (d > 1 or a > 0):
         return 14
+    if d > 1:
+        return 15
     if s > 1:
-        return 12 if p == 0 else 13
-    if p == 0:
-        return 8
-    if k % 2 == 1 and p == k // 2:
-        return 10
-    if p == k - 1:
-        return 11
-    return 9
+        rel = 5 if p == 0 else 6
+    elif p == 0:
+        rel = 1
+    elif k % 2 == 1 and p == k // 2:
+        rel = 3
+    elif p == k - 1:
+        rel = 4
+    else:
+        rel = 2
+    return rel + 7 if kind == "transposed" else rel  # Relationships 8-13 transpose 1-6
 
 
-def _floor(num: str, s: int) -> str:
-    return f"⌊({num})/{s}⌋"
-
-
-def _conv_line(rel: int, i: int, k: int, s: int, p: int, d: int, o: int) -> str:
+def _worked_line(rel: int, i: int, k: int, s: int, p: int, d: int, a: int, o: int) -> str:
+    """Relationship ``rel`` (any but 7) with the layer's numbers put into its formula."""
     pp = 2 * p
-    if rel == 1:
-        work = f"({i} − {k}) + 1"
-    elif rel == 2:
-        work = f"({i} − {k}) + {pp} + 1"
-    elif rel == 3:
-        work = f"{i} + {pp} − {k - 1}"
-    elif rel == 4:
-        work = f"{i} + {k - 1}"
-    elif rel == 5:
-        work = _floor(f"{i} − {k}", s) + " + 1"
-    elif rel == 6:
-        work = _floor(f"{i} + {pp} − {k}", s) + " + 1"
-    else:
-        work = _floor(f"{i} + {pp} − {k} − {k - 1}·{d - 1}", s) + " + 1"
+    work = {
+        1: f"({i} − {k}) + 1",
+        2: f"({i} − {k}) + {pp} + 1",
+        3: f"{i} + {pp} − {k - 1}",
+        4: f"{i} + {k - 1}",
+        5: f"⌊({i} − {k})/{s}⌋ + 1",
+        6: f"⌊({i} + {pp} − {k})/{s}⌋ + 1",
+        8: f"{i} + {k - 1}",
+        9: f"{i} + {k - 1} − {pp}",
+        10: f"{i} + {k - 1} − {pp}",
+        11: f"{i} − {k - 1}",
+        12: f"{s}·({i} − 1) + {k}",
+        13: f"{s}·({i} − 1) + {k} − {pp}",
+        14: f"{s}·({i} − 1) + {a} + {k} − {pp}",
+        15: f"⌊({i} + {pp} − {k} − {k - 1}·{d - 1})/{s}⌋ + 1",
+    }[rel]
     r = RELATIONSHIPS[rel]
-    formula = "o = i + 2⌊k/2⌋ − (k − 1)" if rel == 3 else r.formula
+    # Relationships 3 and 10 are worked out through the padding they imply (their own formulas read o = i).
+    formula = {3: "o = i + 2⌊k/2⌋ − (k − 1)", 10: "o' = i' + (k − 1) − 2p"}.get(rel, r.formula)
     return f"Relationship {rel} ({r.title}): {formula} = {work} = {o}"
-
-
-def _transposed_line(rel: int, i: int, k: int, s: int, p: int, d: int, a: int, o: int) -> str:
-    r = RELATIONSHIPS[rel]
-    if rel == 8:
-        work = f"{i} + {k - 1}"
-    elif rel == 9:
-        work = f"{i} + {k - 1} − {2 * p}"
-    elif rel == 10:
-        return (f"Relationship 10 ({r.title}): o' = i' + (k − 1) − 2p = {i} + {k - 1} − {2 * p} = {o}")
-    elif rel == 11:
-        work = f"{i} − {k - 1}"
-    elif rel == 12:
-        work = f"{s}·({i} − 1) + {k}"
-    elif rel == 13:
-        work = f"{s}·({i} − 1) + {k} − {2 * p}"
-    elif d == 1:
-        work = f"{s}·({i} − 1) + {a} + {k} − {2 * p}"
-    else:
-        kd = effective_kernel_size(k, d)
-        return (f"Relationship 14 ({r.title}) with the dilated kernel k̂ = k + (k − 1)(d − 1) = {kd} of "
-                f"Relationship 15: o' = s(i' − 1) + a + k̂ − 2p = {s}·({i} − 1) + {a} + {kd} − {2 * p} = {o}")
-    return f"Relationship {rel} ({r.title}): {r.formula} = {work} = {o}"
 
 
 def _pool_line(i: int, k: int, s: int, p: int, d: int, ceil_mode: bool, o: int) -> str:
@@ -216,8 +183,12 @@ def _explain_axis(params: LayerParams, axis: int, i: int, o: int, notes: list[st
         stretch = f"the input stretched to ĩ' = {s * (i - 1) + 1} ({s - 1} zero(s) between units), " if s > 1 else ""
         notes.append(f"equivalent direct convolution: {stretch}k' = {kd}, s' = 1, p' = k̂ − p − 1 = {kd - p - 1}"
                      + (f", plus a = {a} zero(s) on the bottom/right" if a else ""))
+        if d > 1:
+            return 14, (f"Relationship 14 ({RELATIONSHIPS[14].title}) with the dilated kernel k̂ = k + (k − 1)(d − 1) "
+                        f"= {kd} of Relationship 15: o' = s(i' − 1) + a + k̂ − 2p = {s}·({i} − 1) + {a} + {kd} − "
+                        f"{2 * p} = {o}")
         rel = relationship_for("transposed", k, s, p, d, a)
-        return rel, _transposed_line(rel, i, k, s, p, d, a, o)
+        return rel, _worked_line(rel, i, k, s, p, d, a, o)
     if params.kind == "pool":
         line, rel = _pool_line(i, k, s, p, d, params.ceil_mode, o), 7
     elif p != after:
@@ -228,7 +199,7 @@ def _explain_axis(params: LayerParams, axis: int, i: int, o: int, notes: list[st
         if isinstance(params.padding, str):
             notes.append(f"padding={params.padding!r} means p = {p}")
         rel = relationship_for("conv", k, s, p, d)
-        line = _conv_line(rel, i, k, s, p, d, o)
+        line = _worked_line(rel, i, k, s, p, d, 0, o)
     note = None if params.ceil_mode else _stride_note(i, k, s, p, d)
     if note:
         notes.append(note)

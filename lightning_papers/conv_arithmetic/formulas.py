@@ -1,29 +1,8 @@
 """The numbered Relationships of Dumoulin & Visin, A guide to convolution arithmetic for deep learning, 2016
 (arXiv 1603.07285), and PyTorch-exact output-size functions built on them.
 
-The guide numbers its fifteen Relationships as follows (checked against the paper's LaTeX source):
-
-====  ===========================================================  =====================================
- No.  case                                                         output size
-====  ===========================================================  =====================================
-  1   no zero padding, unit strides                                o = (i - k) + 1
-  2   zero padding, unit strides                                   o = (i - k) + 2p + 1
-  3   half (same) padding, k = 2n + 1, p = n                       o = i
-  4   full padding, p = k - 1                                      o = i + (k - 1)
-  5   no zero padding, non-unit strides                            o = floor((i - k) / s) + 1
-  6   zero padding, non-unit strides                               o = floor((i + 2p - k) / s) + 1
-  7   pooling                                                      o = floor((i - k) / s) + 1
-  8   transposed of Rel. 1                                         o' = i' + (k - 1)
-  9   transposed of Rel. 2                                         o' = i' + (k - 1) - 2p
- 10   transposed of Rel. 3 (half padding)                          o' = i'
- 11   transposed of Rel. 4 (full padding)                          o' = i' - (k - 1)
- 12   transposed of Rel. 5, (i - k) a multiple of s                o' = s (i' - 1) + k
- 13   transposed of Rel. 6, (i + 2p - k) a multiple of s           o' = s (i' - 1) + k - 2p
- 14   transposed of Rel. 6, any i, a = (i + 2p - k) mod s          o' = s (i' - 1) + a + k - 2p
- 15   dilated convolution                                          o = floor((i + 2p - k - (k-1)(d-1)) / s) + 1
-====  ===========================================================  =====================================
-
-Each Relationship is a named function below and is listed in :data:`RELATIONSHIPS`. The general functions
+Each of the guide's fifteen numbered Relationships (numbers checked against the paper's LaTeX source) is a named
+function below; :data:`RELATIONSHIPS` lists them with their cases and formulas. The general functions
 :func:`conv_output_size`, :func:`transposed_output_size` and :func:`pool_output_size` agree with PyTorch's
 ``nn.Conv*d``, ``nn.ConvTranspose*d`` and ``nn.MaxPool*d``/``nn.AvgPool*d`` exactly, including where
 PyTorch goes beyond the paper: ``padding="same"``, ``output_padding`` (the paper's ``a``) for dilated
@@ -45,36 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar, overload
 
 from lightning_papers._validation import flag, integer, one_of
-
-__all__ = [
-    "RELATIONSHIPS",
-    "Relationship",
-    "conv_output_size",
-    "dilated",
-    "effective_kernel_size",
-    "full_padding",
-    "half_padding",
-    "ignored_inputs",
-    "no_padding_strides",
-    "no_padding_unit_strides",
-    "pool_output_size",
-    "pooling",
-    "same_padding_amounts",
-    "transposed_full_padding",
-    "transposed_half_padding",
-    "transposed_no_padding_strides",
-    "transposed_no_padding_unit_strides",
-    "transposed_output_padding",
-    "transposed_output_size",
-    "transposed_zero_padding_strides",
-    "transposed_zero_padding_strides_odd",
-    "transposed_zero_padding_unit_strides",
-    "zero_padding_strides",
-    "zero_padding_unit_strides",
-]
 
 IntOrTuple = int | tuple[int, ...] | list[int]
 T = TypeVar("T")
@@ -490,6 +443,13 @@ def _broadcast(**values: object) -> tuple[int, bool]:
     return 1, False
 
 
+def _each_axis(size_1d: Callable[..., int], **values: object) -> int | tuple[int, ...]:
+    """``size_1d`` of each spatial axis of ``values`` (ints or tuples): an int when all are ints, else a tuple."""
+    n, as_tuple = _broadcast(**values)
+    out = tuple(size_1d(*args) for args in zip(*(_as_tuple(name, v, n) for name, v in values.items())))
+    return out if as_tuple else out[0]
+
+
 def same_padding_amounts(k: int, d: int = 1) -> tuple[int, int]:
     """Zeros added (before, after) by PyTorch's ``padding="same"``: ``d(k - 1)`` in all, the odd one after.
 
@@ -548,12 +508,7 @@ def conv_output_size(
         >>> conv_output_size((8, 9), 4, p="same")
         (8, 9)
     """
-    n, as_tuple = _broadcast(i=i, k=k, s=s, p=p if not isinstance(p, str) else 0, d=d)
-    out = tuple(
-        _conv_1d(*args)
-        for args in zip(*(_as_tuple(name, v, n) for name, v in (("i", i), ("k", k), ("s", s), ("p", p), ("d", d))))
-    )
-    return out if as_tuple else out[0]
+    return _each_axis(_conv_1d, i=i, k=k, s=s, p=p, d=d)
 
 
 def transposed_output_padding(i: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> int:
@@ -613,10 +568,7 @@ def transposed_output_size(
         >>> transposed_output_size(3, 3, s=2, p=1, output_padding=1)   # Figure 4.7
         6
     """
-    n, as_tuple = _broadcast(i=i, k=k, s=s, p=p, output_padding=output_padding, d=d)
-    names = (("i", i), ("k", k), ("s", s), ("p", p), ("output_padding", output_padding), ("d", d))
-    out = tuple(_transposed_1d(*args) for args in zip(*(_as_tuple(name, v, n) for name, v in names)))
-    return out if as_tuple else out[0]
+    return _each_axis(_transposed_1d, i=i, k=k, s=s, p=p, output_padding=output_padding, d=d)
 
 
 def _pool_1d(ceil_mode: bool, check_input: bool, *values: object) -> int:
@@ -673,11 +625,8 @@ def pool_output_size(
     if mode == "avg" and any(v != 1 for v in (d if isinstance(d, (tuple, list)) else (d,))):
         raise ValueError(f"Expected `d` to be 1 for average pooling (PyTorch has no dilated AvgPool), got {d!r}")
     s = k if s is None else s
-    n, as_tuple = _broadcast(i=i, k=k, s=s, p=p, d=d)
-    names = (("i", i), ("k", k), ("s", s), ("p", p), ("d", d))
-    check = mode == "avg" and n == 3
-    out = tuple(_pool_1d(ceil_mode, check, *args) for args in zip(*(_as_tuple(name, v, n) for name, v in names)))
-    return out if as_tuple else out[0]
+    avg_3d = mode == "avg" and _broadcast(i=i, k=k, s=s, p=p, d=d)[0] == 3
+    return _each_axis(partial(_pool_1d, ceil_mode, avg_3d), i=i, k=k, s=s, p=p, d=d)
 
 
 def ignored_inputs(i: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> list[int]:

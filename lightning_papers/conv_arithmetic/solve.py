@@ -32,8 +32,6 @@ from lightning_papers.conv_arithmetic.formulas import (
 )
 from lightning_papers.conv_arithmetic.params import LayerParams
 
-__all__ = ["Solution", "inverse_of", "solve"]
-
 
 @dataclass(frozen=True)
 class Solution:

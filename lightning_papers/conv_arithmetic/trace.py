@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
+from itertools import chain
 from typing import Any
 
 import torch
@@ -46,8 +47,6 @@ from lightning_papers.conv_arithmetic.formulas import (
     same_padding_amounts,
     transposed_output_size,
 )
-
-__all__ = ["Geometry", "ShapeTrace", "TraceRow", "trace_shapes"]
 
 # A receptive field is a whole number of input pixels, or a fraction of one after a transposed convolution or a resize.
 Pixels = int | Fraction
@@ -386,16 +385,13 @@ class _Tracer(TorchFunctionMode):
     def _windowed(self, op: str, kind: str, x: torch.Tensor, y: torch.Tensor, n: int, k: tuple, s: tuple,
                   p: tuple, d: tuple, predicted: tuple | None, rels: tuple, ignored: tuple, **extra: Any) -> None:
         g = self._input_geometry(x, n)
-        if g is not None:
-            kd = [effective_kernel_size(k[a], d[a]) for a in range(n)]
-            self.set(y, Geometry(
-                tuple(g.rf[a] + (kd[a] - 1) * g.jump[a] for a in range(n)),
-                tuple(g.jump[a] * s[a] for a in range(n)),
-                tuple(g.start[a] + (Fraction(kd[a] - 1, 2) - p[a]) * g.jump[a] for a in range(n)),
-                g.global_,
-            ))
-        else:
-            self.set(y, None)
+        kd = [effective_kernel_size(k[a], d[a]) for a in range(n)]
+        self.set(y, None if g is None else Geometry(
+            tuple(g.rf[a] + (kd[a] - 1) * g.jump[a] for a in range(n)),
+            tuple(g.jump[a] * s[a] for a in range(n)),
+            tuple(g.start[a] + (Fraction(kd[a] - 1, 2) - p[a]) * g.jump[a] for a in range(n)),
+            g.global_,
+        ))
         self._row(op, kind, x, y, n, kernel=k, stride=s, padding=p, dilation=d, relationships=rels,
                   predicted=predicted, ignored=ignored, **extra)
 
@@ -437,16 +433,13 @@ class _Tracer(TorchFunctionMode):
         i = tuple(x.shape[-n:])
         predicted = _predicted(transposed_output_size, i, k, s, p, a, d)
         g = self._input_geometry(x, n)
-        if g is not None:
-            kd = [effective_kernel_size(k[ax], d[ax]) for ax in range(n)]
-            self.set(y, Geometry(
-                tuple(g.rf[ax] + _transposed_span(k[ax], s[ax], p[ax], d[ax]) * g.jump[ax] for ax in range(n)),
-                tuple(g.jump[ax] / s[ax] for ax in range(n)),
-                tuple(g.start[ax] + g.jump[ax] * (p[ax] - Fraction(kd[ax] - 1, 2)) / s[ax] for ax in range(n)),
-                g.global_,
-            ))
-        else:
-            self.set(y, None)
+        kd = [effective_kernel_size(k[ax], d[ax]) for ax in range(n)]
+        self.set(y, None if g is None else Geometry(
+            tuple(g.rf[ax] + _transposed_span(k[ax], s[ax], p[ax], d[ax]) * g.jump[ax] for ax in range(n)),
+            tuple(g.jump[ax] / s[ax] for ax in range(n)),
+            tuple(g.start[ax] + g.jump[ax] * (p[ax] - Fraction(kd[ax] - 1, 2)) / s[ax] for ax in range(n)),
+            g.global_,
+        ))
         rels = tuple(relationship_for("transposed", k[ax], s[ax], p[ax], d[ax], a[ax]) for ax in range(n))
         self._row(op, "transposed", x, y, n, kernel=k, stride=s, padding=p, dilation=d, output_padding=a,
                   relationships=rels, predicted=predicted, ignored=(0,) * n)
@@ -480,16 +473,12 @@ class _Tracer(TorchFunctionMode):
         mode = b.get("mode", "nearest")
         reach = {"nearest": 0, "nearest-exact": 0, "bicubic": 3}.get(mode, 1)
         g = self._input_geometry(x, n)
-        if g is not None:
-            self.set(y, Geometry(
-                tuple(g.rf[a] + reach * g.jump[a] for a in range(n)),
-                tuple(g.jump[a] * Fraction(i[a], o[a]) for a in range(n)),
-                tuple(g.start[a] + (0 if reach == 0 else (Fraction(i[a], o[a]) - 1) / 2 * g.jump[a])
-                      for a in range(n)),
-                g.global_,
-            ))
-        else:
-            self.set(y, None)
+        self.set(y, None if g is None else Geometry(
+            tuple(g.rf[a] + reach * g.jump[a] for a in range(n)),
+            tuple(g.jump[a] * Fraction(i[a], o[a]) for a in range(n)),
+            tuple(g.start[a] + (0 if reach == 0 else (Fraction(i[a], o[a]) - 1) / 2 * g.jump[a]) for a in range(n)),
+            g.global_,
+        ))
         self._row(op, "resize", x, y, n, predicted=tuple(predicted), relationships=(None,) * n, ignored=(0,) * n)
 
     def _pad(self, op: str, b: dict, x: torch.Tensor, y: torch.Tensor, n: int) -> None:
@@ -506,11 +495,8 @@ class _Tracer(TorchFunctionMode):
             self.set(y, g)
             return
         i = tuple(x.shape[-n:])
-        if g is not None:
-            self.set(y, Geometry(g.rf, g.jump, tuple(g.start[a] - before[a] * g.jump[a] for a in range(n)),
-                                 g.global_))
-        else:
-            self.set(y, None)
+        self.set(y, None if g is None else Geometry(
+            g.rf, g.jump, tuple(g.start[a] - before[a] * g.jump[a] for a in range(n)), g.global_))
         self._row(op, "pad", x, y, n, padding=tuple(before), predicted=tuple(i[a] + before[a] + after[a]
                                                                               for a in range(n)),
                   relationships=(None,) * n, ignored=(0,) * n)
@@ -556,9 +542,7 @@ def _make_inputs(model: nn.Module, example: Any) -> tuple[torch.Tensor, ...]:
     except ValueError:
         sizes = []
     if sizes:
-        ref: torch.Tensor | None = next(iter(model.parameters()), None)
-        if ref is None:
-            ref = next(iter(model.buffers()), None)
+        ref = next(chain(model.parameters(), model.buffers()), None)
         device = ref.device if ref is not None else None
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
         return (torch.zeros(1, *sizes, device=device, dtype=dtype),)
@@ -620,8 +604,6 @@ def trace_shapes(model: nn.Module, input_size: Sequence[int] | torch.Tensor | Se
             h.remove()
         for m, flag in modes.items():
             m.training = flag
-    notes = []
-    if tracer.max_rf is None:
-        notes.append("no input had spatial axes")
+    notes = ["no input had spatial axes"] if tracer.max_rf is None else []
     return ShapeTrace(tracer.rows, [tuple(t.shape) for t in inputs], [tuple(t.shape) for t in _tensors(output)],
                       None if tracer.max_rf is None else tuple(tracer.max_rf), notes)

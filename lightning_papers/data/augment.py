@@ -14,8 +14,6 @@ from torch import nn
 
 from lightning_papers._validation import integer
 
-__all__ = ["BatchAugment", "Normalize"]
-
 
 class Normalize(nn.Module):
     """Turn uint8 images (N, C, H, W) into float images normalised per channel.
@@ -38,9 +36,7 @@ class Normalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
-        mean = self.mean.to(x.device)
-        std = self.std.to(x.device)
-        return (x - mean) / std
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
 
 class BatchAugment(nn.Module):

@@ -14,8 +14,6 @@ from lightning_papers._validation import integer, one_of, real
 from lightning_papers.data._extras import require_extra
 from lightning_papers.data.tensor_images import TensorImageDataModule
 
-__all__ = ["DigitsDataModule", "load_digits_images"]
-
 
 def _require_sklearn():
     datasets = require_extra("sklearn.datasets", "DigitsDataModule")

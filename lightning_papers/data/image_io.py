@@ -52,8 +52,6 @@ from PIL import Image, ImageOps
 
 from lightning_papers._validation import one_of
 
-__all__ = ["ImageInfo", "ImageReadWarning", "read_image", "write_image"]
-
 ImageSource = str | os.PathLike | np.ndarray | torch.Tensor | Image.Image
 
 _EIGHT_BIT = ("L", "LA", "RGB", "RGBA", "RGBX")
@@ -73,10 +71,6 @@ class ImageInfo:
     bits: int
     mode: str
     frames: int = 1
-
-
-def _name(source) -> str:
-    return repr(str(source)) if isinstance(source, (str, os.PathLike)) else f"a {type(source).__name__}"
 
 
 def _scale(array: np.ndarray, what: str) -> np.ndarray:

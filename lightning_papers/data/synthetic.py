@@ -11,8 +11,6 @@ from torch.utils.data import TensorDataset
 from lightning_papers._validation import integer, positive_int
 from lightning_papers.data.tensor_images import TensorImageDataModule
 
-__all__ = ["SyntheticDataModule"]
-
 
 class SyntheticDataModule(TensorImageDataModule):
     """Seeded random uint8 images and labels with CIFAR's shapes (throughput benchmarks only).

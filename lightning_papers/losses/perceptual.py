@@ -31,21 +31,6 @@ from torch import nn
 
 from lightning_papers._validation import real
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "VGG16_LAYERS",
-    "PerceptualLoss",
-    "VGGFeatures",
-    "feature_loss",
-    "fetch_vgg16_weights",
-    "gram_matrix",
-    "pixel_loss",
-    "style_loss",
-    "total_variation",
-    "vgg16_checkpoint_path",
-]
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -70,9 +55,6 @@ _LAYOUT = _vgg16_layout()
 VGG16_LAYERS: tuple[str, ...] = tuple(name for name, kind, _, _ in _LAYOUT if kind == "relu")
 _INDEX = {name: i for i, (name, _, _, _) in enumerate(_LAYOUT)}
 _CHANNELS = {name: out for name, _, _, out in _LAYOUT}
-
-_WEIGHT_CHOICES = ('"imagenet"', '"random"', "a path to a .pth state dict")
-
 
 # -- loss functions ----------------------------------------------------------------------------------------
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -312,7 +294,8 @@ class VGGFeatures(nn.Module):
             and (weights.endswith((".pth", ".pt")) or "/" in weights or os.sep in weights)
         )
         if not is_path and weights not in ("imagenet", "random"):
-            raise ValueError(f"Expected `weights` to be one of {', '.join(_WEIGHT_CHOICES)}, got {weights!r}")
+            raise ValueError(f'Expected `weights` to be one of "imagenet", "random", a path to a .pth state dict, got '
+                             f"{weights!r}")
 
         self.layers = layers
         last = max(_INDEX[name] for name in layers)
@@ -339,12 +322,8 @@ class VGGFeatures(nn.Module):
             )
             self._init_random()
         else:
-            if weights == "imagenet":
-                path = fetch_vgg16_weights(download, timeout)
-                state, source = _read_state_dict(path), repr(str(path))
-            else:
-                state, source = _read_state_dict(weights), repr(str(weights))
-            self.features.load_state_dict(_features_state_dict(state, expected, source))
+            path = fetch_vgg16_weights(download, timeout) if weights == "imagenet" else weights
+            self.features.load_state_dict(_features_state_dict(_read_state_dict(path), expected, repr(str(path))))
         self.weights = "random" if weights == "random" else str(weights)
         self.requires_grad_(False)
         self.eval()

@@ -26,26 +26,6 @@ from torch import nn
 
 from lightning_papers._validation import one_of, positive_int
 
-__all__ = [
-    "BasicBlock",
-    "PadShortcut",
-    "ResNetCIFAR",
-    "get_model",
-    "list_models",
-    "resnet20",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "resnet1202",
-    "resnet20_noshort",
-    "resnet56_noshort",
-    "resnet110_noshort",
-    "resnet56_w2",
-    "resnet56_w4",
-    "resnet56_w8",
-]
-
 Shortcut = Literal["A", "B", "none"]
 SUPPORTED_SHORTCUTS = ("A", "B", "none")
 

@@ -30,14 +30,6 @@ from torch import nn
 
 from lightning_papers._validation import one_of
 
-__all__ = [
-    "ConvLayer",
-    "ResidualBlock",
-    "SuperResolutionNet",
-    "TransformerNet",
-    "UpsampleLayer",
-]
-
 Norm = Literal["instance", "batch", "none"]
 Upsample = Literal["resize_conv", "transposed"]
 Output = Literal["sigmoid", "scaled_tanh", "none"]
