@@ -9,7 +9,7 @@ minutes; the digits are 8x8, nothing is lost) with the CIFAR ResNet-20 (``ImageC
   * fixed: a small sweep of constant learning rates (``--fixed-lrs``) at the first seed; the one with the best
     final validation accuracy is the fixed policy, then run at every seed;
   * CLR: ``LRRangeFinder`` (``--finder-steps`` steps, 1e-3 -> 3, exponential) then
-    ``CyclicalLR("finder", "finder", mode="triangular2", step_size=--step-size)`` - the recipe
+    ``CyclicalLR("finder", "finder", policy="triangular2", step_size=--step-size)`` - the recipe
     ``lightning_papers/recipes/clr/resnet20_digits_triangular2.yaml``.
 
 Both train ``--max-steps`` optimizer steps (a whole number of cycles) and validate every ``--val-every`` steps
@@ -69,7 +69,7 @@ def train(args, seed: int, lr: float | None, root: str) -> dict:
     finder = None
     if lr is None:
         finder = LRRangeFinder(min_lr=1e-3, max_lr=3.0, num_steps=args.finder_steps, save_results=False)
-        callbacks += [finder, CyclicalLR("finder", "finder", step_size=args.step_size, mode="triangular2")]
+        callbacks += [finder, CyclicalLR("finder", "finder", step_size=args.step_size, policy="triangular2")]
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=1, precision=args.precision,
         max_steps=args.max_steps, val_check_interval=args.val_every,

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         finders[seed] = {"suggestion": result.suggestion, "bounds": [base, peak], "problems": result.problems,
                          "warnings": [str(w.message) for w in caught]}
         half = args.steps // (2 * args.cycles)
-        schedule = Cyclical(base, peak, half, mode="triangular2")
+        schedule = Cyclical(base, peak, half, policy="triangular2")
         clr[seed] = train(make_model(20, seed=seed), task, args.steps, schedule, weight_decay=5e-4, seed=seed,
                           eval_every=args.val_every)
         best_val = {lr: max(a for _, a in smoothed(fixed[lr][seed]["curve"], args.smooth)) for lr in args.fixed_lrs}

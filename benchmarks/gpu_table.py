@@ -116,6 +116,13 @@ def rows_for(name: str, log: Path) -> list[tuple[str, str]]:
                  f"baseline {b['steps']} steps -> {b['final_acc_mean']:.2%}; 1cycle {o['steps']} steps -> "
                  f"{o['final_acc_mean']:.2%}, reached baseline acc in {o['reached']}/{o['runs']}"
                  + ("" if ratio is None else f", at {ratio[0]:.3f}x the steps"))]
+    if bench == "fidelity_superconvergence":
+        halves, paired = data["halves"], list(data["paired"].values())
+        return [(f"super-convergence fidelity, {data['model']}, n = {data['n']}",
+                 f"fewer iterations {halves['fewer iterations']} ({100 * paired[0]['mean']:+.1f} points at "
+                 f"B/8), better final accuracy {halves['better final accuracy']} ({100 * paired[1]['mean']:+.1f} at "
+                 f"B); accuracy sweep precondition {'holds' if data['range_test']['precondition_holds'] else 'fails'}"
+                 f"; {data['seconds']:.0f} s")]
     if bench == "clr_vs_fixed":  # its summary figures are "mean +- std" strings
         return [("CLR (triangular2) vs best fixed lr",
                  f"steps to fixed's final acc: fixed {data['fixed_steps']}, CLR {data['clr_steps_where_reached']} "

@@ -108,7 +108,7 @@ def run_one(kind: str, args, batch_size: int, steps: int, warm_state, root: str)
         finder = TimedLightning(num_training_steps=steps, mode="exponential", early_stop_threshold=4.0,
                                 update_attr=False, **common)
     else:
-        finder = TimedOurs(num_steps=steps, mode="exponential", divergence_factor=4.0, save_results=False, **common)
+        finder = TimedOurs(num_steps=steps, spacing="exponential", divergence_factor=4.0, save_results=False, **common)
     model = make_model(args.seed, warm_state)
     data = DigitsDataModule(batch_size=batch_size, seed=0)
     start = time.perf_counter()

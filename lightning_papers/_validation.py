@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Collection
 from typing import Any, TypeVar
 
@@ -86,3 +87,18 @@ def flag(name: str, value: Any, *, fix: str | None = None) -> bool:
     if not isinstance(value, bool):
         raise _fail(name, "True or False", value, fix)
     return value
+
+
+def renamed(old: str, old_value: Any, new: str, new_value: T, default: T, *, stacklevel: int = 3) -> T:
+    """The value of an argument renamed from ``old`` to ``new`` (accepted one release): ``new_value``, or, when the
+    caller gave ``old_value`` (not ``None``), that one with a ``DeprecationWarning`` naming ``new``.
+
+    Raises:
+        ValueError: when both are given, with different values.
+    """
+    if old_value is None:
+        return new_value
+    if new_value != default and new_value != old_value:
+        raise _fail(new, f"given once (`{old}` is its deprecated name)", new_value, f"drop `{old}={old_value!r}`")
+    warnings.warn(f"`{old}` is deprecated: pass `{new}={old_value!r}`", DeprecationWarning, stacklevel=stacklevel)
+    return old_value

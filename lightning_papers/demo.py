@@ -120,6 +120,7 @@ def run_demo(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from lightning_papers._helpers import check_writable_folder
     from lightning_papers.callbacks import (
         ConvArithmeticSummary,
         LossLandscapeProbe,
@@ -129,7 +130,6 @@ def run_demo(
     )
     from lightning_papers.data import DigitsDataModule
     from lightning_papers.data._extras import require_extra
-    from lightning_papers.files import check_writable_folder
     from lightning_papers.landscape import Framed
     from lightning_papers.modules import ImageClassifier
 
@@ -162,7 +162,7 @@ def run_demo(
         div_factor=10.0,
         interpolation_probe=True,
         interpolation_points=3 if fast else 11,
-        interpolation_batches=1 if fast else 3,
+        num_batches=1 if fast else 3,
     )
     probe = LossLandscapeProbe(
         mode="2d",
@@ -232,17 +232,17 @@ def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool)
     from lightning.pytorch.loggers import TensorBoardLogger
     from torchvision.utils import save_image
 
+    from lightning_papers.callbacks import TensorBoardLayout
     from lightning_papers.data import ImageFolderDataModule, load_image, sample_photos
     from lightning_papers.losses import vgg16_checkpoint_path
     from lightning_papers.modules import FastStyleTransfer
     from lightning_papers.modules.style_transfer import RANDOM_VGG_NOTE
-    from lightning_papers.tensorboard import TensorBoardLayout
 
     cached = vgg16_checkpoint_path().is_file()
     note = "ImageNet VGG-16" if cached else f"random VGG-16, smoke test only: no weights at {vgg16_checkpoint_path()}"
     size = 64 if fast else 96
     style_name, content_name = "immunohistochemistry", "chelsea"
-    from lightning_papers.callbacks._trainer import lightning_info_off
+    from lightning_papers._helpers import lightning_info_off
 
     with warnings.catch_warnings(), lightning_info_off():
         warnings.filterwarnings("ignore", message=".*random.*")  # said once, in the summary, instead

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from lightning_papers._validation import one_of, optional_positive_int, real
+
 __all__ = [
     "MIN_POINTS",
     "SUGGESTIONS",
@@ -77,13 +79,10 @@ class SmoothedLoss:
 
     def __init__(self, beta: float = 0.98, divergence_factor: float | None = None,
                  min_points: int | None = None) -> None:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"Expected `beta` in [0, 1), got {beta!r}")
-        if divergence_factor is not None and not divergence_factor > 1.0:
-            raise ValueError(f"Expected `divergence_factor > 1` or None, got {divergence_factor!r}")
-        if min_points is not None and (isinstance(min_points, bool) or not isinstance(min_points, int)
-                                       or min_points < 1):
-            raise ValueError(f"Expected `min_points` to be a positive integer or None, got {min_points!r}")
+        real("beta", beta, 0, 1, high_open=True)
+        if divergence_factor is not None:
+            real("divergence_factor", divergence_factor, 1, low_open=True, high_open=True)
+        optional_positive_int("min_points", min_points)
         self.beta = beta
         self.min_points = max(MIN_POINTS, math.ceil(1.0 / (1.0 - beta) - 1e-9)) if min_points is None else min_points
         self.divergence_factor = divergence_factor
@@ -508,9 +507,7 @@ def suggest(
         >>> suggest("minimum", [1e-3, 1e-2, 1e-1, 1.0, 10.0], [3.0, 2.0, 1.0, 2.0, 9.0])
         0.01
     """
-    if method not in SUGGESTIONS:
-        raise ValueError(f"Expected `method` to be one of {tuple(SUGGESTIONS)}, got {method!r}")
-    return SUGGESTIONS[method](lrs, losses, accuracies)
+    return SUGGESTIONS[one_of("method", method, tuple(SUGGESTIONS))](lrs, losses, accuracies)
 
 
 @dataclass
@@ -575,32 +572,29 @@ class LRRangeResult:
         factor of 3 or 4 of the maximum"), with a warning.
 
         A curve with :attr:`problems` is never handed on silently: with ``strict`` it is refused, otherwise the
-        bounds come with a warning that names every problem.
+        bounds come with a one-line warning that names the problems (their numbers are in :attr:`problems`).
 
         Raises:
             ValueError: when the test suggested nothing at all, or, with ``strict``, when its curve has problems.
         """
-        if self.problems:
-            why = "; ".join(self.problems)
-            if strict:
-                raise ValueError(f"Expected an LR range test whose curve can be read, got one that cannot "
-                                 f"({self.verdict()}); lengthen or widen the sweep (num_steps, min_lr/max_lr), or "
-                                 f"give the learning rates as numbers; the numbers are in `result.problems`")
+        if self.problems and strict:
+            raise ValueError(f"Expected an LR range test whose curve can be read, got one that cannot "
+                             f"({self.verdict()}); lengthen or widen the sweep (num_steps, min_lr/max_lr), or give the "
+                             f"learning rates as numbers")
         if self.clr_bounds is not None:
             bounds = float(self.clr_bounds[0]), float(self.clr_bounds[1])
         elif self.suggestion is None:
-            raise ValueError(
-                f"Expected the LR range test to suggest a learning rate, got none ({len(self.lrs)} points, stop: "
-                f"{self.stop_reason}); widen or lengthen the sweep, or give the learning rates as numbers"
-            )
+            raise ValueError(f"Expected the LR range test to suggest a learning rate, got none ({len(self.lrs)} "
+                             f"points, stop: {self.stop_reason}); widen or lengthen the sweep, or give the rates as "
+                             f"numbers")
         else:
             warnings.warn(f"The LR range test found no cyclical bounds; using its suggestion {self.suggestion:.3g} "
                           f"as max_lr and {self.suggestion / 4:.3g} as base_lr.", UserWarning, stacklevel=2)
             bounds = self.suggestion / 4.0, float(self.suggestion)
         if self.problems:
             warnings.warn(f"The LR range test's curve cannot be trusted, yet its bounds {bounds[0]:.3g} .. "
-                          f"{bounds[1]:.3g} are being used: {why}. Give the learning rates as numbers to silence "
-                          f"this.", UserWarning, stacklevel=2)
+                          f"{bounds[1]:.3g} are being used: {self.verdict()}; give the learning rates as numbers "
+                          f"(details in `result.problems`)", UserWarning, stacklevel=2)
         return bounds
 
     def verdict(self) -> str:

@@ -13,6 +13,17 @@ checkpoints (``to_dict`` / ``from_dict``). Nothing here knows about Lightning: a
 ``lr = cyclical(step, 1e-3, 6e-3, 2000)`` or holds ``OneCycle(10_000, max_lr=3.0)`` directly; the callbacks
 ``CyclicalLR`` and ``SuperConvergence`` hold one such object each.
 
+Where the values go is core too (timm's ``Scheduler.update_groups``): :func:`apply_schedule` writes a schedule's
+learning rates and momentum (SGD's ``momentum`` or Adam's ``beta1``) into an optimizer's param groups,
+:func:`read_lrs` / :func:`read_momenta` read them back, :func:`one_cycle_peaks` spreads a 1cycle peak over groups
+by their lr ratios and :func:`steps_from_epochs` turns epochs into optimizer steps, so a plain PyTorch loop needs
+no callback::
+
+    schedule = OneCycle(total_steps, max_lr=3.0)
+    for step, batch in enumerate(loader):
+        apply_schedule(optimizer, schedule, step)
+        ...; optimizer.step()
+
 The arithmetic is ordered exactly like ``torch.optim.lr_scheduler.CyclicLR`` / ``OneCycleLR`` so that the
 sequences agree bit for bit (the tests compare them with ``==``).
 """
@@ -20,37 +31,51 @@ sequences agree bit for bit (the tests compare them with ``==``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+import warnings
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import InitVar, asdict, dataclass, replace
 from typing import Any, Literal
 
+from lightning_papers._validation import one_of, optional_positive_int, positive_int, positive_real, real, renamed
+
 __all__ = [
-    "CYCLICAL_MODES",
+    "CYCLICAL_POLICIES",
     "ONE_CYCLE_ANNEALS",
-    "RAMP_MODES",
+    "RAMP_SPACINGS",
     "Cyclical",
     "OneCycle",
     "Ramp",
+    "apply_schedule",
     "cyclical",
     "cyclical_momentum",
     "one_cycle",
     "one_cycle_momentum",
     "one_cycle_pct_start",
+    "one_cycle_peaks",
+    "param_groups",
     "ramp",
+    "read_lrs",
+    "read_momenta",
+    "steps_from_epochs",
+    "write_groups",
 ]
 
-CYCLICAL_MODES = ("triangular", "triangular2", "exp_range")
+CYCLICAL_POLICIES = ("triangular", "triangular2", "exp_range")
 ONE_CYCLE_ANNEALS = ("cos", "linear")
-RAMP_MODES = ("exponential", "linear")
+RAMP_SPACINGS = ("exponential", "linear")
+_RENAMED = {"CYCLICAL_MODES": "CYCLICAL_POLICIES", "RAMP_MODES": "RAMP_SPACINGS"}  # deprecated in 0.3
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        warnings.warn(f"`schedules.{name}` is deprecated: use `{_RENAMED[name]}`", DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
 # Cyclical learning rates (Smith 2017)
 # ----------------------------------------------------------------------------------------------------
-def _check_mode(name: str, value: object, supported: tuple) -> None:
-    if value not in supported:
-        raise ValueError(f"Expected `{name}` to be one of {supported}, got {value!r}")
-
 
 def _cycle_position(step: int, step_size_up: float, step_size_down: float | None) -> tuple[int, float]:
     """(cycle, height) with cycle counted from 1 and height in [0, 1] (1 at the peak)."""
@@ -66,10 +91,10 @@ def _cycle_position(step: int, step_size_up: float, step_size_down: float | None
     return cycle, height
 
 
-def _cyclical_scale(step: int, cycle: int, mode: str, gamma: float) -> float:
-    if mode == "triangular":
+def _cyclical_scale(step: int, cycle: int, policy: str, gamma: float) -> float:
+    if policy == "triangular":
         return 1.0
-    if mode == "triangular2":
+    if policy == "triangular2":
         # 1 / 2**(cycle - 1), exactly, without overflowing after ~1000 cycles.
         return math.ldexp(1.0, 1 - cycle)
     return gamma**step
@@ -81,8 +106,10 @@ def cyclical(
     max_lr: float,
     step_size_up: float,
     step_size_down: float | None = None,
-    mode: Literal["triangular", "triangular2", "exp_range"] = "triangular",
+    policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
     gamma: float = 1.0,
+    *,
+    mode: str | None = None,
 ) -> float:
     """Cyclical learning rate at ``step`` (Smith 2017, Section 3.1).
 
@@ -96,19 +123,20 @@ def cyclical(
         max_lr: upper bound of the cycle.
         step_size_up: steps from ``base_lr`` to ``max_lr`` (Smith's ``stepsize``).
         step_size_down: steps back down; defaults to ``step_size_up``.
-        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+        policy: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
         gamma: decay base of ``exp_range``.
+        mode: deprecated name of ``policy``.
 
     Raises:
-        ValueError: for an unknown ``mode``.
+        ValueError: for an unknown ``policy``.
 
     Examples:
         >>> cyclical(2000, base_lr=0.001, max_lr=0.006, step_size_up=2000)
         0.006
     """
-    _check_mode("mode", mode, CYCLICAL_MODES)
+    policy = one_of("policy", renamed("mode", mode, "policy", policy, "triangular"), CYCLICAL_POLICIES)
     cycle, height = _cycle_position(step, step_size_up, step_size_down)
-    return base_lr + (max_lr - base_lr) * height * _cyclical_scale(step, cycle, mode, gamma)
+    return base_lr + (max_lr - base_lr) * height * _cyclical_scale(step, cycle, policy, gamma)
 
 
 def cyclical_momentum(
@@ -117,7 +145,7 @@ def cyclical_momentum(
     max_momentum: float,
     step_size_up: float,
     step_size_down: float | None = None,
-    mode: Literal["triangular", "triangular2", "exp_range"] = "triangular",
+    policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
     gamma: float = 1.0,
 ) -> float:
     """Momentum cycling opposite to :func:`cyclical`: ``max_momentum`` when the lr is at ``base_lr``.
@@ -128,27 +156,27 @@ def cyclical_momentum(
         max_momentum: momentum at the lr trough.
         step_size_up: as in :func:`cyclical`.
         step_size_down: as in :func:`cyclical`.
-        mode: as in :func:`cyclical`.
+        policy: as in :func:`cyclical`.
         gamma: as in :func:`cyclical`.
 
     Raises:
-        ValueError: for an unknown ``mode``.
+        ValueError: for an unknown ``policy``.
 
     Examples:
         >>> cyclical_momentum(10, base_momentum=0.8, max_momentum=0.9, step_size_up=10)
         0.8
     """
-    _check_mode("mode", mode, CYCLICAL_MODES)
+    one_of("policy", policy, CYCLICAL_POLICIES)
     cycle, height = _cycle_position(step, step_size_up, step_size_down)
-    return max_momentum - (max_momentum - base_momentum) * height * _cyclical_scale(step, cycle, mode, gamma)
+    return max_momentum - (max_momentum - base_momentum) * height * _cyclical_scale(step, cycle, policy, gamma)
 
 
 def _per_group(value: float | Sequence[float], name: str) -> tuple[float, ...]:
     """A number or a non-empty sequence of numbers, as a tuple of floats."""
-    values = (value,) if isinstance(value, (int, float)) else tuple(value)
-    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"Expected `{name}` to be a number or a sequence of numbers, got {value!r}")
-    return tuple(float(v) for v in values)
+    values = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
+    if not values:
+        raise ValueError(f"Expected `{name}` to be a number or a non-empty sequence of numbers, got {value!r}")
+    return tuple(real(name, v) for v in values)
 
 
 def _broadcast(*columns: tuple[float, ...]) -> list[tuple[float, ...]]:
@@ -164,14 +192,16 @@ def _scalar_or_list(values: list[float], scalar: bool) -> float | list[float]:
 class _Schedule:
     """What the schedule objects share: a checkpoint-friendly dict form."""
 
+    _old_keys: dict[str, str] = {}  # keys of checkpoints written before a field was renamed
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able fields (tuples as lists), for checkpoints."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        """The schedule :meth:`to_dict` described."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """The schedule :meth:`to_dict` described (also one written before a field was renamed)."""
+        return cls(**{cls._old_keys.get(k, k): tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 @dataclass(frozen=True)
@@ -184,13 +214,14 @@ class Cyclical(_Schedule):
         max_lr: upper lr bound, a number or one per param group (a single value of either is repeated).
         step_size_up: steps from ``base_lr`` to ``max_lr``.
         step_size_down: steps back down (defaults to ``step_size_up``).
-        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+        policy: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
         gamma: decay base of ``exp_range``.
         base_momentum: momentum at the lr peak.
         max_momentum: momentum at the lr trough.
+        mode: deprecated name of ``policy``.
 
     Raises:
-        ValueError: for an unknown ``mode``, non-positive step sizes or learning rates, ``base_lr > max_lr``,
+        ValueError: for an unknown ``policy``, non-positive step sizes or learning rates, ``base_lr > max_lr``,
             per-group sequences of different lengths, or momenta outside ``0 <= base <= max <= 1``.
 
     Examples:
@@ -204,24 +235,25 @@ class Cyclical(_Schedule):
     max_lr: float | tuple[float, ...]
     step_size_up: float
     step_size_down: float | None = None
-    mode: str = "triangular"
+    policy: str = "triangular"
     gamma: float = 1.0
     base_momentum: float = 0.8
     max_momentum: float = 0.9
+    mode: InitVar[str | None] = None
+    _old_keys = {"mode": "policy"}
 
-    def __post_init__(self) -> None:
-        _check_mode("mode", self.mode, CYCLICAL_MODES)
-        if not self.step_size_up > 0:
-            raise ValueError(f"Expected `step_size_up` to be positive, got {self.step_size_up!r}")
-        if self.step_size_down is not None and not self.step_size_down > 0:
-            raise ValueError(f"Expected `step_size_down` to be positive, got {self.step_size_down!r}")
+    def __post_init__(self, mode: str | None) -> None:
+        object.__setattr__(self, "policy", renamed("mode", mode, "policy", self.policy, "triangular", stacklevel=4))
+        one_of("policy", self.policy, CYCLICAL_POLICIES)
+        positive_real("step_size_up", self.step_size_up)
+        if self.step_size_down is not None:
+            positive_real("step_size_down", self.step_size_down)
         base, peak = _per_group(self.base_lr, "base_lr"), _per_group(self.max_lr, "max_lr")
         if len(base) != len(peak) and 1 not in (len(base), len(peak)):
             raise ValueError(f"Expected `base_lr` and `max_lr` of the same length, got {len(base)} and {len(peak)}")
         if any(b > m for b, m in _broadcast(base, peak)):
             raise ValueError(f"Expected `base_lr <= max_lr`, got {self.base_lr!r} > {self.max_lr!r}")
-        if not self.gamma > 0:
-            raise ValueError(f"Expected a positive `gamma`, got {self.gamma!r}")
+        positive_real("gamma", self.gamma)
         if not 0.0 <= self.base_momentum <= self.max_momentum <= 1.0:
             raise ValueError(f"Expected `0 <= base_momentum <= max_momentum <= 1`, got {self.base_momentum!r} and "
                              f"{self.max_momentum!r}")
@@ -234,7 +266,7 @@ class Cyclical(_Schedule):
     def lrs(self, step: int) -> list[float]:
         """One learning rate per param group at ``step``."""
         pairs = _broadcast(_per_group(self.base_lr, "base_lr"), _per_group(self.max_lr, "max_lr"))
-        return [cyclical(step, b, m, self.step_size_up, self.step_size_down, self.mode, self.gamma)  # type: ignore[arg-type]
+        return [cyclical(step, b, m, self.step_size_up, self.step_size_down, self.policy, self.gamma)  # type: ignore[arg-type]
                 for b, m in pairs]
 
     def __call__(self, step: int) -> float | list[float]:
@@ -242,8 +274,9 @@ class Cyclical(_Schedule):
         return _scalar_or_list(self.lrs(step), self.groups == 1 and not isinstance(self.max_lr, tuple))
 
     def momentum(self, step: int) -> float:
+        """The momentum (or Adam's beta1) at ``step``."""
         return cyclical_momentum(step, self.base_momentum, self.max_momentum, self.step_size_up,
-                                 self.step_size_down, self.mode, self.gamma)  # type: ignore[arg-type]
+                                 self.step_size_down, self.policy, self.gamma)  # type: ignore[arg-type]
 
     def cycle_length(self) -> float:
         """Optimizer steps of one whole cycle (up and down)."""
@@ -254,7 +287,8 @@ class Cyclical(_Schedule):
 # Ramps for the LR range test
 # ----------------------------------------------------------------------------------------------------
 def ramp(
-    step: int, num_steps: int, start: float, end: float, mode: Literal["exponential", "linear"] = "exponential"
+    step: int, num_steps: int, start: float, end: float, spacing: Literal["exponential", "linear"] = "exponential",
+    *, mode: str | None = None,
 ) -> float:
     """Monotone ramp from ``start`` (step 0) to ``end`` (step ``num_steps - 1``), both hit exactly.
 
@@ -263,24 +297,25 @@ def ramp(
         num_steps: number of points, at least 2.
         start: first value (> 0 for ``"exponential"``).
         end: last value (> 0 for ``"exponential"``).
-        mode: ``"exponential"`` (evenly spaced in log) or ``"linear"``.
+        spacing: ``"exponential"`` (evenly spaced in log) or ``"linear"``.
+        mode: deprecated name of ``spacing``.
 
     Raises:
-        ValueError: for an unknown ``mode``, ``num_steps < 2`` or non-positive exponential bounds.
+        ValueError: for an unknown ``spacing``, ``num_steps < 2`` or non-positive exponential bounds.
 
     Examples:
         >>> [ramp(i, 3, 1e-3, 1e-1) for i in range(3)]
         [0.001, 0.01, 0.1]
     """
-    _check_mode("mode", mode, RAMP_MODES)
-    if num_steps < 2:
+    spacing = one_of("spacing", renamed("mode", mode, "spacing", spacing, "exponential"), RAMP_SPACINGS)
+    if isinstance(num_steps, bool) or not num_steps >= 2:
         raise ValueError(f"Expected `num_steps >= 2`, got {num_steps!r}")
     if step <= 0:
         return float(start)
     if step >= num_steps - 1:
         return float(end)
     frac = step / (num_steps - 1)
-    if mode == "linear":
+    if spacing == "linear":
         return start + (end - start) * frac
     if start <= 0 or end <= 0:
         raise ValueError(f"Expected positive bounds for an exponential ramp, got {start!r} and {end!r}")
@@ -295,7 +330,8 @@ class Ramp:
         start: first value.
         end: last value.
         num_steps: number of points.
-        mode: ``"exponential"`` or ``"linear"``.
+        spacing: ``"exponential"`` or ``"linear"``.
+        mode: deprecated name of ``spacing``.
 
     Raises:
         ValueError: as :func:`ramp`, eagerly.
@@ -308,19 +344,22 @@ class Ramp:
     start: float
     end: float
     num_steps: int
-    mode: str = "exponential"
+    spacing: str = "exponential"
+    mode: InitVar[str | None] = None
 
-    def __post_init__(self) -> None:
-        _check_mode("mode", self.mode, RAMP_MODES)
-        if self.num_steps < 2:
+    def __post_init__(self, mode: str | None) -> None:
+        object.__setattr__(self, "spacing", renamed("mode", mode, "spacing", self.spacing, "exponential", stacklevel=4))
+        one_of("spacing", self.spacing, RAMP_SPACINGS)
+        if isinstance(self.num_steps, bool) or not self.num_steps >= 2:
             raise ValueError(f"Expected `num_steps >= 2`, got {self.num_steps!r}")
-        if self.mode == "exponential" and (self.start <= 0 or self.end <= 0):
+        if self.spacing == "exponential" and (self.start <= 0 or self.end <= 0):
             raise ValueError(f"Expected positive bounds for an exponential ramp, got {self.start!r} and {self.end!r}")
 
     def __call__(self, step: int) -> float:
-        return ramp(step, self.num_steps, self.start, self.end, self.mode)  # type: ignore[arg-type]
+        return ramp(step, self.num_steps, self.start, self.end, self.spacing)  # type: ignore[arg-type]
 
     def values(self) -> list[float]:
+        """Every value of the ramp, in order."""
         return [self(i) for i in range(self.num_steps)]
 
 
@@ -347,13 +386,10 @@ def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> 
 def _one_cycle_interp(
     step: int, total_steps: int, pct_start: float, anneal: str, three_phase: bool, values: tuple, keys: str
 ) -> float:
-    _check_mode("anneal", anneal, ONE_CYCLE_ANNEALS)
-    if total_steps <= 0:
-        raise ValueError(f"Expected a positive `total_steps`, got {total_steps!r}")
-    if not 0.0 <= pct_start <= 1.0:
-        raise ValueError(f"Expected `pct_start` in [0, 1], got {pct_start!r}")
-    if step < 0 or step > total_steps:
-        raise ValueError(f"Expected `step` in [0, {total_steps}], got {step!r}")
+    one_of("anneal", anneal, ONE_CYCLE_ANNEALS)
+    positive_int("total_steps", total_steps)
+    real("pct_start", pct_start, 0, 1)
+    real("step", step, 0, total_steps)
     phases = _one_cycle_phases(total_steps, pct_start, three_phase)
     start_step = 0.0
     for i, (end_step, start_key, end_key) in enumerate(phases):
@@ -460,8 +496,7 @@ def one_cycle_pct_start(three_phase: bool, pct_start: float | None = None,
     if annihilation_pct is not None:
         if not three_phase:
             raise ValueError(f"Expected `annihilation_pct=None` with `three_phase=False`, got {annihilation_pct!r}")
-        if not 0.0 <= annihilation_pct < 1.0:
-            raise ValueError(f"Expected `annihilation_pct` in [0, 1), got {annihilation_pct!r}")
+        real("annihilation_pct", annihilation_pct, 0, 1, high_open=True)
         if pct_start is not None and abs(2 * pct_start + annihilation_pct - 1.0) > 1e-9:
             raise ValueError(
                 f"Expected `2 * pct_start + annihilation_pct == 1`, got {pct_start!r} and {annihilation_pct!r}"
@@ -469,13 +504,8 @@ def one_cycle_pct_start(three_phase: bool, pct_start: float | None = None,
         pct_start = (1.0 - annihilation_pct) / 2.0 if pct_start is None else pct_start
     if pct_start is None:
         pct_start = 0.45 if three_phase else 0.3
-    upper = 0.5 if three_phase else 1.0
-    if not 0.0 < pct_start <= upper or (not three_phase and pct_start == 1.0):
-        raise ValueError(
-            f"Expected `pct_start` in (0, {upper}{']' if three_phase else ')'} with three_phase={three_phase}, "
-            f"got {pct_start!r}"
-        )
-    return float(pct_start)
+    return real("pct_start", pct_start, 0, 0.5 if three_phase else 1, low_open=True, high_open=not three_phase,
+                fix=f"the range with three_phase={three_phase}")
 
 
 @dataclass(frozen=True)
@@ -525,24 +555,21 @@ class OneCycle(_Schedule):
     anchor_position: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_mode("anneal", self.anneal, ONE_CYCLE_ANNEALS)
-        if isinstance(self.total_steps, bool) or not isinstance(self.total_steps, int) or self.total_steps <= 0:
-            raise ValueError(f"Expected a positive `total_steps`, got {self.total_steps!r}")
-        if not all(math.isfinite(v) and v > 0 for v in _per_group(self.max_lr, "max_lr")):
-            raise ValueError(f"Expected `max_lr` to be positive, got {self.max_lr!r}")
-        for name in ("div_factor", "final_div_factor"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"Expected `{name}` to be positive, got {getattr(self, name)!r}")
-        if self.pct_start is not None and not 0.0 <= self.pct_start <= 1.0:
-            raise ValueError(f"Expected `pct_start` in [0, 1], got {self.pct_start!r}")
+        one_of("anneal", self.anneal, ONE_CYCLE_ANNEALS)
+        positive_int("total_steps", self.total_steps)
+        for peak in _per_group(self.max_lr, "max_lr"):
+            positive_real("max_lr", peak)
+        positive_real("div_factor", self.div_factor)
+        positive_real("final_div_factor", self.final_div_factor)
+        if self.pct_start is not None:
+            real("pct_start", self.pct_start, 0, 1)
         if self.pct_start is None or self.annihilation_pct is not None:
             object.__setattr__(self, "pct_start",
                                one_cycle_pct_start(self.three_phase, self.pct_start, self.annihilation_pct))
         if not 0.0 <= self.base_momentum <= self.max_momentum <= 1.0:
             raise ValueError(f"Expected `0 <= base_momentum <= max_momentum <= 1`, got {self.base_momentum!r} and "
                              f"{self.max_momentum!r}")
-        if self.run_steps is not None and (not isinstance(self.run_steps, int) or self.run_steps < 1):
-            raise ValueError(f"Expected `run_steps` to be a positive integer or None, got {self.run_steps!r}")
+        optional_positive_int("run_steps", self.run_steps)
 
     @property
     def run_total(self) -> int:
@@ -579,6 +606,7 @@ class OneCycle(_Schedule):
         return _scalar_or_list(self.lrs(step), not isinstance(self.max_lr, tuple))
 
     def momentum(self, step: int) -> float:
+        """The momentum (or Adam's beta1) at ``step``."""
         return one_cycle_momentum(self.position(step), self.total_steps, self.base_momentum,  # type: ignore[arg-type]
                                   self.max_momentum, self.pct_start, self.anneal, self.three_phase)  # type: ignore[arg-type]
 
@@ -586,3 +614,98 @@ class OneCycle(_Schedule):
         """What fixes the cycle's form (not its length or peak): to compare a checkpoint's with the callback's."""
         return {"div_factor": self.div_factor, "final_div_factor": self.final_div_factor,
                 "three_phase": self.three_phase, "pct_start": self.pct_start, "anneal": self.anneal}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Param groups: where a schedule's values go (timm's Scheduler.update_groups, fastai's ParamScheduler)
+# ----------------------------------------------------------------------------------------------------
+def param_groups(target: Any) -> list[MutableMapping[str, Any]]:
+    """Every param group of ``target``: an optimizer, a sequence of optimizers (their groups in order) or of groups."""
+    if hasattr(target, "param_groups"):
+        return list(target.param_groups)
+    items: Iterable[Any] = target
+    return [g for item in items for g in (item.param_groups if hasattr(item, "param_groups") else [item])]
+
+
+def _momentum_of(group: Mapping[str, Any]) -> float | None:
+    """A param group's momentum: Adam-like ``betas[0]``, else SGD's ``momentum``; ``None`` when it has neither."""
+    if "betas" in group:
+        return float(group["betas"][0])
+    return float(group["momentum"]) if "momentum" in group else None
+
+
+def read_lrs(target: Any, initial: bool = False) -> list[float]:
+    """Each param group's learning rate (see :func:`param_groups`); with ``initial``, the ``initial_lr`` a torch
+    scheduler recorded where there is one (it may have scaled ``lr`` already, e.g. ``LinearLR``)."""
+    return [float(g.get("initial_lr", g["lr"]) if initial else g["lr"]) for g in param_groups(target)]
+
+
+def read_momenta(target: Any) -> list[float | None]:
+    """Each param group's momentum: Adam-like ``betas[0]``, else SGD's ``momentum``; ``None`` when it has neither."""
+    return [_momentum_of(g) for g in param_groups(target)]
+
+
+def write_groups(target: Any, lrs: float | Sequence[float], momentum: float | None = None,
+                 cycled: Sequence[bool] | None = None, initial: bool = False) -> None:
+    """Set each param group's ``lr`` (one value for all, or one per group) and, with a ``momentum``, its momentum or
+    Adam's beta1 where ``cycled`` (default: every group that has one); ``initial`` also sets ``initial_lr``
+    where a torch scheduler recorded one.
+
+    Raises:
+        ValueError: for a number of learning rates that is neither 1 nor the number of groups.
+    """
+    groups = param_groups(target)
+    values = _per_group(lrs, "lrs")
+    if len(values) not in (1, len(groups)):
+        raise ValueError(f"Expected one learning rate per param group ({len(groups)}), got {len(values)}")
+    for k, group in enumerate(groups):
+        group["lr"] = values[k if len(values) > 1 else 0]
+        if initial and "initial_lr" in group:
+            group["initial_lr"] = group["lr"]
+        if momentum is None or (cycled is not None and not cycled[k]):
+            continue
+        if "betas" in group:
+            group["betas"] = (momentum, *group["betas"][1:])
+        elif "momentum" in group:
+            group["momentum"] = momentum
+
+
+def apply_schedule(target: Any, schedule: Cyclical | OneCycle, step: int,
+                   cycled: Sequence[bool] | None = None) -> None:
+    """Set the param groups of ``target`` to ``schedule`` at optimizer step ``step``: its ``lrs(step)`` and its
+    ``momentum(step)`` where ``cycled`` (see :func:`write_groups`; all ``False``: the lr only). Call it before each
+    ``optimizer.step()`` of a plain PyTorch loop.
+
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0, momentum=0.9)
+        >>> apply_schedule(opt, OneCycle(100, max_lr=1.0, anneal="linear"), 0)
+        >>> read_lrs(opt), read_momenta(opt)
+        ([0.04], [0.95])
+    """
+    momentum = schedule.momentum(step) if cycled is None or any(cycled) else None
+    write_groups(target, schedule.lrs(step), momentum, cycled)
+
+
+def one_cycle_peaks(max_lr: float, initial_lrs: Sequence[float]) -> tuple[float, ...]:
+    """Per-group 1cycle peaks that keep the optimizer's lr ratios: the group with the largest initial lr peaks at
+    ``max_lr``, a group at a tenth of it at a tenth of ``max_lr``.
+
+    Examples:
+        >>> one_cycle_peaks(2.0, [0.2, 0.1])
+        (2.0, 1.0)
+    """
+    top = max(initial_lrs, default=0.0)
+    return tuple(max_lr * (lr / top) if top > 0 else float(max_lr) for lr in initial_lrs)
+
+
+def steps_from_epochs(epochs: float, batches_per_epoch: int, accumulate: int = 1) -> int:
+    """Optimizer steps (at least 1) in ``epochs`` epochs of ``batches_per_epoch`` batches with ``accumulate`` batches
+    per step (a partial last step of an epoch counts as one).
+
+    Examples:
+        >>> steps_from_epochs(2.5, 10, accumulate=4)
+        8
+    """
+    per_epoch = -(-positive_int("batches_per_epoch", batches_per_epoch) // positive_int("accumulate", accumulate))
+    return max(1, round(positive_real("epochs", epochs) * per_epoch))

@@ -1,13 +1,14 @@
 """TensorBoard helpers: a custom-scalars layout that groups the package's tags (DESIGN.md's tag table), and
-images and meshes that carry a description.
+images and meshes that carry a description. No Lightning: the callback that writes the layout during a fit is
+:class:`lightning_papers.callbacks.TensorBoardLayout`.
 
 TensorBoard's Scalars tab lists every tag alphabetically, one chart each; the Custom Scalars tab shows
 charts that overlay several tags. :data:`LAYOUT` puts train and validation curves on one chart, lr beside
 momentum, the range test's raw and smoothed loss together, and the top Hessian eigenvalue on the stability
-threshold it is measured against (Cohen et al., arXiv 2103.00065). :class:`TensorBoardLayout` writes into every
-``TensorBoardLogger`` of the Trainer (rank zero only) the charts of it that have data, plus a chart per metric the
-module logged under any other name (``train_loss`` and ``val_loss`` together, as Lightning's docs spell them): a
-chart whose tags the run never logged would be an empty frame.
+threshold it is measured against (Cohen et al., arXiv 2103.00065). :func:`layout_for_tags` keeps the charts of
+it that a run has data for, plus a chart per metric the module logged under any other name (``train_loss`` and
+``val_loss`` together, as Lightning's docs spell them): a chart whose tags the run never logged would be an empty
+frame.
 
 ``SummaryWriter.add_image`` / ``add_mesh`` take no description; :func:`add_image` and :func:`add_mesh` write the
 same summaries with one (TensorBoard shows an image tag's description on its card).
@@ -21,14 +22,12 @@ import os
 import re
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
+
+from lightning_papers._helpers import moved
 
 __all__ = [
     "LAYOUT",
-    "TensorBoardLayout",
     "add_image",
     "add_layout",
     "add_mesh",
@@ -78,7 +77,7 @@ def add_layout(writer: Any, layout: dict[str, dict[str, list[Any]]] | None = Non
     Raises:
         TypeError: if ``writer`` has no ``add_custom_scalars`` (directly or as ``.experiment``).
     """
-    target = writer.experiment if isinstance(writer, TensorBoardLogger) else writer
+    target = getattr(writer, "experiment", writer)  # a TensorBoardLogger's SummaryWriter
     if not callable(getattr(target, "add_custom_scalars", None)):
         raise TypeError(f"Expected a SummaryWriter or a TensorBoardLogger, got {type(writer).__name__}")
     target.add_custom_scalars(copy.deepcopy(layout if layout is not None else LAYOUT))
@@ -180,93 +179,6 @@ def layout_for_tags(tags: Any, layout: dict[str, dict[str, list[Any]]] | None = 
     return kept
 
 
-class TensorBoardLayout(Callback):
-    """Write a custom-scalars layout into the Trainer's TensorBoard loggers that charts what the run logged.
-
-    The layout is :data:`LAYOUT` (or ``layout``) without the charts the run logged no tag for, plus (with
-    ``auto``) one chart per metric of the module that no such chart shows, its train/val/test curves together,
-    whatever the spelling (``train_loss`` / ``val_loss``, ``train/loss``, ``Loss/train``, ``loss``; see
-    :func:`layout_for_tags`). It is written when training logged its first tags and rewritten whenever the set of
-    charts changes (after each validation and training epoch, and at fit end), so TensorBoard, which shows a
-    run's last layout and merges the layouts of the runs it serves, never shows an empty chart; a run that logged
-    nothing gets no layout. Rank zero only; loggers other than ``TensorBoardLogger`` are left alone.
-
-    Args:
-        layout: ``{category: {chart: ["Multiline", [tag regex, ...]]}}``; ``None`` uses :data:`LAYOUT`.
-        auto: also chart the module's metrics that no chart of ``layout`` matches.
-
-    Raises:
-        ValueError: if ``layout`` is not in that form.
-
-    Examples:
-        >>> trainer = pl.Trainer(callbacks=[TensorBoardLayout()])  # doctest: +SKIP
-    """
-
-    def __init__(self, layout: dict[str, dict[str, list[Any]]] | None = None, *, auto: bool = True) -> None:
-        if layout is not None:
-            _check_layout(layout)
-        self.layout = layout
-        self.auto = bool(auto)
-        self._readers: dict[str, Any] = {}
-        self._written: dict[str, Any] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        # the event readers hold open files and generators: a spawned or checkpointed copy starts without them
-        return {**self.__dict__, "_readers": {}, "_written": {}}
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._readers, self._written = {}, {}
-        self._refresh(trainer)  # only what a previous fit in the same folder logged: nothing is drawn empty
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._refresh(trainer)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._refresh(trainer)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._refresh(trainer)
-
-    def _refresh(self, trainer: pl.Trainer) -> None:
-        if not trainer.is_global_zero:
-            return
-        for logger in trainer.loggers:
-            if not isinstance(logger, TensorBoardLogger):
-                continue
-            logger.experiment.flush()
-            log_dir = logger.log_dir
-            layout = layout_for_tags(self._tags(log_dir), self.layout, auto=self.auto)
-            if layout and layout != self._written.get(log_dir):
-                add_layout(logger, layout)
-                self._written[log_dir] = layout
-
-    def _tags(self, log_dir: str) -> set[str]:
-        # one reader per folder, reloaded incrementally: each refresh reads only the events written since the last
-        if log_dir not in self._readers:
-            if not glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
-                return set()
-            self._readers[log_dir] = _scalar_reader(log_dir)
-        reader = self._readers[log_dir]
-        reader.Reload()
-        return set(reader.Tags()["scalars"])
-
-
-def _check_layout(layout: Any) -> None:
-    expected = 'Expected `layout` as {category: {chart: ["Multiline" or "Margin", [tag regex, ...]]}}'
-    if not isinstance(layout, dict) or not layout:
-        raise ValueError(f"{expected}, got {layout!r}")
-    for category, charts in layout.items():
-        if not isinstance(category, str) or not isinstance(charts, dict) or not charts:
-            raise ValueError(f"{expected}; category {category!r} maps to {charts!r}")
-        for chart, spec in charts.items():
-            ok = (isinstance(chart, str) and isinstance(spec, (list, tuple)) and len(spec) == 2
-                  and spec[0] in ("Multiline", "Margin") and isinstance(spec[1], (list, tuple))
-                  and all(isinstance(t, str) for t in spec[1]))
-            if not ok:
-                raise ValueError(f"{expected}; chart {chart!r} in {category!r} is {spec!r}")
-
-
 def _file_writer(writer: Any) -> Any:
     # `SummaryWriter._get_file_writer` is what its own add_image / add_mesh write through (it reopens a closed
     # writer); the public methods have no `description`, the summary protos do
@@ -281,7 +193,7 @@ def add_image(writer: Any, tag: str, image: Any, step: int = 0, description: str
     from tensorboard.compat.proto.summary_pb2 import SummaryMetadata
     from torch.utils.tensorboard.summary import image as image_summary
 
-    target = writer.experiment if isinstance(writer, TensorBoardLogger) else writer
+    target = getattr(writer, "experiment", writer)  # a TensorBoardLogger's SummaryWriter
     summary = image_summary(tag, np.asarray(image), dataformats=dataformats)  # uint8 as is, floats times 255
     if description:
         # the same image summary add_image writes, with metadata: TensorBoard's loader turns it into the images
@@ -299,9 +211,12 @@ def add_mesh(writer: Any, tag: str, vertices: Any, faces: Any, colors: Any = Non
     import torch
     from torch.utils.tensorboard.summary import mesh as mesh_summary
 
-    target = writer.experiment if isinstance(writer, TensorBoardLogger) else writer
+    target = getattr(writer, "experiment", writer)  # a TensorBoardLogger's SummaryWriter
     summary = mesh_summary(
         tag, torch.as_tensor(np.asarray(vertices), dtype=torch.float32).unsqueeze(0),
         None if colors is None else torch.as_tensor(np.asarray(colors), dtype=torch.uint8).unsqueeze(0),
         torch.as_tensor(np.asarray(faces), dtype=torch.int32).unsqueeze(0), config, description=description)
     _file_writer(target).add_summary(summary, step)
+
+
+__getattr__ = moved(__name__, "lightning_papers.callbacks.tensorboard_layout", ("TensorBoardLayout",))

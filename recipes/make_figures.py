@@ -12,7 +12,7 @@ schedulers through them). Data: scikit-learn's digits (``DigitsDataModule``) and
 * ``schedules``: the lr (and momentum) that ``CyclicalLR`` (triangular, triangular2, exp_range) and
   ``SuperConvergence`` (1cycle; Smith & Topin, arXiv 1708.07120) set in a real Trainer, step by step.
 * ``superconvergence``: 1cycle against a plateaued piecewise-constant baseline across budgets on digits, through
-  ``benchmarks/fidelity_superconvergence.py`` (three seeds; about half of the full set's time).
+  ``benchmarks/fidelity_superconvergence.py`` (five seeds; most of the full set's time).
 * ``landscapes``: Li et al., Visualizing the Loss Landscape (arXiv 1712.09913), ResNet-20 with and without
   shortcuts, through ``benchmarks/landscape_skip_connections.py``.
 * ``curvature``: the top Hessian eigenvalue against (2 + 2 momentum) / lr over a 1cycle run (Cohen et al., arXiv
@@ -298,8 +298,8 @@ def schedules(out: Path, fast: bool = False) -> Picture:
 # 3. super-convergence: 1cycle against the piecewise-constant baseline
 # ---------------------------------------------------------------------------------------------------------
 def superconvergence(out: Path, fast: bool = False) -> Picture:
-    """Held-out accuracy against training budget, 1cycle at B/16 .. B/2 and several peaks against the
-    piecewise-constant baseline at the same budgets and trained to its plateau at B, mean ± std over three seeds:
+    """Validation accuracy against training budget, 1cycle at B/8 and B at several peaks against the
+    piecewise-constant baseline at B/8, B and 2B (each at its best weight decay), mean ± std over five seeds:
     ``benchmarks/fidelity_superconvergence.py`` with its defaults (``--fast``: its smoke-test size)."""
     bench = _benchmark("fidelity_superconvergence")
     path = out / "superconvergence.png"

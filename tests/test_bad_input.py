@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from lightning_papers import landscape as ls
+from lightning_papers._helpers import autocast_dtype, resolve_device
 from lightning_papers.callbacks import (
     ConvArithmeticSummary,
     CyclicalLR,
@@ -37,7 +38,6 @@ from lightning_papers.callbacks import (
 from lightning_papers.cli import main
 from lightning_papers.conv_arithmetic import animate, conv_output_size, explain, solve, trace_shapes
 from lightning_papers.data import DigitsDataModule, ImageFolderDataModule, load_image, write_image
-from lightning_papers.devices import autocast_dtype, resolve_device
 from lightning_papers.lr_suggestion import SmoothedLoss, smooth_ema, suggest
 from lightning_papers.models import get_model
 from lightning_papers.modules import ImageClassifier
@@ -71,12 +71,13 @@ API = [
     ("finder max_lr inf", lambda: LRRangeFinder(max_lr=math.inf), ValueError, r"0 < min_lr < max_lr.*inf"),
     ("finder min_lr 0", lambda: LRRangeFinder(min_lr=0.0), ValueError, r"0 < min_lr < max_lr"),
     ("finder min > max", lambda: LRRangeFinder(1.0, 0.1), ValueError, r"0 < min_lr < max_lr.*1\.0 and 0\.1"),
-    ("finder mode", lambda: LRRangeFinder(mode="log"), ValueError, r"`mode` to be one of .*'log'"),
+    ("finder spacing", lambda: LRRangeFinder(spacing="log"), ValueError, r"`spacing` to be one of .*'log'"),
     ("finder method", lambda: LRRangeFinder(method="best"), ValueError, r"`method` to be one of .*'best'"),
-    ("finder smoothing", lambda: LRRangeFinder(smoothing=1.0), ValueError, r"`smoothing` in \[0, 1\)"),
-    ("finder divergence", lambda: LRRangeFinder(divergence_factor=0.5), ValueError, r"`divergence_factor > 1`"),
+    ("finder smoothing", lambda: LRRangeFinder(smoothing=1.0), ValueError, r"`smoothing` to be a number in \[0, 1\)"),
+    ("finder divergence", lambda: LRRangeFinder(divergence_factor=0.5), ValueError,
+     r"`divergence_factor` to be a number in \(1, inf\)"),
     ("finder at_epochs", lambda: LRRangeFinder(at_epochs=[-1]), ValueError, r"`at_epochs` .* non-negative"),
-    ("finder val_batches", lambda: LRRangeFinder(val_batches=-1), ValueError, r"`val_batches` .* >= 0, got -1"),
+    ("finder num_batches", lambda: LRRangeFinder(num_batches=-1), ValueError, r"`num_batches` .* >= 0, got -1"),
     ("finder apply", lambda: LRRangeFinder(apply="weights"), ValueError, r"`apply` to be one of .*'weights'"),
     ("clr no bounds", lambda: CyclicalLR(step_size=3), ValueError,
      r"`base_lr` and `max_lr` \(numbers or 'finder'\)"),
@@ -87,14 +88,16 @@ API = [
     ("clr base > max", lambda: CyclicalLR(0.1, 0.01, step_size=3), ValueError, r"`base_lr <= max_lr`"),
     ("clr both steps", lambda: CyclicalLR(1e-3, 1e-2, step_size=3, step_size_epochs=1), ValueError,
      r"exactly one of `step_size` and `step_size_epochs`"),
-    ("clr mode", lambda: CyclicalLR(1e-3, 1e-2, step_size=3, mode="cos"), ValueError, r"`mode` to be one of"),
-    ("clr gamma", lambda: CyclicalLR(1e-3, 1e-2, step_size=3, gamma=0), ValueError, r"positive `gamma`, got 0"),
+    ("clr policy", lambda: CyclicalLR(1e-3, 1e-2, step_size=3, policy="cos"), ValueError, r"`policy` to be one of"),
+    ("clr gamma", lambda: CyclicalLR(1e-3, 1e-2, step_size=3, gamma=0), ValueError,
+     r"`gamma` to be a positive finite number, got 0"),
     ("clr bounds word", lambda: CyclicalLR(1e-3, 1e-2, step_size=3, bounds="auto"), ValueError,
      r"`bounds` to be None or 'finder'"),
     ("1cycle max_lr word", lambda: SuperConvergence("auto"), ValueError, r"`max_lr` .* or 'finder', got 'auto'"),
     ("1cycle max_lr nan", lambda: SuperConvergence(math.nan), ValueError, r"`max_lr` to be a positive number"),
     ("1cycle total_steps", lambda: SuperConvergence(1.0, total_steps=2.5), ValueError, r"`total_steps` .* got 2\.5"),
-    ("1cycle pct_start", lambda: SuperConvergence(1.0, pct_start=0.7), ValueError, r"`pct_start` in \(0, 0\.5\]"),
+    ("1cycle pct_start", lambda: SuperConvergence(1.0, pct_start=0.7), ValueError,
+     r"`pct_start` to be a number in \(0, 0\.5\]"),
     ("1cycle anneal", lambda: SuperConvergence(1.0, anneal="exp"), ValueError, r"`anneal` to be one of"),
     ("1cycle momenta", lambda: SuperConvergence(1.0, base_momentum=0.99), ValueError,
      r"0 <= base_momentum <= max_momentum <= 1"),
@@ -111,16 +114,18 @@ API = [
      r"`input_size` .* positive integers"),
     ("layout form", lambda: TensorBoardLayout({"c": {"chart": ["Pie", []]}}), ValueError, r"`layout` as"),
     # schedules and suggestions
-    ("cyclical mode", lambda: cyclical(0, 0.1, 1.0, 4, mode="saw"), ValueError, r"`mode` to be one of .*'saw'"),
-    ("Cyclical step size", lambda: Cyclical(0.1, 1.0, 0), ValueError, r"`step_size_up` to be positive"),
+    ("cyclical policy", lambda: cyclical(0, 0.1, 1.0, 4, policy="saw"), ValueError, r"`policy` to be one of .*'saw'"),
+    ("Cyclical step size", lambda: Cyclical(0.1, 1.0, 0), ValueError,
+     r"`step_size_up` to be a positive finite number, got 0"),
     ("Cyclical groups", lambda: Cyclical((0.1, 0.2), (1.0, 1.0, 1.0), 3), ValueError, r"same length, got 2 and 3"),
-    ("one_cycle step", lambda: one_cycle(11, 10, 1.0), ValueError, r"`step` in \[0, 10\], got 11"),
-    ("OneCycle total", lambda: OneCycle(0, 1.0), ValueError, r"positive `total_steps`, got 0"),
-    ("OneCycle max_lr", lambda: OneCycle(10, -1.0), ValueError, r"`max_lr` to be positive"),
+    ("one_cycle step", lambda: one_cycle(11, 10, 1.0), ValueError, r"`step` to be a number in \[0, 10\], got 11"),
+    ("OneCycle total", lambda: OneCycle(0, 1.0), ValueError, r"`total_steps` to be a positive integer, got 0"),
+    ("OneCycle max_lr", lambda: OneCycle(10, -1.0), ValueError, r"`max_lr` to be a positive finite number, got -1\.0"),
     ("Ramp bounds", lambda: Ramp(0.0, 1.0, 3), ValueError, r"positive bounds"),
     ("suggest method", lambda: suggest("best", [1.0], [1.0]), ValueError, r"`method` to be one of"),
-    ("smooth beta", lambda: smooth_ema([1.0], beta=1.5), ValueError, r"`beta` in \[0, 1\), got 1\.5"),
-    ("SmoothedLoss factor", lambda: SmoothedLoss(divergence_factor=1.0), ValueError, r"`divergence_factor > 1`"),
+    ("smooth beta", lambda: smooth_ema([1.0], beta=1.5), ValueError, r"`beta` to be a number in \[0, 1\), got 1\.5"),
+    ("SmoothedLoss factor", lambda: SmoothedLoss(divergence_factor=1.0), ValueError,
+     r"`divergence_factor` to be a number in \(1, inf\)"),
     # the landscape library
     ("surface directions", lambda: ls.surface(_net(), [torch.zeros(3)], np.zeros(1), _data()), ValueError,
      r"one or two `Direction`s, got \['Tensor'\]"),
@@ -164,7 +169,8 @@ API = [
     ("classifier lr", lambda: ImageClassifier("resnet20", lr=0.0), ValueError, r"`lr` > 0, got 0\.0"),
     ("classifier milestones", lambda: ImageClassifier("resnet20", scheduler="multistep"), ValueError,
      r"non-empty `milestones`"),
-    ("digits val_fraction", lambda: DigitsDataModule(val_fraction=1.5), ValueError, r"`val_fraction` in \(0, 1\)"),
+    ("digits val_fraction", lambda: DigitsDataModule(val_fraction=1.5), ValueError,
+     r"`val_fraction` to be a number in \(0, 1\)"),
     ("image size", lambda: load_image(np.zeros((4, 4, 3)), size=0), ValueError, r"`size` to be a positive int"),
     ("image array", lambda: load_image(np.zeros((4, 4, 5))), ValueError, r"image of shape .* got \(4, 4, 5\)"),
     ("image missing", lambda: load_image("nope.png"), FileNotFoundError, r"image file, but 'nope\.png'"),
@@ -324,7 +330,7 @@ def test_debug_shows_the_traceback_and_internal_errors_keep_theirs(files, capsys
 
 
 def test_ckpt_path_of_another_model_class_is_refused(tmp_path, capsys):
-    from lightning_papers.cli import _check_ckpt_class
+    from lightning_papers.cli._tool import _check_ckpt_class
 
     ckpt = tmp_path / "other.ckpt"
     torch.save({"hyper_parameters": {"_class_path": "lightning_papers.modules.SuperResolution"}, "state_dict": {}},
@@ -1051,7 +1057,7 @@ LIBRARY_23 = [
     ("image bomb", lambda t: (_bomb(t / "b.png"), load_image(t / "b.png")), ValueError,
      r"Could not read an image from .*b\.png.*decompression bomb"),
     ("write_image bits", lambda t: write_image(torch.zeros(3, 2, 2), t / "o.png", bits=12), ValueError,
-     r"`bits` to be 8 or 16, got 12"),
+     r"`bits` to be one of \(8, 16\), got 12"),
     ("write_image extension", lambda t: write_image(torch.zeros(3, 2, 2), t / "o.txt"), ValueError,
      r"image extension PIL can write .*o\.txt"),
     ("animate to txt", lambda t: animate(t / "a.txt", 4, 3), ValueError, r"end in \.gif, got .*a\.txt"),
@@ -1115,7 +1121,7 @@ def test_a_normal_run_leaves_stderr_empty(tmp_path, style_checkpoint):
 def test_lightning_cli_raises_no_jsonargparse_deprecation(monkeypatch):
     import warnings
 
-    from lightning_papers.cli import _jsonargparse_deprecation, lightning_cli
+    from lightning_papers.cli._tool import _jsonargparse_deprecation, lightning_cli
 
     monkeypatch.setattr(sys, "argv", ["lightning-papers"])
     with warnings.catch_warnings(record=True) as caught:

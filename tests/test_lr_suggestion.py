@@ -172,7 +172,7 @@ def test_suggest_dispatch():
     "call, match",
     [
         (lambda: suggest("fastest", LRS, _u_curve()), "Expected `method` to be one of"),
-        (lambda: smooth_ema([1.0], beta=1.0), r"Expected `beta` in \[0, 1\)"),
+        (lambda: smooth_ema([1.0], beta=1.0), r"Expected `beta` to be a number in \[0, 1\)"),
         (lambda: steepest(LRS, _u_curve()[:-1]), "Expected `lrs` and `losses` of the same length"),
     ],
 )
@@ -403,5 +403,5 @@ def test_divergence_is_judged_after_the_ema_span_and_still_caught():
     for v in [1.0] * 10 + [50.0] * 5:  # a real blow-up
         ema.update(v)
     assert ema.stop_reason == "diverged"
-    with pytest.raises(ValueError, match=r"Expected `min_points` to be a positive integer or None, got 0"):
+    with pytest.raises(ValueError, match=r"Expected `min_points` to be a positive integer, got 0"):
         SmoothedLoss(min_points=0)

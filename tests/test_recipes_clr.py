@@ -28,7 +28,7 @@ def test_recipe_headers_follow_the_house_style(path):
     assert "__" not in header  # no placeholder left
     config = yaml.safe_load(text)
     clr = _callback_args(config, "CyclicalLR")
-    assert clr["base_lr"] == clr["max_lr"] == "finder" and clr["mode"] == "triangular2"
+    assert clr["base_lr"] == clr["max_lr"] == "finder" and clr["policy"] == "triangular2"
     assert config["trainer"]["max_steps"] % (2 * clr["step_size"]) == 0  # ends on a cycle boundary
     assert config["model"]["init_args"]["scheduler"] is None
 
@@ -85,5 +85,5 @@ def test_cifar_recipe_parses_without_data(capsys):
     assert printed["data"]["init_args"]["download"] is False
     assert printed["model"]["init_args"]["model"] == "resnet56"
     clr = _callback_args(printed, "CyclicalLR")
-    assert (clr["step_size"], clr["mode"], clr["base_lr"], clr["max_lr"]) == (2000, "triangular2", "finder", "finder")
+    assert (clr["step_size"], clr["policy"], clr["base_lr"], clr["max_lr"]) == (2000, "triangular2", "finder", "finder")
     assert printed["trainer"]["max_steps"] == 24000

@@ -76,7 +76,7 @@ def test_cyclical_matches_torch_cycliclr_exactly(mode, step_size_up, step_size_d
 def test_cyclical_equals_paper_formula(mode, step_size):
     for t in range(0, 20000, 7):
         expected = _paper_formula(t, 0.001, 0.006, step_size, mode, 0.9999)
-        got = cyclical(t, 0.001, 0.006, step_size, mode=mode, gamma=0.9999)
+        got = cyclical(t, 0.001, 0.006, step_size, policy=mode, gamma=0.9999)
         assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
@@ -84,10 +84,10 @@ def test_cyclical_known_points():
     assert cyclical(0, 0.001, 0.006, 4) == 0.001
     assert cyclical(4, 0.001, 0.006, 4) == pytest.approx(0.006)
     assert cyclical(8, 0.001, 0.006, 4) == 0.001
-    assert cyclical(12, 0.0, 1.0, 4, mode="triangular2") == pytest.approx(0.5)  # peak of the second cycle
-    assert cyclical(4, 0.0, 1.0, 4, mode="exp_range", gamma=0.5) == pytest.approx(0.5**4)
+    assert cyclical(12, 0.0, 1.0, 4, policy="triangular2") == pytest.approx(0.5)  # peak of the second cycle
+    assert cyclical(4, 0.0, 1.0, 4, policy="exp_range", gamma=0.5) == pytest.approx(0.5**4)
     # triangular2 never overflows, even after thousands of cycles
-    assert cyclical(10**6, 0.0, 1.0, 1, mode="triangular2") == 0.0
+    assert cyclical(10**6, 0.0, 1.0, 1, policy="triangular2") == 0.0
 
 
 @pytest.mark.parametrize("anneal", ["cos", "linear"])
@@ -170,7 +170,7 @@ def test_ramp_endpoints_property(start, factor, num_steps):
 @pytest.mark.parametrize(
     "obj",
     [
-        Cyclical(0.001, 0.006, 10, mode="exp_range", gamma=0.99),
+        Cyclical(0.001, 0.006, 10, policy="exp_range", gamma=0.99),
         OneCycle(100, 0.1, three_phase=True),
         Ramp(1e-5, 1.0, 10, "linear"),
     ],
@@ -188,24 +188,24 @@ def test_functions_pickle():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: cyclical(0, 0.1, 1.0, 10, mode="cosine"), "Expected `mode` to be one of"),
-        (lambda: Cyclical(0.1, 1.0, 10, mode="nope"), "Expected `mode` to be one of"),
-        (lambda: Cyclical(0.1, 1.0, 0), "Expected `step_size_up` to be positive"),
-        (lambda: Cyclical(0.1, 1.0, 3, step_size_down=0), "Expected `step_size_down` to be positive"),
+        (lambda: cyclical(0, 0.1, 1.0, 10, policy="cosine"), "Expected `policy` to be one of"),
+        (lambda: Cyclical(0.1, 1.0, 10, policy="nope"), "Expected `policy` to be one of"),
+        (lambda: Cyclical(0.1, 1.0, 0), "Expected `step_size_up` to be a positive"),
+        (lambda: Cyclical(0.1, 1.0, 3, step_size_down=0), "Expected `step_size_down` to be a positive"),
         (lambda: Cyclical(1.0, 0.1, 10), "Expected `base_lr <= max_lr`"),
         (lambda: one_cycle(0, 10, 1.0, anneal="cosine"), "Expected `anneal` to be one of"),
-        (lambda: one_cycle(0, 0, 1.0), "Expected a positive `total_steps`"),
-        (lambda: one_cycle(0, 10, 1.0, pct_start=1.5), r"Expected `pct_start` in \[0, 1\]"),
-        (lambda: one_cycle(11, 10, 1.0), r"Expected `step` in \[0, 10\]"),
+        (lambda: one_cycle(0, 0, 1.0), "Expected `total_steps` to be a positive integer"),
+        (lambda: one_cycle(0, 10, 1.0, pct_start=1.5), r"Expected `pct_start` to be a number in \[0, 1\]"),
+        (lambda: one_cycle(11, 10, 1.0), r"Expected `step` to be a number in \[0, 10\]"),
         (lambda: OneCycle(10, 1.0, anneal="x"), "Expected `anneal` to be one of"),
-        (lambda: OneCycle(0, 1.0), "Expected a positive `total_steps`"),
-        (lambda: OneCycle(10, 1.0, pct_start=-0.1), r"Expected `pct_start` in \[0, 1\]"),
-        (lambda: ramp(0, 10, 1e-3, 1.0, mode="log"), "Expected `mode` to be one of"),
+        (lambda: OneCycle(0, 1.0), "Expected `total_steps` to be a positive integer"),
+        (lambda: OneCycle(10, 1.0, pct_start=-0.1), r"Expected `pct_start` to be a number in \[0, 1\]"),
+        (lambda: ramp(0, 10, 1e-3, 1.0, spacing="log"), "Expected `spacing` to be one of"),
         (lambda: ramp(0, 1, 1e-3, 1.0), "Expected `num_steps >= 2`"),
         (lambda: ramp(1, 3, 0.0, 1.0), "Expected positive bounds"),
         (lambda: Ramp(0.0, 1.0, 3), "Expected positive bounds"),
         (lambda: Ramp(1e-3, 1.0, 1), "Expected `num_steps >= 2`"),
-        (lambda: Ramp(1e-3, 1.0, 5, mode="cubic"), "Expected `mode` to be one of"),
+        (lambda: Ramp(1e-3, 1.0, 5, spacing="cubic"), "Expected `spacing` to be one of"),
     ],
 )
 def test_errors(call, match):
@@ -246,3 +246,76 @@ def test_one_cycle_pct_start(args, expected):
     assert OneCycle(10, 1.0, pct_start=args[1] if len(args) > 1 else None,
                     annihilation_pct=args[2] if len(args) > 2 else None, three_phase=args[0]).pct_start == \
         pytest.approx(expected)
+
+
+def _two_group_optimizer(kind):
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    groups = [{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.02}]
+    return torch.optim.Adam(groups, betas=(0.9, 0.999)) if kind == "adam" else torch.optim.SGD(groups, momentum=0.9)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_plain_torch_loop_driven_by_the_core_equals_torch_onecyclelr_and_cycliclr(kind):
+    """The core alone (no Lightning) drives an optimizer through 1cycle and CLR exactly as torch's schedulers do,
+    per param group, lr and momentum / beta1 alike."""
+    key = (lambda g: g["betas"][0]) if kind == "adam" else (lambda g: g["momentum"])
+    cases = [
+        (lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[0.5, 0.05], total_steps=60, three_phase=True),
+         OneCycle(60, max_lr=(0.5, 0.05), pct_start=0.3, three_phase=True)),
+        (lambda opt: torch.optim.lr_scheduler.CyclicLR(opt, [0.001, 0.002], [0.01, 0.02], step_size_up=7,
+                                                       mode="triangular2"),
+         Cyclical((0.001, 0.002), (0.01, 0.02), 7, policy="triangular2")),
+    ]
+    for make_torch, schedule in cases:
+        reference, ours = _two_group_optimizer(kind), _two_group_optimizer(kind)
+        scheduler = make_torch(reference)
+        for step in range(60):
+            schedules.apply_schedule(ours, schedule, step)
+            assert schedules.read_lrs(ours) == [g["lr"] for g in reference.param_groups]
+            assert schedules.read_momenta(ours) == [key(g) for g in reference.param_groups]
+            for opt in (reference, ours):
+                opt.zero_grad()
+                sum(p.sum() for g in opt.param_groups for p in g["params"]).backward()
+                opt.step()
+            scheduler.step()
+        assert all(torch.equal(p, q) for g, h in zip(reference.param_groups, ours.param_groups)
+                   for p, q in zip(g["params"], h["params"]))
+
+
+def test_write_groups_masks_momentum_and_checks_the_count():
+    opt = _two_group_optimizer("sgd")
+    schedules.write_groups([opt], [0.3, 0.4], momentum=0.5, cycled=[False, True], initial=True)
+    assert schedules.read_lrs(opt) == [0.3, 0.4] and schedules.read_momenta(opt) == [0.9, 0.5]
+    assert schedules.read_momenta([{"lr": 1.0}]) == [None]
+    assert schedules.read_lrs([{"lr": 2, "initial_lr": 1}], initial=True) == [1]
+    with pytest.raises(ValueError, match=r"^Expected one learning rate per param group \(2\), got 3$"):
+        schedules.write_groups(opt, [0.1, 0.2, 0.3])
+
+
+def test_one_cycle_peaks_and_steps_from_epochs():
+    assert schedules.one_cycle_peaks(3.0, [0.4, 0.1, 0.0]) == (3.0, 0.75, 0.0)
+    assert schedules.one_cycle_peaks(3.0, [0.0]) == (3.0,)
+    # 10 batches, 4 per step: 3 steps an epoch (the last one partial); 2.5 epochs = 7.5 -> 8
+    assert [schedules.steps_from_epochs(e, 10, 4) for e in (0.01, 1, 2.5)] == [1, 3, 8]
+    with pytest.raises(ValueError, match=r"^Expected `epochs` to be a positive finite number, got 0$"):
+        schedules.steps_from_epochs(0, 10)
+
+
+def test_mode_is_deprecated_for_policy_and_spacing():
+    with pytest.warns(DeprecationWarning, match=r"^`mode` is deprecated: pass `policy='triangular2'`$"):
+        assert cyclical(12, 0.0, 1.0, 4, mode="triangular2") == cyclical(12, 0.0, 1.0, 4, policy="triangular2")
+    with pytest.warns(DeprecationWarning, match=r"pass `policy='exp_range'`"):
+        old = Cyclical(0.1, 1.0, 4, mode="exp_range", gamma=0.9)
+    assert old == Cyclical(0.1, 1.0, 4, policy="exp_range", gamma=0.9) and old.policy == "exp_range"
+    with pytest.warns(DeprecationWarning, match=r"pass `spacing='linear'`"):
+        assert ramp(1, 3, 1.0, 3.0, mode="linear") == 2.0
+    with pytest.warns(DeprecationWarning, match=r"pass `spacing='linear'`"):
+        assert Ramp(1.0, 3.0, 3, mode="linear") == Ramp(1.0, 3.0, 3, "linear")
+    with pytest.warns(DeprecationWarning, match=r"^`schedules.CYCLICAL_MODES` is deprecated: use `CYCLICAL_POLICIES`"):
+        assert schedules.CYCLICAL_MODES == schedules.CYCLICAL_POLICIES
+    with pytest.warns(DeprecationWarning, match=r"use `RAMP_SPACINGS`"):
+        assert schedules.RAMP_MODES == schedules.RAMP_SPACINGS
+    # a checkpoint written before the rename loads without a warning
+    saved = {**Cyclical(0.1, 1.0, 4, policy="triangular2").to_dict()}
+    saved["mode"] = saved.pop("policy")
+    assert Cyclical.from_dict(saved).policy == "triangular2"

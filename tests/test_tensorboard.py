@@ -18,9 +18,9 @@ from compat.helpers import served_layout  # the layout a run's event files serve
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
+from lightning_papers.callbacks import TensorBoardLayout
 from lightning_papers.tensorboard import (
     LAYOUT,
-    TensorBoardLayout,
     add_image,
     add_layout,
     charts_for_tags,

@@ -49,3 +49,11 @@ def test_one_of_and_flag():
     assert v.flag("x", False) is False
     with pytest.raises(ValueError, match=r"^Expected `x` to be True or False, got 1$"):
         v.flag("x", 1)
+
+
+def test_renamed_warns_naming_the_new_spelling_and_refuses_both():
+    assert v.renamed("mode", None, "spacing", "linear", "exponential") == "linear"
+    with pytest.warns(DeprecationWarning, match=r"^`mode` is deprecated: pass `spacing='linear'`$"):
+        assert v.renamed("mode", "linear", "spacing", "exponential", "exponential") == "linear"
+    with pytest.raises(ValueError, match=r"^Expected `spacing` to be given once .*got 'linear': drop `mode='x'`$"):
+        v.renamed("mode", "x", "spacing", "linear", "exponential")

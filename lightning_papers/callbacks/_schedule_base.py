@@ -5,8 +5,9 @@ Super-Convergence: Very Fast Training of Neural Networks Using Large Learning Ra
 Smith, A disciplined approach to neural network hyper-parameters, 2018 (arXiv 1803.09820) for cyclical momentum.
 
 Each subclass builds one schedule object of :mod:`lightning_papers.schedules` (:class:`Cyclical` or
-:class:`OneCycle`) when training starts; this base sets every param group's learning rate (and momentum or
-Adam's beta1) from it before each optimizer step, logs them and checkpoints the object.
+:class:`OneCycle`) when training starts; this base hands it to the core's
+:func:`~lightning_papers.schedules.write_groups` before each optimizer step (learning rate, and momentum or Adam's
+beta1), logs the values and checkpoints the object.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from typing_extensions import override
 
+from lightning_papers._validation import flag, optional_positive_int, positive_real
 from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index
+from lightning_papers.schedules import param_groups, read_lrs, read_momenta, write_groups
 
 __all__ = ["FINDER", "ScheduleCallback", "learning_rates"]
 
@@ -33,13 +37,14 @@ def learning_rates(value: Any, name: str, finder_ok: bool = True) -> str | list[
     """
     if isinstance(value, str) and value == FINDER and finder_ok:
         return FINDER
-    values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    ok = isinstance(values, Sequence) and not isinstance(values, str) and len(values) > 0 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf") for v in values)
-    if not ok:
+    values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    try:
+        if not values:
+            raise ValueError
+        return [positive_real(name, v) for v in values]
+    except ValueError:
         expected = "a positive number, a sequence of them (one per param group)" + (" or 'finder'" if finder_ok else "")
-        raise ValueError(f"Expected `{name}` to be {expected}, got {value!r}")
-    return [float(v) for v in values]
+        raise ValueError(f"Expected `{name}` to be {expected}, got {value!r}") from None
 
 
 class ScheduleCallback(StateKeyed):
@@ -67,17 +72,11 @@ class ScheduleCallback(StateKeyed):
 
     def __init__(self, cycle_momentum: bool | None, log_every_n_steps: int | None,
                  replace_schedulers: bool = False) -> None:
-        if log_every_n_steps is not None and (isinstance(log_every_n_steps, bool) or
-                                              not isinstance(log_every_n_steps, int) or log_every_n_steps < 1):
-            raise ValueError(f"Expected `log_every_n_steps` to be a positive integer or None, got "
-                             f"{log_every_n_steps!r}")
-        if cycle_momentum not in (None, True, False):
+        if cycle_momentum is not None and not isinstance(cycle_momentum, bool):
             raise ValueError(f"Expected `cycle_momentum` to be None, True or False, got {cycle_momentum!r}")
-        if not isinstance(replace_schedulers, bool):
-            raise ValueError(f"Expected `replace_schedulers` to be True or False, got {replace_schedulers!r}")
         self.cycle_momentum = cycle_momentum
-        self.log_every_n_steps = log_every_n_steps
-        self.replace_schedulers = replace_schedulers
+        self.log_every_n_steps = optional_positive_int("log_every_n_steps", log_every_n_steps)
+        self.replace_schedulers = flag("replace_schedulers", replace_schedulers)
         self.schedule: Any = None  # the schedule object, built at the first training batch (or restored)
         self.optimizer_steps: list[int] | None = None  # steps each optimizer has taken (set at train start)
         self._cycled: list[bool] | None = None  # per param group: is its momentum cycled
@@ -92,20 +91,16 @@ class ScheduleCallback(StateKeyed):
         """Called before the lrs of ``step`` are set."""
 
     # -- helpers --------------------------------------------------------------------------------------------
-    @staticmethod
-    def _groups(trainer: pl.Trainer) -> list[dict]:
-        """Every param group of every optimizer, in order."""
-        return [group for optimizer in trainer.optimizers for group in optimizer.param_groups]
-
     def _check_length(self, values: Any, trainer: pl.Trainer, name: str) -> None:
-        n = len(self._groups(trainer))
+        n = len(param_groups(trainer.optimizers))
         if isinstance(values, list) and len(values) not in (1, n):
             raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
 
     def _finder_bounds(self, trainer: pl.Trainer, fallback: bool = False) -> tuple[float, float] | None:
         """``(base_lr, max_lr)`` from the first ``LRRangeFinder`` of the Trainer (see
         :meth:`LRRangeResult.schedule_bounds`); a curve that cannot be trusted never drives a schedule: with
-        ``fallback`` (the user gave numbers to fall back on) ``None`` and one warning, else an error.
+        ``fallback`` (the user gave numbers to fall back on) ``None`` and one short warning, else an error. The
+        finder has already warned about the curve; the numbers are in its result.
 
         Raises:
             ValueError: (one line, naming this callback) when the finder did not run, or, without ``fallback``,
@@ -113,26 +108,25 @@ class ScheduleCallback(StateKeyed):
         """
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
+        me = type(self).__name__
         finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
         if finder is None or finder.result is None:
             raise ValueError("Expected an `LRRangeFinder` that ran before training, in `Trainer(callbacks=...)`, "
                              "for learning rates given as 'finder'")
-        refused: ValueError | None = None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                bounds = finder.result.schedule_bounds(strict=True)
-            except ValueError as err:
-                refused = err
+        result = finder.result
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                bounds = result.schedule_bounds(strict=True)
+        except ValueError as err:
+            if not fallback:
+                raise ValueError(f"{me}: {err}") from None
+            why = result.verdict() if result.problems else "no suggestion"
+            rank_zero_warn(f"{me}: the LR range test is refused ({why}); using the given fallback learning rates")
+            return None
         for w in caught:
-            rank_zero_warn(f"`{type(self).__name__}` takes its learning rates from the LR range test: {w.message}")
-        if refused is None:
-            return bounds
-        if not fallback:
-            raise ValueError(f"{type(self).__name__}: {refused}") from None
-        rank_zero_warn(f"{type(self).__name__}: the LR range test is refused ({refused}); using the given fallback "
-                       "learning rates")
-        return None
+            rank_zero_warn(f"{me}: {w.message}")
+        return bounds
 
     @staticmethod
     def _needs_finder(trainer: pl.Trainer) -> None:
@@ -143,10 +137,12 @@ class ScheduleCallback(StateKeyed):
                              "'finder'")
 
     # -- hooks ----------------------------------------------------------------------------------------------
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             self.optimizer_steps = None  # a checkpoint (loaded after this) or the train start sets them
 
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._take_over_schedulers(trainer)
         self._cycled = self._momentum_groups(trainer, announce=True)
@@ -159,9 +155,8 @@ class ScheduleCallback(StateKeyed):
         names = ", ".join(type(cfg.scheduler).__name__ for cfg in configs)
         me = type(self).__name__
         if not self.replace_schedulers:
-            raise ValueError(f"{me}: expected no LR scheduler from `configure_optimizers` ({me} sets the learning "
-                             f"rate itself), got {names}; pass `{me}(..., replace_schedulers=True)` to replace it, or "
-                             f"remove one of the two")
+            raise ValueError(f"{me}: expected no LR scheduler from `configure_optimizers`, got {names}; pass "
+                             f"`{me}(..., replace_schedulers=True)` to replace it, or remove one of the two")
         trainer.strategy.lr_scheduler_configs = []  # public attribute: Lightning steps only what it lists
         rank_zero_info(f"{me}: replacing the module's LR scheduler {names} (replace_schedulers=True); it is not "
                        "stepped while this callback runs")
@@ -170,26 +165,21 @@ class ScheduleCallback(StateKeyed):
         """Per param group (all optimizers' in order): is its momentum / beta1 cycled (``cycle_momentum``)."""
         lo, hi = getattr(self, "base_momentum", 0.0), getattr(self, "max_momentum", 1.0)
         cycled: list[bool] = []
-        i = 0
         for optimizer in trainer.optimizers:
-            name = type(optimizer).__name__
-            outside: list[str] = []
-            for group in optimizer.param_groups:
-                value = group["betas"][0] if "betas" in group else group.get("momentum")
+            name, outside = type(optimizer).__name__, []
+            for group, value in zip(optimizer.param_groups, read_momenta(optimizer)):
                 has = "betas" in group or (value or 0) > 0
                 if self.cycle_momentum is True and not has:
                     # torch's CyclicLR / OneCycleLR would switch momentum on here (SGD(momentum=0) -> 0.9); we never do
                     raise ValueError(
-                        f"Expected an optimizer with momentum for `cycle_momentum=True`, got {name} whose param "
-                        f"group {i} has momentum {group.get('momentum', 'absent')} (0 or absent). "
-                        f"`{type(self).__name__}` never switches momentum on: give the optimizer `momentum>0` (e.g. "
-                        "`SGD(momentum=0.9)`) or pass `cycle_momentum=False`."
+                        f"Expected an optimizer with momentum for `cycle_momentum=True`, got {name} whose param group "
+                        f"{len(cycled)} has momentum {group.get('momentum', 'absent')} (0 or absent); give it "
+                        "`momentum>0` or pass `cycle_momentum=False`"
                     )
-                inside = has and lo <= float(value) <= hi
+                inside = has and lo <= float(value or 0) <= hi
                 cycled.append(bool(self.cycle_momentum) if self.cycle_momentum is not None else inside)
                 if self.cycle_momentum is None and has and not inside:
-                    outside.append(f"{'beta1' if 'betas' in group else 'momentum'}={float(value):g}")
-                i += 1
+                    outside.append(f"{'beta1' if 'betas' in group else 'momentum'}={float(value or 0):g}")
             if announce and outside:
                 rank_zero_warn(f"{type(self).__name__}: {name} {outside[0]} is outside {lo:g}..{hi:g}: momentum is "
                                "not cycled; pass cycle_momentum=True to cycle it")
@@ -215,56 +205,53 @@ class ScheduleCallback(StateKeyed):
             self._first_train_start(trainer)
         if self._cycled is None:
             self._cycled = self._momentum_groups(trainer)
+        assert self.optimizer_steps is not None
         step = self.optimizer_steps[index]
         self._before_step(trainer, step)
-        n_groups = len(self._groups(trainer))
+        n_groups = len(self._cycled)
         lrs = self.schedule.lrs(step)
-        if len(lrs) == 1:
-            lrs = lrs * n_groups
-        elif len(lrs) != n_groups:
+        if len(lrs) not in (1, n_groups):
             raise ValueError(f"Expected one learning rate per param group ({n_groups}), got {len(lrs)}")
+        offset = len(param_groups(trainer.optimizers[:index]))
+        own = slice(offset, offset + len(trainer.optimizers[index].param_groups))
         momentum = self.schedule.momentum(step) if any(self._cycled) else None
-        offset = sum(len(opt.param_groups) for opt in trainer.optimizers[:index])
-        for k, group in enumerate(trainer.optimizers[index].param_groups, start=offset):
-            group["lr"] = lrs[k]
-            if momentum is not None and self._cycled[k]:
-                if "betas" in group:
-                    group["betas"] = (momentum, *group["betas"][1:])
-                else:
-                    group["momentum"] = momentum
+        write_groups(trainer.optimizers[index], lrs if len(lrs) == 1 else lrs[own], momentum, self._cycled[own])
 
+    @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         # every optimizer at its next step's values already here, so the step and other callbacks see them
         for index in range(len(trainer.optimizers)):
             self._set(trainer, index)
-        self._log(trainer, self.step, self._groups(trainer))
+        self._log(trainer, self.step)
 
+    @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         index = optimizer_index(trainer, optimizer)
         if index is None:
             return
         self._set(trainer, index)  # this optimizer's own step (a second optimizer, or a second step in one batch)
+        assert self.optimizer_steps is not None
         self.optimizer_steps[index] += 1
 
-    def _log(self, trainer: pl.Trainer, step: int, groups: list[dict]) -> None:
+    def _log(self, trainer: pl.Trainer, step: int) -> None:
         every = self.log_every_n_steps or trainer.log_every_n_steps
         if not trainer.loggers or step == self._last_logged_step or step % every:
             return
         self._last_logged_step = step
+        lrs, momenta = read_lrs(trainer.optimizers), read_momenta(trainer.optimizers)
         metrics: dict[str, float] = {}
-        for i, group in enumerate(groups):
-            suffix = f"/pg{i}" if len(groups) > 1 else ""
-            metrics[f"schedule/lr{suffix}"] = float(group["lr"])
-            if "betas" in group:
-                metrics[f"schedule/momentum{suffix}"] = float(group["betas"][0])
-            elif "momentum" in group:
-                metrics[f"schedule/momentum{suffix}"] = float(group["momentum"])
+        for i, (lr, momentum) in enumerate(zip(lrs, momenta)):
+            suffix = f"/pg{i}" if len(lrs) > 1 else ""
+            metrics[f"schedule/lr{suffix}"] = lr
+            if momentum is not None:
+                metrics[f"schedule/momentum{suffix}"] = momentum
         if trainer.is_global_zero:  # no collectives on this path: loggers are written on rank 0 only
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
 
     # -- checkpointing --------------------------------------------------------------------------------------
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"schedule": None if self.schedule is None else self.schedule.to_dict(),
                 "optimizer_steps": None if self.optimizer_steps is None else list(self.optimizer_steps)}

@@ -16,10 +16,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
 
+from lightning_papers._validation import positive_real, renamed
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates
 from lightning_papers.callbacks._trainer import planned_optimizer_steps
-from lightning_papers.schedules import CYCLICAL_MODES, Cyclical
+from lightning_papers.schedules import Cyclical, steps_from_epochs
 
 __all__ = ["CyclicalLR"]
 
@@ -45,7 +47,7 @@ class CyclicalLR(ScheduleCallback):
         step_size: optimizer steps (of each optimizer) per half cycle (Smith: 2-10 times the steps of an epoch).
         step_size_epochs: half cycle in epochs instead (converted with the steps of one epoch).
         step_size_down: steps of the falling half, if different from ``step_size``.
-        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+        policy: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
         gamma: decay base of ``exp_range`` (per optimizer step).
         cycle_momentum: cycle momentum (SGD) or beta1 (Adam-like) from ``max_momentum`` down to
             ``base_momentum`` while the lr goes up: ``None`` for the param groups whose own value lies in
@@ -58,17 +60,18 @@ class CyclicalLR(ScheduleCallback):
             there are several) every this many steps of the first optimizer; ``None`` uses the Trainer's.
         replace_schedulers: remove the scheduler the module's ``configure_optimizers`` returned (logged by
             name) instead of refusing it at fit start.
-        fallback_lr: with bounds from the range test, ``(base_lr, max_lr)`` to use (with one warning) when its
-            reading cannot be trusted or suggests nothing, instead of refusing to train.
-        bounds: deprecated: ``bounds="finder"`` is ``base_lr="finder", max_lr="finder"``, with numbers given
-            for ``base_lr``/``max_lr`` used when the range test suggests nothing or its curve cannot be trusted
-            (:attr:`LRRangeResult.problems`, e.g. a sweep too short for the loss to fall).
+        fallback_lr: with bounds from the range test, ``(base_lr, max_lr)`` (numbers or one per param group) to
+            use, with one warning, when its reading cannot be trusted (:attr:`LRRangeResult.problems`, e.g. a sweep
+            too short for the loss to fall) or suggests nothing, instead of refusing to train.
+        mode: deprecated name of ``policy``.
+        bounds: deprecated: ``CyclicalLR(b, m, bounds="finder")`` is
+            ``CyclicalLR("finder", "finder", fallback_lr=(b, m))``.
 
     Bounds are never taken from a range test whose curve cannot be trusted: without numbers to fall back on, the
     first training step is refused with a one-line error naming the problem and the fix.
 
     Raises:
-        ValueError: for an unknown ``mode``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither
+        ValueError: for an unknown ``policy``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither
             of ``step_size``/``step_size_epochs``, or bad momentum/gamma values; at fit start, for per-group
             lists whose length differs from the number of param groups, ``"finder"`` without an
             ``LRRangeFinder``, a scheduler from ``configure_optimizers`` without ``replace_schedulers=True``, or
@@ -84,8 +87,7 @@ class CyclicalLR(ScheduleCallback):
         >>> trainer = L.Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
     """
 
-    SUPPORTED_MODES = CYCLICAL_MODES
-    _state_key_fields = ("base_lr", "max_lr", "mode")
+    _state_key_fields = ("base_lr", "max_lr", "mode")  # "mode": the key of checkpoints written before the rename
 
     def __init__(
         self,
@@ -95,38 +97,27 @@ class CyclicalLR(ScheduleCallback):
         step_size: int | None = None,
         step_size_epochs: float | None = None,
         step_size_down: int | None = None,
-        mode: str = "triangular",
+        policy: str = "triangular",
         gamma: float = 1.0,
         cycle_momentum: bool | None = None,
         base_momentum: float = 0.8,
         max_momentum: float = 0.9,
         log_every_n_steps: int | None = None,
         replace_schedulers: bool = False,
-        fallback_lr: tuple[float, float] | None = None,
+        fallback_lr: tuple[Any, Any] | None = None,
+        mode: str | None = None,
         bounds: str | None = None,
     ) -> None:
+        policy = renamed("mode", mode, "policy", policy, "triangular")
         if bounds not in (None, FINDER):
             raise ValueError(f"Expected `bounds` to be None or 'finder' (deprecated), got {bounds!r}")
-        self._fallback: tuple[Any, Any] | None = None
         if bounds == FINDER:
-            warnings.warn("`CyclicalLR(bounds='finder')` is deprecated: pass `base_lr='finder', max_lr='finder'`",
-                          DeprecationWarning, stacklevel=2)
-            if base_lr is not None and max_lr is not None:
-                self._fallback = (learning_rates(base_lr, "base_lr", False), learning_rates(max_lr, "max_lr", False))
+            warnings.warn("`CyclicalLR(bounds='finder')` is deprecated: pass `base_lr='finder', max_lr='finder'` and "
+                          "the numbers as `fallback_lr=(base_lr, max_lr)`", DeprecationWarning, stacklevel=2)
+            if fallback_lr is None and base_lr is not None and max_lr is not None:
+                fallback_lr = (base_lr, max_lr)
             base_lr = max_lr = FINDER
-        if fallback_lr is not None:
-            if FINDER not in (base_lr, max_lr) or self._fallback is not None:
-                raise ValueError(f"Expected `fallback_lr` only with bounds 'finder', got base_lr={base_lr!r}, "
-                                 f"max_lr={max_lr!r}")
-            if not isinstance(fallback_lr, Sequence) or isinstance(fallback_lr, str) or len(fallback_lr) != 2:
-                raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr), got {fallback_lr!r}")
-            self._fallback = (learning_rates(fallback_lr[0], "fallback_lr", False),
-                              learning_rates(fallback_lr[1], "fallback_lr", False))
-            try:
-                Cyclical(tuple(self._fallback[0]), tuple(self._fallback[1]), 1.0)  # base <= max
-            except ValueError:
-                raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr) with base_lr <= max_lr, got "
-                                 f"{fallback_lr!r}") from None
+        self._fallback = None if fallback_lr is None else self._fallback_bounds(fallback_lr, base_lr, max_lr)
         if base_lr is None or max_lr is None:
             raise ValueError(f"Expected `base_lr` and `max_lr` (numbers or 'finder'), got {base_lr!r} and {max_lr!r}")
         base, peak = learning_rates(base_lr, "base_lr"), learning_rates(max_lr, "max_lr")
@@ -135,19 +126,40 @@ class CyclicalLR(ScheduleCallback):
                              f"{step_size_epochs!r}")
         for name, value in (("step_size", step_size), ("step_size_epochs", step_size_epochs),
                             ("step_size_down", step_size_down)):
-            if value is not None and not value > 0:
-                raise ValueError(f"Expected `{name}` to be positive, got {value!r}")
-        # the schedule object checks the rest now (mode, gamma, momenta, and base <= max unless from the finder)
+            if value is not None:
+                positive_real(name, value)
+        # the schedule object checks the rest now (policy, gamma, momenta, and base <= max unless from the finder)
         known = FINDER not in (base, peak)
-        Cyclical(tuple(base) if known else 1.0, tuple(peak) if known else 1.0, float(step_size or 1), None, mode,
+        Cyclical(tuple(base) if known else 1.0, tuple(peak) if known else 1.0, float(step_size or 1), None, policy,
                  gamma, base_momentum, max_momentum)
         super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         self.base_lr, self.max_lr = base, peak
         self.step_size, self.step_size_epochs, self.step_size_down = step_size, step_size_epochs, step_size_down
-        self.mode, self.gamma = mode, gamma
+        self.policy, self.gamma = policy, gamma
         self.base_momentum, self.max_momentum = base_momentum, max_momentum
         self._steps: tuple[float, float] | None = None  # (up, down), resolved at train start
 
+    @property
+    def mode(self) -> str:
+        """:attr:`policy` under its old name (checkpoints' state keys keep it)."""
+        return self.policy
+
+    @staticmethod
+    def _fallback_bounds(fallback_lr: Any, base_lr: Any, max_lr: Any) -> tuple[list[float], list[float]]:
+        if FINDER not in (base_lr, max_lr):
+            raise ValueError(f"Expected `fallback_lr` only with bounds 'finder', got base_lr={base_lr!r}, "
+                             f"max_lr={max_lr!r}")
+        if not isinstance(fallback_lr, Sequence) or isinstance(fallback_lr, str) or len(fallback_lr) != 2:
+            raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr), got {fallback_lr!r}")
+        base, peak = (learning_rates(v, "fallback_lr", finder_ok=False) for v in fallback_lr)
+        try:
+            Cyclical(tuple(base), tuple(peak), 1.0)  # type: ignore[arg-type]  # base <= max
+        except ValueError:
+            raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr) with base_lr <= max_lr, got "
+                             f"{fallback_lr!r}") from None
+        return base, peak  # type: ignore[return-value]
+
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if FINDER in (self.base_lr, self.max_lr):
             self._needs_finder(trainer)
@@ -155,13 +167,15 @@ class CyclicalLR(ScheduleCallback):
             self._check_length(getattr(self, name), trainer, name)
         super().on_fit_start(trainer, pl_module)
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._first_train_start(trainer)
         if self.step_size is not None:
             up = float(self.step_size)
         else:
-            steps_per_epoch = -(-trainer.num_training_batches // trainer.accumulate_grad_batches)
-            up = float(max(1, round(self.step_size_epochs * steps_per_epoch)))
+            assert self.step_size_epochs is not None
+            up = float(steps_from_epochs(self.step_size_epochs, trainer.num_training_batches,
+                                         trainer.accumulate_grad_batches))
         self._steps = (up, float(self.step_size_down) if self.step_size_down else up)
         cycle = self.schedule.cycle_length() if self.schedule is not None else sum(self._steps)
         self._check_cycle_boundary(trainer, cycle)
@@ -176,11 +190,9 @@ class CyclicalLR(ScheduleCallback):
         if abs(cycles - round(cycles)) < 1e-9 and round(cycles) >= 1:
             return
         options = " or ".join(_num(t) for t in (math.floor(cycles) * cycle, math.ceil(cycles) * cycle) if t > 0)
-        rank_zero_warn(
-            f"`CyclicalLR`: the run's {_num(total)} optimizer steps do not end on a cycle boundary (one cycle is "
-            f"{_num(cycle)} steps = 2 x step_size); Smith stops training at the end of a cycle. Nearest "
-            f"cycle-ending totals: {options} steps (set `max_steps` or `max_epochs` accordingly)."
-        )
+        rank_zero_warn(f"`CyclicalLR`: the run's {_num(total)} optimizer steps do not end on a cycle boundary (one "
+                       f"cycle is {_num(cycle)} steps = 2 x step_size); set `max_steps` or `max_epochs` for {options} "
+                       "steps")
 
     def _build(self, trainer: pl.Trainer) -> Cyclical:
         base, peak = self.base_lr, self.max_lr
@@ -193,13 +205,14 @@ class CyclicalLR(ScheduleCallback):
                 base = [found[0]] if base == FINDER else base
                 peak = [found[1]] if peak == FINDER else peak
         assert self._steps is not None, "on_train_start resolves the step sizes"
-        return Cyclical(tuple(base), tuple(peak), self._steps[0], self._steps[1], self.mode, self.gamma,
+        return Cyclical(tuple(base), tuple(peak), self._steps[0], self._steps[1], self.policy, self.gamma,
                         self.base_momentum, self.max_momentum)
 
     def lr_at(self, step: int) -> list[float]:
         """Learning rate of every param group at optimizer step ``step`` (after the first training batch)."""
         return self.schedule.lrs(step)
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._load_steps(state_dict)
         if "schedule" in state_dict:
@@ -208,8 +221,8 @@ class CyclicalLR(ScheduleCallback):
         elif state_dict.get("base_lrs") is not None:  # a checkpoint of version 0.1's CyclicalLR
             self.schedule = Cyclical(tuple(state_dict["base_lrs"]), tuple(state_dict["max_lrs"]),
                                      state_dict["step_size_up"], state_dict["step_size_down"],
-                                     state_dict.get("mode", self.mode), state_dict.get("gamma", self.gamma),
+                                     state_dict.get("mode", self.policy), state_dict.get("gamma", self.gamma),
                                      self.base_momentum, self.max_momentum)
-        if self.schedule is not None and (self.schedule.mode, self.schedule.gamma) != (self.mode, self.gamma):
-            rank_zero_warn("Resuming `CyclicalLR` with a different `mode`/`gamma` than the checkpoint's; the "
+        if self.schedule is not None and (self.schedule.policy, self.schedule.gamma) != (self.policy, self.gamma):
+            rank_zero_warn("Resuming `CyclicalLR` with a different `policy`/`gamma` than the checkpoint's; the "
                            "checkpoint's schedule continues.")

@@ -22,10 +22,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.seed import isolate_rng
+from typing_extensions import override
 
+from lightning_papers._validation import integer, one_of, real, renamed
 from lightning_papers.callbacks import _trainer
+from lightning_papers.landscape import accuracy, preserved_model
 from lightning_papers.lr_suggestion import SUGGESTIONS, LRRangeResult, SmoothedLoss
-from lightning_papers.schedules import RAMP_MODES, Ramp
+from lightning_papers.schedules import RAMP_SPACINGS, Ramp, write_groups
 
 __all__ = ["LRRangeFinder", "LRRangeResult", "classification_accuracy"]
 
@@ -33,16 +36,12 @@ log = logging.getLogger(__name__)
 
 
 def classification_accuracy(module: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Default accuracy for the accuracy-vs-lr mode: ``batch = (inputs, targets, ...)``, ``module(inputs)``
-    returns logits. Returns ``(correct, total)`` as tensors so they can be summed across ranks."""
+    """Default accuracy for the accuracy-vs-lr test: ``batch = (inputs, targets, ...)``, ``module(inputs)``
+    returns logits; the package's one top-1 :func:`~lightning_papers.landscape.accuracy`. Returns
+    ``(correct, total)`` as tensors so they can be summed across ranks."""
     inputs, targets = batch[0], batch[1]
-    correct = (module(inputs).argmax(dim=-1) == targets).sum()
-    return correct, torch.tensor(targets.numel(), device=correct.device)
-
-
-def _positive_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"Expected `{name}` to be an integer >= {minimum}, got {value!r}")
+    total = torch.tensor(targets.numel(), device=targets.device)
+    return (accuracy(module(inputs), targets) * total).round(), total
 
 
 class LRRangeFinder(_trainer.StateKeyed):
@@ -60,7 +59,7 @@ class LRRangeFinder(_trainer.StateKeyed):
         min_lr: first learning rate (exact).
         max_lr: last learning rate (exact, unless the test stops early).
         num_steps: optimizer steps of the sweep.
-        mode: ``"exponential"`` or ``"linear"`` spacing.
+        spacing: ``"exponential"`` or ``"linear"`` spacing of the learning rates.
         method: suggestion method, one of ``"steepest"``, ``"valley"``, ``"minimum"``.
         smoothing: EMA factor ``beta`` in [0, 1); ``None`` picks ``min(0.98, 1 - 10 / num_steps)`` so the
             average spans about a tenth of the sweep (a fixed 0.98 lags a short sweep by half its length and
@@ -69,13 +68,16 @@ class LRRangeFinder(_trainer.StateKeyed):
             (``1 / (1 - smoothing)`` points, at least 5) on, so noise early in the sweep does not stop it (see
             :class:`~lightning_papers.lr_suggestion.SmoothedLoss`); ``None`` never stops.
         at_epochs: run at the start of these epochs instead of once at the start of training.
-        val_batches: when > 0, also measure validation accuracy on the first ``val_batches`` batches of
-            the (first) validation loader every ``val_every`` steps (Smith's original accuracy-vs-lr test).
+        num_batches: when > 0, also measure validation accuracy on the first ``num_batches`` batches of
+            the (first) validation loader every ``val_every`` steps (Smith's original accuracy-vs-lr test); the
+            name every callback gives its count of evaluation batches.
         val_every: steps between accuracy measurements.
         accuracy_fn: ``fn(module, batch) -> (correct, total)``; defaults to :func:`classification_accuracy`.
         apply: ``"lr"`` sets the suggestion into the module's ``lr`` (or ``learning_rate``) attribute and
             the optimizers' param groups after the test; ``None`` only reports.
         save_results: write ``result.json`` and ``curve.png`` to ``trainer.log_dir/lr_range/`` on rank 0.
+        mode: deprecated name of ``spacing``.
+        val_batches: deprecated name of ``num_batches``.
 
     Raises:
         ValueError: for invalid arguments (eagerly), and at fit start for manual optimization or
@@ -95,9 +97,9 @@ class LRRangeFinder(_trainer.StateKeyed):
         >>> finder.result.plot().figure.savefig("lr_range.png")
     """
 
-    SUPPORTED_MODES = RAMP_MODES
     SUPPORTED_METHODS = tuple(SUGGESTIONS)
     SUPPORTED_APPLY = (None, "lr")
+    # "mode": the name the spacing had in the state keys of checkpoints written before the rename
     _state_key_fields = ("min_lr", "max_lr", "num_steps", "mode", "at_epochs")
 
     def __init__(
@@ -106,43 +108,42 @@ class LRRangeFinder(_trainer.StateKeyed):
         max_lr: float = 10.0,
         *,
         num_steps: int = 100,
-        mode: str = "exponential",
+        spacing: str = "exponential",
         method: str = "steepest",
         smoothing: float | None = None,
         divergence_factor: float | None = 4.0,
         at_epochs: Iterable[int] | None = None,
-        val_batches: int = 0,
+        num_batches: int = 0,
         val_every: int = 1,
         accuracy_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
         apply: str | None = None,
         save_results: bool = True,
+        mode: str | None = None,
+        val_batches: int | None = None,
     ) -> None:
-        if mode not in self.SUPPORTED_MODES:
-            raise ValueError(f"Expected `mode` to be one of {self.SUPPORTED_MODES}, got {mode!r}")
-        if method not in self.SUPPORTED_METHODS:
-            raise ValueError(f"Expected `method` to be one of {self.SUPPORTED_METHODS}, got {method!r}")
-        if apply not in self.SUPPORTED_APPLY:
-            raise ValueError(f"Expected `apply` to be one of {self.SUPPORTED_APPLY}, got {apply!r}")
+        spacing = one_of("spacing", renamed("mode", mode, "spacing", spacing, "exponential"), RAMP_SPACINGS)
+        num_batches = integer("num_batches", renamed("val_batches", val_batches, "num_batches", num_batches, 0), 0)
+        one_of("method", method, self.SUPPORTED_METHODS)
+        one_of("apply", apply, self.SUPPORTED_APPLY)
         if not 0 < min_lr < max_lr < math.inf:
             raise ValueError(f"Expected `0 < min_lr < max_lr` (finite), got {min_lr!r} and {max_lr!r}")
-        _positive_int("num_steps", num_steps, 2)
-        if smoothing is not None and not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"Expected `smoothing` in [0, 1) or None, got {smoothing!r}")
-        if divergence_factor is not None and not divergence_factor > 1.0:
-            raise ValueError(f"Expected `divergence_factor > 1` or None, got {divergence_factor!r}")
+        integer("num_steps", num_steps, minimum=2)
+        if smoothing is not None:
+            real("smoothing", smoothing, 0, 1, high_open=True)
+        if divergence_factor is not None:
+            real("divergence_factor", divergence_factor, 1, low_open=True, high_open=True)
         epochs = None if at_epochs is None else sorted(set(at_epochs))
         if epochs is not None and (not epochs or any(not isinstance(e, int) or e < 0 for e in epochs)):
             raise ValueError(f"Expected `at_epochs` to be non-negative integers, got {at_epochs!r}")
-        _positive_int("val_batches", val_batches, 0)
-        _positive_int("val_every", val_every, 1)
+        integer("val_every", val_every, minimum=1)
 
-        self.schedule = Ramp(min_lr, max_lr, num_steps, mode)
-        self.min_lr, self.max_lr, self.num_steps, self.mode = min_lr, max_lr, num_steps, mode
+        self.schedule = Ramp(min_lr, max_lr, num_steps, spacing)
+        self.min_lr, self.max_lr, self.num_steps, self.spacing = min_lr, max_lr, num_steps, spacing
         self.method = method
         self.smoothing = min(0.98, max(0.0, 1.0 - 10.0 / num_steps)) if smoothing is None else smoothing
         self.divergence_factor = divergence_factor
         self.at_epochs = epochs
-        self.val_batches, self.val_every = val_batches, val_every
+        self.num_batches, self.val_every = num_batches, val_every
         self.accuracy_fn = accuracy_fn or classification_accuracy
         self.apply = apply
         self.save_results = save_results
@@ -150,22 +151,30 @@ class LRRangeFinder(_trainer.StateKeyed):
         self._done: set[int] = set()
 
     @property
+    def mode(self) -> str:
+        """:attr:`spacing` under its old name (checkpoints' state keys keep it)."""
+        return self.spacing
+
+    @property
     def result(self) -> LRRangeResult | None:
         """The latest range test's result (``None`` before one has run)."""
         return self.results[max(self.results)] if self.results else None
 
     # -- hooks --------------------------------------------------------------------------------------------
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not pl_module.automatic_optimization:
             raise ValueError("Expected automatic optimization; `LRRangeFinder` does not drive manual optimization")
         if self.apply == "lr" and self._lr_attribute(pl_module) is None:
             raise ValueError("Expected the module to have an `lr` or `learning_rate` attribute for `apply='lr'`")
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # at the start of training the data and (restored) optimizer state exist; epoch 0 is not special
         if self.at_epochs is None and not self._done:
             self._run(trainer, pl_module, key=trainer.current_epoch, suffix="")
 
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         if self.at_epochs is not None and epoch in self.at_epochs and epoch not in self._done:
@@ -187,9 +196,8 @@ class LRRangeFinder(_trainer.StateKeyed):
         self.results[key] = result
         self._done.add(key)
         if result.problems:
-            rank_zero_warn(f"LR range test at epoch {result.epoch}: its curve cannot be trusted ({result.verdict()}), "
-                           "so neither can its suggestion or bounds; lengthen or widen the sweep (the numbers are in "
-                           "`result.problems` and result.json)")
+            rank_zero_warn(f"LR range test at epoch {result.epoch}: its curve cannot be trusted ({result.verdict()}); "
+                           "lengthen or widen the sweep (the numbers are in `result.problems`)")
         if self.apply == "lr" and result.suggestion is not None:
             self._apply(trainer, pl_module, result.suggestion)
         self._report(trainer, result, suffix)
@@ -198,18 +206,17 @@ class LRRangeFinder(_trainer.StateKeyed):
         optimizer = trainer.optimizers[0]
         loader = trainer.train_dataloader
         if isinstance(loader, torch.utils.data.DataLoader) and loader.persistent_workers and loader.num_workers:
-            rank_zero_warn("`LRRangeFinder` shares the persistent workers of the train dataloader with `fit`; the "
-                           "first training epoch after the test starts a fresh pass over the data.")
+            rank_zero_warn("`LRRangeFinder` shares the train loader's persistent workers with `fit`: the first epoch "
+                           "after the test starts a fresh pass over the data (`persistent_workers=False` avoids it)")
         batches = _trainer.cycle_batches(loader)
-        val_batches = _trainer.evaluation_batches(trainer, pl_module, "val", self.val_batches,
-                                                  same_on_all_ranks=False) if self.val_batches else []
+        val_batches = _trainer.evaluation_batches(trainer, pl_module, "val", self.num_batches,
+                                                  same_on_all_ranks=False) if self.num_batches else []
         ema = SmoothedLoss(self.smoothing, self.divergence_factor)
         pl_module.train()
         with _trainer.progress_bar(trainer, self.num_steps, "LR range test") as progress:
             for step in range(self.num_steps):
                 lr = self.schedule(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                write_groups(optimizer, lr)
                 loss, skipped = _trainer.training_step(trainer, pl_module, optimizer, batches, step)
                 progress.update(1)
                 if skipped or loss is None:
@@ -229,17 +236,14 @@ class LRRangeFinder(_trainer.StateKeyed):
                     break
 
     def _accuracy(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batches: list[Any]) -> float:
-        was_training = {name: m.training for name, m in pl_module.named_modules()}
-        pl_module.eval()
         correct = torch.zeros((), device=pl_module.device, dtype=torch.float64)
         total = torch.zeros_like(correct)
-        with torch.no_grad(), trainer.precision_plugin.val_step_context():
+        with preserved_model(pl_module), torch.no_grad(), trainer.precision_plugin.val_step_context():
+            pl_module.eval()
             for batch in batches:
                 c, t = self.accuracy_fn(pl_module, batch)
                 correct += c.double()
                 total += torch.as_tensor(t, device=correct.device).double()
-        for name, m in pl_module.named_modules():
-            m.train(was_training[name])
         correct = trainer.strategy.reduce(correct, reduce_op="sum")
         total = trainer.strategy.reduce(total, reduce_op="sum")
         return float(correct / total) if total > 0 else float("nan")
@@ -255,11 +259,7 @@ class LRRangeFinder(_trainer.StateKeyed):
             setattr(pl_module, name, lr)
             if name in pl_module.hparams:
                 pl_module.hparams[name] = lr
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-                if "initial_lr" in group:
-                    group["initial_lr"] = lr
+        write_groups(trainer.optimizers, lr, initial=True)
         for cfg in trainer.lr_scheduler_configs:
             if hasattr(cfg.scheduler, "base_lrs"):
                 cfg.scheduler.base_lrs = [lr] * len(cfg.scheduler.base_lrs)
@@ -280,9 +280,11 @@ class LRRangeFinder(_trainer.StateKeyed):
         )
 
     # -- checkpointing ------------------------------------------------------------------------------------
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"results": {k: r.to_dict() for k, r in self.results.items()}, "done": sorted(self._done)}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.results = {int(k): LRRangeResult.from_dict(v) for k, v in state_dict["results"].items()}
         self._done = set(state_dict["done"])

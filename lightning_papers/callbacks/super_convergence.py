@@ -21,11 +21,13 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from typing_extensions import override
 
+from lightning_papers._validation import integer, optional_positive_int, positive_int, renamed
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates
 from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
-from lightning_papers.schedules import ONE_CYCLE_ANNEALS, OneCycle, one_cycle_pct_start
+from lightning_papers.schedules import OneCycle, one_cycle_pct_start, one_cycle_peaks, read_lrs
 
 __all__ = ["SuperConvergence"]
 
@@ -83,9 +85,10 @@ class SuperConvergence(ScheduleCallback):
             ``LossLandscapeProbe(mode="interpolate")``, whose tags and files it writes (``landscape/interpolation``).
             BatchNorm statistics are interpolated with the weights. Result: :attr:`interpolation`.
         interpolation_points: evenly spaced alphas over ``interpolation_range`` (0 and 1 are always added).
-        interpolation_batches: batches of each loader to evaluate on.
+        num_batches: batches of each loader the interpolation is evaluated on (the probe's ``num_batches``).
         interpolation_range: smallest and largest alpha (0 = initial weights, 1 = final weights). Alphas below 0
             can give negative running variances (NaN losses) when the variances grew in training.
+        interpolation_batches: deprecated name of ``num_batches``.
 
     Raises:
         ValueError: for a non-positive or non-numeric ``max_lr``, a string other than ``"finder"``, a
@@ -104,7 +107,6 @@ class SuperConvergence(ScheduleCallback):
         >>> trainer = L.Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
     """
 
-    SUPPORTED_ANNEALS = ONE_CYCLE_ANNEALS
     _state_key_fields = ("max_lr", "total_steps")
 
     def __init__(
@@ -126,9 +128,11 @@ class SuperConvergence(ScheduleCallback):
         fallback_lr: float | None = None,
         interpolation_probe: bool = False,
         interpolation_points: int = 13,
-        interpolation_batches: int = 4,
+        num_batches: int = 4,
         interpolation_range: tuple[float, float] = (0.0, 1.25),
+        interpolation_batches: int | None = None,
     ) -> None:
+        num_batches = renamed("interpolation_batches", interpolation_batches, "num_batches", num_batches, 4)
         super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         peaks = learning_rates(max_lr, "max_lr")
         if fallback_lr is not None:
@@ -136,21 +140,12 @@ class SuperConvergence(ScheduleCallback):
                 raise ValueError(f"Expected `fallback_lr` only with max_lr='finder', got max_lr={max_lr!r}")
             fallback_lr = learning_rates(fallback_lr, "fallback_lr", finder_ok=False)[0]
         self.fallback_lr = fallback_lr
-        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
-                                        or total_steps < 1):
-            raise ValueError(f"Expected `total_steps` to be a positive integer or None, got {total_steps!r}")
+        optional_positive_int("total_steps", total_steps)
         pct_start = one_cycle_pct_start(three_phase, pct_start, annihilation_pct)
         # the schedule object checks factors, anneal and momenta now (with a stand-in length and peak)
         OneCycle(1, 1.0, div_factor, final_div_factor, pct_start, anneal, three_phase, base_momentum, max_momentum)
-        if isinstance(interpolation_points, bool) or not isinstance(interpolation_points, int) or (
-            interpolation_points < 2
-        ):
-            raise ValueError(f"Expected `interpolation_points` to be an integer >= 2, got {interpolation_points!r}")
-        if isinstance(interpolation_batches, bool) or not isinstance(interpolation_batches, int) or (
-            interpolation_batches < 1
-        ):
-            raise ValueError(f"Expected `interpolation_batches` to be a positive integer, got "
-                             f"{interpolation_batches!r}")
+        integer("interpolation_points", interpolation_points, minimum=2)
+        positive_int("num_batches", num_batches)
         try:
             lo, hi = (float(v) for v in interpolation_range)
         except (TypeError, ValueError):
@@ -167,7 +162,7 @@ class SuperConvergence(ScheduleCallback):
         self.interpolation_points = interpolation_points
         self.interpolation: Any = None  # a SurfaceResult after the probe
         self._probe = LossLandscapeProbe(
-            "interpolate", grid=self.alphas(), num_batches=interpolation_batches, dataloader=("train", "val"),
+            "interpolate", grid=self.alphas(), num_batches=num_batches, dataloader=("train", "val"),
             kind="states", sharpness=False,
         )
         self._planned: int | None = None
@@ -179,6 +174,7 @@ class SuperConvergence(ScheduleCallback):
         return np.unique(np.concatenate([np.linspace(lo, hi, self.interpolation_points), [0.0, 1.0]]))
 
     # -- fit start: checks, length, the initial weights ---------------------------------------------------
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.max_lr == FINDER:
             self._needs_finder(trainer)
@@ -189,6 +185,7 @@ class SuperConvergence(ScheduleCallback):
         if self.interpolation_probe:
             self._probe.on_fit_start(trainer, pl_module)
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._first_train_start(trainer)
         planned = self.total_steps if self.total_steps is not None else planned_optimizer_steps(trainer)
@@ -196,18 +193,15 @@ class SuperConvergence(ScheduleCallback):
             raise ValueError(f"Expected a finite, positive schedule length, got {planned!r}; pass `total_steps`")
         self._planned, step = int(planned), self.step
         if self.schedule is not None and self._planned != self.schedule.run_total:
-            rank_zero_warn(
-                f"SuperConvergence: the run's length changed from {self.schedule.run_total} to {self._planned} "
-                f"optimizer steps; the rest of the 1cycle (from position {self.schedule.position(step):.1f} of "
-                f"{self.schedule.total_steps}) is stretched over steps {step}..{self._planned - 1}."
-            )
+            rank_zero_warn(f"SuperConvergence: the run's length changed from {self.schedule.run_total} to "
+                           f"{self._planned} optimizer steps; the rest of the 1cycle (from position "
+                           f"{self.schedule.position(step):.1f}) is stretched over steps {step}..{self._planned - 1}")
             self.schedule = self.schedule.stretched(step, self._planned)
         elif self.schedule is not None and step:
             rank_zero_info(f"SuperConvergence: resuming the 1cycle at step {step} of {self.schedule.run_total}.")
         self._warned_past_end = False
 
     def _build(self, trainer: pl.Trainer) -> OneCycle:
-        groups = self._groups(trainer)
         if isinstance(self.max_lr, list) and len(self.max_lr) > 1:
             peaks = tuple(self.max_lr)
         else:
@@ -216,11 +210,8 @@ class SuperConvergence(ScheduleCallback):
                 peak = self.fallback_lr if found is None else found[1]
             else:
                 peak = self.max_lr[0]
-            # a replaced scheduler may have scaled the lr already (LinearLR's start_factor): the optimizer's own
-            initial = [float(group.get("initial_lr", group["lr"])) for group in groups]
-            top = max(initial) if initial else 0.0
-            # keep the optimizer's per-group ratios: the largest group peaks at max_lr
-            peaks = tuple(peak * (lr / top) if top > 0 else peak for lr in initial)
+            # the optimizer's own initial lrs (a replaced scheduler may have scaled `lr` already, e.g. LinearLR)
+            peaks = one_cycle_peaks(peak, read_lrs(trainer.optimizers, initial=True))
             if len(set(peaks)) > 1:
                 rank_zero_info(f"SuperConvergence: per-group peaks {list(peaks)} (the optimizer's lr ratios).")
         assert self._planned is not None, "on_train_start sets the length"
@@ -230,10 +221,9 @@ class SuperConvergence(ScheduleCallback):
     def _before_step(self, trainer: pl.Trainer, step: int) -> None:
         if step >= self.schedule.run_total and not self._warned_past_end:
             self._warned_past_end = True
-            rank_zero_warn(
-                f"SuperConvergence: training went past the planned {self.schedule.run_total} optimizer steps; "
-                f"holding the final learning rate {self.schedule.lrs(step)} from step {step} on."
-            )
+            rank_zero_warn(f"SuperConvergence: training went past the planned {self.schedule.run_total} optimizer "
+                           f"steps; holding the final learning rate from step {step} on; pass `total_steps` to plan "
+                           "more")
 
     def lr_at(self, step: int) -> list[float]:
         """Learning rate of every param group at optimizer step ``step`` (after the first training batch)."""
@@ -244,6 +234,7 @@ class SuperConvergence(ScheduleCallback):
         return self.schedule.momentum(step)
 
     # -- the interpolation probe (1702.04283) --------------------------------------------------------------
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.interpolation_probe or self._probe.initial_state is None:
             return
@@ -257,9 +248,11 @@ class SuperConvergence(ScheduleCallback):
             f"{a:g}: {v:.4g}" for a, v in zip(self.interpolation.axes[0], self.interpolation.values["train_loss"])))
 
     # -- checkpointing --------------------------------------------------------------------------------------
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "init_state": self._probe.initial_state}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._load_steps(state_dict)
         if "schedule" in state_dict:
@@ -274,10 +267,9 @@ class SuperConvergence(ScheduleCallback):
         if state_dict.get("init_state") is not None:
             self._probe.initial_state = state_dict["init_state"]
         if self.schedule is not None and self.schedule.shape() != self._shape():
-            rank_zero_warn(
-                f"Resuming `SuperConvergence` with a different schedule shape than the checkpoint's: "
-                f"{self._shape()} vs {self.schedule.shape()}; the checkpoint's schedule continues."
-            )
+            differ = [k for k, v in self._shape().items() if self.schedule.shape()[k] != v]
+            rank_zero_warn(f"Resuming `SuperConvergence` with a different schedule shape than the checkpoint's "
+                           f"({', '.join(differ)}); the checkpoint's schedule continues")
 
     def _shape(self) -> dict[str, Any]:
         return {"div_factor": self.div_factor, "final_div_factor": self.final_div_factor,

@@ -25,7 +25,7 @@ _ANIMATE_DEFAULTS = {"kind": "conv", "i": 5, "k": 3, "s": 1, "p": 0, "d": None, 
 
 
 def _out(text: str) -> None:
-    from lightning_papers.cli import answer
+    from lightning_papers.cli._tool import answer
 
     answer(text)
 
@@ -160,10 +160,10 @@ def run(args: argparse.Namespace) -> int:
                              f"{' '.join(map(str, args.input_size))}: {first_line}") from None
         _out(trace.to_json(indent=1) if args.json else trace.table())
     else:
+        from lightning_papers._helpers import check_outputs
         from lightning_papers.budget import check_budget
         from lightning_papers.conv_arithmetic import animation_cost
         from lightning_papers.conv_arithmetic.animation import CASES
-        from lightning_papers.files import check_outputs
 
         if args.all_dir is not None:
             given = [f"--{name}" if name != "output" else "-o/--output" for name in
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("Expected --all to name a folder, got an empty string")
             from pathlib import Path
 
-            from lightning_papers.files import check_writable_folder
+            from lightning_papers._helpers import check_writable_folder
 
             check_writable_folder(args.all_dir, "--all")  # an existing file: one line, not FileExistsError
             check_outputs([Path(args.all_dir) / f"{name}.gif" for name in CASES], flag="--all",
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run it."""
-    from lightning_papers.cli import run_as_tool
+    from lightning_papers.cli._tool import run_as_tool
 
     args = build_parser().parse_args(argv)
     return run_as_tool("python -m lightning_papers.cli.conv", lambda: run(args))

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_papers.devices import PRECISIONS
+from lightning_papers._helpers import PRECISIONS
 
 __all__ = [
     "COMMANDS",
@@ -94,7 +94,7 @@ def check_writable(paths: Sequence[Path], flag: str = "--output") -> None:
         ValueError: naming ``flag`` and the path, for a folder that cannot be made or written into, or an
             output that is an existing folder.
     """
-    from lightning_papers.files import check_writable_folder
+    from lightning_papers._helpers import check_writable_folder
 
     for folder in sorted({p.parent for p in paths}):
         check_writable_folder(folder, flag)
@@ -126,9 +126,8 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
     """
     from tqdm.auto import tqdm
 
+    from lightning_papers._helpers import check_outputs, resolve_device
     from lightning_papers.data.image_io import read_image, write_image
-    from lightning_papers.devices import resolve_device
-    from lightning_papers.files import check_outputs
     from lightning_papers.modules.image_model import load_image_model
     from lightning_papers.modules.image_runner import ImageRunner, fast_options
 
@@ -185,8 +184,8 @@ def _paths(input_arg: str, output_arg: str) -> tuple[list[Path], list[Path]]:
     A folder keeps its layout, PNG files out; an output folder inside the input folder is not read as input; two
     inputs that would share a name (``a.jpg`` and ``a.png``) keep their extensions in the stem (``a_jpg.png``).
     """
+    from lightning_papers._helpers import same_file
     from lightning_papers.data.images import find_images
-    from lightning_papers.files import same_file
 
     if not input_arg.strip():
         raise ValueError("Expected --input to name an image file or a folder, got an empty string")
@@ -215,7 +214,7 @@ def _paths(input_arg: str, output_arg: str) -> tuple[list[Path], list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightning_papers.cli import answer
+    from lightning_papers.cli._tool import answer
 
     kind, done = COMMANDS[args.command]
     inputs, outputs = _paths(args.input, args.output)
@@ -253,8 +252,8 @@ def add_export_parser(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from lightning_papers.cli import answer
-    from lightning_papers.files import check_outputs
+    from lightning_papers._helpers import check_outputs
+    from lightning_papers.cli._tool import answer
     from lightning_papers.modules.export import export_checkpoint
 
     if not args.output.strip():

@@ -135,7 +135,7 @@ def _check_config(config: str) -> None:
 
 
 def _load_module_and_data(config: str, ckpt: str):
-    from lightning_papers.cli import lightning_cli
+    from lightning_papers.cli._tool import lightning_cli
     from lightning_papers.modules.image_model import read_checkpoint
 
     _check_config(config)
@@ -161,7 +161,7 @@ def _trainer_device(name: str) -> tuple[str, int | list[int]]:
     Raises:
         ValueError: for a name torch does not know, CUDA where there is none, or a device Lightning cannot run.
     """
-    from lightning_papers.devices import resolve_device
+    from lightning_papers._helpers import resolve_device
 
     device = resolve_device(name)  # the image commands' rule and message
     if name == "auto":
@@ -267,7 +267,7 @@ class _SurfaceAtValidationStart(Callback):
 def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
              devices: int | list[int]):
     """(surface, seconds, device): the surface computed inside ``Trainer.validate``."""
-    from lightning_papers.callbacks._trainer import lightning_info_off
+    from lightning_papers._helpers import lightning_info_off
 
     with lightning_info_off():  # the seed, "GPU available": about this command's own Trainers
         return _surface_in_trainer(args, axes, out, accelerator, devices)
@@ -319,8 +319,8 @@ def run(args: argparse.Namespace) -> int:
     axes = [np.linspace(*spec) for spec in specs]
     accelerator, devices = _trainer_device(args.device)  # a bad name fails before the config and checkpoint load
     out = Path(args.out)
+    from lightning_papers._helpers import check_outputs
     from lightning_papers.cli.image import check_writable
-    from lightning_papers.files import check_outputs
 
     ours = [out / "surface.npz", out / "surface.json", *(out / name for name in _PICTURES)]
     check_outputs(ours, [args.ckpt, args.config], flag="--out", input_flag="--ckpt or --config", overwrite=True)
@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     kinds = ("contour", "heatmap", "surface3d") if args.mode == "2d" else ("curve",)
     files = [str(out / "surface.npz"), str(out / "surface.json")]
-    from lightning_papers.files import atomic_write
+    from lightning_papers._helpers import atomic_write
 
     for kind in kinds:
         ax = result.plot(kind)
@@ -351,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
             write_vtp(result, tmp)
         files.append(str(out / "surface.vtp"))
     new = result.metadata.get("timing", {}).get("points", 0)
-    from lightning_papers.cli import answer
+    from lightning_papers.cli._tool import answer
 
     answer(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "
           f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; {_centre(result)}, "

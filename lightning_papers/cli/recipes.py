@@ -40,7 +40,7 @@ def _title(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightning_papers.cli import answer
+    from lightning_papers.cli._tool import answer
     from lightning_papers.recipes import copy_recipe, list_recipes, read_recipe
 
     if args.recipes_command == "list":

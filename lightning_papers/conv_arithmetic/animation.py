@@ -23,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from lightning_papers._validation import integer, positive_int
 from lightning_papers.conv_arithmetic.formulas import (
     conv_output_size,
     effective_kernel_size,
@@ -77,7 +78,7 @@ def _cases() -> dict[str, AnimationCase]:
 CASES: dict[str, AnimationCase] = _cases()
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has no sized default font
@@ -104,10 +105,8 @@ def _layout(i: int, k: int, s: int, p: int, d: int, transposed: bool, pool: bool
         a = transposed_output_padding(i, k, s, p, d)
         p_eq = kd - p - 1
         if p_eq < 0:
-            raise ValueError(
-                f"Expected `p` <= k̂ - 1 = {kd - 1} to draw the equivalent convolution of a transposed "
-                f"convolution (p' = k̂ - p - 1 >= 0), got p={p}"
-            )
+            raise ValueError(f"Expected `p` <= k̂ - 1 = {kd - 1} to draw a transposed convolution as its direct "
+                             f"equivalent (p' = k̂ - p - 1 >= 0), got p={p}: lower p")
         stretched = s * (o_direct - 1) + 1
         size = stretched + 2 * p_eq + a
         data = {p_eq + x * s for x in range(o_direct)}
@@ -157,6 +156,30 @@ def animation_cost(i: int, k: int, s: int = 1, p: int = 0, d: int = 1, *, transp
     return n, n * (size * size + o * o) * _SECONDS_PER_CELL, 2.0 * n * width * height
 
 
+def _draw_input(draw: ImageDraw.ImageDraw, grid: list[list[bool]], covered: set[tuple[int, int]], x0: int, y0: int,
+                cell: int) -> None:
+    """The grid the kernel slides over: data cells blue (dark under the kernel), zeros white with a dashed outline."""
+    for r, row in enumerate(grid):
+        for c, data in enumerate(row):
+            box = (x0 + c * cell, y0 + r * cell, x0 + (c + 1) * cell, y0 + (r + 1) * cell)
+            if data:
+                draw.rectangle(box, fill=_INPUT_K if (r, c) in covered else _INPUT, outline=_LINE)
+            else:
+                if (r, c) in covered:
+                    draw.rectangle(box, fill=_ZERO_K)
+                _dashed_rect(draw, box)
+
+
+def _draw_output(draw: ImageDraw.ImageDraw, o: int, t: int, x0: int, y0: int, cell: int) -> None:
+    """The ``o x o`` output grid: units before ``t`` done, unit ``t`` dark, the rest still to come."""
+    for r in range(o):
+        for c in range(o):
+            index = r * o + c
+            fill = _OUT_NOW if index == t else _OUT_DONE if index < t else _OUT_TODO
+            draw.rectangle((x0 + c * cell, y0 + r * cell, x0 + (c + 1) * cell, y0 + (r + 1) * cell), fill=fill,
+                           outline=_LINE)
+
+
 def frames(
     i: int,
     k: int,
@@ -193,8 +216,7 @@ def frames(
     """
     if transposed and pool:
         raise ValueError("Expected at most one of `transposed` and `pool` to be True, got both")
-    if isinstance(cell, bool) or not isinstance(cell, int) or cell < 6:
-        raise ValueError(f"Expected `cell` to be an integer >= 6, got {cell!r}")
+    integer("cell", cell, 6)
     size, grid, step, o, caption = _layout(i, k, s, p, d, transposed, pool)
     kernel_dilation = d
     margin, gap = cell, 2 * cell
@@ -219,21 +241,8 @@ def frames(
         img = Image.new("P", (width, height), _BG)
         img.putpalette(flat_palette)
         draw = ImageDraw.Draw(img)
-        for r in range(size):
-            for c in range(size):
-                box = (margin + c * cell, in_y0 + r * cell, margin + (c + 1) * cell, in_y0 + (r + 1) * cell)
-                if grid[r][c]:
-                    draw.rectangle(box, fill=_INPUT_K if (r, c) in covered else _INPUT, outline=_LINE)
-                else:
-                    if (r, c) in covered:
-                        draw.rectangle(box, fill=_ZERO_K)
-                    _dashed_rect(draw, box)
-        for r in range(o):
-            for c in range(o):
-                box = (out_x0 + c * cell, out_y0 + r * cell, out_x0 + (c + 1) * cell, out_y0 + (r + 1) * cell)
-                index = r * o + c
-                fill = _OUT_NOW if index == t else _OUT_DONE if index < t else _OUT_TODO
-                draw.rectangle(box, fill=fill, outline=_LINE)
+        _draw_input(draw, grid, covered, margin, in_y0, cell)
+        _draw_output(draw, o, t, out_x0, out_y0, cell)
         arrow_y = margin + max(size, o) * cell // 2
         draw.line([(margin + size * cell + cell // 2, arrow_y), (out_x0 - cell // 2, arrow_y)], fill=_LINE, width=2)
         draw.polygon([(out_x0 - cell // 2, arrow_y), (out_x0 - cell, arrow_y - cell // 4),
@@ -282,9 +291,8 @@ def animate(
         >>> out.suffix
         '.gif'
     """
-    if isinstance(duration, bool) or not isinstance(duration, int) or duration < 1:
-        raise ValueError(f"Expected `duration` to be a positive integer (ms), got {duration!r}")
-    from lightning_papers.files import atomic_write
+    positive_int("duration", duration, fix="pass milliseconds per frame, e.g. 400")
+    from lightning_papers._helpers import atomic_write
 
     path = Path(path)
     if path.suffix.lower() != ".gif":

@@ -10,18 +10,15 @@ covered by the kernel (only padding: no input pixel is ignored)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
-from lightning_papers.conv_arithmetic.formulas import (
-    RELATIONSHIPS,
-    effective_kernel_size,
-    ignored_inputs,
-    same_padding_amounts,
-)
-from lightning_papers.conv_arithmetic.params import LayerParams
+from lightning_papers._validation import one_of
+from lightning_papers.conv_arithmetic.formulas import RELATIONSHIPS, IntOrTuple, effective_kernel_size, ignored_inputs
+from lightning_papers.conv_arithmetic.params import KINDS, LayerParams
 
 __all__ = ["Explanation", "explain", "relationship_for"]
 
@@ -42,7 +39,7 @@ def relationship_for(kind: str, k: int, s: int = 1, p: int = 0, d: int = 1, a: i
         >>> relationship_for("conv", 3, 1, 1), relationship_for("transposed", 3, 2, 1, a=1)
         (3, 14)
     """
-    if kind == "pool":
+    if one_of("kind", kind, KINDS) == "pool":
         return 7
     if kind == "conv":
         if d > 1:
@@ -56,19 +53,17 @@ def relationship_for(kind: str, k: int, s: int = 1, p: int = 0, d: int = 1, a: i
         if p == k - 1:
             return 4
         return 2
-    if kind == "transposed":
-        if d > 1 or a > 0:
-            return 14
-        if s > 1:
-            return 12 if p == 0 else 13
-        if p == 0:
-            return 8
-        if k % 2 == 1 and p == k // 2:
-            return 10
-        if p == k - 1:
-            return 11
-        return 9
-    raise ValueError(f"Expected `kind` to be one of ('conv', 'transposed', 'pool'), got {kind!r}")
+    if d > 1 or a > 0:
+        return 14
+    if s > 1:
+        return 12 if p == 0 else 13
+    if p == 0:
+        return 8
+    if k % 2 == 1 and p == k // 2:
+        return 10
+    if p == k - 1:
+        return 11
+    return 9
 
 
 def _floor(num: str, s: int) -> str:
@@ -191,15 +186,64 @@ class Explanation:
                 "relationships": list(self.relationships), "lines": list(self.lines), "notes": list(self.notes)}
 
 
+def _params(layer_or_params: nn.Module | LayerParams | Mapping[str, Any] | None, **defaults: Any
+            ) -> LayerParams:
+    """The :class:`LayerParams` of a layer, or of a mapping of :func:`explain`'s keywords over ``defaults``."""
+    if isinstance(layer_or_params, nn.Module):
+        return LayerParams.from_layer(layer_or_params)
+    if isinstance(layer_or_params, LayerParams):
+        return layer_or_params
+    kw = dict(layer_or_params or {})
+    unknown = set(kw) - set(_KEYWORDS)
+    if unknown:
+        raise ValueError(f"Expected parameters among {_KEYWORDS}, got unknown {sorted(unknown)}")
+    kw = {**defaults, **kw}
+    if kw["k"] is None:
+        raise ValueError("Expected a kernel size `k` (or a layer), got None")
+    transposed, pool = kw.pop("transposed"), kw.pop("pool")
+    if transposed and pool:
+        raise ValueError("Expected at most one of `transposed` and `pool` to be True, got both")
+    return LayerParams.create("transposed" if transposed else "pool" if pool else "conv", **kw)
+
+
+def _explain_axis(params: LayerParams, axis: int, i: int, o: int, notes: list[str]) -> tuple[int, str]:
+    """The Relationship and the worked line of one axis; notes about it are appended to ``notes``."""
+    k, s, d = params.kernel[axis], params.stride[axis], params.dilation[axis]
+    p, after = params.padding_amounts(axis)
+    if params.kind == "transposed":
+        a = params.output_padding[axis]
+        kd = effective_kernel_size(k, d)
+        stretch = f"the input stretched to ĩ' = {s * (i - 1) + 1} ({s - 1} zero(s) between units), " if s > 1 else ""
+        notes.append(f"equivalent direct convolution: {stretch}k' = {kd}, s' = 1, p' = k̂ − p − 1 = {kd - p - 1}"
+                     + (f", plus a = {a} zero(s) on the bottom/right" if a else ""))
+        rel = relationship_for("transposed", k, s, p, d, a)
+        return rel, _transposed_line(rel, i, k, s, p, d, a, o)
+    if params.kind == "pool":
+        line, rel = _pool_line(i, k, s, p, d, params.ceil_mode, o), 7
+    elif p != after:
+        return (2 if d == 1 else 15), (
+            f"padding='same' (PyTorch, beyond the paper): pads ({p}, {after}) asymmetrically; o = i + {p} + {after} "
+            f"− k̂ + 1 = {i} + {p + after} − {effective_kernel_size(k, d)} + 1 = {o}")
+    else:
+        if isinstance(params.padding, str):
+            notes.append(f"padding={params.padding!r} means p = {p}")
+        rel = relationship_for("conv", k, s, p, d)
+        line = _conv_line(rel, i, k, s, p, d, o)
+    note = None if params.ceil_mode else _stride_note(i, k, s, p, d)
+    if note:
+        notes.append(note)
+    return rel, line
+
+
 def explain(
-    layer_or_params: nn.Module | Mapping | None = None,
-    input_size: int | Sequence[int] | None = None,
+    layer_or_params: nn.Module | LayerParams | Mapping[str, Any] | None = None,
+    input_size: IntOrTuple | None = None,
     *,
-    k: int | Sequence[int] | None = None,
-    s: int | Sequence[int] | None = None,
-    p: int | Sequence[int] | str = 0,
-    d: int | Sequence[int] = 1,
-    output_padding: int | Sequence[int] = 0,
+    k: IntOrTuple | None = None,
+    s: IntOrTuple | None = None,
+    p: IntOrTuple | str = 0,
+    d: IntOrTuple = 1,
+    output_padding: IntOrTuple = 0,
     transposed: bool = False,
     pool: bool = False,
     ceil_mode: bool = False,
@@ -225,72 +269,12 @@ def explain(
     """
     if input_size is None:
         raise ValueError("Expected `input_size` to be an int or a tuple of ints, got None")
-    if isinstance(layer_or_params, nn.Module):
-        params = LayerParams.from_layer(layer_or_params)
-    elif isinstance(layer_or_params, LayerParams):
-        params = layer_or_params
-    else:
-        kw = dict(layer_or_params or {})
-        unknown = set(kw) - set(_KEYWORDS)
-        if unknown:
-            raise ValueError(f"Expected parameters among {_KEYWORDS}, got unknown {sorted(unknown)}")
-        k = kw.get("k", k)
-        if k is None:
-            raise ValueError("Expected a kernel size `k` (or a layer), got None")
-        transposed, pool = kw.get("transposed", transposed), kw.get("pool", pool)
-        if transposed and pool:
-            raise ValueError("Expected at most one of `transposed` and `pool` to be True, got both")
-        kind = "transposed" if transposed else "pool" if pool else "conv"
-        params = LayerParams.create(
-            kind, k=k, s=kw.get("s", s), p=kw.get("p", p), d=kw.get("d", d),
-            output_padding=kw.get("output_padding", output_padding), ceil_mode=kw.get("ceil_mode", ceil_mode),
-        )
+    params = _params(layer_or_params, k=k, s=s, p=p, d=d, output_padding=output_padding, transposed=transposed,
+                     pool=pool, ceil_mode=ceil_mode)
     size = input_size if isinstance(input_size, (tuple, list)) else (input_size,) * params.ndim
     if len(size) != params.ndim:
         raise ValueError(f"Expected `input_size` to have {params.ndim} entries, got {input_size!r}")
     out = params.output_size(tuple(size))  # validates everything, with PyTorch's rules
-
     notes: list[str] = []
-    lines, rels = [], []
-    for axis, i in enumerate(size):
-        k_, s_, d_ = params.kernel[axis], params.stride[axis], params.dilation[axis]
-        o = out[axis]
-        if params.kind == "conv":
-            if isinstance(params.padding, str):
-                before, after = (0, 0) if params.padding == "valid" else same_padding_amounts(k_, d_)
-                if before != after:
-                    kd = effective_kernel_size(k_, d_)
-                    rels.append(2 if d_ == 1 else 15)
-                    lines.append(f"padding='same' (PyTorch, beyond the paper): pads ({before}, {after}) "
-                                 f"asymmetrically; o = i + {before} + {after} − k̂ + 1 = {i} + {before + after} − "
-                                 f"{kd} + 1 = {o}")
-                    continue
-                p_ = before
-                notes.append(f"padding={params.padding!r} means p = {p_}")
-            else:
-                p_ = params.padding[axis]
-            rel = relationship_for("conv", k_, s_, p_, d_)
-            rels.append(rel)
-            lines.append(_conv_line(rel, i, k_, s_, p_, d_, o))
-            note = _stride_note(i, k_, s_, p_, d_)
-            if note:
-                notes.append(note)
-        elif params.kind == "transposed":
-            p_, a_ = params.padding[axis], params.output_padding[axis]
-            rel = relationship_for("transposed", k_, s_, p_, d_, a_)
-            rels.append(rel)
-            lines.append(_transposed_line(rel, i, k_, s_, p_, d_, a_, o))
-            kd = effective_kernel_size(k_, d_)
-            stretch = (f"the input stretched to ĩ' = {s_ * (i - 1) + 1} ({s_ - 1} zero(s) between units), "
-                       if s_ > 1 else "")
-            notes.append(f"equivalent direct convolution: {stretch}k' = {kd}, s' = 1, p' = k̂ − p − 1 = {kd - p_ - 1}"
-                         + (f", plus a = {a_} zero(s) on the bottom/right" if a_ else ""))
-        else:
-            p_ = params.padding[axis]
-            rels.append(7)
-            lines.append(_pool_line(i, k_, s_, p_, d_, params.ceil_mode, o))
-            if not params.ceil_mode:
-                note = _stride_note(i, k_, s_, p_, d_)
-                if note:
-                    notes.append(note)
-    return Explanation(params.kind, tuple(size), tuple(out), tuple(rels), tuple(lines), notes)
+    rels, lines = zip(*(_explain_axis(params, axis, i, out[axis], notes) for axis, i in enumerate(size)))
+    return Explanation(params.kind, tuple(size), out, tuple(rels), tuple(lines), notes)

@@ -43,9 +43,11 @@ Examples:
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar, overload
+
+from lightning_papers._validation import flag, integer, one_of
 
 __all__ = [
     "RELATIONSHIPS",
@@ -74,16 +76,17 @@ __all__ = [
     "zero_padding_unit_strides",
 ]
 
-IntOrTuple = int | Sequence[int]
+IntOrTuple = int | tuple[int, ...] | list[int]
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------- validation
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Any integer (``int``, ``numpy.int64``, ... : a ``numbers.Integral``) but a bool, as a plain ``int``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"Expected `{name}` to be {rule}, got {value!r}")
-    return int(value)
+_NON_NEGATIVE = ("p", "a", "output_padding")
+
+
+def _ints(**values: object) -> list[int]:
+    """Each size as a plain ``int``, checked in order: paddings (``p``, ``a``, ``output_padding``) >= 0, others >= 1."""
+    return [integer(name, value, 0 if name in _NON_NEGATIVE else 1) for name, value in values.items()]
 
 
 def _check_positive_output(o: int, formula: str, **values: int) -> int:
@@ -102,8 +105,7 @@ def effective_kernel_size(k: int, d: int = 1) -> int:
     Raises:
         ValueError: if ``k`` or ``d`` is not a positive integer.
     """
-    _check_int("k", k, 1)
-    _check_int("d", d, 1)
+    _ints(k=k, d=d)
     return k + (k - 1) * (d - 1)
 
 
@@ -122,7 +124,7 @@ def no_padding_unit_strides(i: int, k: int) -> int:
         >>> no_padding_unit_strides(4, 3)   # the paper's Figure 2.1
         2
     """
-    _check_int("i", i, 1), _check_int("k", k, 1)
+    _ints(i=i, k=k)
     return _check_positive_output((i - k) + 1, "Relationship 1, o = (i - k) + 1", i=i, k=k)
 
 
@@ -141,7 +143,7 @@ def zero_padding_unit_strides(i: int, k: int, p: int) -> int:
         >>> zero_padding_unit_strides(5, 4, 2)   # Figure 2.2
         6
     """
-    _check_int("i", i, 1), _check_int("k", k, 1), _check_int("p", p, 0)
+    _ints(i=i, k=k, p=p)
     return _check_positive_output((i - k) + 2 * p + 1, "Relationship 2, o = (i - k) + 2p + 1", i=i, k=k, p=p)
 
 
@@ -159,7 +161,7 @@ def half_padding(i: int, k: int) -> int:
         >>> half_padding(5, 3)   # Figure 2.3
         5
     """
-    _check_int("i", i, 1), _check_int("k", k, 1)
+    _ints(i=i, k=k)
     if k % 2 == 0:
         raise ValueError(f"Expected `k` to be odd for half padding (Relationship 3: k = 2n + 1), got {k!r}")
     return i + 2 * (k // 2) - (k - 1)
@@ -179,7 +181,7 @@ def full_padding(i: int, k: int) -> int:
         >>> full_padding(5, 3)   # Figure 2.4
         7
     """
-    _check_int("i", i, 1), _check_int("k", k, 1)
+    _ints(i=i, k=k)
     return i + (k - 1)
 
 
@@ -198,7 +200,7 @@ def no_padding_strides(i: int, k: int, s: int) -> int:
         >>> no_padding_strides(5, 3, 2)   # Figure 2.5
         2
     """
-    _check_int("i", i, 1), _check_int("k", k, 1), _check_int("s", s, 1)
+    _ints(i=i, k=k, s=s)
     return _check_positive_output((i - k) // s + 1, "Relationship 5, o = floor((i - k)/s) + 1", i=i, k=k, s=s)
 
 
@@ -221,7 +223,7 @@ def zero_padding_strides(i: int, k: int, s: int, p: int) -> int:
         >>> zero_padding_strides(5, 3, 2, 1), zero_padding_strides(6, 3, 2, 1)   # Figures 2.6 and 2.7
         (3, 3)
     """
-    _check_int("i", i, 1), _check_int("k", k, 1), _check_int("s", s, 1), _check_int("p", p, 0)
+    _ints(i=i, k=k, s=s, p=p)
     return _check_positive_output(
         (i + 2 * p - k) // s + 1, "Relationship 6, o = floor((i + 2p - k)/s) + 1", i=i, k=k, s=s, p=p
     )
@@ -242,7 +244,7 @@ def pooling(i: int, k: int, s: int) -> int:
         >>> pooling(5, 3, 1)   # Figures 1.5 and 1.6
         3
     """
-    _check_int("i", i, 1), _check_int("k", k, 1), _check_int("s", s, 1)
+    _ints(i=i, k=k, s=s)
     return _check_positive_output((i - k) // s + 1, "Relationship 7, o = floor((i - k)/s) + 1", i=i, k=k, s=s)
 
 
@@ -262,7 +264,7 @@ def transposed_no_padding_unit_strides(i_t: int, k: int) -> int:
         >>> transposed_no_padding_unit_strides(2, 3)   # Figure 4.1
         4
     """
-    _check_int("i_t", i_t, 1), _check_int("k", k, 1)
+    _ints(i_t=i_t, k=k)
     return i_t + (k - 1)
 
 
@@ -283,7 +285,7 @@ def transposed_zero_padding_unit_strides(i_t: int, k: int, p: int) -> int:
         >>> transposed_zero_padding_unit_strides(6, 4, 2)   # Figure 4.2
         5
     """
-    _check_int("i_t", i_t, 1), _check_int("k", k, 1), _check_int("p", p, 0)
+    _ints(i_t=i_t, k=k, p=p)
     return _check_positive_output(
         i_t + (k - 1) - 2 * p, "Relationship 9, o' = i' + (k - 1) - 2p", i_t=i_t, k=k, p=p
     )
@@ -303,7 +305,7 @@ def transposed_half_padding(i_t: int, k: int) -> int:
         >>> transposed_half_padding(5, 3)   # Figure 4.3
         5
     """
-    _check_int("i_t", i_t, 1), _check_int("k", k, 1)
+    _ints(i_t=i_t, k=k)
     if k % 2 == 0:
         raise ValueError(f"Expected `k` to be odd for half padding (Relationship 10: k = 2n + 1), got {k!r}")
     return i_t + (k - 1) - 2 * (k // 2)
@@ -323,7 +325,7 @@ def transposed_full_padding(i_t: int, k: int) -> int:
         >>> transposed_full_padding(7, 3)   # Figure 4.4
         5
     """
-    _check_int("i_t", i_t, 1), _check_int("k", k, 1)
+    _ints(i_t=i_t, k=k)
     return _check_positive_output(i_t - (k - 1), "Relationship 11, o' = i' - (k - 1)", i_t=i_t, k=k)
 
 
@@ -346,7 +348,7 @@ def transposed_no_padding_strides(i_t: int, k: int, s: int) -> int:
         >>> transposed_no_padding_strides(2, 3, 2)   # Figure 4.5
         5
     """
-    _check_int("i_t", i_t, 1), _check_int("k", k, 1), _check_int("s", s, 1)
+    _ints(i_t=i_t, k=k, s=s)
     return s * (i_t - 1) + k
 
 
@@ -389,8 +391,7 @@ def transposed_zero_padding_strides_odd(i_t: int, k: int, s: int, p: int, a: int
         >>> transposed_zero_padding_strides_odd(3, 3, 2, 1, 1)   # Figure 4.7
         6
     """
-    _check_int("i_t", i_t, 1), _check_int("k", k, 1), _check_int("s", s, 1), _check_int("p", p, 0)
-    _check_int("a", a, 0)
+    _ints(i_t=i_t, k=k, s=s, p=p, a=a)
     if a >= s:
         raise ValueError(f"Expected `a` to be smaller than the stride (Relationship 14: 0 <= a < s), got a={a}, s={s}")
     return _check_positive_output(
@@ -415,8 +416,7 @@ def dilated(i: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> int:
         >>> dilated(7, 3, d=2)   # Figure 5.1
         3
     """
-    _check_int("i", i, 1), _check_int("k", k, 1), _check_int("s", s, 1), _check_int("p", p, 0)
-    _check_int("d", d, 1)
+    _ints(i=i, k=k, s=s, p=p, d=d)
     return _check_positive_output(
         (i + 2 * p - k - (k - 1) * (d - 1)) // s + 1,
         "Relationship 15, o = floor((i + 2p - k - (k - 1)(d - 1))/s) + 1",
@@ -463,12 +463,18 @@ RELATIONSHIPS: dict[int, Relationship] = {
 
 
 # -------------------------------------------------------------------------------- per-axis broadcasting
-def _as_tuple(name: str, value: object, n: int) -> tuple:
+def _as_tuple(name: str, value: T | tuple[T, ...] | list[T], n: int) -> tuple[T, ...]:
+    """``value`` with one entry per spatial axis: a tuple or list of ``n`` entries as a tuple, a scalar repeated."""
     if isinstance(value, (tuple, list)):
         if len(value) != n:
             raise ValueError(f"Expected `{name}` to have {n} entries (one per spatial axis), got {value!r}")
         return tuple(value)
     return (value,) * n
+
+
+def _axes(size: int | tuple[int, ...]) -> tuple[int, ...]:
+    """A size of the general functions as one entry per spatial axis."""
+    return size if isinstance(size, tuple) else (size,)
 
 
 def _broadcast(**values: object) -> tuple[int, bool]:
@@ -494,8 +500,8 @@ def same_padding_amounts(k: int, d: int = 1) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _conv_1d(i: object, k: object, s: object, p: object, d: object) -> int:
-    _check_int("i", i, 1), _check_int("k", k, 1), _check_int("s", s, 1), _check_int("d", d, 1)
+def _conv_1d(i_: object, k_: object, s_: object, p: object, d_: object) -> int:
+    i, k, s, d = _ints(i=i_, k=k_, s=s_, d=d_)
     if isinstance(p, str):
         if p == "valid":
             p = 0
@@ -508,10 +514,14 @@ def _conv_1d(i: object, k: object, s: object, p: object, d: object) -> int:
             )
         else:
             raise ValueError(f"Expected `p` to be an integer >= 0, 'same' or 'valid', got {p!r}")
-    _check_int("p", p, 0)
-    return dilated(i, k, s, p, d)
+    return dilated(i, k, s, integer("p", p, 0), d)
 
 
+@overload
+def conv_output_size(i: int, k: int, s: int = ..., p: int | str = ..., d: int = ...) -> int: ...
+@overload
+def conv_output_size(i: IntOrTuple, k: IntOrTuple, s: IntOrTuple = ..., p: IntOrTuple | str = ...,
+                     d: IntOrTuple = ...) -> int | tuple[int, ...]: ...
 def conv_output_size(
     i: IntOrTuple, k: IntOrTuple, s: IntOrTuple = 1, p: IntOrTuple | str = 0, d: IntOrTuple = 1
 ) -> int | tuple[int, ...]:
@@ -562,26 +572,24 @@ def transposed_output_padding(i: int, k: int, s: int = 1, p: int = 0, d: int = 1
     return (i + 2 * p - effective_kernel_size(k, d)) % s
 
 
-def _transposed_1d(i: object, k: object, s: object, p: object, a: object, d: object) -> int:
-    for name, value, minimum in (("i", i, 1), ("k", k, 1), ("s", s, 1), ("p", p, 0), ("output_padding", a, 0),
-                                 ("d", d, 1)):
-        _check_int(name, value, minimum)
+def _transposed_1d(*values: object) -> int:
+    i, k, s, p, a, d = _ints(**dict(zip(("i", "k", "s", "p", "output_padding", "d"), values)))
     if a >= s and a >= d:
         # PyTorch's rule; the paper only has a < s (Relationship 14).
-        raise ValueError(
-            f"Expected `output_padding` to be smaller than either the stride or the dilation (PyTorch rule), "
-            f"got output_padding={a}, s={s}, d={d}"
-        )
+        raise ValueError(f"Expected `output_padding` to be smaller than either the stride or the dilation (PyTorch "
+                         f"rule), got output_padding={a}, s={s}, d={d}: lower output_padding")
     o = s * (i - 1) + a + effective_kernel_size(k, d) - 2 * p
     return _check_positive_output(o, "o' = s(i' - 1) + a + d(k - 1) + 1 - 2p", i=i, k=k, s=s, p=p, a=a, d=d)
 
 
+@overload
+def transposed_output_size(i: int, k: int, s: int = ..., p: int = ..., output_padding: int = ..., d: int = ...
+                           ) -> int: ...
+@overload
+def transposed_output_size(i: IntOrTuple, k: IntOrTuple, s: IntOrTuple = ..., p: IntOrTuple = ...,
+                           output_padding: IntOrTuple = ..., d: IntOrTuple = ...) -> int | tuple[int, ...]: ...
 def transposed_output_size(
-    i: IntOrTuple,
-    k: IntOrTuple,
-    s: IntOrTuple = 1,
-    p: IntOrTuple = 0,
-    output_padding: IntOrTuple = 0,
+    i: IntOrTuple, k: IntOrTuple, s: IntOrTuple = 1, p: IntOrTuple = 0, output_padding: IntOrTuple = 0,
     d: IntOrTuple = 1,
 ) -> int | tuple[int, ...]:
     """Output size of ``nn.ConvTranspose1d/2d/3d``: ``o' = s(i' - 1) + a + d(k - 1) + 1 - 2p``.
@@ -611,9 +619,8 @@ def transposed_output_size(
     return out if as_tuple else out[0]
 
 
-def _pool_1d(i: object, k: object, s: object, p: object, d: object, ceil_mode: bool, check_input: bool) -> int:
-    for name, value, minimum in (("i", i, 1), ("k", k, 1), ("s", s, 1), ("p", p, 0), ("d", d, 1)):
-        _check_int(name, value, minimum)
+def _pool_1d(ceil_mode: bool, check_input: bool, *values: object) -> int:
+    i, k, s, p, d = _ints(**dict(zip(("i", "k", "s", "p", "d"), values)))
     if check_input and i < k:
         # PyTorch's avg_pool3d alone insists that the unpadded input holds a whole window.
         raise ValueError(f"Expected `i` >= `k` for 3-D average pooling (PyTorch rule), got i={i}, k={k}")
@@ -629,15 +636,15 @@ def _pool_1d(i: object, k: object, s: object, p: object, d: object, ceil_mode: b
     return _check_positive_output(o, formula, i=i, k=k, s=s, p=p, d=d)
 
 
+@overload
+def pool_output_size(i: int, k: int, s: int | None = ..., p: int = ..., d: int = ..., ceil_mode: bool = ..., *,
+                     mode: str = ...) -> int: ...
+@overload
+def pool_output_size(i: IntOrTuple, k: IntOrTuple, s: IntOrTuple | None = ..., p: IntOrTuple = ...,
+                     d: IntOrTuple = ..., ceil_mode: bool = ..., *, mode: str = ...) -> int | tuple[int, ...]: ...
 def pool_output_size(
-    i: IntOrTuple,
-    k: IntOrTuple,
-    s: IntOrTuple | None = None,
-    p: IntOrTuple = 0,
-    d: IntOrTuple = 1,
-    ceil_mode: bool = False,
-    *,
-    mode: str = "max",
+    i: IntOrTuple, k: IntOrTuple, s: IntOrTuple | None = None, p: IntOrTuple = 0, d: IntOrTuple = 1,
+    ceil_mode: bool = False, *, mode: str = "max",
 ) -> int | tuple[int, ...]:
     """Output size of ``nn.MaxPool*d`` and ``nn.AvgPool*d`` (Relationship 7, extended as PyTorch does).
 
@@ -661,17 +668,15 @@ def pool_output_size(
         >>> pool_output_size(6, 2, 2, p=1, ceil_mode=True)
         4
     """
-    if not isinstance(ceil_mode, bool):
-        raise ValueError(f"Expected `ceil_mode` to be a bool, got {ceil_mode!r}")
-    if mode not in ("max", "avg"):
-        raise ValueError(f"Expected `mode` to be one of ('max', 'avg'), got {mode!r}")
+    flag("ceil_mode", ceil_mode)
+    one_of("mode", mode, ("max", "avg"))
     if mode == "avg" and any(v != 1 for v in (d if isinstance(d, (tuple, list)) else (d,))):
         raise ValueError(f"Expected `d` to be 1 for average pooling (PyTorch has no dilated AvgPool), got {d!r}")
     s = k if s is None else s
     n, as_tuple = _broadcast(i=i, k=k, s=s, p=p, d=d)
     names = (("i", i), ("k", k), ("s", s), ("p", p), ("d", d))
     check = mode == "avg" and n == 3
-    out = tuple(_pool_1d(*args, ceil_mode, check) for args in zip(*(_as_tuple(name, v, n) for name, v in names)))
+    out = tuple(_pool_1d(ceil_mode, check, *args) for args in zip(*(_as_tuple(name, v, n) for name, v in names)))
     return out if as_tuple else out[0]
 
 

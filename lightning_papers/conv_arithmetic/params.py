@@ -14,12 +14,17 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from torch import nn
 
+from lightning_papers._validation import one_of
 from lightning_papers.conv_arithmetic.formulas import (
+    IntOrTuple,
+    _as_tuple,
+    _axes,
+    _broadcast,
     conv_output_size,
     pool_output_size,
     same_padding_amounts,
@@ -29,14 +34,6 @@ from lightning_papers.conv_arithmetic.formulas import (
 __all__ = ["KINDS", "LayerParams"]
 
 KINDS = ("conv", "transposed", "pool")
-
-
-def _tuple(name: str, value: object, n: int) -> tuple:
-    if isinstance(value, (tuple, list)):
-        if len(value) != n:
-            raise ValueError(f"Expected `{name}` to have {n} entries (one per spatial axis), got {value!r}")
-        return tuple(value)
-    return (value,) * n
 
 
 def _spatial_dims(layer: nn.Module) -> int:
@@ -85,8 +82,7 @@ class LayerParams:
     pool_mode: str = "max"
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"Expected `kind` to be one of {KINDS}, got {self.kind!r}")
+        one_of("kind", self.kind, KINDS)
         if isinstance(self.padding, str) and self.kind != "conv":
             raise ValueError(f"Expected an integer `padding` for kind {self.kind!r}, got {self.padding!r}")
 
@@ -99,11 +95,11 @@ class LayerParams:
         cls,
         kind: str = "conv",
         *,
-        k: int | Sequence[int],
-        s: int | Sequence[int] | None = None,
-        p: int | Sequence[int] | str = 0,
-        d: int | Sequence[int] = 1,
-        output_padding: int | Sequence[int] = 0,
+        k: IntOrTuple,
+        s: IntOrTuple | None = None,
+        p: IntOrTuple | str = 0,
+        d: IntOrTuple = 1,
+        output_padding: IntOrTuple = 0,
         ceil_mode: bool = False,
         pool_mode: str = "max",
         ndim: int | None = None,
@@ -111,14 +107,10 @@ class LayerParams:
         """Build from ints or tuples; ``s=None`` means 1 (or ``k`` for pooling, as PyTorch does)."""
         if s is None:
             s = k if kind == "pool" else 1
-        values = {"k": k, "s": s, "p": p, "d": d, "output_padding": output_padding}
-        lengths = {len(v) for v in values.values() if isinstance(v, (tuple, list))}
-        if len(lengths) > 1:
-            raise ValueError(f"Expected tuple arguments of one length, got {values!r}")
-        n = ndim or (lengths.pop() if lengths else 1)
-        padding = p if isinstance(p, str) else _tuple("p", p, n)
-        return cls(kind, _tuple("k", k, n), _tuple("s", s, n), padding, _tuple("d", d, n),
-                   _tuple("output_padding", output_padding, n), bool(ceil_mode), pool_mode)
+        n = ndim or _broadcast(k=k, s=s, p=0 if isinstance(p, str) else p, d=d, output_padding=output_padding)[0]
+        padding = p if isinstance(p, str) else _as_tuple("p", p, n)
+        return cls(kind, _as_tuple("k", k, n), _as_tuple("s", s, n), padding, _as_tuple("d", d, n),
+                   _as_tuple("output_padding", output_padding, n), bool(ceil_mode), pool_mode)
 
     @classmethod
     def from_layer(cls, layer: nn.Module) -> LayerParams:
@@ -134,44 +126,34 @@ class LayerParams:
         if isinstance(layer, nn.modules.conv._ConvNd):
             return cls.create("conv", k=layer.kernel_size, s=layer.stride, p=layer.padding, d=layer.dilation,
                               ndim=n)
-        avg = isinstance(layer, nn.modules.pooling._AvgPoolNd)
-        dilation = 1 if avg else layer.dilation
-        return cls.create("pool", k=layer.kernel_size, s=layer.stride, p=layer.padding, d=dilation,
-                          ceil_mode=layer.ceil_mode, pool_mode="avg" if avg else "max", ndim=n)
+        if isinstance(layer, nn.modules.pooling._MaxPoolNd):
+            return cls.create("pool", k=layer.kernel_size, s=layer.stride, p=layer.padding, d=layer.dilation,
+                              ceil_mode=layer.ceil_mode, ndim=n)
+        avg = cast("nn.AvgPool1d | nn.AvgPool2d | nn.AvgPool3d", layer)  # all that _spatial_dims leaves
+        return cls.create("pool", k=avg.kernel_size, s=avg.stride, p=avg.padding, ceil_mode=avg.ceil_mode,
+                          pool_mode="avg", ndim=n)
 
-    def resolved_padding(self) -> tuple[int, ...]:
-        """Padding per axis with ``"valid"`` as 0 and a symmetric ``"same"`` as its integer amount.
+    def padding_amounts(self, axis: int) -> tuple[int, int]:
+        """Zeros (before, after) on one axis: ``"valid"`` adds none, PyTorch's ``"same"`` adds the odd one after."""
+        if isinstance(self.padding, str):
+            return (0, 0) if self.padding == "valid" else same_padding_amounts(self.kernel[axis], self.dilation[axis])
+        return self.padding[axis], self.padding[axis]
 
-        Raises:
-            ValueError: for ``"same"`` padding that PyTorch applies asymmetrically (even dilated extent).
-        """
-        if self.padding == "valid":
-            return (0,) * self.ndim
-        if self.padding == "same":
-            out = []
-            for k, d in zip(self.kernel, self.dilation):
-                before, after = same_padding_amounts(k, d)
-                if before != after:
-                    raise ValueError(
-                        f"Expected a symmetric padding, got padding='same' with k={k}, d={d}: PyTorch pads "
-                        f"({before}, {after})"
-                    )
-                out.append(before)
-            return tuple(out)
-        return tuple(self.padding)
-
-    def output_size(self, input_size: int | Sequence[int]) -> tuple[int, ...]:
+    def output_size(self, input_size: IntOrTuple) -> tuple[int, ...]:
         """Spatial output size for spatial ``input_size`` (an int is used for every axis).
 
         Raises:
             ValueError: as :func:`conv_output_size`, :func:`transposed_output_size` and
                 :func:`pool_output_size` do.
         """
-        i = _tuple("input_size", input_size, self.ndim)
+        i = _as_tuple("input_size", input_size, self.ndim)
         if self.kind == "conv":
-            return tuple(conv_output_size(i, self.kernel, self.stride, self.padding, self.dilation))
-        if self.kind == "transposed":
-            return tuple(transposed_output_size(i, self.kernel, self.stride, self.padding, self.output_padding,
-                                                self.dilation))
-        return tuple(pool_output_size(i, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode,
-                                      mode=self.pool_mode))
+            out = conv_output_size(i, self.kernel, self.stride, self.padding, self.dilation)
+        elif isinstance(self.padding, str):  # __post_init__ allows a string for convolutions only
+            raise ValueError(f"Expected an integer `padding` for kind {self.kind!r}, got {self.padding!r}")
+        elif self.kind == "transposed":
+            out = transposed_output_size(i, self.kernel, self.stride, self.padding, self.output_padding, self.dilation)
+        else:
+            out = pool_output_size(i, self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode,
+                                   mode=self.pool_mode)
+        return _axes(out)

@@ -15,17 +15,19 @@ Examples:
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
+from lightning_papers._validation import integer, positive_int
 from lightning_papers.conv_arithmetic.explain import relationship_for
 from lightning_papers.conv_arithmetic.formulas import (
+    IntOrTuple,
+    _as_tuple,
     conv_output_size,
     ignored_inputs,
-    same_padding_amounts,
     transposed_output_size,
 )
 from lightning_papers.conv_arithmetic.params import LayerParams
@@ -58,14 +60,16 @@ class Solution:
         Raises:
             ValueError: if ``ndim`` is not 1, 2 or 3.
         """
-        if ndim not in (1, 2, 3):
-            raise ValueError(f"Expected `ndim` to be 1, 2 or 3, got {ndim!r}")
+        ndim = integer("ndim", ndim, 1, 3)
         if self.transposed:
-            cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[ndim - 1]
-            return cls(in_channels, out_channels, self.k, stride=self.s, padding=self.p,
-                       output_padding=self.output_padding, dilation=self.d)
-        cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[ndim - 1]
-        return cls(in_channels, out_channels, self.k, stride=self.s, padding=self.p, dilation=self.d)
+            return _TRANSPOSED[ndim - 1](in_channels, out_channels, self.k, stride=self.s, padding=self.p,
+                                         output_padding=self.output_padding, dilation=self.d)
+        return (nn.Conv1d, nn.Conv2d, nn.Conv3d)[ndim - 1](in_channels, out_channels, self.k, stride=self.s,
+                                                           padding=self.p, dilation=self.d)
+
+
+# Picked by the number of spatial axes, the sizes passed are tuples of that length: a plain callable to the checker.
+_TRANSPOSED: tuple[Callable[..., nn.Module], ...] = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 MAX_COMBINATIONS = 500_000
@@ -78,10 +82,50 @@ def _total(values: range) -> int:
 
 def _range(name: str, fixed: int | None, low: int, high: int) -> range:
     if fixed is not None:
-        if isinstance(fixed, bool) or not isinstance(fixed, numbers.Integral) or fixed < low:
-            raise ValueError(f"Expected `{name}` to be an integer >= {low}, got {fixed!r}")
+        fixed = integer(name, fixed, low)
         return range(fixed, fixed + 1)
     return range(low, high + 1)
+
+
+def _check_search_size(ds: range, ss: range, ks: range, padding: int | None, max_padding: int | None,
+                       output_paddings: int) -> None:
+    """Refuse a search of more than :data:`MAX_COMBINATIONS` up front (~10 µs each): not minutes of silence."""
+    if padding is not None:
+        paddings = len(ks) * len(ds)
+    elif max_padding is not None:
+        paddings = len(ks) * len(ds) * (max_padding + 1)
+    else:  # 0..d(k-1) for each k and d
+        paddings = _total(ds) * (_total(ks) - len(ks)) + len(ks) * len(ds)
+    combinations = paddings * len(ss) * output_paddings
+    if combinations > MAX_COMBINATIONS:
+        raise ValueError(f"Expected a search of at most {MAX_COMBINATIONS:,} combinations, got {combinations:,}: "
+                         "lower max_kernel, max_stride or max_dilation, or fix kernel, stride, padding or dilation")
+
+
+def _solutions(input_size: int, output_size: int, transposed: bool, ds: range, ss: range, ks: range,
+               padding: int | None, max_padding: int | None, output_padding: int | None) -> Iterator[Solution]:
+    """Every ``(k, s, p, d, a)`` of the ranges that maps ``input_size`` to ``output_size``, unsorted."""
+    kind = "transposed" if transposed else "conv"
+    for d in ds:
+        for s in ss:
+            for k in ks:
+                p_high = max_padding if max_padding is not None else d * (k - 1)
+                for p in _range("padding", padding, 0, p_high):
+                    a_high = max(s, d) - 1 if transposed else 0
+                    for a in _range("output_padding", output_padding, 0, a_high):
+                        try:
+                            if transposed:
+                                o = transposed_output_size(input_size, k, s, p, a, d)
+                            else:
+                                o = conv_output_size(input_size, k, s, p, d)
+                        except ValueError:
+                            continue
+                        if o != output_size:
+                            continue
+                        # A transposed convolution is the adjoint of the convolution from o to i: the output
+                        # pixels it never reaches are that convolution's ignored inputs.
+                        skipped = ignored_inputs(o if transposed else input_size, k, s, p, d)
+                        yield Solution(k, s, p, d, a, transposed, relationship_for(kind, k, s, p, d, a), len(skipped))
 
 
 def solve(
@@ -133,57 +177,23 @@ def solve(
     """
     for name, value in (("input_size", input_size), ("output_size", output_size), ("max_kernel", max_kernel),
                         ("max_stride", max_stride), ("max_dilation", max_dilation)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
-    if max_padding is not None and (isinstance(max_padding, bool) or not isinstance(max_padding, numbers.Integral)
-                                    or max_padding < 0):
-        raise ValueError(f"Expected `max_padding` to be an integer >= 0, got {max_padding!r}")
+        positive_int(name, value)
+    if max_padding is not None:
+        integer("max_padding", max_padding, 0)
     if output_padding is not None and not transposed:
         raise ValueError(f"Expected `output_padding` only with transposed=True, got {output_padding!r}")
 
     ds, ss, ks = (_range("dilation", dilation, 1, max_dilation), _range("stride", stride, 1, max_stride),
                   _range("kernel", kernel, 1, max_kernel))
-    if padding is not None:
-        paddings = len(ks) * len(ds)
-    elif max_padding is not None:
-        paddings = len(ks) * len(ds) * (max_padding + 1)
-    else:  # 0..d(k-1) for each k and d
-        paddings = _total(ds) * (_total(ks) - len(ks)) + len(ks) * len(ds)
-    combinations = paddings * len(ss) * (max(max_stride, max_dilation) if transposed and output_padding is None else 1)
-    if combinations > MAX_COMBINATIONS:  # ~10 µs each: seconds at most: refused up front, not minutes of silence
-        raise ValueError(f"Expected a search of at most {MAX_COMBINATIONS:,} (kernel, stride, padding, dilation) "
-                         f"combinations, got {combinations:,}: lower max_kernel / max_stride / max_dilation "
-                         "(--max-kernel ...) or fix some of kernel, stride, padding, dilation")
-    found = []
-    for d in ds:
-        for s in ss:
-            for k in ks:
-                kd = d * (k - 1) + 1
-                p_high = max_padding if max_padding is not None else kd - 1
-                for p in _range("padding", padding, 0, p_high):
-                    a_high = max(s, d) - 1 if transposed else 0
-                    for a in _range("output_padding", output_padding, 0, a_high):
-                        try:
-                            if transposed:
-                                o = transposed_output_size(input_size, k, s, p, a, d)
-                            else:
-                                o = conv_output_size(input_size, k, s, p, d)
-                        except ValueError:
-                            continue
-                        if o != output_size:
-                            continue
-                        # A transposed convolution is the adjoint of the convolution from o to i: the output
-                        # pixels it never reaches are that convolution's ignored inputs.
-                        skipped = ignored_inputs(o if transposed else input_size, k, s, p, d)
-                        kind = "transposed" if transposed else "conv"
-                        found.append(Solution(k, s, p, d, a, transposed, relationship_for(kind, k, s, p, d, a),
-                                              len(skipped)))
+    _check_search_size(ds, ss, ks, padding, max_padding,
+                       max(max_stride, max_dilation) if transposed and output_padding is None else 1)
+    found = list(_solutions(input_size, output_size, transposed, ds, ss, ks, padding, max_padding, output_padding))
     found.sort(key=lambda x: (x.d, x.s, x.ignored > 0, x.k, x.p, x.output_padding))
     return found
 
 
 def inverse_of(
-    conv: nn.Module | LayerParams | Mapping, input_size: int | Sequence[int]
+    conv: nn.Module | LayerParams | Mapping[str, Any], input_size: IntOrTuple
 ) -> nn.Module | LayerParams:
     """The transposed convolution that maps ``conv``'s output back to ``input_size`` (Relationship 14).
 
@@ -216,16 +226,12 @@ def inverse_of(
         raise ValueError(f"Expected `conv` to be an nn.Conv*d, LayerParams or a mapping, got {conv!r}")
     if params.kind != "conv":
         raise ValueError(f"Expected a convolution, got kind {params.kind!r}")
-    size = tuple(input_size) if isinstance(input_size, (tuple, list)) else (input_size,) * params.ndim
-    out = params.output_size(size)
+    out, size = params.output_size(input_size), _as_tuple("input_size", input_size, params.ndim)
 
     pads, extra = [], []
     for axis, i in enumerate(size):
         k, s, d = params.kernel[axis], params.stride[axis], params.dilation[axis]
-        if isinstance(params.padding, str):
-            before, after = (0, 0) if params.padding == "valid" else same_padding_amounts(k, d)
-        else:
-            before = after = params.padding[axis]
+        before, after = params.padding_amounts(axis)
         if before == after:
             p = before
             a = (i + 2 * p - (d * (k - 1) + 1)) % s
@@ -234,11 +240,8 @@ def inverse_of(
             # padding the larger amount and giving the missing row back as output_padding (needs a < d).
             p, a = after, after - before
             if not (a < s or a < d):
-                raise ValueError(
-                    f"Expected a convolution whose padding a ConvTranspose can undo, got padding='same' with "
-                    f"k={k}, d={d}, which pads ({before}, {after}); output_padding={a} must be smaller than "
-                    f"the stride or the dilation"
-                )
+                raise ValueError(f"Expected a convolution whose padding a ConvTranspose can undo, got padding='same' "
+                                 f"padding ({before}, {after}) with k={k}, d={d}: use an odd kernel or integer padding")
         pads.append(p)
         extra.append(a)
     result = LayerParams.create("transposed", k=params.kernel, s=params.stride, p=tuple(pads), d=params.dilation,
@@ -247,7 +250,7 @@ def inverse_of(
         raise ValueError(f"Expected to restore {size}, got {result.output_size(out)}")
     if not isinstance(conv, nn.Module):
         return result
-    cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[params.ndim - 1]
-    return cls(conv.out_channels, conv.in_channels, params.kernel, stride=params.stride, padding=tuple(pads),
-               output_padding=tuple(extra), groups=conv.groups, bias=conv.bias is not None,
-               dilation=params.dilation, device=conv.weight.device, dtype=conv.weight.dtype)
+    return _TRANSPOSED[params.ndim - 1](
+        conv.out_channels, conv.in_channels, params.kernel, stride=params.stride, padding=tuple(pads),
+        output_padding=tuple(extra), groups=conv.groups, bias=conv.bias is not None, dilation=params.dilation,
+        device=conv.weight.device, dtype=conv.weight.dtype)

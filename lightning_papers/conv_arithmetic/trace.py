@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
@@ -36,8 +35,10 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from lightning_papers._validation import positive_int
 from lightning_papers.conv_arithmetic.explain import relationship_for
 from lightning_papers.conv_arithmetic.formulas import (
+    _axes,
     conv_output_size,
     effective_kernel_size,
     ignored_inputs,
@@ -48,6 +49,9 @@ from lightning_papers.conv_arithmetic.formulas import (
 
 __all__ = ["Geometry", "ShapeTrace", "TraceRow", "trace_shapes"]
 
+# A receptive field is a whole number of input pixels, or a fraction of one after a transposed convolution or a resize.
+Pixels = int | Fraction
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -57,7 +61,7 @@ class Geometry:
     construction and is left out of :attr:`ShapeTrace.receptive_field`.
     """
 
-    rf: tuple[int, ...]
+    rf: tuple[Pixels, ...]
     jump: tuple[Fraction, ...]
     start: tuple[Fraction, ...]
     global_: bool = False
@@ -71,7 +75,7 @@ class Geometry:
         return cls((1,) * ndim, (Fraction(1),) * ndim, (Fraction(0),) * ndim)
 
 
-def _norm(x: int | Fraction) -> int | Fraction:
+def _norm(x: Pixels) -> Pixels:
     return int(x) if isinstance(x, int) or x.denominator == 1 else x
 
 
@@ -103,7 +107,7 @@ class TraceRow:
     relationships: tuple[int | None, ...] = ()
     predicted: tuple[int, ...] | None = None
     actual: tuple[int, ...] = ()
-    receptive_field: tuple[int, ...] | None = None
+    receptive_field: tuple[Pixels, ...] | None = None
     jump: tuple[Fraction, ...] | None = None
     start: tuple[Fraction, ...] | None = None
     ignored: tuple[int, ...] = ()
@@ -117,19 +121,15 @@ class TraceRow:
         return any(self.ignored)
 
     def to_dict(self) -> dict[str, Any]:
-        as_list = (lambda v: None if v is None else list(v))  # noqa: E731
-        return {
-            "name": self.name, "layer": self.layer, "op": self.op, "kind": self.kind,
-            "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
-            "kernel": as_list(self.kernel), "stride": as_list(self.stride), "padding": as_list(self.padding),
-            "dilation": as_list(self.dilation), "output_padding": as_list(self.output_padding),
-            "relationships": list(self.relationships), "predicted": as_list(self.predicted),
-            "actual": list(self.actual), "match": self.match,
-            "receptive_field": as_list(self.receptive_field),
-            "jump": None if self.jump is None else [_num(x) for x in self.jump],
-            "start": None if self.start is None else [_num(x) for x in self.start],
-            "ignored": list(self.ignored),
-        }
+        """JSON-ready: tuples as lists, fractions of a pixel as floats (4 decimals), ``match`` after ``actual``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            is_tuple = isinstance(value, tuple)
+            out[f.name] = [_num(v) if isinstance(v, Fraction) else v for v in value] if is_tuple else value
+            if f.name == "actual":
+                out["match"] = self.match
+        return out
 
 
 def _short(values: Sequence | None) -> str:
@@ -150,11 +150,11 @@ class ShapeTrace:
     rows: list[TraceRow]
     input_shapes: list[tuple[int, ...]]
     output_shapes: list[tuple[int, ...]]
-    max_receptive_field: tuple[int, ...] | None = None
+    max_receptive_field: tuple[Pixels, ...] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
-    def receptive_field(self) -> int | tuple[int, ...] | None:
+    def receptive_field(self) -> Pixels | tuple[Pixels, ...] | None:
         """Largest receptive field of any tensor (pixels), adaptive pooling to size 1 aside.
 
         An int when every spatial axis agrees, else a tuple; ``None`` when nothing had spatial axes.
@@ -276,6 +276,14 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
     return []
 
 
+def _predicted(output_size: Callable[..., int | tuple[int, ...]], *args: Any, **kwargs: Any) -> tuple[int, ...] | None:
+    """The formulas' output size, or ``None`` where they refuse a layer that PyTorch ran (a row then mismatches)."""
+    try:
+        return _axes(output_size(*args, **kwargs))
+    except ValueError:
+        return None
+
+
 def _transposed_span(k: int, s: int, p: int, d: int) -> int:
     """Largest distance between two inputs that reach one output of a transposed convolution."""
     span = 0
@@ -294,7 +302,7 @@ class _Tracer(TorchFunctionMode):
         self._geo: dict[int, tuple[weakref.ref, Geometry]] = {}
         self.rows: list[TraceRow] = []
         self.stack: list[tuple[str, str]] = [("", "")]
-        self.max_rf: list[int] | None = None
+        self.max_rf: list[Pixels] | None = None
 
     # ------------------------------------------------------------------ geometry bookkeeping
     def get(self, t: torch.Tensor) -> Geometry | None:
@@ -350,8 +358,7 @@ class _Tracer(TorchFunctionMode):
             self._generic(args, kwargs, outs)
 
     def _generic(self, args: tuple, kwargs: dict, outs: list[torch.Tensor]) -> None:
-        inputs = [(t, self.get(t)) for t in _tensors(args) + _tensors(kwargs)]
-        inputs = [(t, g) for t, g in inputs if g is not None]
+        inputs = [(t, g) for t in _tensors(args) + _tensors(kwargs) if (g := self.get(t)) is not None]
         for y in outs:
             same = [g for t, g in inputs if y.dim() >= g.ndim and tuple(y.shape[-g.ndim:]) == tuple(t.shape[-g.ndim:])
                     and y.dim() > g.ndim]
@@ -397,11 +404,8 @@ class _Tracer(TorchFunctionMode):
         s, d = _per_axis(b.get("stride"), n, 1), _per_axis(b.get("dilation"), n, 1)
         padding = b.get("padding", 0)
         i = tuple(x.shape[-n:])
-        try:
-            predicted = tuple(conv_output_size(i, k, s, padding if isinstance(padding, str) else
-                                               _per_axis(padding, n, 0), d))
-        except ValueError:
-            predicted = None
+        predicted = _predicted(conv_output_size, i, k, s, padding if isinstance(padding, str) else
+                               _per_axis(padding, n, 0), d)
         if isinstance(padding, str):
             p = tuple(0 if padding == "valid" else same_padding_amounts(k[a], d[a])[0] for a in range(n))
         else:
@@ -418,10 +422,7 @@ class _Tracer(TorchFunctionMode):
         d = (1,) * n if avg else _per_axis(b.get("dilation", 1), n, 1)
         ceil = bool(b.get("ceil_mode", False))
         i = tuple(x.shape[-n:])
-        try:
-            predicted = tuple(pool_output_size(i, k, s, p, d, ceil, mode="avg" if avg else "max"))
-        except ValueError:
-            predicted = None
+        predicted = _predicted(pool_output_size, i, k, s, p, d, ceil, mode="avg" if avg else "max")
         ignored = tuple(0 if ceil or not predicted else len(ignored_inputs(i[a], k[a], s[a], p[a], d[a]))
                         for a in range(n))
         self._windowed(op, "pool", x, y, n, k, s, p, d, predicted, (7,) * n, ignored)
@@ -434,10 +435,7 @@ class _Tracer(TorchFunctionMode):
         s, d = _per_axis(b.get("stride"), n, 1), _per_axis(b.get("dilation"), n, 1)
         p, a = _per_axis(b.get("padding"), n, 0), _per_axis(b.get("output_padding"), n, 0)
         i = tuple(x.shape[-n:])
-        try:
-            predicted = tuple(transposed_output_size(i, k, s, p, a, d))
-        except ValueError:
-            predicted = None
+        predicted = _predicted(transposed_output_size, i, k, s, p, a, d)
         g = self._input_geometry(x, n)
         if g is not None:
             kd = [effective_kernel_size(k[ax], d[ax]) for ax in range(n)]
@@ -459,7 +457,8 @@ class _Tracer(TorchFunctionMode):
         predicted = tuple(i[a] if wanted[a] is None else wanted[a] for a in range(n))
         g = self._input_geometry(x, n)
         if g is not None:
-            rf, jump, start = [], [], []
+            rf: list[Pixels] = []
+            jump, start = [], []
             for a in range(n):
                 windows = [(t * i[a] // o[a], -(-(t + 1) * i[a] // o[a])) for t in range(o[a])]
                 kmax = max(end - begin for begin, end in windows)
@@ -552,15 +551,17 @@ def _make_inputs(model: nn.Module, example: Any) -> tuple[torch.Tensor, ...]:
         return (example,)
     if isinstance(example, (tuple, list)) and example and all(isinstance(t, torch.Tensor) for t in example):
         return tuple(example)
-    if isinstance(example, (tuple, list)) and example and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in example
-    ):
-        ref = next(iter(model.parameters()), None)
+    try:
+        sizes = [positive_int("input_size", v) for v in example] if isinstance(example, (tuple, list)) else []
+    except ValueError:
+        sizes = []
+    if sizes:
+        ref: torch.Tensor | None = next(iter(model.parameters()), None)
         if ref is None:
             ref = next(iter(model.buffers()), None)
         device = ref.device if ref is not None else None
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
-        return (torch.zeros(1, *example, device=device, dtype=dtype),)
+        return (torch.zeros(1, *sizes, device=device, dtype=dtype),)
     raise ValueError(
         f"Expected `input_size` to be a tuple of positive ints (C, *spatial), an example tensor or a tuple of "
         f"tensors, got {example!r}"

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightning_papers._validation import integer
+
 __all__ = ["BatchAugment", "Normalize"]
 
 
@@ -20,6 +22,9 @@ class Normalize(nn.Module):
 
     Float inputs are taken to be in [0, 1] already.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -56,9 +61,7 @@ class BatchAugment(nn.Module):
 
     def __init__(self, padding: int = 4, flip: bool = True) -> None:
         super().__init__()
-        if padding < 0:
-            raise ValueError(f"Expected `padding` >= 0, got {padding}")
-        self.padding = padding
+        self.padding = integer("padding", padding, 0)
         self.flip = flip
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

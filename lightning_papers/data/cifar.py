@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from lightning_papers._validation import integer, one_of, real
 from lightning_papers.data.tensor_images import TensorImageDataModule
 
 __all__ = ["MD5", "CIFARDataModule", "read_cifar"]
@@ -61,9 +62,7 @@ def _md5(path: Path) -> str:
 
 
 def _check_name(name: str) -> dict:
-    if name not in _LAYOUT:
-        raise ValueError(f"Expected `name` to be one of {SUPPORTED_NAMES}, got {name!r}")
-    return _LAYOUT[name]
+    return _LAYOUT[one_of("name", name, SUPPORTED_NAMES)]
 
 
 def read_cifar(data_dir: str | Path, name: str = "cifar10", train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,17 +78,15 @@ def read_cifar(data_dir: str | Path, name: str = "cifar10", train: bool = True) 
     files = layout["train"] if train else layout["test"]
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(
-            f"{name} not found: expected the files {files} in {folder} (missing: {missing}). "
-            f"Pass `download=True` to fetch them into {Path(data_dir).expanduser()}, or download "
-            f"{layout['archive']} and extract it there."
-        )
+        raise FileNotFoundError(f"{name} not found in {folder} ({len(missing)} of {len(files)} files missing, "
+                                f"e.g. {missing[0]}): pass `download=True`, or extract {layout['archive']} into "
+                                f"{folder.parent}")
     for f in files:
         actual, expected = _md5(folder / f), MD5[name][f]
         if actual != expected:
-            raise ValueError(f"Expected {str(folder / f)!r} to be the published {name} file {f!r} (MD5 {expected}), "
-                             f"got MD5 {actual}: a corrupt or different file, refused before unpickling it (that "
-                             f"could run code). Delete it and download {layout['archive']} again")
+            raise ValueError(f"Expected {str(folder / f)!r} to be the published {name} file (MD5 {expected}), got MD5 "
+                             f"{actual}: delete it and download {layout['archive']} again (refused: unpickling it "
+                             "could run code)")
     images, labels = [], []
     for f in files:
         with open(folder / f, "rb") as fh:
@@ -121,6 +118,8 @@ class CIFARDataModule(TensorImageDataModule):
         >>> dm = CIFARDataModule("cifar10", data_dir="~/data", download=True)  # doctest: +SKIP
     """
 
+    name: str
+
     def __init__(
         self,
         name: str = "cifar10",
@@ -134,12 +133,10 @@ class CIFARDataModule(TensorImageDataModule):
         pin_memory: bool = True,
     ) -> None:
         layout = _check_name(name)
-        if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or val_split < 0 or (
-            isinstance(val_split, float) and val_split >= 1
-        ):
-            raise ValueError(
-                f"Expected `val_split` to be an int count >= 0 or a float fraction in [0, 1), got {val_split!r}"
-            )
+        if isinstance(val_split, float):
+            val_split = real("val_split", val_split, 0, 1, high_open=True, fix="a float is a fraction, an int a count")
+        else:
+            val_split = integer("val_split", val_split, 0, fix="an int counts images, a float in [0, 1) is a fraction")
         super().__init__(
             batch_size=batch_size,
             num_workers=num_workers,

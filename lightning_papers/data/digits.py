@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from lightning_papers._validation import integer, one_of, real
 from lightning_papers.data._extras import require_extra
 from lightning_papers.data.tensor_images import TensorImageDataModule
 
@@ -26,10 +27,7 @@ def load_digits_images(size: int = 32, channels: int = 3) -> tuple[torch.Tensor,
 
     The 8x8 images (values 0..16) are scaled to 0..255 and resized with bilinear interpolation.
     """
-    if size < 8:
-        raise ValueError(f"Expected `size` >= 8 (the digits are 8x8), got {size}")
-    if channels not in (1, 3):
-        raise ValueError(f"Expected `channels` to be 1 or 3, got {channels}")
+    size, channels = integer("size", size, 8, fix="the digits are 8x8"), one_of("channels", channels, (1, 3))
     datasets, _ = _require_sklearn()
     bunch = datasets.load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
@@ -71,8 +69,7 @@ class DigitsDataModule(TensorImageDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"Expected `val_fraction` in (0, 1), got {val_fraction!r}")
+        val_fraction = real("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
         super().__init__(
             batch_size=batch_size,
             num_workers=num_workers,

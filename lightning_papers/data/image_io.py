@@ -34,7 +34,7 @@ replicated to RGB. NumPy arrays are (H, W) or (H, W, C); torch tensors are (H, W
 :func:`write_image` keeps the bit depth: a source of more than 8 bits (:attr:`ImageInfo.bits` 16) is written as a
 16-bit PNG (PIL writes 16-bit greyscale only; the RGB file is written here), an 8-bit one as 8 bits. A format
 without 16 bits (JPEG, ...) is written with 8 and says so in a warning. Writes go to a temporary file that is
-renamed over the target (:func:`lightning_papers.files.atomic_write`).
+renamed over the target (``lightning_papers._helpers.atomic_write``).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from lightning_papers._validation import one_of
 
 __all__ = ["ImageInfo", "ImageReadWarning", "read_image", "write_image"]
 
@@ -328,7 +330,7 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> 
     Raises:
         ValueError: for a tensor of another shape, ``bits`` other than 8 or 16, or an extension PIL cannot write.
     """
-    from lightning_papers.files import atomic_write
+    from lightning_papers._helpers import atomic_write
 
     if not isinstance(image, torch.Tensor):
         raise ValueError(f"Expected an image tensor (3, H, W), got {type(image).__name__}: convert it with "
@@ -337,8 +339,7 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> 
         image = image[0]
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"Expected an image tensor (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-    if bits not in (8, 16):
-        raise ValueError(f"Expected `bits` to be 8 or 16, got {bits!r}")
+    one_of("bits", bits, (8, 16))
     if image.is_floating_point() and not bool(torch.isfinite(image).all()):  # NaN would be written as black
         raise ValueError(f"Expected finite image values, got NaN or infinite values for {str(path)!r}")
     path = Path(path)

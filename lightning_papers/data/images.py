@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
+from lightning_papers._validation import integer, positive_int, real
 from lightning_papers.data._extras import require_extra
 from lightning_papers.data.image_io import read_image
 from lightning_papers.data.tensor_images import make_loader
@@ -81,11 +81,6 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def _to_tensor(source: ImageSource) -> torch.Tensor:
-    """(3, H, W) float32 in [0, 1], every mode and dtype by its real range (:func:`~.image_io.read_image`)."""
-    return read_image(source)[0]
-
-
 def load_image(source: ImageSource, size: int | tuple[int, int] | None = None) -> torch.Tensor:
     """One image as a float tensor (3, H, W) in [0, 1].
 
@@ -104,12 +99,15 @@ def load_image(source: ImageSource, size: int | tuple[int, int] | None = None) -
             of the wrong shape or a non-positive size.
     """
     if size is not None:
-        sizes = (size,) if isinstance(size, int) and not isinstance(size, bool) else tuple(size)
-        if len(sizes) not in (1, 2) or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+        try:
+            sizes = [positive_int("size", s) for s in (size if isinstance(size, (tuple, list)) else (size,))]
+        except ValueError:
+            sizes = []
+        if len(sizes) not in (1, 2):
             raise ValueError(f"Expected `size` to be a positive int or an (H, W) pair, got {size!r}")
-    tensor = _to_tensor(source)
+    tensor = read_image(source)[0]
     if size is not None:
-        tensor = TF.resize(tensor, list(sizes), antialias=True).clamp_(0.0, 1.0)
+        tensor = TF.resize(tensor, sizes, antialias=True).clamp_(0.0, 1.0)
     return tensor
 
 
@@ -135,7 +133,7 @@ class ImageListDataset(Dataset):
     is returned instead and a warning names it once, so an epoch never crashes on a bad file.
     """
 
-    def __init__(self, sources: Sequence[ImageSource], transform: Any) -> None:
+    def __init__(self, sources: Sequence[ImageSource], transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
         if not sources:
             raise ValueError("Expected at least one image, got none")
         self.sources = list(sources)
@@ -151,7 +149,7 @@ class ImageListDataset(Dataset):
             if i in self._bad:
                 continue
             try:
-                image = _to_tensor(self.sources[i])
+                image = read_image(self.sources[i])[0]
             except Exception as err:  # never crash mid-epoch: warn once, use the next image
                 self._bad.add(i)
                 warnings.warn(f"Skipping unreadable image {self.sources[i]!s}: {err}", UserWarning, stacklevel=2)
@@ -210,23 +208,16 @@ class ImageFolderDataModule(L.LightningDataModule):
         val_resize: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("image_size", image_size), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"Expected `num_workers` to be a non-negative integer, got {num_workers!r}")
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"Expected `val_fraction` in [0, 1), got {val_fraction!r}")
+        self.image_size = positive_int("image_size", image_size)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.num_workers = integer("num_workers", num_workers, 0)
+        self.val_fraction = real("val_fraction", val_fraction, 0, 1, high_open=True)
         if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(f"Expected `scale` to be (low, high) with 0 < low <= high <= 1, got {scale!r}")
         self.save_hyperparameters()
         self.root = None if root is None else Path(root)
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.val_fraction = val_fraction
         self.seed = seed
-        self.num_workers = num_workers
-        self.scale = tuple(scale)
+        self.scale = (scale[0], scale[1])
         self.pin_memory = pin_memory
         self.val_resize = val_resize
         self.train_set: ImageListDataset | None = None
@@ -246,7 +237,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.root is None:
             _require_skimage_data()  # fail early, on one process, with the install hint
 
-    def _sources(self) -> list[ImageSource]:
+    def _sources(self) -> Sequence[ImageSource]:
         if self.root is None:
             return [image for _, image in sample_photos()]
         files = find_images(self.root)
@@ -254,13 +245,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         kept = set(readable)
         self.skipped = [p for p in files if p not in kept]
         if self.skipped:
-            names = ", ".join(str(p) for p in self.skipped[:10]) + (" ..." if len(self.skipped) > 10 else "")
-            warnings.warn(
-                f"Skipping {len(self.skipped)} unreadable image file(s) of {len(files)} under {str(self.root)!r}: "
-                f"{names}",
-                UserWarning,
-                stacklevel=3,
-            )
+            names = ", ".join(str(p) for p in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+            warnings.warn(f"Skipping {len(self.skipped)} unreadable image file(s) of {len(files)} under "
+                          f"{str(self.root)!r} ({names}; all in `skipped`)", UserWarning, stacklevel=3)
         if not readable:
             raise ValueError(
                 f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) under {str(self.root)!r}, "
@@ -282,13 +269,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.train_set = ImageListDataset([sources[i] for i in train_idx], self.train_transform)
         self.val_set = ImageListDataset([sources[i] for i in val_idx], self.val_transform) if val_idx else None
 
-    def _loader(self, dataset: ImageListDataset | None, stage: str, shuffle: bool) -> DataLoader:
-        return make_loader(self, dataset, stage, shuffle)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "training", shuffle=True)
+        return make_loader(self, self.train_set, "training", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.train_set is not None and self.val_set is None:
             return []  # `val_fraction=0`: no validation
-        return self._loader(self.val_set, "validation", shuffle=False)
+        return make_loader(self, self.val_set, "validation", shuffle=False)

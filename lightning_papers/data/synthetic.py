@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
+from lightning_papers._validation import integer, positive_int
 from lightning_papers.data.tensor_images import TensorImageDataModule
 
 __all__ = ["SyntheticDataModule"]
@@ -39,16 +40,14 @@ class SyntheticDataModule(TensorImageDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
-        if num_samples < 1:
-            raise ValueError(f"Expected `num_samples` >= 1, got {num_samples}")
-        if num_classes < 2:
-            raise ValueError(f"Expected `num_classes` >= 2, got {num_classes}")
+        num_samples, num_classes = positive_int("num_samples", num_samples), integer("num_classes", num_classes, 2)
         super().__init__(batch_size=batch_size, num_workers=num_workers, augment=augment,
                          pin_memory=pin_memory)
         self.save_hyperparameters()
         self.num_samples = num_samples
         self.num_classes = num_classes
-        self.image_size = tuple(image_size)
+        c, h, w = image_size
+        self.image_size = (c, h, w)
         self.seed = seed
 
     def setup(self, stage: str | None = None) -> None:

@@ -8,17 +8,27 @@ Trainer uses, so the loader has almost nothing to do.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from lightning_papers._validation import integer, positive_int
 from lightning_papers.data.augment import BatchAugment, Normalize
 
 __all__ = ["TensorImageDataModule", "make_loader"]
 
 
-def make_loader(dm: L.LightningDataModule, dataset: Dataset | None, stage: str, shuffle: bool) -> DataLoader:
+class _LoaderSettings(Protocol):
+    """What :func:`make_loader` reads from a data module."""
+
+    batch_size: int
+    num_workers: int
+    pin_memory: bool
+
+
+def make_loader(dm: _LoaderSettings, dataset: Dataset | None, stage: str, shuffle: bool) -> DataLoader:
     """The DataLoader every data module of the package hands out, from ``dm``'s batch and worker settings.
 
     Raises:
@@ -69,12 +79,8 @@ class TensorImageDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"Expected `batch_size` to be a positive integer, got {batch_size!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"Expected `num_workers` to be a non-negative integer, got {num_workers!r}")
-        self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.num_workers = integer("num_workers", num_workers, 0)
         self.pin_memory = pin_memory
         self.normalize = Normalize(mean, std)
         self.augment = BatchAugment(crop_padding, flip) if augment else None
@@ -83,17 +89,14 @@ class TensorImageDataModule(L.LightningDataModule):
         self.test_set: TensorDataset | None = None
 
     # -- loaders ---------------------------------------------------------------------------------------
-    def _loader(self, dataset: TensorDataset | None, stage: str, shuffle: bool) -> DataLoader:
-        return make_loader(self, dataset, stage, shuffle)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, "training", shuffle=True)
+        return make_loader(self, self.train_set, "training", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, "validation", shuffle=False)
+        return make_loader(self, self.val_set, "validation", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set if self.test_set is not None else self.val_set, "test", shuffle=False)
+        return make_loader(self, self.test_set if self.test_set is not None else self.val_set, "test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

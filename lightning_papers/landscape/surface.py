@@ -38,8 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lightning_papers.compiling import CompiledOrEager
-from lightning_papers.files import check_writable_folder
+from lightning_papers._helpers import CompiledOrEager, check_writable_folder
 from lightning_papers.landscape.directions import Direction, landscape_tensors
 from lightning_papers.landscape.fold import fold_batchnorm
 from lightning_papers.landscape.result import SurfaceResult

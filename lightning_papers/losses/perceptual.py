@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_papers._validation import real
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -107,9 +109,7 @@ def feature_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def pixel_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pixel loss (paper §3.3): ``||a_n - b_n||_2^2 / (C H W)`` per image, averaged over the batch (an MSE)."""
-    if a.shape != b.shape:
-        raise ValueError(f"Expected images of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    return F.mse_loss(a, b)
+    return feature_loss(a, b)
 
 
 def style_loss(
@@ -196,11 +196,8 @@ def _download(url: str, dst: Path, timeout: float) -> None:
 
 
 def _missing_weights_error(path: Path, reason: str) -> RuntimeError:
-    return RuntimeError(
-        f"VGG-16 ImageNet weights are not available ({reason}). Put torchvision's checkpoint "
-        f"{_imagenet_url()} at {path} (the torch hub cache, `torch.hub.get_dir()`/checkpoints), or pass "
-        f'`weights="path/to/file.pth"` with a local VGG-16 state dict. `weights="random"` works for tests only.'
-    )
+    return RuntimeError(f"VGG-16 ImageNet weights are not available ({reason}): put {_imagenet_url()} at {path}, or "
+                        'pass `weights="path/to/file.pth"` (`weights="random"` is for tests only)')
 
 
 def fetch_vgg16_weights(download: bool = True, timeout: float = 60.0) -> Path:
@@ -252,10 +249,8 @@ def _features_state_dict(state: Mapping[str, torch.Tensor], expected: Mapping[st
         state = {key[len("features."):]: value for key, value in state.items() if key.startswith("features.")}
     missing = [key for key in expected if key not in state]
     if missing:
-        raise RuntimeError(
-            f"Expected a VGG-16 state dict (keys like 'features.0.weight' or '0.weight') in {source}, "
-            f"but it lacks {missing[:4]}{' ...' if len(missing) > 4 else ''} (it has {sorted(state)[:4]} ...)"
-        )
+        raise RuntimeError(f"Expected a VGG-16 state dict in {source}, but it lacks {missing[:2]}"
+                           f"{' ...' if len(missing) > 2 else ''}: pass torchvision's VGG-16 state dict")
     wrong = [f"{key}: {tuple(state[key].shape)} instead of {tuple(shape)}"
              for key, shape in expected.items() if state[key].shape != shape]
     if wrong:
@@ -291,6 +286,9 @@ class VGGFeatures(nn.Module):
         >>> vgg(torch.rand(1, 3, 64, 64))["relu2_2"].shape  # doctest: +SKIP
         torch.Size([1, 128, 32, 32])
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -356,7 +354,8 @@ class VGGFeatures(nn.Module):
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def train(self, mode: bool = True) -> VGGFeatures:
         """Always eval: the loss network is fixed, whatever the parent module's mode."""
@@ -431,6 +430,8 @@ class PerceptualLoss(nn.Module):
         >>> terms["loss"].backward()
     """
 
+    has_style: torch.Tensor
+
     def __init__(
         self,
         vgg: VGGFeatures,
@@ -446,14 +447,12 @@ class PerceptualLoss(nn.Module):
         missing = [name for name in (content_layer, *style_layers) if name not in vgg.layers]
         if missing:
             raise ValueError(f"Expected `vgg` to tap {missing!r}, but it taps {vgg.layers}")
-        for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
-                            ("tv_weight", tv_weight)):
-            if value < 0:
-                raise ValueError(f"Expected `{name}` >= 0, got {value!r}")
+        self.content_weight = real("content_weight", content_weight, 0)
+        self.style_weight = real("style_weight", style_weight, 0)
+        self.tv_weight = real("tv_weight", tv_weight, 0)
         self.vgg = vgg
         self.content_layer = content_layer
         self.style_layers = style_layers
-        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         if style_layer_weights is None:
             style_layer_weights = {name: 1.0 / _CHANNELS[name] ** 2 for name in style_layers}
         unknown = sorted(set(style_layer_weights) - set(style_layers))

@@ -18,11 +18,13 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lightning_papers._validation import one_of, positive_int
 
 __all__ = [
     "BasicBlock",
@@ -135,16 +137,11 @@ class ResNetCIFAR(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        for name, value in (("blocks_per_stage", blocks_per_stage), ("num_classes", num_classes),
-                            ("wide", wide), ("in_channels", in_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
-        if shortcut not in SUPPORTED_SHORTCUTS:
-            raise ValueError(f"Expected `shortcut` to be one of {SUPPORTED_SHORTCUTS}, got {shortcut!r}")
-        self.blocks_per_stage = blocks_per_stage
-        self.num_classes = num_classes
-        self.shortcut = shortcut
-        self.wide = wide
+        self.blocks_per_stage = positive_int("blocks_per_stage", blocks_per_stage)
+        self.num_classes = positive_int("num_classes", num_classes)
+        self.wide = positive_int("wide", wide)
+        in_channels = positive_int("in_channels", in_channels)
+        self.shortcut = one_of("shortcut", shortcut, SUPPORTED_SHORTCUTS)
         widths = [16 * wide, 32 * wide, 64 * wide]
 
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
@@ -180,97 +177,109 @@ class ResNetCIFAR(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def _resnet(depth: int, *, num_classes: int, shortcut: Shortcut, wide: int, in_channels: int) -> ResNetCIFAR:
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+
+def _register_model(builder: Builder) -> Builder:
+    """Make ``builder`` one of the names :func:`get_model` knows (its function name), torchvision-style."""
+    _MODELS[builder.__name__] = builder
+    return builder
+
+
+def _resnet(depth: int, **kwargs: Any) -> ResNetCIFAR:
+    """ResNet-``depth`` (``6n + 2``); ``kwargs`` go to :class:`ResNetCIFAR` (``num_classes``, ``shortcut``, ...)."""
     if (depth - 2) % 6 != 0 or depth < 8:
         raise ValueError(f"Expected a CIFAR ResNet depth of the form 6n + 2 (n >= 1), got {depth}")
-    return ResNetCIFAR(
-        (depth - 2) // 6, num_classes, shortcut=shortcut, wide=wide, in_channels=in_channels
-    )
+    return ResNetCIFAR((depth - 2) // 6, **kwargs)
 
 
-def resnet20(*, num_classes: int = 10, shortcut: Shortcut = "A", wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+# Every builder takes ResNetCIFAR's keyword arguments: num_classes=10, shortcut="A", wide=1, in_channels=3.
+@_register_model
+def resnet20(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-20 (n=3): 269,722 parameters with option A and 10 classes."""
-    return _resnet(20, num_classes=num_classes, shortcut=shortcut, wide=wide, in_channels=in_channels)
+    return _resnet(20, **kwargs)
 
 
-def resnet32(*, num_classes: int = 10, shortcut: Shortcut = "A", wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet32(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-32 (n=5): 464,154 parameters."""
-    return _resnet(32, num_classes=num_classes, shortcut=shortcut, wide=wide, in_channels=in_channels)
+    return _resnet(32, **kwargs)
 
 
-def resnet44(*, num_classes: int = 10, shortcut: Shortcut = "A", wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet44(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-44 (n=7): 658,586 parameters."""
-    return _resnet(44, num_classes=num_classes, shortcut=shortcut, wide=wide, in_channels=in_channels)
+    return _resnet(44, **kwargs)
 
 
-def resnet56(*, num_classes: int = 10, shortcut: Shortcut = "A", wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet56(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-56 (n=9): 853,018 parameters."""
-    return _resnet(56, num_classes=num_classes, shortcut=shortcut, wide=wide, in_channels=in_channels)
+    return _resnet(56, **kwargs)
 
 
-def resnet110(*, num_classes: int = 10, shortcut: Shortcut = "A", wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet110(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-110 (n=18): 1,727,962 parameters."""
-    return _resnet(110, num_classes=num_classes, shortcut=shortcut, wide=wide, in_channels=in_channels)
+    return _resnet(110, **kwargs)
 
 
-def resnet1202(*, num_classes: int = 10, shortcut: Shortcut = "A", wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet1202(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-1202 (n=200): 19,421,274 parameters."""
-    return _resnet(1202, num_classes=num_classes, shortcut=shortcut, wide=wide, in_channels=in_channels)
+    return _resnet(1202, **kwargs)
 
 
-def resnet20_noshort(*, num_classes: int = 10, wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet20_noshort(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-20 without skip connections (Li et al.)."""
-    return _resnet(20, num_classes=num_classes, shortcut="none", wide=wide, in_channels=in_channels)
+    return _resnet(20, shortcut="none", **kwargs)
 
 
-def resnet56_noshort(*, num_classes: int = 10, wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet56_noshort(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-56 without skip connections (Li et al.)."""
-    return _resnet(56, num_classes=num_classes, shortcut="none", wide=wide, in_channels=in_channels)
+    return _resnet(56, shortcut="none", **kwargs)
 
 
-def resnet110_noshort(*, num_classes: int = 10, wide: int = 1, in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet110_noshort(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-110 without skip connections (Li et al.)."""
-    return _resnet(110, num_classes=num_classes, shortcut="none", wide=wide, in_channels=in_channels)
+    return _resnet(110, shortcut="none", **kwargs)
 
 
-def resnet56_w2(*, num_classes: int = 10, shortcut: Shortcut = "A", in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet56_w2(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-56 with twice the width (32/64/128 filters)."""
-    return _resnet(56, num_classes=num_classes, shortcut=shortcut, wide=2, in_channels=in_channels)
+    return _resnet(56, wide=2, **kwargs)
 
 
-def resnet56_w4(*, num_classes: int = 10, shortcut: Shortcut = "A", in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet56_w4(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-56 with four times the width (64/128/256 filters)."""
-    return _resnet(56, num_classes=num_classes, shortcut=shortcut, wide=4, in_channels=in_channels)
+    return _resnet(56, wide=4, **kwargs)
 
 
-def resnet56_w8(*, num_classes: int = 10, shortcut: Shortcut = "A", in_channels: int = 3) -> ResNetCIFAR:
+@_register_model
+def resnet56_w8(**kwargs: Any) -> ResNetCIFAR:
     """ResNet-56 with eight times the width (128/256/512 filters)."""
-    return _resnet(56, num_classes=num_classes, shortcut=shortcut, wide=8, in_channels=in_channels)
-
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    fn.__name__: fn
-    for fn in (
-        resnet20, resnet32, resnet44, resnet56, resnet110, resnet1202,
-        resnet20_noshort, resnet56_noshort, resnet110_noshort,
-        resnet56_w2, resnet56_w4, resnet56_w8,
-    )
-}
+    return _resnet(56, wide=8, **kwargs)
 
 
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model`, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_MODELS)
 
 
-def get_model(name: str, **kwargs) -> nn.Module:
+def get_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model by name; keyword arguments go to its builder.
 
     Raises:
         ValueError: if ``name`` is not registered (the message lists the valid names).
     """
     try:
-        builder = _REGISTRY[name]
+        builder = _MODELS[name]
     except (KeyError, TypeError):
         raise ValueError(f"Unknown model {name!r}. Expected one of: {', '.join(list_models())}") from None
     return builder(**kwargs)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_papers._validation import one_of
+
 __all__ = [
     "ConvLayer",
     "ResidualBlock",
@@ -158,9 +160,9 @@ def _init_without_norm(net: nn.Module) -> None:
             nn.init.zeros_(module.conv2.weight)
 
 
-def _check_choice(name: str, value: object, supported: tuple) -> None:
-    if value not in supported:
-        raise ValueError(f"Expected `{name}` to be one of {supported}, got {value!r}")
+def _check_options(norm: Norm, upsample: Upsample, output: Output) -> tuple[Norm, Upsample, Output]:
+    return (one_of("norm", norm, SUPPORTED_NORMS), one_of("upsample", upsample, SUPPORTED_UPSAMPLING),
+            one_of("output", output, SUPPORTED_OUTPUTS))
 
 
 def _padded_size(size: int, multiple: int, minimum: int) -> int:
@@ -227,10 +229,7 @@ class TransformerNet(nn.Module):
     def __init__(self, norm: Norm = "instance", upsample: Upsample = "resize_conv",
                  output: Output = "sigmoid") -> None:
         super().__init__()
-        _check_choice("norm", norm, SUPPORTED_NORMS)
-        _check_choice("upsample", upsample, SUPPORTED_UPSAMPLING)
-        _check_choice("output", output, SUPPORTED_OUTPUTS)
-        self.norm, self.upsample, self.output = norm, upsample, output
+        self.norm, self.upsample, self.output = _check_options(norm, upsample, output)
         self.down = nn.Sequential(
             ConvLayer(3, 32, 9, norm=norm),
             ConvLayer(32, 64, 3, stride=2, norm=norm),
@@ -274,12 +273,8 @@ class SuperResolutionNet(nn.Module):
     def __init__(self, factor: int = 4, norm: Norm = "batch", upsample: Upsample = "resize_conv",
                  output: Output = "sigmoid") -> None:
         super().__init__()
-        if factor not in SUPPORTED_FACTORS or isinstance(factor, bool):
-            raise ValueError(f"Expected `factor` to be 4 or 8, got {factor!r}")
-        _check_choice("norm", norm, SUPPORTED_NORMS)
-        _check_choice("upsample", upsample, SUPPORTED_UPSAMPLING)
-        _check_choice("output", output, SUPPORTED_OUTPUTS)
-        self.factor, self.norm, self.upsample, self.output = factor, norm, upsample, output
+        self.factor = one_of("factor", factor, SUPPORTED_FACTORS)
+        self.norm, self.upsample, self.output = _check_options(norm, upsample, output)
         self.stem = ConvLayer(3, 64, 9, norm=norm)
         self.residuals = nn.Sequential(*(ResidualBlock(64, norm) for _ in range(self.num_residual_blocks)))
         self.up = nn.Sequential(

@@ -54,7 +54,7 @@ def export_checkpoint(ckpt: str | Path, output: str | Path, format: str = "onnx"
             either kind.
         ImportError: for ONNX without the ``onnx`` package (the ``export`` extra).
     """
-    from lightning_papers.files import check_outputs
+    from lightning_papers._helpers import check_outputs
     from lightning_papers.modules.image_model import load_image_model
 
     _check_format(format, opset)
@@ -80,7 +80,7 @@ def export_model(model: torch.nn.Module, output: str | Path, format: str = "onnx
         from lightning_papers.data._extras import require_extra
 
         require_extra("onnx", "ONNX export", extra="export")
-    from lightning_papers.files import atomic_write
+    from lightning_papers._helpers import atomic_write
 
     with warnings.catch_warnings(), atomic_write(output) as tmp:  # a temporary file, renamed when complete
         for message in _EXPORT_NOISE:

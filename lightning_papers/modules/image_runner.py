@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_papers.compiling import CompiledOrEager
-from lightning_papers.devices import PRECISIONS, resolve_device
+from lightning_papers._helpers import PRECISIONS, CompiledOrEager, resolve_device
 
 __all__ = ["PRECISIONS", "ImageRunner", "fast_options", "resolve_device"]
 

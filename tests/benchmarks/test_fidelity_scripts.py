@@ -51,34 +51,61 @@ def _is_mean_std_n(stats: dict) -> bool:
 
 
 def test_superconvergence_fast(scripts, capsys, tmp_path):
+    sc = scripts("fidelity_superconvergence")
+    fid = scripts("_fidelity")
     png = tmp_path / "sc.png"
-    summary = scripts("fidelity_superconvergence").main(["--fast", "--plot", str(png)])
+    summary = sc.main(["--fast", "--plot", str(png), "--cache", str(tmp_path / "runs.jsonl")])
     out = capsys.readouterr().out
     assert _json_line(out) == json.loads(json.dumps(summary, default=float))
-    assert {"benchmark", "claim", "task", "n", "budget", "budgets", "peaks", "range_test", "baseline_plateau",
-            "accuracy", "best_one_cycle", "reaches_baseline_at", "beats_baseline_at", "verdict", "seconds",
-            "load_average", "cpu"} <= set(summary)
-    assert summary["benchmark"] == "fidelity_superconvergence" and summary["n"] == 1
+    assert {"benchmark", "claim", "task", "n", "budget", "budgets", "peaks", "weight_decays", "range_test", "chosen",
+            "baseline_plateau", "accuracy", "test_accuracy", "rule", "paired", "halves", "paired_verdict", "arms",
+            "seconds", "load_average", "uptime_load", "cpu"} <= set(summary)
+    assert summary["benchmark"] == "fidelity_superconvergence" and summary["n"] == 2
     budget = summary["budget"]
-    assert summary["budgets"] == [budget // 16, budget // 8, budget // 4, budget // 2]
-    # the baseline at every short budget, at B and at 2B; every 1cycle peak at the short budgets
-    assert set(summary["accuracy"]["baseline"]) == {str(b) for b in [*summary["budgets"], budget, 2 * budget]}
+    assert summary["budgets"] == [budget // 8, budget]
+    assert "150 training / 300 validation / 1347 test" in summary["task"]  # a three-way split, test kept apart
+    # the precondition: an accuracy sweep on several seeds, its rule and reading recorded; peaks from its range
+    sweep = summary["range_test"]
+    assert sweep["kind"] == "accuracy" and len(sweep["seeds"]) == 2 and len(sweep["val_acc"]) == 2
+    assert len(sweep["lrs"]) == len(sweep["mean_val_acc"]) == len(sweep["val_acc"][0]) == 24 // 6
+    assert sweep["mean_val_acc"] == pytest.approx([sum(c) / 2 for c in zip(*sweep["val_acc"])])
+    low, high = sweep["high_range"]
+    assert sweep["precondition_holds"] == (high / low >= sweep["min_span"]) and "rule" in sweep
+    assert summary["peaks"] == pytest.approx([high / 10, high])
+    # equal weight-decay grids: every schedule and budget tried every decay, the choice is the best validation mean
+    for name, choice in summary["chosen"].items():
+        assert {g["weight_decay"] for g in choice["grid"]} == set(summary["weight_decays"]), name
+        assert choice["val_mean"] == max(g["val_mean"] for g in choice["grid"])
+    assert set(summary["chosen"]) == {"baseline B/8", "baseline B", "1cycle B/8", "1cycle B"}
+    assert set(summary["accuracy"]["baseline"]) == {str(budget // 8), str(budget), str(2 * budget)}
     for peak in summary["peaks"]:
-        assert set(summary["accuracy"][f"1cycle {peak:.3g}"]) == {str(b) for b in summary["budgets"]}
+        assert set(summary["accuracy"][f"1cycle {peak:.3g}"]) == {str(budget // 8), str(budget)}
     for by_budget in summary["accuracy"].values():
         assert all(_is_mean_std_n(s) for s in by_budget.values())
-    assert summary["verdict"] in ("shown", "partly", "not shown")
+    for stats in summary["test_accuracy"].values():  # test accuracy of the chosen configurations, per seed
+        assert _is_mean_std_n({k: stats[k] for k in ("mean", "std", "n")}) and len(stats["per_seed"]) == 2
+        assert stats["mean"] == pytest.approx(sum(stats["per_seed"]) / 2)
     assert set(summary["baseline_plateau"]) == {"acc_mean", "acc_std", "double_budget_acc_mean", "gain_points",
-                                                "plateaued"}
-    assert "problems" in summary["range_test"]
+                                                "plateaued", "on"}
     assert png.stat().st_size > 1000 and "doubling gains" in out and "± " in out
-    # paired test differences: 1cycle (peak chosen on validation) minus the baseline at B, per budget
-    assert set(summary["paired_by_budget"]) == {str(b) for b in summary["budgets"]}
-    claim = summary["paired"]["1cycle at B/8 - baseline at B"]
-    assert claim == summary["paired_by_budget"][str(budget // 8)]
-    assert len(claim["diffs"]) == 1 and -1.0 <= claim["diffs"][0] <= 1.0
-    assert summary["paired_verdict"] == claim["verdict"] == "inconclusive"  # one seed: no interval
-    assert "200 training / 300 validation / 1297 test" in summary["task"]
+    # both halves of the claim, from test differences; every verdict is the written rule applied to the numbers
+    half1, half2 = summary["paired"].values()
+    assert half1["margin"] == 0.005 and "margin" not in half2
+    test = {name: stats["per_seed"] for name, stats in summary["test_accuracy"].items()}
+    assert half1["diffs"] == pytest.approx([a - b for a, b in zip(test["1cycle B/8"], test["baseline B"])])
+    assert half2["diffs"] == pytest.approx([a - b for a, b in zip(test["1cycle B"], test["baseline B"])])
+    for block in [*summary["paired"].values(), *summary["arms"].values()]:
+        assert len(block["diffs"]) == 2 and all(-1.0 <= d <= 1.0 for d in block["diffs"])
+        shifted = [d + block.get("margin", 0.0) for d in block["diffs"]]
+        assert block["verdict"] == fid.verdict(shifted, block["direction"])
+    assert list(summary["halves"].values()) == [half1["verdict"], half2["verdict"]]
+    assert summary["paired_verdict"] == summary["verdict"] == fid.combined_verdict(list(summary["halves"].values()))
+    assert len(summary["arms"]) == 4 and any(k.startswith("batch 128") for k in summary["arms"])
+    assert any(k.startswith("100 images") for k in summary["arms"])
+    # the cache resumes: a second run trains nothing new and gives the same numbers
+    again = sc.main(["--fast", "--cache", str(tmp_path / "runs.jsonl")])
+    assert again["paired"] == summary["paired"] and again["arms"] == summary["arms"]
+
 
 
 def test_lr_range_fast(scripts, capsys):
@@ -189,6 +216,9 @@ def test_landscape_fast(scripts, capsys, tmp_path):
     ("script", "argv", "match"),
     [
         ("fidelity_superconvergence", ["--budget", "8"], r"Expected `--budget` >= 16 .*got 8"),
+        ("fidelity_superconvergence", ["--large-batch", "96"], r"Expected `--large-batch` above --batch-size \(64\) "
+                                                               r"with budget x batch \(40960\) divisible .*got 96"),
+        ("fidelity_superconvergence", ["--seeds", "3"], r"Expected at least 2 seeds .*got \[3\]"),
         ("fidelity_lr_range", ["--reference-length", "40"], r"Expected `--reference-length` to be one of "
                                                             r"--sweep-lengths \[20, 30, 50, 100\], got 40"),
         ("fidelity_clr", ["--steps", "100", "--cycles", "3"], r"Expected `--steps` to be a multiple of 2 x --cycles "

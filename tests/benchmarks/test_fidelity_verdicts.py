@@ -67,15 +67,21 @@ def _claims(node, where: str = ""):
             yield from _claims(value, f"{where}/{key}")
 
 
+def _rule(block: dict) -> str:
+    """The written rule on one block; a block with a non-inferiority ``margin`` m ("equal accuracy") is judged on
+    ``diffs + m`` (shown when the interval's lower end is above -m)."""
+    margin = block.get("margin", 0.0)
+    return fid.verdict([d + margin for d in block["diffs"]], block["direction"], block.get("level", 0.95))
+
+
 def rederive(record: dict) -> list[tuple[str, str, str]]:
     """(where, stored verdict, re-derived verdict) for every paired block and claim in one JSON record."""
-    out = [(where, block["verdict"], fid.verdict(block["diffs"], block["direction"], block.get("level", 0.95)))
-           for where, block in _paired_blocks(record)]
+    out = [(where, block["verdict"], _rule(block)) for where, block in _paired_blocks(record)]
     for where, claim in _claims(record):
         parts = claim.get("paired", {})
         if "hessian_top_eigenvalue" in parts:  # Li et al.: the curvature measures decide, accuracy is reported
             parts = {k: parts[k] for k in ("hessian_top_eigenvalue", "loss_rise_r0.5")}
-        derived = fid.combined_verdict([fid.verdict(p["diffs"], p["direction"]) for p in parts.values()])
+        derived = fid.combined_verdict([_rule(p) for p in parts.values()])
         out.append((f"{where}/paired_verdict", claim["paired_verdict"], derived))
     return out
 
@@ -169,3 +175,13 @@ def test_table_reader_can_fail():
     assert _table_verdicts(text) == {"CLR (Smith, x)": "shown", "other": "none"}
     assert _claim_verdict({"paired": {"a": fid.paired_block([1.0, 1.1, 0.9], [0.0, 0.1, 0.0], "greater")},
                            "paired_verdict": "inconclusive"}, ()) == "shown"
+
+
+def test_rederive_applies_a_non_inferiority_margin():
+    """A block with ``margin`` m is judged on ``diffs + m``: 0.3 points worse is "equal" within 0.5, not within 0."""
+    diffs = [-0.003, -0.0028, -0.0032, -0.0029, -0.0031]
+    block = {"diffs": diffs, "direction": "greater", "margin": 0.005, "verdict": "shown"}
+    record = {"paired": {"fewer iterations": block}, "paired_verdict": "shown"}
+    assert all(stored == derived for _, stored, derived in rederive(record))
+    no_margin = {k: v for k, v in block.items() if k != "margin"}
+    assert _rule(no_margin) == "contradicted" == fid.verdict(diffs, "greater")

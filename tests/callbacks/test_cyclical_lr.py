@@ -117,7 +117,7 @@ def _torch_reference(steps, optimizer="sgd", n_groups=1, optimizer_steps=True, *
 @pytest.mark.parametrize("accumulate", [1, 2])
 def test_matches_torch_cycliclr_exactly(tmp_path, mode, gamma, accumulate):
     recorder = Recorder()
-    cb = CyclicalLR(1e-3, 6e-3, step_size=3, mode=mode, gamma=gamma, cycle_momentum=True)
+    cb = CyclicalLR(1e-3, 6e-3, step_size=3, policy=mode, gamma=gamma, cycle_momentum=True)
     _fit(tmp_path, [cb, recorder], max_steps=18, accumulate_grad_batches=accumulate)
     lrs, momenta = _torch_reference(18, base_lr=1e-3, max_lr=6e-3, step_size_up=3, mode=mode, gamma=gamma)
     assert recorder.lrs == lrs
@@ -187,11 +187,11 @@ def test_never_switches_momentum_on(tmp_path):
     "kwargs, fit_kwargs, match",
     [
         ({"step_size": 3}, {"max_steps": 10}, r"run's 10 optimizer steps do not end on a cycle boundary \(one cycle "
-         r"is 6 steps = 2 x step_size\).*Nearest cycle-ending totals: 6 or 12 steps"),
+         r"is 6 steps = 2 x step_size\); set `max_steps` or `max_epochs` for 6 or 12 steps$"),
         ({"step_size": 4, "step_size_down": 2}, {"max_steps": 5}, r"run's 5 optimizer .*one cycle is 6 steps.*"
-         r"totals: 6 steps \("),
+         r"for 6 steps$"),
         # 8 batches per epoch, 3 epochs = 24 steps; 2-epoch half cycle = 16 steps, cycle = 32
-        ({"step_size_epochs": 2}, {"max_epochs": 3, "max_steps": -1}, r"run's 24 optimizer .* totals: 32 steps"),
+        ({"step_size_epochs": 2}, {"max_epochs": 3, "max_steps": -1}, r"run's 24 optimizer .* for 32 steps"),
     ],
 )
 def test_warns_when_the_run_does_not_end_on_a_cycle_boundary(tmp_path, kwargs, fit_kwargs, match):
@@ -245,7 +245,8 @@ def test_callback_matches_torch_cycliclr_over_10k_steps_per_group(mode, gamma, s
         estimated_stepping_batches=steps, num_training_batches=steps, accumulate_grad_batches=1,
         lr_scheduler_configs=[], lightning_module=SimpleNamespace(automatic_optimization=True),
     )
-    cb = CyclicalLR(base_lr, max_lr, step_size=step_size_up, cycle_momentum=True, **kwargs)
+    ours = {("policy" if k == "mode" else k): v for k, v in kwargs.items()}
+    cb = CyclicalLR(base_lr, max_lr, step_size=step_size_up, cycle_momentum=True, **ours)
     lrs, momenta = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a whole number of cycles: no warning of any kind
@@ -293,7 +294,7 @@ def test_bounds_from_finder(tmp_path):
 @pytest.mark.filterwarnings("ignore:.*cycle boundary:UserWarning")
 def test_crash_then_resume_continues_the_cycle(tmp_path):
     def make():
-        return CyclicalLR(1e-3, 6e-3, step_size_epochs=0.75, mode="exp_range", gamma=0.97, cycle_momentum=True)
+        return CyclicalLR(1e-3, 6e-3, step_size_epochs=0.75, policy="exp_range", gamma=0.97, cycle_momentum=True)
 
     full = Recorder()
     _fit(tmp_path / "full", [make(), full], max_steps=20)
@@ -337,21 +338,21 @@ def test_owns_learning_rate():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"mode": "cosine"}, "Expected `mode` to be one of"),
+        ({"policy": "cosine"}, "Expected `policy` to be one of"),
         ({"bounds": "auto"}, "Expected `bounds` to be None or 'finder'"),
         ({"step_size": None}, "Expected exactly one of `step_size` and `step_size_epochs`"),
         ({"step_size_epochs": 2}, "Expected exactly one of `step_size` and `step_size_epochs`"),
-        ({"step_size": 0}, "Expected `step_size` to be positive"),
-        ({"step_size_down": -1}, "Expected `step_size_down` to be positive"),
+        ({"step_size": 0}, "Expected `step_size` to be a positive"),
+        ({"step_size_down": -1}, "Expected `step_size_down` to be a positive"),
         ({"base_lr": None}, r"Expected `base_lr` and `max_lr` \(numbers or 'finder'\)"),
         ({"base_lr": "auto"}, "Expected `base_lr` to be a positive number, a sequence of them .* or 'finder'"),
         ({"base_lr": 0.0}, "Expected `base_lr` to be a positive number"),
         ({"max_lr": float("inf")}, "Expected `max_lr` to be a positive number"),
         ({"base_lr": 0.1, "max_lr": 0.01}, "Expected `base_lr <= max_lr`"),
         ({"base_lr": [1e-3, 1e-3], "max_lr": [1e-2, 1e-2, 1e-2]}, "Expected `base_lr` and `max_lr` of the same"),
-        ({"gamma": 0.0}, "Expected a positive `gamma`"),
+        ({"gamma": 0.0}, "Expected `gamma` to be a positive finite number"),
         ({"base_momentum": 0.95, "max_momentum": 0.9}, "Expected `0 <= base_momentum <= max_momentum <= 1`"),
-        ({"log_every_n_steps": 0}, "Expected `log_every_n_steps` to be a positive integer or None"),
+        ({"log_every_n_steps": 0}, "Expected `log_every_n_steps` to be a positive integer"),
     ],
 )
 def test_constructor_errors(kwargs, match):
@@ -374,25 +375,42 @@ def test_fit_start_errors(tmp_path, kwargs, match):
         _fit(tmp_path, [cb], model=TinyModel(two_groups=True), max_steps=2)
 
 
-def test_deprecated_bounds_finder_still_works_and_falls_back(tmp_path):
+@pytest.mark.parametrize("deprecated", [True, False])
+def test_finder_bounds_with_fallback_numbers_old_and_new_spelling(tmp_path, deprecated):
+    """`bounds="finder"` (deprecated) and its replacement `fallback_lr=` give the same schedules: the range test's
+    bounds when it reads well, the numbers given when it suggests nothing."""
+
+    def make():
+        if not deprecated:
+            return CyclicalLR("finder", "finder", step_size=4, fallback_lr=(0.01, 0.1))
+        with pytest.warns(DeprecationWarning, match=r"base_lr='finder', max_lr='finder'` and the numbers as "
+                                                     r"`fallback_lr=\(base_lr, max_lr\)`"):
+            return CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
+
     recorder = Recorder()
     # a sweep whose curve reads well on this model (1e-4 .. 1 over 20 steps reads its bounds off the flat start,
     # and is refused in favour of the numbers: test_bounds_from_an_untrusted_range_test_warn_or_fall_back)
     finder = LRRangeFinder(min_lr=1e-3, max_lr=3.0, num_steps=30, save_results=False)
-    with pytest.warns(DeprecationWarning, match="base_lr='finder', max_lr='finder'"):
-        cb = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
+    cb = make()
     _fit(tmp_path, [finder, cb, recorder], max_steps=8)
     assert finder.result.trusted
     assert cb.schedule.base_lr == (finder.result.clr_bounds[0],)
     # a range test that suggests nothing: the numbers given are the fallback, with a warning
     finder.result.clr_bounds = finder.result.suggestion = None
-    with pytest.warns(DeprecationWarning):
-        fallback = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
+    fallback = make()
     fallback._steps = (4.0, 4.0)  # what on_train_start resolves
-    with pytest.warns(UserWarning, match=r"^CyclicalLR: the LR range test is refused \(Expected the LR range test to "
-                                         r"suggest a learning rate, got none .*using the given fallback"):
+    with pytest.warns(UserWarning, match=r"^CyclicalLR: the LR range test is refused \(no suggestion\); using the "
+                                         r"given fallback learning rates$"):
         schedule = fallback._build(SimpleNamespace(callbacks=[finder]))
     assert (schedule.base_lr, schedule.max_lr) == ((0.01,), (0.1,))
+
+
+def test_mode_is_deprecated_for_policy():
+    with pytest.warns(DeprecationWarning, match=r"^`mode` is deprecated: pass `policy='triangular2'`$"):
+        old = CyclicalLR(0.01, 0.1, step_size=4, mode="triangular2")
+    new = CyclicalLR(0.01, 0.1, step_size=4, policy="triangular2")
+    assert old.policy == new.policy == "triangular2" and old.state_key == new.state_key
+    assert "'mode': 'triangular2'" in new.state_key  # the key of checkpoints written before the rename
 
 
 def test_bounds_from_an_untrusted_range_test_are_refused_or_fall_back(tmp_path):
@@ -410,8 +428,7 @@ def test_bounds_from_an_untrusted_range_test_are_refused_or_fall_back(tmp_path):
         deprecated = CyclicalLR(0.01, 0.1, step_size=4, bounds="finder")
     for fallback in (CyclicalLR("finder", "finder", step_size=4, fallback_lr=(0.01, 0.1)), deprecated):
         finder = LRRangeFinder(min_lr=1e-7, max_lr=1e-6, num_steps=20, save_results=False)
-        with pytest.warns(UserWarning, match=r"^CyclicalLR: the LR range test is refused \(Expected an LR range test "
-                                             r"whose curve can be read, got one that cannot \(no descent\).*using the "
+        with pytest.warns(UserWarning, match=r"^CyclicalLR: the LR range test is refused \(no descent\); using the "
                                              r"given fallback learning rates$"):
             _fit(tmp_path / "b", [finder, fallback], max_steps=8)
         assert (fallback.schedule.base_lr, fallback.schedule.max_lr) == ((0.01,), (0.1,))

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_papers.callbacks import LRRangeFinder, LRRangeResult, SuperConvergence
+from lightning_papers.callbacks.lr_range_finder import classification_accuracy
 from lightning_papers.lr_suggestion import smooth_ema
 
 
@@ -167,7 +168,7 @@ def test_bias_corrected_ema_and_exact_endpoints(tmp_path):
 
 def test_linear_mode(tmp_path):
     finder = LRRangeFinder(
-        min_lr=0.01, max_lr=0.1, num_steps=5, mode="linear", divergence_factor=None, save_results=False
+        min_lr=0.01, max_lr=0.1, num_steps=5, spacing="linear", divergence_factor=None, save_results=False
     )
     _fit(tmp_path, [finder], max_steps=1)
     assert finder.result.lrs == pytest.approx([0.01, 0.0325, 0.055, 0.0775, 0.1])
@@ -218,7 +219,7 @@ def test_results_written_and_tensorboard_tags(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logger = TensorBoardLogger(tmp_path, name="tb")
-    finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=8, val_batches=2, val_every=2)
+    finder = LRRangeFinder(min_lr=1e-4, max_lr=1.0, num_steps=8, num_batches=2, val_every=2)
     trainer, _ = _fit(tmp_path, [finder], logger=logger, max_steps=2, limit_val_batches=1)
     files = sorted(os.listdir(os.path.join(trainer.log_dir, "lr_range")))
     assert files == ["curve.png", "result.json"]
@@ -300,7 +301,7 @@ def test_runtime_errors(tmp_path, model_cls, finder_kwargs, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"mode": "log"}, "Expected `mode` to be one of"),
+        ({"spacing": "log"}, "Expected `spacing` to be one of"),
         ({"method": "best"}, "Expected `method` to be one of"),
         ({"apply": "weights"}, "Expected `apply` to be one of"),
         ({"min_lr": 0.0}, "Expected `0 < min_lr < max_lr`"),
@@ -308,12 +309,12 @@ def test_runtime_errors(tmp_path, model_cls, finder_kwargs, match):
         ({"num_steps": 1}, "Expected `num_steps` to be an integer >= 2, got 1"),
         ({"num_steps": 2.5}, "Expected `num_steps` to be an integer >= 2, got 2.5"),
         ({"max_lr": float("inf")}, r"Expected `0 < min_lr < max_lr` \(finite\)"),
-        ({"smoothing": 1.0}, r"Expected `smoothing` in \[0, 1\) or None, got 1.0"),
-        ({"divergence_factor": 1.0}, "Expected `divergence_factor > 1`"),
+        ({"smoothing": 1.0}, r"Expected `smoothing` to be a number in \[0, 1\), got 1.0"),
+        ({"divergence_factor": 1.0}, r"Expected `divergence_factor` to be a number in \(1, inf\)"),
         ({"at_epochs": [-1]}, "Expected `at_epochs` to be non-negative integers"),
         ({"at_epochs": []}, "Expected `at_epochs` to be non-negative integers"),
-        ({"val_batches": -1}, "Expected `val_batches` to be an integer >= 0"),
-        ({"val_every": 0}, "Expected `val_every` to be an integer >= 1"),
+        ({"num_batches": -1}, "Expected `num_batches` to be an integer >= 0"),
+        ({"val_every": 0}, "Expected `val_every` to be a positive integer"),
     ],
 )
 def test_constructor_errors(kwargs, match):
@@ -460,3 +461,24 @@ def test_boring_model_noise_neither_stops_the_sweep_nor_drives_a_schedule(tmp_pa
     assert result.stop_reason == "diverged" and result.lrs[-1] > 1e-2 and len(result.lrs) > 50
     assert Steps.count == 0  # the finder's own steps are not seen by callbacks; no training step was taken
     assert result.clr_bounds is None or result.clr_bounds[0] <= result.suggestion <= result.clr_bounds[1]
+
+
+def test_old_argument_names_warn_and_keep_working():
+    with pytest.warns(DeprecationWarning, match=r"^`mode` is deprecated: pass `spacing='linear'`$"):
+        old = LRRangeFinder(0.01, 0.1, num_steps=3, mode="linear")
+    assert old.schedule.values() == LRRangeFinder(0.01, 0.1, num_steps=3, spacing="linear").schedule.values()
+    assert "'mode': 'linear'" in old.state_key  # the key of checkpoints written before the rename
+    with pytest.warns(DeprecationWarning, match=r"^`val_batches` is deprecated: pass `num_batches=2`$"):
+        assert LRRangeFinder(val_batches=2).num_batches == 2
+    with pytest.raises(ValueError, match=r"^Expected `num_batches` to be given once"):
+        LRRangeFinder(val_batches=2, num_batches=3)
+
+
+def test_default_accuracy_counts_correct_predictions():
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return x
+
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    correct, total = classification_accuracy(Fixed(), (logits, torch.tensor([1, 1, 1])))
+    assert (correct.item(), total.item()) == (2.0, 3)

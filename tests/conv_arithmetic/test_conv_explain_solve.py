@@ -146,11 +146,11 @@ def test_solve_errors():
         solve(0, 4)
     with pytest.raises(ValueError, match="Expected `output_padding` only with transposed=True"):
         solve(4, 4, output_padding=1)
-    with pytest.raises(ValueError, match="Expected `kernel` to be an integer >= 1"):
+    with pytest.raises(ValueError, match="Expected `kernel` to be a positive integer, got 0"):
         solve(4, 4, kernel=0)
     with pytest.raises(ValueError, match="Expected `max_padding` to be an integer >= 0"):
         solve(4, 4, max_padding=-1)
-    with pytest.raises(ValueError, match="Expected `ndim` to be 1, 2 or 3"):
+    with pytest.raises(ValueError, match=r"Expected `ndim` to be an integer in \[1, 3\], got 4"):
         solve(4, 4)[0].layer(ndim=4)
 
 
@@ -184,6 +184,15 @@ def test_inverse_of_same_padding_and_paper_case():
     with torch.no_grad():
         assert inverse_of(odd, 7)(odd(torch.zeros(1, 1, 7))).shape[-1] == 7
 
+
+@pytest.mark.parametrize(("kernel", "dilation"), [(4, 1), (3, 2), ((4, 6), (1, 2)), ((5, 2), 3)])
+def test_padding_amounts_are_torchs_same_padding(kernel, dilation):
+    layer = nn.Conv2d(1, 1, kernel, padding="same", dilation=dilation)
+    pads = layer._reversed_padding_repeated_twice  # torch's own (before, after) per axis, last axis first
+    params = LayerParams.from_layer(layer)
+    assert [params.padding_amounts(axis) for axis in (0, 1)] == [tuple(pads[2:4]), tuple(pads[0:2])]
+    assert LayerParams.create("conv", k=kernel, p="valid", ndim=2).padding_amounts(1) == (0, 0)
+    assert LayerParams.create("conv", k=3, p=(1, 2)).padding_amounts(1) == (2, 2)
 
 @pytest.mark.parametrize(
     ("call", "match"),

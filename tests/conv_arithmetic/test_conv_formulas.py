@@ -257,7 +257,7 @@ def test_ignored_inputs():
         (lambda: transposed_output_size(1, 3, s=1, p=2), "Expected a positive output size"),
         (lambda: pool_output_size(8, 3, p=2), r"at most half the kernel size \(p <= k // 2\)"),
         (lambda: pool_output_size(2, 3), "Expected a positive output size"),
-        (lambda: pool_output_size(8, 2, ceil_mode=1), "Expected `ceil_mode` to be a bool"),
+        (lambda: pool_output_size(8, 2, ceil_mode=1), "Expected `ceil_mode` to be True or False, got 1"),
         (lambda: pool_output_size(8, 2, mode="lp"), "Expected `mode` to be one of"),
         (lambda: pool_output_size(8, 2, d=2, mode="avg"), "Expected `d` to be 1 for average pooling"),
         (lambda: pool_output_size((1, 4, 4), 2, 1, 1, mode="avg"), r"Expected `i` >= `k` for 3-D average"),

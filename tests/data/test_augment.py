@@ -43,7 +43,7 @@ def test_normalize_uint8_and_float():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"Expected `padding` >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"Expected `padding` to be an integer >= 0, got -1"):
         BatchAugment(padding=-1)
     with pytest.raises(ValueError, match=r"Expected `mean` and `std` of equal length, got 3 and 2"):
         Normalize((0.5, 0.5, 0.5), (0.5, 0.5))

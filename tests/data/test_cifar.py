@@ -79,8 +79,8 @@ def test_held_out_split(tmp_path, val_split, n_val):
 def test_missing_dataset_says_where_and_how(tmp_path):
     dm = CIFARDataModule("cifar10", data_dir=str(tmp_path), download=False)
     dm.prepare_data()  # download=False never touches the network
-    with pytest.raises(FileNotFoundError, match=r"cifar10 not found: expected the files .*data_batch_1.* in "
-                       r".*cifar-10-batches-py.*Pass `download=True`.*cifar-10-python\.tar\.gz"):
+    with pytest.raises(FileNotFoundError, match=r"cifar10 not found in .*cifar-10-batches-py \(5 of 5 files missing, "
+                       r"e\.g\. data_batch_1\): pass `download=True`.*cifar-10-python\.tar\.gz"):
         dm.setup("fit")
 
 
@@ -102,8 +102,9 @@ def test_download_goes_through_torchvision_in_prepare_data_only(tmp_path, monkey
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"name": "mnist"}, r"Expected `name` to be one of \('cifar10', 'cifar100'\), got 'mnist'"),
-    ({"val_split": -1}, r"Expected `val_split` to be an int count >= 0 or a float fraction in \[0, 1\), got -1"),
+    ({"val_split": -1}, r"Expected `val_split` to be an integer >= 0, got -1: an int counts images"),
     ({"val_split": 1.0}, r"got 1.0"),
+    ({"val_split": float("nan")}, r"Expected `val_split` to be a number in \[0, 1\), got nan"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

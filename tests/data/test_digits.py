@@ -48,8 +48,8 @@ def test_loader_batches_are_normalised_on_transfer():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"val_fraction": 0.0}, r"Expected `val_fraction` in \(0, 1\), got 0.0"),
-    ({"val_fraction": 1.5}, r"Expected `val_fraction` in \(0, 1\), got 1.5"),
+    ({"val_fraction": 0.0}, r"Expected `val_fraction` to be a number in \(0, 1\), got 0.0"),
+    ({"val_fraction": 1.5}, r"Expected `val_fraction` to be a number in \(0, 1\), got 1.5"),
     ({"batch_size": 0}, r"Expected `batch_size` to be a positive integer, got 0"),
 ])
 def test_bad_arguments(kwargs, match):

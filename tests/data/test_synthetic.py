@@ -16,7 +16,7 @@ def test_shapes_seed_and_sizes():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"Expected `num_samples` >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"Expected `num_samples` to be a positive integer, got 0"):
         SyntheticDataModule(num_samples=0)
-    with pytest.raises(ValueError, match=r"Expected `num_classes` >= 2, got 1"):
+    with pytest.raises(ValueError, match=r"Expected `num_classes` to be an integer >= 2, got 1"):
         SyntheticDataModule(num_classes=1)

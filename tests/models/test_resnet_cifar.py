@@ -49,6 +49,14 @@ def test_registry_names_the_paper_variants():
     assert set(list_models()) == expected
 
 
+def test_builders_forward_keyword_arguments():
+    net = get_model("resnet20", num_classes=3, shortcut="B", wide=2, in_channels=1)
+    assert (net.num_classes, net.shortcut, net.wide, net.conv1.in_channels, net.depth) == (3, "B", 2, 1, 20)
+    assert get_model("resnet56_w2", in_channels=1).conv1.weight.shape == (32, 1, 3, 3)
+    assert get_model("resnet20_noshort", wide=2).shortcut == "none"
+    with pytest.raises(TypeError, match="shortcut"):  # fixed by the builder's name
+        get_model("resnet20_noshort", shortcut="A")
+
 def test_bad_model_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"Unknown model 'resnet57'.*resnet20.*resnet56_w8"):
         get_model("resnet57")

@@ -127,8 +127,8 @@ def test_only_corrupt_files_is_an_error(tmp_path):
     [
         ({"image_size": 0}, r"Expected `image_size` to be a positive integer, got 0"),
         ({"batch_size": 2.5}, r"Expected `batch_size` to be a positive integer, got 2.5"),
-        ({"num_workers": -1}, r"Expected `num_workers` to be a non-negative integer, got -1"),
-        ({"val_fraction": 1.0}, r"Expected `val_fraction` in \[0, 1\), got 1.0"),
+        ({"num_workers": -1}, r"Expected `num_workers` to be an integer >= 0, got -1"),
+        ({"val_fraction": 1.0}, r"Expected `val_fraction` to be a number in \[0, 1\), got 1.0"),
         ({"scale": (0.5, 0.1)}, r"Expected `scale` to be \(low, high\) with 0 < low <= high <= 1, got \(0.5, 0.1\)"),
     ],
 )

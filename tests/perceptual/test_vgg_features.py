@@ -251,7 +251,7 @@ def test_perceptual_loss_errors():
     vgg = random_vgg(layers=("relu2_2",))
     with pytest.raises(ValueError, match=r"Expected `vgg` to tap \['relu1_2'"):
         PerceptualLoss(vgg)
-    with pytest.raises(ValueError, match=r"Expected `tv_weight` >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"Expected `tv_weight` to be a non-negative finite number, got -1"):
         PerceptualLoss(vgg, style_layers=("relu2_2",), tv_weight=-1)
     with pytest.raises(ValueError, match=r"Expected `style_layer_weights` for layers of .*, got \['relu1_2'\]"):
         PerceptualLoss(vgg, style_layers=("relu2_2",), style_layer_weights={"relu1_2": 1.0})

@@ -20,7 +20,7 @@ def _small_copy(name, tmp_path, synthetic):
     for cb in config["trainer"].get("callbacks", []):
         if cb["class_path"].endswith("SuperConvergence"):
             # a tiny probe on digits; none on ResNet-56 (the probe itself is tested in tests/callbacks)
-            cb["init_args"].update(interpolation_points=2, interpolation_batches=1, interpolation_probe=not synthetic)
+            cb["init_args"].update(interpolation_points=2, num_batches=1, interpolation_probe=not synthetic)
     if synthetic:
         config["data"] = SYNTHETIC
     else:
