@@ -120,7 +120,7 @@ def smoothed(values: list[float]) -> list[float]:
 
 def accuracy_sweep(args, seeds: list[int]) -> dict:
     """The long accuracy range test on each of ``seeds`` (split drawn per seed), read off the seeds' mean curve."""
-    ramp = Ramp(args.sweep_min_lr, args.sweep_max_lr, args.sweep_steps, "linear")
+    ramp = Ramp(args.sweep_min_lr, args.sweep_max_lr, args.sweep_steps, spacing="linear")
     marks = list(range(args.sweep_every, args.sweep_steps + 1, args.sweep_every))
     curves = []
     for seed in seeds:
@@ -436,10 +436,9 @@ def plot(summary: dict, path: str | Path) -> Path:
     ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     halves = summary["halves"]
     plateau = "" if base["plateaued"] else " (baseline NOT plateaued)"
-    ax.set_title(f"Super-convergence: {summary['model']}, {summary['task']}\n"
-                 f"n = {summary['n']} seeds, mean ± std; test verdicts: fewer iterations "
-                 f"{halves['fewer iterations']}, better final accuracy {halves['better final accuracy']}{plateau}",
-                 fontsize=8.5)
+    ax.set_title(f"Super-convergence: {summary['model']}, n = {summary['n']} seeds, mean ± std\n{summary['task']}\n"
+                 f"test verdicts: fewer iterations {halves['fewer iterations']}, better final accuracy "
+                 f"{halves['better final accuracy']}\n{plateau.strip(' ()')}", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,20 @@ every artefact under one run folder and logged to TensorBoard.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from lightning_papers._validation import positive_int
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback, Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lightning_papers.callbacks import LRRangeFinder
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -36,7 +46,7 @@ class DemoResult:
     clr_bounds: list[float] | None = None
     artefacts: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
@@ -55,7 +65,8 @@ class DemoResult:
 
 
 DEMO_DEVICES = ("auto", "cpu", "gpu", "cuda", "mps")
-DEMO_PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
+DemoPrecision = Literal["32-true", "32", "bf16-mixed", "16-mixed"]
+DEMO_PRECISIONS: tuple[DemoPrecision, ...] = ("32-true", "32", "bf16-mixed", "16-mixed")
 
 
 def check_demo_device(device: str, precision: str) -> None:
@@ -83,7 +94,7 @@ def check_demo_device(device: str, precision: str) -> None:
 def run_demo(
     out_dir: str | Path = "runs/demo",
     device: str = "auto",
-    precision: str = "32-true",
+    precision: DemoPrecision = "32-true",
     fast: bool = False,
     epochs: int | None = None,
     seed: int = 0,
@@ -116,27 +127,14 @@ def run_demo(
         MissingExtraError: without scikit-learn / scikit-image (the ``data`` extra).
     """
     import lightning as L
-    import torch.nn.functional as F
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from lightning_papers._helpers import check_writable_folder
-    from lightning_papers.callbacks import (
-        ConvArithmeticSummary,
-        LossLandscapeProbe,
-        LRRangeFinder,
-        SuperConvergence,
-        TensorBoardLayout,
-    )
     from lightning_papers.data import DigitsDataModule
     from lightning_papers.data._extras import require_extra
-    from lightning_papers.landscape import Framed
     from lightning_papers.modules import ImageClassifier
 
-    if epochs is None:
-        epochs = 1 if fast else 5
-    if epochs < 1:
-        raise ValueError(f"Expected `epochs` >= 1, got {epochs}")
+    epochs = positive_int("epochs", (1 if fast else 5) if epochs is None else epochs)
     check_demo_device(device, precision)
     if not str(out_dir).strip():  # '' would be the current folder: a run folder among the user's files
         raise ValueError("Expected --out to name a folder, got an empty string")
@@ -147,14 +145,75 @@ def run_demo(
     L.seed_everything(seed, workers=True, verbose=False)
 
     run_dir = Path(out_dir) / time.strftime("%Y%m%d-%H%M%S")
-    suffix = 1
-    while run_dir.exists():
+    for suffix in itertools.count(1):  # a second run within the same second gets its own folder
+        if not run_dir.exists():
+            break
         run_dir = Path(out_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
-        suffix += 1
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-
     data = DigitsDataModule(batch_size=64, seed=seed)
-    module = ImageClassifier("resnet20", num_classes=10, weight_decay=5e-4)
+    module = ImageClassifier("resnet20", num_classes=10, weight_decay=5e-4)  # before the callbacks, as ever: same RNG
+    finder, checkpoint, callbacks = _demo_callbacks(run_dir, fast)
+    trainer = L.Trainer(
+        accelerator=device,
+        devices=1,
+        precision=precision,
+        max_epochs=epochs,
+        logger=TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False),
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        log_every_n_steps=5,
+        limit_train_batches=5 if fast else None,
+        limit_val_batches=2 if fast else None,
+    )
+    trainer.fit(module, datamodule=data)
+    stylised, style_note = _style_transfer_step(run_dir, device, precision, fast)
+    return _record(run_dir, trainer, finder, checkpoint, time.perf_counter() - start, stylised, style_note)
+
+
+def _record(run_dir: Path, trainer: Trainer, finder: LRRangeFinder, checkpoint: ModelCheckpoint, seconds: float,
+            stylised: Path, style_note: str) -> DemoResult:
+    """The demo's result, also written to ``<run>/demo_result.json``."""
+    metrics, range_test = trainer.callback_metrics, finder.result
+    result = DemoResult(
+        run_dir=str(run_dir),
+        val_acc=float(metrics.get("val/acc", float("nan"))),
+        val_loss=float(metrics.get("val/loss", float("nan"))),
+        epochs=trainer.current_epoch,
+        seconds=seconds,
+        device=str(trainer.strategy.root_device),
+        precision=str(trainer.precision),
+        suggested_lr=None if range_test is None else range_test.suggestion,
+        clr_bounds=None if range_test is None or range_test.clr_bounds is None else list(range_test.clr_bounds),
+        artefacts={
+            "TensorBoard events": str(run_dir),
+            "conv-arithmetic trace": str(run_dir / "conv_arithmetic"),
+            "LR range test": str(run_dir / "lr_range"),
+            "init -> final interpolation": str(next((run_dir / "landscape").glob("interpolate_epoch*.npz"), "")),
+            "loss landscape": str(run_dir / "landscape"),
+            **({"loss landscape over training": str(run_dir / "landscape" / "2d_over_training.gif")}
+               if (run_dir / "landscape" / "2d_over_training.gif").is_file() else {}),
+            "best checkpoint": str(checkpoint.best_model_path),
+            f"stylised photograph ({style_note})": str(stylised),
+        },
+    )
+    (run_dir / "demo_result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    result.artefacts["summary JSON"] = str(run_dir / "demo_result.json")
+    return result
+
+
+def _demo_callbacks(run_dir: Path, fast: bool) -> tuple[LRRangeFinder, ModelCheckpoint, list[Callback]]:
+    """The demo's parts: the range test, 1cycle with the interpolation probe, the landscape probe, a checkpoint."""
+    import torch.nn.functional as F
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lightning_papers.callbacks import (
+        ConvArithmeticSummary,
+        LossLandscapeProbe,
+        LRRangeFinder,
+        SuperConvergence,
+        TensorBoardLayout,
+    )
+    from lightning_papers.landscape import Framed
+
     finder = LRRangeFinder(min_lr=1e-4, max_lr=10.0, num_steps=12 if fast else 80)
     one_cycle = SuperConvergence(
         max_lr="finder",
@@ -180,50 +239,10 @@ def run_demo(
     )
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor="val/acc", mode="max",
                                  filename="best", save_last=True)
-    limits = {"limit_train_batches": 5, "limit_val_batches": 2} if fast else {}
-    trainer = L.Trainer(
-        accelerator=device,
-        devices=1,
-        precision=precision,
-        max_epochs=epochs,
-        logger=logger,
-        callbacks=[TensorBoardLayout(), ConvArithmeticSummary(), finder, one_cycle, probe, checkpoint],
-        default_root_dir=str(run_dir),
-        log_every_n_steps=5,
-        **limits,
-    )
-    trainer.fit(module, datamodule=data)
-    metrics = trainer.callback_metrics
-    range_test = finder.result
-    stylised, style_note = _style_transfer_step(run_dir, device, precision, fast)
-    result = DemoResult(
-        run_dir=str(run_dir),
-        val_acc=float(metrics.get("val/acc", float("nan"))),
-        val_loss=float(metrics.get("val/loss", float("nan"))),
-        epochs=trainer.current_epoch,
-        seconds=time.perf_counter() - start,
-        device=str(trainer.strategy.root_device),
-        precision=str(trainer.precision),
-        suggested_lr=None if range_test is None else range_test.suggestion,
-        clr_bounds=None if range_test is None or range_test.clr_bounds is None else list(range_test.clr_bounds),
-        artefacts={
-            "TensorBoard events": str(run_dir),
-            "conv-arithmetic trace": str(run_dir / "conv_arithmetic"),
-            "LR range test": str(run_dir / "lr_range"),
-            "init -> final interpolation": str(next((run_dir / "landscape").glob("interpolate_epoch*.npz"), "")),
-            "loss landscape": str(run_dir / "landscape"),
-            **({"loss landscape over training": str(run_dir / "landscape" / "2d_over_training.gif")}
-               if (run_dir / "landscape" / "2d_over_training.gif").is_file() else {}),
-            "best checkpoint": str(checkpoint.best_model_path),
-            f"stylised photograph ({style_note})": str(stylised),
-        },
-    )
-    (run_dir / "demo_result.json").write_text(json.dumps(result.to_dict(), indent=2))
-    result.artefacts["summary JSON"] = str(run_dir / "demo_result.json")
-    return result
+    return finder, checkpoint, [TensorBoardLayout(), ConvArithmeticSummary(), finder, one_cycle, probe, checkpoint]
 
 
-def _style_transfer_step(run_dir: Path, device: str, precision: str, fast: bool) -> tuple[Path, str]:
+def _style_transfer_step(run_dir: Path, device: str, precision: DemoPrecision, fast: bool) -> tuple[Path, str]:
     """Train ``FastStyleTransfer`` briefly on the sample photographs; write content | style | stylised."""
     import warnings
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -492,7 +492,7 @@ def diagnose(
     return problems
 
 
-SUGGESTIONS = {"steepest": steepest, "valley": valley, "minimum": minimum}
+SUGGESTIONS: dict[str, Callable[..., float | None]] = {"steepest": steepest, "valley": valley, "minimum": minimum}
 
 
 def suggest(

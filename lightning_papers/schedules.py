@@ -14,15 +14,9 @@ checkpoints (``to_dict`` / ``from_dict``). Nothing here knows about Lightning: a
 ``CyclicalLR`` and ``SuperConvergence`` hold one such object each.
 
 Where the values go is core too (timm's ``Scheduler.update_groups``): :func:`apply_schedule` writes a schedule's
-learning rates and momentum (SGD's ``momentum`` or Adam's ``beta1``) into an optimizer's param groups,
-:func:`read_lrs` / :func:`read_momenta` read them back, :func:`one_cycle_peaks` spreads a 1cycle peak over groups
-by their lr ratios and :func:`steps_from_epochs` turns epochs into optimizer steps, so a plain PyTorch loop needs
-no callback::
-
-    schedule = OneCycle(total_steps, max_lr=3.0)
-    for step, batch in enumerate(loader):
-        apply_schedule(optimizer, schedule, step)
-        ...; optimizer.step()
+learning rates and momentum (SGD's ``momentum`` or Adam's ``beta1``) into an optimizer's param groups before each
+``optimizer.step()`` of a plain loop, :func:`read_lrs` / :func:`read_momenta` read them back. :func:`owns_learning_rate`
+says whether a schedule callback owns the learning rate (this package's modules then build no scheduler).
 
 The arithmetic is ordered exactly like ``torch.optim.lr_scheduler.CyclicLR`` / ``OneCycleLR`` so that the
 sequences agree bit for bit (the tests compare them with ``==``).
@@ -32,11 +26,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import InitVar, asdict, dataclass, replace
 from typing import Any, Literal
 
-from lightning_papers._validation import one_of, optional_positive_int, positive_int, positive_real, real, renamed
+from lightning_papers._validation import integer, one_of, positive_int, positive_real, real, renamed
 
 __all__ = [
     "CYCLICAL_POLICIES",
@@ -52,6 +46,7 @@ __all__ = [
     "one_cycle_momentum",
     "one_cycle_pct_start",
     "one_cycle_peaks",
+    "owns_learning_rate",
     "param_groups",
     "ramp",
     "read_lrs",
@@ -166,9 +161,8 @@ def cyclical_momentum(
         >>> cyclical_momentum(10, base_momentum=0.8, max_momentum=0.9, step_size_up=10)
         0.8
     """
-    one_of("policy", policy, CYCLICAL_POLICIES)
-    cycle, height = _cycle_position(step, step_size_up, step_size_down)
-    return max_momentum - (max_momentum - base_momentum) * height * _cyclical_scale(step, cycle, policy, gamma)
+    # max + (base - max) * h * s: bit for bit torch's max - (max - base) * h * s (negation is exact)
+    return cyclical(step, max_momentum, base_momentum, step_size_up, step_size_down, policy, gamma)
 
 
 def _per_group(value: float | Sequence[float], name: str) -> tuple[float, ...]:
@@ -308,8 +302,9 @@ def ramp(
         [0.001, 0.01, 0.1]
     """
     spacing = one_of("spacing", renamed("mode", mode, "spacing", spacing, "exponential"), RAMP_SPACINGS)
-    if isinstance(num_steps, bool) or not num_steps >= 2:
-        raise ValueError(f"Expected `num_steps >= 2`, got {num_steps!r}")
+    integer("num_steps", num_steps, minimum=2)
+    if spacing == "exponential" and (start <= 0 or end <= 0):
+        raise ValueError(f"Expected positive bounds for an exponential ramp, got {start!r} and {end!r}")
     if step <= 0:
         return float(start)
     if step >= num_steps - 1:
@@ -317,8 +312,6 @@ def ramp(
     frac = step / (num_steps - 1)
     if spacing == "linear":
         return start + (end - start) * frac
-    if start <= 0 or end <= 0:
-        raise ValueError(f"Expected positive bounds for an exponential ramp, got {start!r} and {end!r}")
     return start * (end / start) ** frac
 
 
@@ -349,11 +342,7 @@ class Ramp:
 
     def __post_init__(self, mode: str | None) -> None:
         object.__setattr__(self, "spacing", renamed("mode", mode, "spacing", self.spacing, "exponential", stacklevel=4))
-        one_of("spacing", self.spacing, RAMP_SPACINGS)
-        if isinstance(self.num_steps, bool) or not self.num_steps >= 2:
-            raise ValueError(f"Expected `num_steps >= 2`, got {self.num_steps!r}")
-        if self.spacing == "exponential" and (self.start <= 0 or self.end <= 0):
-            raise ValueError(f"Expected positive bounds for an exponential ramp, got {self.start!r} and {self.end!r}")
+        self(0)  # the checks, eagerly
 
     def __call__(self, step: int) -> float:
         return ramp(step, self.num_steps, self.start, self.end, self.spacing)  # type: ignore[arg-type]
@@ -569,7 +558,8 @@ class OneCycle(_Schedule):
         if not 0.0 <= self.base_momentum <= self.max_momentum <= 1.0:
             raise ValueError(f"Expected `0 <= base_momentum <= max_momentum <= 1`, got {self.base_momentum!r} and "
                              f"{self.max_momentum!r}")
-        optional_positive_int("run_steps", self.run_steps)
+        if self.run_steps is not None:
+            positive_int("run_steps", self.run_steps)
 
     @property
     def run_total(self) -> int:
@@ -627,13 +617,6 @@ def param_groups(target: Any) -> list[MutableMapping[str, Any]]:
     return [g for item in items for g in (item.param_groups if hasattr(item, "param_groups") else [item])]
 
 
-def _momentum_of(group: Mapping[str, Any]) -> float | None:
-    """A param group's momentum: Adam-like ``betas[0]``, else SGD's ``momentum``; ``None`` when it has neither."""
-    if "betas" in group:
-        return float(group["betas"][0])
-    return float(group["momentum"]) if "momentum" in group else None
-
-
 def read_lrs(target: Any, initial: bool = False) -> list[float]:
     """Each param group's learning rate (see :func:`param_groups`); with ``initial``, the ``initial_lr`` a torch
     scheduler recorded where there is one (it may have scaled ``lr`` already, e.g. ``LinearLR``)."""
@@ -642,7 +625,8 @@ def read_lrs(target: Any, initial: bool = False) -> list[float]:
 
 def read_momenta(target: Any) -> list[float | None]:
     """Each param group's momentum: Adam-like ``betas[0]``, else SGD's ``momentum``; ``None`` when it has neither."""
-    return [_momentum_of(g) for g in param_groups(target)]
+    return [float(g["betas"][0]) if "betas" in g else float(g["momentum"]) if "momentum" in g else None
+            for g in param_groups(target)]
 
 
 def write_groups(target: Any, lrs: float | Sequence[float], momentum: float | None = None,
@@ -699,7 +683,7 @@ def one_cycle_peaks(max_lr: float, initial_lrs: Sequence[float]) -> tuple[float,
     return tuple(max_lr * (lr / top) if top > 0 else float(max_lr) for lr in initial_lrs)
 
 
-def steps_from_epochs(epochs: float, batches_per_epoch: int, accumulate: int = 1) -> int:
+def steps_from_epochs(epochs: float, batches_per_epoch: int | float, accumulate: int = 1) -> int:
     """Optimizer steps (at least 1) in ``epochs`` epochs of ``batches_per_epoch`` batches with ``accumulate`` batches
     per step (a partial last step of an epoch counts as one).
 
@@ -709,3 +693,17 @@ def steps_from_epochs(epochs: float, batches_per_epoch: int, accumulate: int = 1
     """
     per_epoch = -(-positive_int("batches_per_epoch", batches_per_epoch) // positive_int("accumulate", accumulate))
     return max(1, round(positive_real("epochs", epochs) * per_epoch))
+
+
+def owns_learning_rate(callbacks: Iterable[Any]) -> bool:
+    """True when one of ``callbacks`` drives the learning rate while training runs: schedule callbacks
+    (``CyclicalLR``, ``SuperConvergence``) set the class attribute ``owns_learning_rate = True``, and
+    ``ImageClassifier.configure_optimizers`` then returns a bare optimizer, so no second scheduler fights them.
+
+    Examples:
+        >>> class Schedule:
+        ...     owns_learning_rate = True
+        >>> owns_learning_rate([object(), Schedule()])
+        True
+    """
+    return any(getattr(cb, "owns_learning_rate", False) for cb in callbacks)

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from lightning_papers import _helpers
+from lightning_papers import _helpers, schedules
 from lightning_papers.callbacks import tensorboard_layout
 
 INTERNAL = r"it is internal now \(lightning_papers\._helpers\); copy it if you rely on it"
@@ -20,6 +20,7 @@ INTERNAL = r"it is internal now \(lightning_papers\._helpers\); copy it if you r
     ("devices", "PRECISIONS", _helpers, INTERNAL),
     ("files", "atomic_write", _helpers, INTERNAL),
     ("compiling", "CompiledOrEager", _helpers, INTERNAL),
+    ("lr_owner", "owns_learning_rate", schedules, "import it from lightning_papers.schedules"),
 ])
 def test_an_old_import_path_warns_once_per_use_and_gives_the_same_object(old, name, new, fix):
     module = importlib.import_module(f"lightning_papers.{old}")

@@ -201,10 +201,10 @@ def test_functions_pickle():
         (lambda: OneCycle(0, 1.0), "Expected `total_steps` to be a positive integer"),
         (lambda: OneCycle(10, 1.0, pct_start=-0.1), r"Expected `pct_start` to be a number in \[0, 1\]"),
         (lambda: ramp(0, 10, 1e-3, 1.0, spacing="log"), "Expected `spacing` to be one of"),
-        (lambda: ramp(0, 1, 1e-3, 1.0), "Expected `num_steps >= 2`"),
+        (lambda: ramp(0, 1, 1e-3, 1.0), "Expected `num_steps` to be an integer >= 2"),
         (lambda: ramp(1, 3, 0.0, 1.0), "Expected positive bounds"),
         (lambda: Ramp(0.0, 1.0, 3), "Expected positive bounds"),
-        (lambda: Ramp(1e-3, 1.0, 1), "Expected `num_steps >= 2`"),
+        (lambda: Ramp(1e-3, 1.0, 1), "Expected `num_steps` to be an integer >= 2"),
         (lambda: Ramp(1e-3, 1.0, 5, spacing="cubic"), "Expected `spacing` to be one of"),
     ],
 )

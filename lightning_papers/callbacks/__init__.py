@@ -7,7 +7,7 @@ from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
 from lightning_papers.callbacks.lr_range_finder import LRRangeFinder, LRRangeResult
 from lightning_papers.callbacks.super_convergence import SuperConvergence
 from lightning_papers.callbacks.tensorboard_layout import TensorBoardLayout
-from lightning_papers.lr_owner import owns_learning_rate
+from lightning_papers.schedules import owns_learning_rate
 
 __all__ = [
     "ConvArithmeticSummary",

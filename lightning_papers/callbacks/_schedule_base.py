@@ -24,19 +24,17 @@ from lightning_papers._validation import flag, optional_positive_int, positive_r
 from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index
 from lightning_papers.schedules import param_groups, read_lrs, read_momenta, write_groups
 
-__all__ = ["FINDER", "ScheduleCallback", "learning_rates"]
+__all__ = ["FINDER", "ScheduleCallback", "learning_rates", "positive_rates"]
 
 FINDER = "finder"  # the one spelling of "take it from the LR range test in the same Trainer"
 
 
-def learning_rates(value: Any, name: str, finder_ok: bool = True) -> str | list[float]:
-    """``"finder"``, or a positive number or sequence of them as a list of floats.
+def positive_rates(value: Any, name: str, finder_ok: bool = False) -> list[float]:
+    """A positive number or a non-empty sequence of them, as a list of floats.
 
     Raises:
         ValueError: for anything else, naming ``name`` and the value.
     """
-    if isinstance(value, str) and value == FINDER and finder_ok:
-        return FINDER
     values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     try:
         if not values:
@@ -47,25 +45,16 @@ def learning_rates(value: Any, name: str, finder_ok: bool = True) -> str | list[
         raise ValueError(f"Expected `{name}` to be {expected}, got {value!r}") from None
 
 
+def learning_rates(value: Any, name: str) -> str | list[float]:
+    """``"finder"``, or :func:`positive_rates`."""
+    return FINDER if isinstance(value, str) and value == FINDER else positive_rates(value, name, finder_ok=True)
+
+
 class ScheduleCallback(StateKeyed):
-    """Base of the callbacks that own the learning rate: they set ``owns_learning_rate = True`` so this
-    package's modules hand out a bare optimizer (no second scheduler fights them).
-
-    What a step is: one ``optimizer.step()`` of one optimizer. Each optimizer's learning rate follows the schedule
-    over its own steps, counted from the steps it takes (``on_before_optimizer_step``), so a GAN's generator and
-    discriminator (manual optimization, one step each per batch) both run through the whole schedule; with gradient
-    accumulation the rate changes only between optimizer steps. The counts are checkpointed.
-
-    Args:
-        cycle_momentum: ``None``: cycle momentum (SGD) or beta1 (Adam-like) of the param groups whose own value
-            lies inside ``[base_momentum, max_momentum]``, keep it (and warn once, naming the optimizer) where it
-            lies outside, e.g. a GAN's Adam ``beta1=0.5``; ``True``: always cycle (every group must have momentum:
-            it is never switched on); ``False``: never.
-        log_every_n_steps: write ``schedule/lr`` and ``schedule/momentum`` every this many steps of the first
-            optimizer; ``None`` uses the Trainer's.
-        replace_schedulers: a scheduler returned by the module's ``configure_optimizers`` is refused at fit start
-            (two schedules would fight over one learning rate); ``True`` removes it from the Trainer instead and
-            logs its name.
+    """Base of the callbacks that own the learning rate (``owns_learning_rate = True``: this package's modules
+    then hand out a bare optimizer). A step is one ``optimizer.step()`` of one optimizer: each optimizer follows
+    the schedule over its own (checkpointed) count of steps, so a GAN's two optimizers both run the whole schedule
+    and gradient accumulation changes the rate only between steps. The arguments are the subclasses'.
     """
 
     owns_learning_rate = True
@@ -106,14 +95,8 @@ class ScheduleCallback(StateKeyed):
             ValueError: (one line, naming this callback) when the finder did not run, or, without ``fallback``,
                 suggested nothing or read a curve that cannot be trusted.
         """
-        from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
-
-        me = type(self).__name__
-        finder = next((cb for cb in trainer.callbacks if isinstance(cb, LRRangeFinder)), None)
-        if finder is None or finder.result is None:
-            raise ValueError("Expected an `LRRangeFinder` that ran before training, in `Trainer(callbacks=...)`, "
-                             "for learning rates given as 'finder'")
-        result = finder.result
+        me, result = type(self).__name__, self._finder(trainer, ran=True).result
+        assert result is not None
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -129,12 +112,28 @@ class ScheduleCallback(StateKeyed):
         return bounds
 
     @staticmethod
-    def _needs_finder(trainer: pl.Trainer) -> None:
+    def _finder(trainer: pl.Trainer, ran: bool = False) -> Any:
+        """The first ``LRRangeFinder`` of the Trainer (with ``ran``, one that has a result).
+
+        Raises:
+            ValueError: when there is none.
+        """
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
-        if not any(isinstance(cb, LRRangeFinder) for cb in trainer.callbacks):
-            raise ValueError("Expected an `LRRangeFinder` in `Trainer(callbacks=...)` for learning rates given as "
-                             "'finder'")
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # Lightning sets it, undeclared
+        finder = next((cb for cb in callbacks if isinstance(cb, LRRangeFinder)), None)
+        if finder is None or (ran and finder.result is None):
+            raise ValueError(f"Expected an `LRRangeFinder` {'that ran before training, ' if ran else ''}in "
+                             "`Trainer(callbacks=...)` for learning rates given as 'finder'")
+        return finder
+
+    def lr_at(self, step: int) -> list[float]:
+        """Learning rate of every param group at optimizer step ``step`` (after the first training batch)."""
+        return self.schedule.lrs(step)
+
+    def momentum_at(self, step: int) -> float:
+        """Momentum (or beta1) at optimizer step ``step``."""
+        return self.schedule.momentum(step)
 
     # -- hooks ----------------------------------------------------------------------------------------------
     @override
@@ -235,7 +234,7 @@ class ScheduleCallback(StateKeyed):
         self.optimizer_steps[index] += 1
 
     def _log(self, trainer: pl.Trainer, step: int) -> None:
-        every = self.log_every_n_steps or trainer.log_every_n_steps
+        every = self.log_every_n_steps or trainer.log_every_n_steps  # type: ignore[attr-defined]  # set, undeclared
         if not trainer.loggers or step == self._last_logged_step or step % every:
             return
         self._last_logged_step = step

@@ -16,7 +16,9 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
+from typing_extensions import override
 
+from lightning_papers._validation import positive_int
 from lightning_papers.callbacks._trainer import report
 from lightning_papers.conv_arithmetic import ShapeTrace, trace_shapes
 
@@ -50,17 +52,16 @@ class ConvArithmeticSummary(Callback):
     TAG = "conv_arithmetic/table"
 
     def __init__(self, input_size: Sequence[int] = (3, 32, 32)) -> None:
-        if (
-            not isinstance(input_size, Sequence)
-            or isinstance(input_size, str)
-            or len(input_size) == 0
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_size)
-        ):
+        try:
+            if isinstance(input_size, str) or not isinstance(input_size, Sequence) or not input_size:
+                raise TypeError
+            self.input_size = tuple(positive_int("input_size", v) for v in input_size)
+        except (TypeError, ValueError):
             raise ValueError(f"Expected `input_size` to be a sequence of positive integers (C, *spatial), "
-                             f"got {input_size!r}")
-        self.input_size = tuple(input_size)
+                             f"got {input_size!r}") from None
         self.trace: ShapeTrace | None = None
 
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         example: Any = pl_module.example_input_array
         example = self.input_size if example is None else move_data_to_device(example, pl_module.device)

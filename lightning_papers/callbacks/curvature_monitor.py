@@ -28,22 +28,20 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.seed import isolate_rng
+from typing_extensions import override
 
+from lightning_papers import _validation as check
 from lightning_papers import landscape as ls
-from lightning_papers.callbacks import _trainer
-from lightning_papers.landscape.curvature import SUPPORTED_BATCHNORM
+from lightning_papers.callbacks._steps import StateKeyed, optimizer_index, planned_optimizer_steps
+from lightning_papers.callbacks.evaluation import ModuleEvaluation, evaluation_batches, preflight
+from lightning_papers.callbacks.reporting import guarded, report, sum_across_ranks
 
 __all__ = ["CurvatureMonitor"]
 
 log = logging.getLogger(__name__)
 
 
-def _check_positive_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
-
-
-class CurvatureMonitor(_trainer.StateKeyed):
+class CurvatureMonitor(StateKeyed):
     """Log the Hessian's top eigenvalue beside the optimizer's stability threshold every few optimizer steps.
 
     What is measured is the curvature of the module's own loss (what its ``training_step`` returns, else what
@@ -70,8 +68,8 @@ class CurvatureMonitor(_trainer.StateKeyed):
         every_n_steps: measure after every n-th optimizer step; with several optimizers (a GAN under manual
             optimization), every n-th step of the first one. A run whose planned steps never reach ``n`` is warned
             about at train start.
-        num_batches: fixed batches of the ``dataloader`` (per rank) the curvature is measured on.
-        dataloader: ``"train"`` (default) or ``"val"``.
+        num_batches: fixed batches of the ``split`` loader (per rank) the curvature is measured on.
+        split: ``"train"`` (default) or ``"val"``. Was ``dataloader``.
         k: eigenvalues per measurement (the top one is logged).
         max_iter: Lanczos steps per measurement at most (each one Hessian-vector product per batch).
         tol: stop earlier when the top pair's residual is below ``tol`` times the eigenvalue.
@@ -90,7 +88,7 @@ class CurvatureMonitor(_trainer.StateKeyed):
 
     Raises:
         ValueError: for a non-positive ``every_n_steps``, ``num_batches``, ``k``, ``max_iter``, ``trace_samples``
-            (below 2), ``spectrum_runs`` or ``spectrum_steps``, a non-positive ``tol``, an unknown ``dataloader`` or
+            (below 2), ``spectrum_runs`` or ``spectrum_steps``, a non-positive ``tol``, an unknown ``split`` or
             ``batchnorm``, or an ``autocast_dtype`` that is not a torch dtype.
 
     Examples:
@@ -99,15 +97,16 @@ class CurvatureMonitor(_trainer.StateKeyed):
         >>> trainer = pl.Trainer(callbacks=[SuperConvergence(0.4), monitor])
     """
 
-    SUPPORTED_DATALOADERS = ("train", "val")
-    _state_key_fields = ("every_n_steps", "dataloader", "num_batches", "batchnorm")
+    SUPPORTED_SPLITS = ("train", "val")
+    _state_key_fields = {"every_n_steps": "every_n_steps", "dataloader": "split", "num_batches": "num_batches",
+                         "batchnorm": "batchnorm"}  # the key names of checkpoints saved before the rename
 
     def __init__(
         self,
         every_n_steps: int = 25,
         *,
         num_batches: int = 1,
-        dataloader: str = "train",
+        split: str = "train",
         k: int = 1,
         max_iter: int = 20,
         tol: float = 1e-2,
@@ -121,25 +120,22 @@ class CurvatureMonitor(_trainer.StateKeyed):
         autocast_dtype: torch.dtype | None = None,
         seed: int = 0,
         save_results: bool = True,
+        dataloader: str | None = None,
     ) -> None:
         for name, value in (("every_n_steps", every_n_steps), ("num_batches", num_batches), ("k", k),
                             ("max_iter", max_iter), ("spectrum_runs", spectrum_runs),
                             ("spectrum_steps", spectrum_steps)):
-            _check_positive_int(value, name)
-        if isinstance(trace_samples, bool) or not isinstance(trace_samples, int) or trace_samples < 2:
+            check.positive_int(name, value)
+        if check.integer("trace_samples", trace_samples) < 2:
             raise ValueError(f"Expected `trace_samples` to be an integer >= 2 (a standard error needs two), got "
                              f"{trace_samples!r}")
         if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
             raise ValueError(f"Expected `tol` > 0, got {tol!r}")
-        if dataloader not in self.SUPPORTED_DATALOADERS:
-            raise ValueError(f"Expected `dataloader` to be one of {self.SUPPORTED_DATALOADERS}, got {dataloader!r}")
-        if batchnorm not in SUPPORTED_BATCHNORM:
-            raise ValueError(f"Expected `batchnorm` to be one of {SUPPORTED_BATCHNORM}, got {batchnorm!r}")
-        if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
-            raise ValueError(f"Expected `autocast_dtype` to be a torch.dtype or None, got {autocast_dtype!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"Expected `seed` to be an integer, got {seed!r}")
-        self.every_n_steps, self.num_batches, self.dataloader = every_n_steps, num_batches, dataloader
+        split = check.one_of("split", check.renamed("dataloader", dataloader, "split", split, "train"),
+                             self.SUPPORTED_SPLITS)
+        ls.EvaluationSpec([], batchnorm=batchnorm, autocast_dtype=autocast_dtype)  # the core's own checks, now
+        check.integer("seed", seed)
+        self.every_n_steps, self.num_batches, self.split = every_n_steps, num_batches, split
         self.k, self.max_iter, self.tol = k, max_iter, float(tol)
         self.trace, self.trace_samples = bool(trace), trace_samples
         self.spectrum, self.spectrum_runs, self.spectrum_steps = bool(spectrum), spectrum_runs, spectrum_steps
@@ -154,23 +150,25 @@ class CurvatureMonitor(_trainer.StateKeyed):
         self._start: ls.Direction | None = None  # the previous top eigenvector (not checkpointed)
 
     # -- hooks ------------------------------------------------------------------------------------------
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             self.optimizer_steps = None  # a checkpoint (loaded after this) or the train start sets it
 
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the loader, the loss and a Hessian-vector product through it, on one batch before the first step
-        _trainer.preflight(trainer, pl_module, "CurvatureMonitor", self.dataloader,
-                           _trainer.ModuleEvaluation(pl_module, self.loss_fn), seed=self.seed,
-                           hessian_fix="pass a twice-differentiable `loss_fn=` or remove CurvatureMonitor")
+        preflight(trainer, pl_module, "CurvatureMonitor", self.split, ModuleEvaluation(pl_module, self.loss_fn),
+                  seed=self.seed, hessian_fix="pass a twice-differentiable `loss_fn=` or remove CurvatureMonitor")
         log_dir = trainer.log_dir  # a collective under DDP: every rank is here
         self._results_dir = os.path.join(log_dir, "curvature") if log_dir and self.save_results else None
         self._failed = False
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.optimizer_steps is None:  # a fresh run, or a checkpoint of an older version
             self.optimizer_steps = trainer.global_step // max(1, len(trainer.optimizers))
-        planned = _trainer.planned_optimizer_steps(trainer)
+        planned = planned_optimizer_steps(trainer)
         if math.isfinite(planned) and planned < self.every_n_steps:
             name = type(trainer.optimizers[0]).__name__ if trainer.optimizers else "optimizer"
             rank_zero_warn(f"CurvatureMonitor: every_n_steps={self.every_n_steps} never fires: the run plans "
@@ -183,10 +181,12 @@ class CurvatureMonitor(_trainer.StateKeyed):
         # without us
         self._batches = self._take_batches(trainer, pl_module)
 
+    @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        if _trainer.optimizer_index(trainer, optimizer) == 0:
+        if optimizer_index(trainer, optimizer) == 0:
             self.optimizer_steps = (self.optimizer_steps or 0) + 1
 
+    @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = self._step(trainer)
@@ -194,16 +194,17 @@ class CurvatureMonitor(_trainer.StateKeyed):
         # have set the learning rate yet, so the threshold would be the optimizer's placeholder)
         if step == 0 or step == self._last_step or step % self.every_n_steps or getattr(self, "_failed", False):
             return
-        with _trainer.guarded("CurvatureMonitor", f"the measurement at step {step} (no more are taken)",
+        with guarded("CurvatureMonitor", f"the measurement at step {step} (no more are taken)",
                               self._where) as failures:
             self.measure(trainer, pl_module)
         self._failed = bool(failures)
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         figures: dict[str, Any] = {}
         files: dict[str, Any] = {}
         if self.spectrum and not getattr(self, "_failed", False):
-            with _trainer.guarded("CurvatureMonitor", "the spectrum (the history is saved)", self._where):
+            with guarded("CurvatureMonitor", "the spectrum (the history is saved)", self._where):
                 self.spectrum_result = self._run(trainer, pl_module, ls.hessian_spectrum, runs=self.spectrum_runs,
                                                  steps=self.spectrum_steps)
                 files["spectrum.json"] = self.spectrum_result.to_dict()
@@ -216,7 +217,7 @@ class CurvatureMonitor(_trainer.StateKeyed):
                 ax.set_title(f"Hessian eigenvalue density at step {self._step(trainer)}", fontsize=9)
                 figures["curvature/spectrum"] = ax.figure
         files["history.json"] = self.history.to_dict()
-        _trainer.report(trainer, "curvature", step=self._step(trainer), figures=figures, files=files,
+        report(trainer, "curvature", step=self._step(trainer), figures=figures, files=files,
                         save_files=self.save_results)
 
     # -- the measurement ----------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ class CurvatureMonitor(_trainer.StateKeyed):
                             lr=float(first.get("lr", math.nan)), momentum=float(momentum),
                             trace=values.get("curvature/trace"))
         log.debug("curvature at step %d: %s", step, scalars)
-        _trainer.report(trainer, "curvature", step=step, scalars=scalars, save_files=False)
+        report(trainer, "curvature", step=step, scalars=scalars, save_files=False)
         return scalars
 
     def _step(self, trainer: pl.Trainer) -> int:
@@ -261,19 +262,20 @@ class CurvatureMonitor(_trainer.StateKeyed):
         return getattr(self, "_results_dir", None)
 
     def _take_batches(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[Any]:
-        return _trainer.evaluation_batches(trainer, pl_module, self.dataloader, self.num_batches,
-                                           same_on_all_ranks=False, seed=self.seed)
+        return evaluation_batches(trainer, pl_module, self.split, self.num_batches, same_on_all_ranks=False,
+                                  seed=self.seed)
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, fn: Callable, **kwargs: Any) -> Any:
         if self._batches is None:  # measure() called outside fit's hooks
             self._batches = self._take_batches(trainer, pl_module)
-        evaluation = _trainer.ModuleEvaluation(pl_module, self.loss_fn)
+        evaluation = ModuleEvaluation(pl_module, self.loss_fn)
+        spec = ls.EvaluationSpec(self._batches, evaluate=evaluation, batchnorm=self.batchnorm,
+                                 autocast_dtype=self.autocast_dtype, all_reduce=sum_across_ranks(trainer))
         with isolate_rng(), evaluation.active():
-            return fn(pl_module, self._batches, evaluate=evaluation, batchnorm=self.batchnorm,
-                      autocast_dtype=self.autocast_dtype, seed=self.seed,
-                      all_reduce=_trainer.sum_across_ranks(trainer), **kwargs)
+            return fn(pl_module, spec, seed=self.seed, **kwargs)
 
     # -- checkpointing ------------------------------------------------------------------------------------
+    @override
     def state_dict(self) -> dict[str, Any]:
         # the warm start goes along (a copy of the trainable parameters, on the CPU): without it the first
         # measurement after a resume starts elsewhere and, unconverged, reads another value
@@ -281,6 +283,7 @@ class CurvatureMonitor(_trainer.StateKeyed):
         return {"history": self.history.to_dict(), "last_step": self._last_step, "start": start,
                 "optimizer_steps": self.optimizer_steps}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = ls.CurvatureHistory.from_dict(state_dict["history"])
         self._last_step = int(state_dict.get("last_step", -1))

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from lightning_papers._validation import positive_real, renamed
-from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates
+from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
 from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.schedules import Cyclical, steps_from_epochs
 
@@ -129,9 +129,9 @@ class CyclicalLR(ScheduleCallback):
             if value is not None:
                 positive_real(name, value)
         # the schedule object checks the rest now (policy, gamma, momenta, and base <= max unless from the finder)
-        known = FINDER not in (base, peak)
-        Cyclical(tuple(base) if known else 1.0, tuple(peak) if known else 1.0, float(step_size or 1), None, policy,
-                 gamma, base_momentum, max_momentum)
+        Cyclical(1.0 if isinstance(base, str) or isinstance(peak, str) else tuple(base),
+                 1.0 if isinstance(base, str) or isinstance(peak, str) else tuple(peak), float(step_size or 1), None,
+                 policy, gamma, base_momentum, max_momentum)
         super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         self.base_lr, self.max_lr = base, peak
         self.step_size, self.step_size_epochs, self.step_size_down = step_size, step_size_epochs, step_size_down
@@ -151,18 +151,18 @@ class CyclicalLR(ScheduleCallback):
                              f"max_lr={max_lr!r}")
         if not isinstance(fallback_lr, Sequence) or isinstance(fallback_lr, str) or len(fallback_lr) != 2:
             raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr), got {fallback_lr!r}")
-        base, peak = (learning_rates(v, "fallback_lr", finder_ok=False) for v in fallback_lr)
+        base, peak = (positive_rates(v, "fallback_lr") for v in fallback_lr)
         try:
-            Cyclical(tuple(base), tuple(peak), 1.0)  # type: ignore[arg-type]  # base <= max
+            Cyclical(tuple(base), tuple(peak), 1.0)  # base <= max
         except ValueError:
             raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr) with base_lr <= max_lr, got "
                              f"{fallback_lr!r}") from None
-        return base, peak  # type: ignore[return-value]
+        return base, peak
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if FINDER in (self.base_lr, self.max_lr):
-            self._needs_finder(trainer)
+            self._finder(trainer)
         for name in ("base_lr", "max_lr"):
             self._check_length(getattr(self, name), trainer, name)
         super().on_fit_start(trainer, pl_module)
@@ -196,21 +196,18 @@ class CyclicalLR(ScheduleCallback):
 
     def _build(self, trainer: pl.Trainer) -> Cyclical:
         base, peak = self.base_lr, self.max_lr
-        if FINDER in (base, peak):
+        if isinstance(base, str) or isinstance(peak, str):
             # a range test whose curve cannot be trusted is refused; with numbers to fall back on, they are used
             found = self._finder_bounds(trainer, fallback=self._fallback is not None)
             if found is None:
-                base, peak = self._fallback  # type: ignore[misc]
+                assert self._fallback is not None
+                base, peak = self._fallback
             else:
-                base = [found[0]] if base == FINDER else base
-                peak = [found[1]] if peak == FINDER else peak
-        assert self._steps is not None, "on_train_start resolves the step sizes"
+                base = [found[0]] if isinstance(base, str) else base
+                peak = [found[1]] if isinstance(peak, str) else peak
+        assert self._steps is not None and isinstance(base, list) and isinstance(peak, list)
         return Cyclical(tuple(base), tuple(peak), self._steps[0], self._steps[1], self.policy, self.gamma,
                         self.base_momentum, self.max_momentum)
-
-    def lr_at(self, step: int) -> list[float]:
-        """Learning rate of every param group at optimizer step ``step`` (after the first training batch)."""
-        return self.schedule.lrs(step)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

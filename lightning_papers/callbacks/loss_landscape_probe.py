@@ -5,8 +5,9 @@ filter-normalised 2-D surfaces and 1-D curves around the current weights; Smith 
 Function Topology with Cyclical Learning Rates, 2017 (arXiv 1702.04283): the line from the weights at the start
 of training (``alpha = 0``) to the current ones (``alpha = 1``).
 
-The callback owns no math: it takes fixed evaluation batches (the same on every rank), evaluates the module's
-own loss (or a ``loss_fn``) with :func:`lightning_papers.landscape.surface` /
+The callback owns no math: it builds an :class:`~lightning_papers.landscape.EvaluationSpec` of the module
+(:func:`~lightning_papers.callbacks.evaluation.module_spec`: fixed batches, the same on every rank, and the
+module's own loss or a ``loss_fn``), evaluates it with :func:`lightning_papers.landscape.surface` /
 :func:`~lightning_papers.landscape.interpolate` on this rank's share of the grid, gathers the shares and reports
 them. The model, optimizer and RNG come back exactly as they were.
 """
@@ -17,6 +18,7 @@ import functools
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,11 +27,15 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.seed import isolate_rng
+from typing_extensions import override
 
+from lightning_papers import _validation as check
 from lightning_papers import landscape as ls
-from lightning_papers.callbacks import _trainer
+from lightning_papers.callbacks._steps import StateKeyed
+from lightning_papers.callbacks.evaluation import ModuleEvaluation, module_spec, preflight
+from lightning_papers.callbacks.reporting import gather_surface, guarded, report
+from lightning_papers.landscape.adaptive import as_refinement
 from lightning_papers.landscape.directions import SUPPORTED_KINDS, SUPPORTED_NORMALIZATIONS
-from lightning_papers.landscape.surface import check_compile_option
 
 __all__ = ["LossLandscapeProbe"]
 
@@ -38,7 +44,7 @@ _DEFAULT_GRIDS = {"2d": (np.linspace(-1, 1, 11),) * 2, "1d": np.linspace(-1, 1, 
                   "interpolate": np.linspace(-0.5, 1.5, 21)}
 
 
-class LossLandscapeProbe(_trainer.StateKeyed):
+class LossLandscapeProbe(StateKeyed):
     """Probe the loss landscape of any LightningModule at the end of training or every n epochs.
 
     What is evaluated is the module's own loss (what its ``training_step`` returns, else what its
@@ -47,26 +53,28 @@ class LossLandscapeProbe(_trainer.StateKeyed):
     logits. ``loss_fn`` / ``metrics`` override that.
 
     Args:
-        mode: ``"2d"`` (surface along two filter-normalised random directions), ``"1d"`` (one random
+        kind: ``"2d"`` (surface along two filter-normalised random directions), ``"1d"`` (one random
             direction) or ``"interpolate"`` (the line from the weights at the start of training, ``alpha = 0``, to
-            the current ones, ``alpha = 1``).
+            the current ones, ``alpha = 1``). Was ``mode``.
         at: ``"fit_end"`` (once, when training ends) or ``None`` with ``every_n_epochs``.
         every_n_epochs: probe at the end of every n-th training epoch (overrides ``at``).
         grid: coordinate axes; default 11x11 over [-1, 1]^2 (2d), 21 points over [-1, 1] (1d) or [-0.5, 1.5]
             (interpolate). ``"frame"`` (or a :class:`~lightning_papers.landscape.Framed`, e.g.
             ``Framed(points=21)``): a range chosen at the first probe from 1-D scans so that the basin fills the
-            picture, then kept for every later probe, so that the surfaces over training share one range (modes
+            picture, then kept for every later probe, so that the surfaces over training share one range (kinds
             ``"2d"``/``"1d"``). The default stays the paper's fixed range, which compares across runs.
         adaptive: spend a point budget where the surface is least known instead of evaluating every grid point
             (:class:`~lightning_papers.landscape.Refinement`, a dict of its arguments, or a budget: an int of
-            points or a float fraction of the grid); ranks share each refinement round. Modes ``"2d"``/``"1d"``.
-        num_batches: fixed batches of each dataloader used at every point (and for sharpness).
-        dataloader: ``"val"``, ``"train"`` or both (``("train", "val")``: metrics named ``train_loss``, ...).
+            points or a float fraction of the grid); ranks share each refinement round. Kinds ``"2d"``/``"1d"``.
+        num_batches: fixed batches of each loader used at every point (and for sharpness).
+        split: ``"val"``, ``"train"`` or both (``("train", "val")``: metrics named ``train_loss``, ...). Was
+            ``dataloader``.
         seed: seed of the random directions (the same directions at every probe).
         normalization: ``"filter"``, ``"layer"`` or ``"none"``.
         ignore: entries with a zero direction (``"bias"``, ``"norm"``).
-        kind: ``"weights"`` or ``"states"``; default ``"states"`` for ``"interpolate"`` (BatchNorm statistics move
-            with the weights, so alpha 0 is exactly the initial model), ``"weights"`` otherwise.
+        perturb: ``"weights"`` or ``"states"``; default ``"states"`` for ``"interpolate"`` (BatchNorm statistics
+            move with the weights, so alpha 0 is exactly the initial model), ``"weights"`` otherwise. Was ``kind``
+            (``kind="weights"``/``"states"`` still means this, with a deprecation warning).
         backend: ``"inplace"`` or ``"vmap"`` (``"vmap"`` needs ``loss_fn``).
         autocast_dtype: the dtype of the evaluations; default: the Trainer's (``bf16-mixed`` -> bfloat16);
             ``torch.float32`` for full precision.
@@ -82,8 +90,8 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         save_results: rank 0 writes ``.npz``/``.json``, PNGs and ``.vtp`` to ``trainer.log_dir/landscape/``.
 
     Raises:
-        ValueError: for an unknown ``mode``, ``at``, ``dataloader``, ``normalization`` or ``kind``, ``grid="frame"``
-            or ``adaptive`` with ``mode="interpolate"``, a bad ``adaptive``, a
+        ValueError: for an unknown ``kind``, ``at``, ``split``, ``normalization`` or ``perturb``, ``grid="frame"``
+            or ``adaptive`` with ``kind="interpolate"``, a bad ``adaptive``, a
             non-positive ``num_batches``/``every_n_epochs``/``hessian_iters``, a grid of the wrong dimension, a bad
             ``compile``, or a copy option (``fold_bn``, ``channels_last``, ``compile``, ``backend="vmap"``)
             without ``loss_fn``.
@@ -93,25 +101,26 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         >>> trainer = pl.Trainer(callbacks=[probe], max_epochs=2)
     """
 
-    SUPPORTED_MODES = ("2d", "1d", "interpolate")
+    SUPPORTED_KINDS = ("2d", "1d", "interpolate")
     SUPPORTED_AT = ("fit_end", None)
-    SUPPORTED_DATALOADERS = ("val", "train")
-    _state_key_fields = ("mode", "dataloader", "every_n_epochs", "seed", "axes")
+    SUPPORTED_SPLITS = ("val", "train")
+    _state_key_fields = {"mode": "kind", "dataloader": "split", "every_n_epochs": "every_n_epochs", "seed": "seed",
+                         "axes": "axes"}  # the key names of checkpoints saved before the renames
 
     def __init__(
         self,
-        mode: str = "2d",
+        kind: str = "2d",
         *,
         at: str | None = "fit_end",
         every_n_epochs: int | None = None,
         grid: Any = None,
         adaptive: Any = None,
         num_batches: int = 4,
-        dataloader: str | Sequence[str] = "val",
+        split: str | Sequence[str] = "val",
         seed: int = 0,
         normalization: str = "filter",
         ignore: Sequence[str] = ("bias", "norm"),
-        kind: str | None = None,
+        perturb: str | None = None,
         backend: str = "inplace",
         autocast_dtype: torch.dtype | None = None,
         fold_bn: bool = False,
@@ -123,103 +132,79 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         hessian_iters: int = 10,
         radius: float = 0.5,
         save_results: bool = True,
+        mode: str | None = None,
+        dataloader: str | Sequence[str] | None = None,
     ) -> None:
-        if mode not in self.SUPPORTED_MODES:
-            raise ValueError(f"Expected `mode` to be one of {self.SUPPORTED_MODES}, got {mode!r}")
-        if at not in self.SUPPORTED_AT:
-            raise ValueError(f"Expected `at` to be one of {self.SUPPORTED_AT}, got {at!r}")
-        if every_n_epochs is not None and (not isinstance(every_n_epochs, int) or every_n_epochs < 1):
-            raise ValueError(f"Expected `every_n_epochs` to be a positive integer or None, got {every_n_epochs!r}")
+        if kind in SUPPORTED_KINDS:  # the old meaning of `kind`: what the directions perturb
+            warnings.warn(f"`kind={kind!r}` is deprecated for what the directions perturb: pass `perturb={kind!r}` "
+                          "(`kind` is now '2d', '1d' or 'interpolate')", DeprecationWarning, stacklevel=2)
+            kind, perturb = "2d", kind
+        kind = check.one_of("kind", check.renamed("mode", mode, "kind", kind, "2d"), self.SUPPORTED_KINDS)
+        split = check.renamed("dataloader", dataloader, "split", split, "val")
+        check.one_of("at", at, self.SUPPORTED_AT)
+        if every_n_epochs is not None:
+            check.positive_int("every_n_epochs", every_n_epochs)
         if at is None and every_n_epochs is None:
-            raise ValueError("Expected `at='fit_end'` or an `every_n_epochs`, got neither")
-        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
-            raise ValueError(f"Expected `num_batches` to be a positive integer, got {num_batches!r}")
-        loaders = (dataloader,) if isinstance(dataloader, str) else tuple(dataloader)
-        if not loaders or any(d not in self.SUPPORTED_DATALOADERS for d in loaders) or len(set(loaders)) < len(
-                loaders):
-            raise ValueError(f"Expected `dataloader` to be one or both of {self.SUPPORTED_DATALOADERS}, got "
-                             f"{dataloader!r}")
-        if normalization not in SUPPORTED_NORMALIZATIONS:
-            raise ValueError(f"Expected `normalization` to be one of {SUPPORTED_NORMALIZATIONS}, got {normalization!r}")
-        kind = kind or ("states" if mode == "interpolate" else "weights")
-        if kind not in SUPPORTED_KINDS:
-            raise ValueError(f"Expected `kind` to be one of {SUPPORTED_KINDS}, got {kind!r}")
-        if isinstance(hessian_iters, bool) or not isinstance(hessian_iters, int) or hessian_iters < 1:
-            raise ValueError(f"Expected `hessian_iters` to be a positive integer, got {hessian_iters!r}")
-        check_compile_option(compile, backend)
-        copies = [name for name, on in (("fold_bn", fold_bn), ("channels_last", channels_last),
-                                        ("compile", compile is not False), ("backend='vmap'", backend == "vmap")) if on]
+            raise ValueError("Expected `at='fit_end'` or an `every_n_epochs`, got neither: pass one of them")
+        splits = (split,) if isinstance(split, str) else tuple(split)
+        if not splits or any(d not in self.SUPPORTED_SPLITS for d in splits) or len(set(splits)) < len(splits):
+            raise ValueError(f"Expected `split` to be one or both of {self.SUPPORTED_SPLITS}, got {split!r}")
+        check.one_of("normalization", normalization, SUPPORTED_NORMALIZATIONS)
+        perturb = check.one_of("perturb", perturb or ("states" if kind == "interpolate" else "weights"),
+                               SUPPORTED_KINDS)
+        self.num_batches = check.positive_int("num_batches", num_batches)
+        self.hessian_iters = check.positive_int("hessian_iters", hessian_iters)
+        self._options: dict[str, Any] = dict(backend=backend, autocast_dtype=autocast_dtype, fold_bn=fold_bn,
+                             channels_last=channels_last, compile=compile)
+        copies = ls.EvaluationSpec([], **self._options).copies  # the core's own checks, now
         if copies and loss_fn is None:
             raise ValueError(f"Expected a `loss_fn` with {copies}: they evaluate a copy of the network, which has no "
                              "training step; e.g. `loss_fn=torch.nn.functional.cross_entropy` for a classifier")
-        ndim = 2 if mode == "2d" else 1
-        grid = _DEFAULT_GRIDS[mode] if grid is None else grid
-        self.framed: ls.Framed | None = None
-        if isinstance(grid, (str, ls.Framed)):
-            if grid != "frame" and not isinstance(grid, ls.Framed):
-                raise ValueError(f"Expected `grid` to be coordinate axes, 'frame' or a Framed(...), got {grid!r}")
-            if mode == "interpolate":
-                raise ValueError("Expected `grid='frame'` with mode '2d' or '1d', got mode 'interpolate' (its axis "
-                                 "runs from the start of training to now; pass it yourself)")
-            points = (21 if ndim == 2 else 41) if adaptive is not None else (11 if ndim == 2 else 21)
-            self.framed = grid if isinstance(grid, ls.Framed) else ls.Framed(points=points)
-            axes = [np.zeros(0)] * ndim  # chosen at the first probe
-        else:
-            axes = [grid] if ndim == 1 and np.ndim(grid) == 1 else list(grid)
-            if len(axes) != ndim or any(np.ndim(a) != 1 or len(a) == 0 for a in axes):
-                raise ValueError(f"Expected `grid` to be {ndim} non-empty 1-D coordinate array(s) for mode {mode!r}")
-        if adaptive is not None:
-            if mode == "interpolate":
-                raise ValueError("Expected `adaptive` with mode '2d' or '1d', got mode 'interpolate'")
-            from lightning_papers.landscape.adaptive import as_refinement
-
-            adaptive = as_refinement(adaptive)
-        self.adaptive = adaptive
+        self.kind, self.at, self.every_n_epochs = kind, at, every_n_epochs
+        self.axes, self.framed = _axes(kind, grid, adaptive)
+        self.adaptive = None if adaptive is None else as_refinement(adaptive)
         self._framed_axes: list[np.ndarray] | None = None  # the range the first framed probe chose
         self._frame: dict[str, Any] | None = None
-        self.mode, self.at, self.every_n_epochs = mode, at, every_n_epochs
-        self.axes = [np.asarray(a, dtype=np.float64) for a in axes]
-        self.num_batches = num_batches
-        self.dataloader = loaders[0] if len(loaders) == 1 else loaders
-        self.seed, self.normalization, self.ignore, self.kind = seed, normalization, tuple(ignore), kind
-        self.backend, self.autocast_dtype = backend, autocast_dtype
-        self.fold_bn, self.channels_last, self.compile = fold_bn, channels_last, compile
+        self.split = splits[0] if len(splits) == 1 else splits
+        self.seed, self.normalization, self.ignore, self.perturb = seed, normalization, tuple(ignore), perturb
         self.loss_fn, self.metrics = loss_fn, dict(metrics or {})
-        self.sharpness, self.hessian_iters, self.radius = sharpness, hessian_iters, radius
-        self.save_results = save_results
+        self.sharpness, self.radius, self.save_results = sharpness, radius, save_results
         self.results: dict[int, ls.SurfaceResult] = {}
         self.initial_state: dict[str, torch.Tensor] | None = None
 
     # -- hooks ------------------------------------------------------------------------------------------
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # everything the probe will need, checked on one batch before the first training step
-        evaluation = _trainer.ModuleEvaluation(pl_module, self.loss_fn, self.metrics)
-        second_order = self.sharpness and self.mode != "interpolate"
-        for split in (self.dataloader,) if isinstance(self.dataloader, str) else self.dataloader:
-            _trainer.preflight(trainer, pl_module, "LossLandscapeProbe", split, evaluation, seed=self.seed,
+        evaluation = ModuleEvaluation(pl_module, self.loss_fn, self.metrics)
+        second_order = self.sharpness and self.kind != "interpolate"
+        for split in self._splits:
+            preflight(trainer, pl_module, "LossLandscapeProbe", split, evaluation, seed=self.seed,
                                hessian_fix="pass `sharpness=False`" if second_order else None)
         log_dir = trainer.log_dir  # a collective under DDP: every rank is here
         self._results_dir = os.path.join(log_dir, "landscape") if log_dir and self.save_results else None
-        if self.mode == "interpolate" and self.initial_state is None:  # a resumed run has it from the checkpoint
+        if self.kind == "interpolate" and self.initial_state is None:  # a resumed run has it from the checkpoint
             self.initial_state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
 
+    @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self.probe_safely(trainer, pl_module, epoch=trainer.current_epoch)
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # before the strategy's teardown: the model is still on its device and the process group alive
         if self.every_n_epochs is None and self.at == "fit_end":
             # the loop has already counted the last epoch as done: step = index of the last epoch trained
             self.probe_safely(trainer, pl_module, epoch=max(trainer.current_epoch - 1, 0))
-        with _trainer.guarded("LossLandscapeProbe", "the landscape over training", self._where):
+        with guarded("LossLandscapeProbe", "the landscape over training", self._where):
             self.report_over_training(trainer)
 
     def probe_safely(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                      epoch: int | None = None) -> ls.SurfaceResult | None:
         """:meth:`probe` from a training hook: a failure is a warning (what failed, where the results so far are),
         never an exception out of ``fit``; returns ``None`` then."""
-        with _trainer.guarded("LossLandscapeProbe", f"the {self.mode} probe at epoch {epoch}", self._where):
+        with guarded("LossLandscapeProbe", f"the {self.kind} probe at epoch {epoch}", self._where):
             return self.probe(trainer, pl_module, epoch=epoch)
         return None
 
@@ -232,7 +217,7 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         (step = epoch) and ``<log_dir>/landscape/2d_over_training.gif``. Called at the end of training; call it
         on every rank."""
         surfaces = {e: r for e, r in sorted(self.results.items()) if r.ndim == 2}
-        if self.mode != "2d" or len(surfaces) < 2:
+        if self.kind != "2d" or len(surfaces) < 2:
             return
         frames: list[Any] = []
         if trainer.is_global_zero:
@@ -241,78 +226,62 @@ class LossLandscapeProbe(_trainer.StateKeyed):
             frames, scale = ls.surface_frames(surfaces, metric)
             log.info("loss landscape over training: epochs %s, %s", list(surfaces), scale.describe())
         for i, epoch in enumerate(surfaces):
-            _trainer.report(trainer, "landscape", step=epoch, save_files=False,
+            report(trainer, "landscape", step=epoch, save_files=False,
                             images={"landscape/over_training": frames[i]} if frames else {})
         files = {"2d_over_training.gif": lambda path: ls.save_gif(frames, path)} if frames else {}
-        _trainer.report(trainer, "landscape", files=files, save_files=self.save_results)
+        report(trainer, "landscape", files=files, save_files=self.save_results)
 
     # -- the probe --------------------------------------------------------------------------------------
     def probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int | None = None) -> ls.SurfaceResult:
         """Compute (sharded), gather, report and return the landscape at the current weights; ``epoch`` is the
         TensorBoard step and file suffix (default ``trainer.current_epoch``). Call it on every rank."""
         epoch = trainer.current_epoch if epoch is None else epoch
-        loaders = (self.dataloader,) if isinstance(self.dataloader, str) else self.dataloader
-        evaluation = _trainer.ModuleEvaluation(pl_module, self.loss_fn, self.metrics)
-        dtype = _trainer.autocast_dtype(trainer) if self.autocast_dtype is None else self.autocast_dtype
-        options = dict(autocast_dtype=None if dtype == torch.float32 else dtype, shard=(trainer.global_rank,
-                       trainer.world_size), backend=self.backend)
+        gather = functools.partial(gather_surface, trainer)
         sharp: dict[str, float] = {}
-        with isolate_rng(), evaluation.active():
-            parts = {}
-            if self.adaptive is not None and trainer.world_size > 1:  # every round's points, shared by the ranks
-                options["gather"] = functools.partial(_trainer.gather_surface, trainer)
-            for split in loaders:
-                batches = _trainer.evaluation_batches(trainer, pl_module, split, self.num_batches, seed=self.seed)
-                part = self._compute(pl_module, batches, evaluation, options)
-                parts[split] = part if "gather" in options else _trainer.gather_surface(trainer, part)
-                if self.framed is not None and self._framed_axes is None:  # later probes keep this range
-                    self._framed_axes = [np.asarray(a) for a in part.axes]
-                    self._frame = part.metadata.get("range")
-            result = parts[loaders[0]] if len(parts) == 1 else _joined(parts)
-            if self.sharpness and trainer.is_global_zero:
-                with _trainer.guarded("LossLandscapeProbe", f"sharpness at epoch {epoch} (the surface is saved)",
-                                      self._where):
-                    sharp = self._sharpness(pl_module, batches, evaluation, result)
-        result.metadata["evaluated"] = evaluation.describe()
+        parts = {}
+        with isolate_rng():
+            for split in self._splits:
+                with module_spec(trainer, pl_module, split, self.num_batches, loss_fn=self.loss_fn,
+                                 metrics=self.metrics, seed=self.seed, shard=(trainer.global_rank, trainer.world_size),
+                                 gather=gather, **self._options) as spec:
+                    parts[split] = self._compute(pl_module, spec)
+                    if self.framed is not None and self._framed_axes is None:  # later probes keep this range
+                        self._framed_axes = [np.asarray(a) for a in parts[split].axes]
+                        self._frame = parts[split].metadata.get("range")
+                    result = parts[split] if len(self._splits) == 1 else _joined(parts)
+                    if self.sharpness and trainer.is_global_zero and split == self._splits[-1]:
+                        with guarded("LossLandscapeProbe", f"sharpness at epoch {epoch} (the surface is saved)",
+                                     self._where):
+                            sharp = self._sharpness(pl_module, spec, result)
+        result.metadata["evaluated"] = ModuleEvaluation(pl_module, self.loss_fn, self.metrics).describe()
         self.results[epoch] = result
         self._report(trainer, result, sharp, epoch)
         return result
 
-    def _compute(self, pl_module: pl.LightningModule, batches: list[Any], evaluation: Any,
-                 options: dict[str, Any]) -> ls.SurfaceResult:
-        if self.loss_fn is not None and (self.fold_bn or self.channels_last or self.compile is not False
-                                         or self.backend == "vmap"):
-            metrics = {"loss": self.loss_fn, **self.metrics}
-            with ls.preserved_model(pl_module), torch.no_grad():  # eval mode: no BatchNorm statistics change
-                pl_module.eval()
-                logits = pl_module(batches[0][0])
-            if _trainer.classification_target(batches[0], logits) is not None and "accuracy" not in metrics:
-                metrics["accuracy"] = ls.accuracy
-            options = dict(options, metrics=metrics, fold_bn=self.fold_bn, channels_last=self.channels_last,
-                           compile=self.compile)
-        else:
-            options = dict(options, evaluate=evaluation)
-        if self.mode == "interpolate":
+    @property
+    def _splits(self) -> tuple[str, ...]:
+        return (self.split,) if isinstance(self.split, str) else tuple(self.split)
+
+    def _compute(self, pl_module: pl.LightningModule, spec: ls.EvaluationSpec) -> ls.SurfaceResult:
+        if self.kind == "interpolate":
             if self.initial_state is None:
-                raise RuntimeError("`LossLandscapeProbe(mode='interpolate')` has no initial weights: fit not started")
-            return ls.interpolate(pl_module, self.initial_state, self.axes[0], batches, kind=self.kind, **options)
+                raise RuntimeError("LossLandscapeProbe(kind='interpolate') has no initial weights: call it after fit "
+                                   "has started")
+            return ls.interpolate(pl_module, self.initial_state, self.axes[0], spec, kind=self.perturb)
         directions = ls.random_directions(pl_module, len(self.axes), self.seed, self.normalization, self.ignore,
-                                          self.kind)
+                                          self.perturb)
         axes = self._framed_axes if self.framed is not None else self.axes
         grid: Any = self.framed if axes is None else tuple(axes) if len(axes) == 2 else axes[0]
-        if self.adaptive is not None:
-            options = dict(options, adaptive=self.adaptive)
-        result = ls.surface(pl_module, directions, grid, batches, **options)
+        result = ls.surface(pl_module, directions, grid, spec, points=self.adaptive)
         if self.framed is not None and "range" not in result.metadata:
             result.metadata["range"] = self._frame
         return result
 
-    def _sharpness(self, pl_module: pl.LightningModule, batches: list[Any], evaluation: Any,
+    def _sharpness(self, pl_module: pl.LightningModule, spec: ls.EvaluationSpec,
                    result: ls.SurfaceResult) -> dict[str, float]:
         out: dict[str, float] = {}
-        if self.mode != "interpolate":  # the centre of an interpolation is the start, not the current weights
-            out["hessian_top_eig"] = ls.hessian_top_eigenvalue(pl_module, batches, max_iter=self.hessian_iters,
-                                                               evaluate=evaluation).eigenvalue
+        if self.kind != "interpolate":  # the centre of an interpolation is the start, not the current weights
+            out["hessian_top_eig"] = ls.hessian_top_eigenvalue(pl_module, spec, max_iter=self.hessian_iters).eigenvalue
         metric = "loss" if "loss" in result.values else next(iter(result.values))
         if math.isfinite(result.centre_value(metric)):
             out["loss_rise"] = ls.loss_rise(result, self.radius, metric)
@@ -328,14 +297,14 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         meshes: dict[str, Any] = {}
         series: dict[str, Any] = {}
         files: dict[str, Any] = {}
-        stem = f"{self.mode}_epoch{epoch}"
+        stem = f"{self.kind}_epoch{epoch}"
         if trainer.is_global_zero:
             metric = "loss" if "loss" in result.values else next(iter(result.values))
             if not np.isfinite(result[metric]).any():
-                rank_zero_warn(f"LossLandscapeProbe ({self.mode}, epoch {epoch}): every point of the surface has a "
+                rank_zero_warn(f"LossLandscapeProbe ({self.kind}, epoch {epoch}): every point of the surface has a "
                                f"non-finite {metric} (NaN or inf): the model's loss is not finite at these weights; "
                                "the plots below are empty")
-            log.info("loss landscape (%s) at epoch %d: %s at the centre %.4g, %s", self.mode, epoch, metric,
+            log.info("loss landscape (%s) at epoch %d: %s at the centre %.4g, %s", self.kind, epoch, metric,
                      result.centre_value(metric), sharp)
             if result.ndim == 2:
                 figures = {f"landscape/{k}": result.plot(k, metric=metric).figure
@@ -343,7 +312,7 @@ class LossLandscapeProbe(_trainer.StateKeyed):
                 view = ls.mesh_view(result, metric)  # heights scaled to the grid: raw losses render as a needle
                 meshes = {"landscape/mesh": view} if len(view.faces) else {}
                 files[f"{stem}.vtp"] = lambda path: ls.write_vtp(result, path, metric)
-            elif self.mode == "interpolate":
+            elif self.kind == "interpolate":
                 ax = result.plot("curve", xlabel="alpha (0 = start of training, 1 = current weights)")
                 ax.set_title("Interpolation from the initial to the current weights")
                 figures = {"landscape/interpolation": ax.figure}
@@ -353,11 +322,12 @@ class LossLandscapeProbe(_trainer.StateKeyed):
                 figures = {"landscape/curve1d": result.plot("curve", xlabel="alpha").figure}
             result.metadata["sharpness"] = sharp
             files[stem] = lambda path: ls.save_surface(result, path)
-        _trainer.report(trainer, "landscape", step=epoch, figures=figures, meshes=meshes, series=series,
+        report(trainer, "landscape", step=epoch, figures=figures, meshes=meshes, series=series,
                         scalars={f"landscape/sharpness/{k}": v for k, v in sharp.items()}, files=files,
                         save_files=self.save_results, figure_prefix=f"{stem}_")
 
     # -- checkpointing ------------------------------------------------------------------------------------
+    @override
     def state_dict(self) -> dict[str, Any]:
         # the 2-D surfaces go along (small: grid x metrics floats), so a resumed run still draws them all over
         # training
@@ -368,6 +338,7 @@ class LossLandscapeProbe(_trainer.StateKeyed):
         return {"probed_epochs": sorted(self.results), "initial_state": self.initial_state, "surfaces": surfaces,
                 "framed_axes": framed, "frame": self._frame}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.initial_state = state_dict.get("initial_state")
         if self.framed is not None and state_dict.get("framed_axes"):  # the range the first probe chose
@@ -378,6 +349,26 @@ class LossLandscapeProbe(_trainer.StateKeyed):
                 [np.asarray(a) for a in saved["axes"]], {m: np.asarray(v, dtype=np.float64)
                                                          for m, v in saved["values"].items()},
                 np.asarray(saved["computed"], dtype=bool)))
+
+
+def _axes(kind: str, grid: Any, adaptive: Any) -> tuple[list[np.ndarray], ls.Framed | None]:
+    """The probe's axes (empty ones for a range framed at the first probe) and its :class:`Framed`, if any."""
+    ndim = 2 if kind == "2d" else 1
+    grid = _DEFAULT_GRIDS[kind] if grid is None else grid
+    if adaptive is not None and kind == "interpolate":
+        raise ValueError("Expected `adaptive` with kind '2d' or '1d', got kind 'interpolate': drop `adaptive`")
+    if not isinstance(grid, (str, ls.Framed)):
+        axes = [grid] if ndim == 1 and np.ndim(grid) == 1 else list(grid)
+        if len(axes) != ndim or any(np.ndim(a) != 1 or len(a) == 0 for a in axes):
+            raise ValueError(f"Expected `grid` to be {ndim} non-empty 1-D coordinate array(s) for kind {kind!r}")
+        return [np.asarray(a, dtype=np.float64) for a in axes], None
+    if grid != "frame" and not isinstance(grid, ls.Framed):
+        raise ValueError(f"Expected `grid` to be coordinate axes, 'frame' or a Framed(...), got {grid!r}")
+    if kind == "interpolate":
+        raise ValueError("Expected `grid='frame'` with kind '2d' or '1d', got kind 'interpolate' (its axis runs from "
+                         "the start of training to now): pass the axis yourself")
+    points = (21 if ndim == 2 else 41) if adaptive is not None else (11 if ndim == 2 else 21)
+    return [np.zeros(0)] * ndim, grid if isinstance(grid, ls.Framed) else ls.Framed(points=points)
 
 
 def _joined(parts: dict[str, ls.SurfaceResult]) -> ls.SurfaceResult:

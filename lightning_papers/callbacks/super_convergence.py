@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import lightning.pytorch as pl
@@ -24,7 +25,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_papers._validation import integer, optional_positive_int, positive_int, renamed
-from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates
+from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
 from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
 from lightning_papers.schedules import OneCycle, one_cycle_pct_start, one_cycle_peaks, read_lrs
@@ -138,12 +139,12 @@ class SuperConvergence(ScheduleCallback):
         if fallback_lr is not None:
             if peaks != FINDER:
                 raise ValueError(f"Expected `fallback_lr` only with max_lr='finder', got max_lr={max_lr!r}")
-            fallback_lr = learning_rates(fallback_lr, "fallback_lr", finder_ok=False)[0]
-        self.fallback_lr = fallback_lr
+        self.fallback_lr = None if fallback_lr is None else positive_rates(fallback_lr, "fallback_lr")[0]
         optional_positive_int("total_steps", total_steps)
         pct_start = one_cycle_pct_start(three_phase, pct_start, annihilation_pct)
-        # the schedule object checks factors, anneal and momenta now (with a stand-in length and peak)
-        OneCycle(1, 1.0, div_factor, final_div_factor, pct_start, anneal, three_phase, base_momentum, max_momentum)
+        # the schedule's form, checked now (factors, anneal, momenta); its length and peaks come at train start
+        self._template = OneCycle(1, 1.0, div_factor, final_div_factor, pct_start, anneal, three_phase, base_momentum,
+                                  max_momentum)
         integer("interpolation_points", interpolation_points, minimum=2)
         positive_int("num_batches", num_batches)
         try:
@@ -162,8 +163,8 @@ class SuperConvergence(ScheduleCallback):
         self.interpolation_points = interpolation_points
         self.interpolation: Any = None  # a SurfaceResult after the probe
         self._probe = LossLandscapeProbe(
-            "interpolate", grid=self.alphas(), num_batches=num_batches, dataloader=("train", "val"),
-            kind="states", sharpness=False,
+            "interpolate", grid=self.alphas(), num_batches=num_batches, split=("train", "val"),
+            perturb="states", sharpness=False,
         )
         self._planned: int | None = None
         self._warned_past_end = False
@@ -177,7 +178,7 @@ class SuperConvergence(ScheduleCallback):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.max_lr == FINDER:
-            self._needs_finder(trainer)
+            self._finder(trainer)
         self._check_length(self.max_lr, trainer, "max_lr")
         if self.total_steps is None and self.schedule is None and trainer.max_epochs == -1 and trainer.max_steps == -1:
             raise ValueError("Expected `total_steps` for an unbounded run (max_epochs=-1 and max_steps=-1)")
@@ -205,9 +206,10 @@ class SuperConvergence(ScheduleCallback):
         if isinstance(self.max_lr, list) and len(self.max_lr) > 1:
             peaks = tuple(self.max_lr)
         else:
-            if self.max_lr == FINDER:
+            if isinstance(self.max_lr, str):
                 found = self._finder_bounds(trainer, fallback=self.fallback_lr is not None)
-                peak = self.fallback_lr if found is None else found[1]
+                peak = found[1] if found is not None else self.fallback_lr
+                assert peak is not None
             else:
                 peak = self.max_lr[0]
             # the optimizer's own initial lrs (a replaced scheduler may have scaled `lr` already, e.g. LinearLR)
@@ -215,8 +217,7 @@ class SuperConvergence(ScheduleCallback):
             if len(set(peaks)) > 1:
                 rank_zero_info(f"SuperConvergence: per-group peaks {list(peaks)} (the optimizer's lr ratios).")
         assert self._planned is not None, "on_train_start sets the length"
-        return OneCycle(self._planned, peaks, self.div_factor, self.final_div_factor, self.pct_start, self.anneal,
-                        self.three_phase, self.base_momentum, self.max_momentum)
+        return replace(self._template, total_steps=self._planned, max_lr=peaks)
 
     def _before_step(self, trainer: pl.Trainer, step: int) -> None:
         if step >= self.schedule.run_total and not self._warned_past_end:
@@ -224,14 +225,6 @@ class SuperConvergence(ScheduleCallback):
             rank_zero_warn(f"SuperConvergence: training went past the planned {self.schedule.run_total} optimizer "
                            f"steps; holding the final learning rate from step {step} on; pass `total_steps` to plan "
                            "more")
-
-    def lr_at(self, step: int) -> list[float]:
-        """Learning rate of every param group at optimizer step ``step`` (after the first training batch)."""
-        return self.schedule.lrs(step)
-
-    def momentum_at(self, step: int) -> float:
-        """Momentum (or beta1) at optimizer step ``step``."""
-        return self.schedule.momentum(step)
 
     # -- the interpolation probe (1702.04283) --------------------------------------------------------------
     @override
@@ -258,19 +251,14 @@ class SuperConvergence(ScheduleCallback):
         if "schedule" in state_dict:
             self.schedule = None if state_dict["schedule"] is None else OneCycle.from_dict(state_dict["schedule"])
         elif state_dict.get("max_lrs") is not None:  # a checkpoint of version 0.1's SuperConvergence
-            shape = state_dict.get("shape", self._shape())
-            self.schedule = OneCycle(
-                state_dict["schedule_total"], tuple(state_dict["max_lrs"]), shape["div_factor"],
-                shape["final_div_factor"], shape["pct_start"], shape["anneal"], shape["three_phase"],
-                self.base_momentum, self.max_momentum, run_steps=state_dict["run_total"],
+            self.schedule = replace(
+                self._template, **state_dict.get("shape", {}), total_steps=state_dict["schedule_total"],
+                max_lr=tuple(state_dict["max_lrs"]), run_steps=state_dict["run_total"],
                 anchor_step=state_dict["anchor_step"], anchor_position=state_dict["anchor_pos"])
         if state_dict.get("init_state") is not None:
             self._probe.initial_state = state_dict["init_state"]
-        if self.schedule is not None and self.schedule.shape() != self._shape():
-            differ = [k for k, v in self._shape().items() if self.schedule.shape()[k] != v]
+        ours = self._template.shape()
+        differ = [] if self.schedule is None else [k for k, v in self.schedule.shape().items() if ours[k] != v]
+        if differ:
             rank_zero_warn(f"Resuming `SuperConvergence` with a different schedule shape than the checkpoint's "
                            f"({', '.join(differ)}); the checkpoint's schedule continues")
-
-    def _shape(self) -> dict[str, Any]:
-        return {"div_factor": self.div_factor, "final_div_factor": self.final_div_factor,
-                "three_phase": self.three_phase, "pct_start": self.pct_start, "anneal": self.anneal}

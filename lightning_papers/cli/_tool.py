@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "LIGHTNING_PAPERS_DEBUG"
@@ -86,12 +87,8 @@ def _parse_plain_ckpt_hparams(cli) -> bool:
     """A ``--ckpt_path`` saved by a Trainer outside LightningCLI has hyperparameters without ``_class_path``:
     Lightning would apply them to the base ``LightningModule`` ("Option 'model' is not accepted"); they are applied
     to the config's model class instead. Returns whether it handled the checkpoint."""
-    command = cli.config.get("subcommand")
-    section = cli.config.get(command) if command else None
-    ckpt = section.get("ckpt_path") if section is not None else None
-    model = section.get("model") if section is not None else None
-    wanted = getattr(model, "class_path", None) or (model.get("class_path") if isinstance(model, dict) else None)
-    if not ckpt or not wanted or not Path(str(ckpt)).is_file():
+    command, ckpt, wanted = _ckpt_and_model(cli.config)
+    if not command or not ckpt or not wanted or not Path(str(ckpt)).is_file():
         return False
     from lightning_papers.modules.image_model import read_checkpoint
 
@@ -116,11 +113,11 @@ def _config_arg(args: Sequence[str]) -> str:
 
 
 def _jsonargparse_deprecation() -> type[Warning]:
-    try:
-        from jsonargparse import JsonargparseDeprecationWarning
-    except ImportError:  # an older jsonargparse
-        return DeprecationWarning
-    return JsonargparseDeprecationWarning
+    import jsonargparse
+
+    # an older jsonargparse has no category of its own
+    warning: type[Warning] = getattr(jsonargparse, "JsonargparseDeprecationWarning", DeprecationWarning)
+    return warning
 
 
 def condense_parser_error(message: str) -> str:
@@ -146,13 +143,19 @@ def condense_parser_error(message: str) -> str:
     return f"Expected a valid configuration, got {path}: {text}" if path else text
 
 
-def _check_ckpt_class(config) -> None:
-    """Refuse a ``--ckpt_path`` whose checkpoint was written by another model class than the config names."""
+def _ckpt_and_model(config: Any) -> tuple[str | None, Any, Any]:
+    """``(subcommand, ckpt_path, the model's class_path)`` of a parsed LightningCLI config (``None`` where absent)."""
     command = config.get("subcommand")
     section = config.get(command) if command else config
     ckpt = section.get("ckpt_path") if section is not None else None
     model = section.get("model") if section is not None else None
     wanted = getattr(model, "class_path", None) or (model.get("class_path") if isinstance(model, dict) else None)
+    return command, ckpt, wanted
+
+
+def _check_ckpt_class(config: Any) -> None:
+    """Refuse a ``--ckpt_path`` whose checkpoint was written by another model class than the config names."""
+    _, ckpt, wanted = _ckpt_and_model(config)
     if ckpt and isinstance(ckpt, (str, Path)) and str(ckpt) not in ("best", "last", "hpc", "registry") \
             and "://" not in str(ckpt) and not str(ckpt).startswith("registry:") and not Path(ckpt).is_file():
         what = "a folder" if Path(ckpt).is_dir() else "no such file"

@@ -116,84 +116,101 @@ def _positive(value: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Execute a parsed ``conv`` command; returns the exit status (1: no answer; the package's user errors are
     raised, and turned into ``error:`` lines with status 2 by :func:`lightning_papers.cli.run_as_tool`)."""
-    from lightning_papers.conv_arithmetic import animate, animate_all, explain, solve, trace_shapes
+    commands = {"explain": _explain, "solve": _solve, "trace": _trace, "animate": _animate}
+    return commands.get(args.conv_command, _animate)(args)
 
-    if args.conv_command == "explain":
-        if args.output_padding and not args.transposed:  # an option that cannot apply is refused, not dropped
-            raise ValueError(f"Expected --output-padding/--a only with --transposed, got --a {args.output_padding}")
-        if args.ceil_mode and not args.pool:
-            raise ValueError("Expected --ceil-mode only with --pool, got it for a "
-                             f"{'transposed ' if args.transposed else ''}convolution")
-        result = explain(input_size=args.i, k=args.k, s=args.s, p=args.p, d=args.d,
-                         output_padding=args.output_padding, transposed=args.transposed, pool=args.pool,
-                         ceil_mode=args.ceil_mode)
-        _out(str(result))
-    elif args.conv_command == "solve":
-        found = solve(args.i, args.o, args.k, args.s, args.p, args.d, args.transposed,
-                      max_kernel=args.max_kernel, max_stride=args.max_stride, max_dilation=args.max_dilation)
-        if not found:
-            _out(f"no {'transposed ' if args.transposed else ''}convolution within the bounds maps "
-                 f"{args.i} to {args.o}")
-            return 1
-        _out("k  s  p  d  a  rel  ignored")
-        for x in found[: args.limit]:
-            _out(f"{x.k:<2} {x.s:<2} {x.p:<2} {x.d:<2} {x.output_padding:<2} {x.relationship:<4} {x.ignored}")
-        if len(found) > args.limit:
-            _out(f"... {len(found) - args.limit} more (raise --limit)")
-    elif args.conv_command == "trace":
-        from lightning_papers.models import get_model
 
-        if len(args.input_size) != 3 or any(n < 1 for n in args.input_size):
-            raise ValueError(f"Expected --input-size to be C H W (three positive numbers, no batch), got "
-                             f"{' '.join(map(str, args.input_size))}")
-        model = get_model(args.model)
-        first = next((m for m in model.modules() if hasattr(m, "in_channels")), None)
-        if first is not None and first.in_channels != args.input_size[0]:
-            raise ValueError(f"Expected --input-size to start with the {first.in_channels} channels {args.model} "
-                             f"takes, "
-                             f"got {' '.join(map(str, args.input_size))}")
-        try:
-            trace = trace_shapes(model, tuple(args.input_size))
-        except RuntimeError as err:  # a size the model cannot take (too small for its strides, say)
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"Expected --input-size that {args.model} accepts, got "
-                             f"{' '.join(map(str, args.input_size))}: {first_line}") from None
-        _out(trace.to_json(indent=1) if args.json else trace.table())
-    else:
-        from lightning_papers._helpers import check_outputs
-        from lightning_papers.budget import check_budget
-        from lightning_papers.conv_arithmetic import animation_cost
-        from lightning_papers.conv_arithmetic.animation import CASES
+def _explain(args: argparse.Namespace) -> int:
+    """``conv explain``: every relationship of one layer, in words."""
+    from lightning_papers.conv_arithmetic import explain
 
-        if args.all_dir is not None:
-            given = [f"--{name}" if name != "output" else "-o/--output" for name in
-                     ("kind", "i", "k", "s", "p", "d", "output") if getattr(args, name) != _ANIMATE_DEFAULTS[name]]
-            if given:
-                raise ValueError(f"Expected --all OUTDIR alone (it writes each of the paper's figures under its own "
-                                 f"name), got {', '.join(given)} as well: drop them, or drop --all")
-            if not args.all_dir.strip():
-                raise ValueError("Expected --all to name a folder, got an empty string")
-            from pathlib import Path
+    if args.output_padding and not args.transposed:  # an option that cannot apply is refused, not dropped
+        raise ValueError(f"Expected --output-padding/--a only with --transposed, got --a {args.output_padding}")
+    if args.ceil_mode and not args.pool:
+        raise ValueError("Expected --ceil-mode only with --pool, got it for a "
+                         f"{'transposed ' if args.transposed else ''}convolution")
+    result = explain(input_size=args.i, k=args.k, s=args.s, p=args.p, d=args.d,
+                     output_padding=args.output_padding, transposed=args.transposed, pool=args.pool,
+                     ceil_mode=args.ceil_mode)
+    _out(str(result))
+    return 0
 
-            from lightning_papers._helpers import check_writable_folder
 
-            check_writable_folder(args.all_dir, "--all")  # an existing file: one line, not FileExistsError
-            check_outputs([Path(args.all_dir) / f"{name}.gif" for name in CASES], flag="--all",
-                          overwrite=args.overwrite)
-            for path in animate_all(args.all_dir):
-                _out(str(path))
-            return 0
-        d = args.d if args.d is not None else (2 if args.kind == "dilation" else 1)
-        if args.output is not None and (not args.output.strip() or not args.output.lower().endswith(".gif")):
-            raise ValueError(f"Expected -o/--output to name a .gif file, got {args.output!r}")
-        output = args.output or f"{args.kind}_i{args.i}_k{args.k}_s{args.s}_p{args.p}_d{d}.gif"
-        transposed, pool = args.kind == "transposed", args.kind == "pool"
-        n, seconds, nbytes = animation_cost(args.i, args.k, args.s, args.p, d, transposed=transposed, pool=pool)
-        check_budget(f"conv animate --i {args.i} ({n} frames)", seconds, nbytes, force=args.force)
-        check_outputs([output], flag="-o/--output", overwrite=args.overwrite)
-        path = animate(output, args.i, args.k, args.s, args.p, d, transposed=transposed, pool=pool,
-                       progress=args.force and seconds > 5)
-        _out(str(path))
+def _solve(args: argparse.Namespace) -> int:
+    """``conv solve``: the layers that map one size to another."""
+    from lightning_papers.conv_arithmetic import solve
+
+    found = solve(args.i, args.o, args.k, args.s, args.p, args.d, args.transposed,
+                  max_kernel=args.max_kernel, max_stride=args.max_stride, max_dilation=args.max_dilation)
+    if not found:
+        _out(f"no {'transposed ' if args.transposed else ''}convolution within the bounds maps "
+             f"{args.i} to {args.o}")
+        return 1
+    _out("k  s  p  d  a  rel  ignored")
+    for x in found[: args.limit]:
+        _out(f"{x.k:<2} {x.s:<2} {x.p:<2} {x.d:<2} {x.output_padding:<2} {x.relationship:<4} {x.ignored}")
+    if len(found) > args.limit:
+        _out(f"... {len(found) - args.limit} more (raise --limit)")
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    """``conv trace``: a model's shapes and receptive fields, layer by layer."""
+    from lightning_papers.conv_arithmetic import trace_shapes
+    from lightning_papers.models import get_model
+
+    if len(args.input_size) != 3 or any(n < 1 for n in args.input_size):
+        raise ValueError(f"Expected --input-size to be C H W (three positive numbers, no batch), got "
+                         f"{' '.join(map(str, args.input_size))}")
+    model = get_model(args.model)
+    first = next((m for m in model.modules() if hasattr(m, "in_channels")), None)
+    if first is not None and first.in_channels != args.input_size[0]:
+        raise ValueError(f"Expected --input-size to start with the {first.in_channels} channels {args.model} "
+                         f"takes, got {' '.join(map(str, args.input_size))}")
+    try:
+        trace = trace_shapes(model, tuple(args.input_size))
+    except RuntimeError as err:  # a size the model cannot take (too small for its strides, say)
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"Expected --input-size that {args.model} accepts, got "
+                         f"{' '.join(map(str, args.input_size))}: {first_line}") from None
+    _out(trace.to_json(indent=1) if args.json else trace.table())
+    return 0
+
+
+def _animate(args: argparse.Namespace) -> int:
+    """``conv animate``: one GIF, or with ``--all`` every figure of the paper."""
+    from pathlib import Path
+
+    from lightning_papers._helpers import check_outputs, check_writable_folder
+    from lightning_papers.budget import check_budget
+    from lightning_papers.conv_arithmetic import animate, animate_all, animation_cost
+    from lightning_papers.conv_arithmetic.animation import CASES
+
+    if args.all_dir is not None:
+        given = [f"--{name}" if name != "output" else "-o/--output" for name in
+                 ("kind", "i", "k", "s", "p", "d", "output") if getattr(args, name) != _ANIMATE_DEFAULTS[name]]
+        if given:
+            raise ValueError(f"Expected --all OUTDIR alone (it writes each of the paper's figures under its own "
+                             f"name), got {', '.join(given)} as well: drop them, or drop --all")
+        if not args.all_dir.strip():
+            raise ValueError("Expected --all to name a folder, got an empty string")
+        check_writable_folder(args.all_dir, "--all")  # an existing file: one line, not FileExistsError
+        check_outputs([Path(args.all_dir) / f"{name}.gif" for name in CASES], flag="--all",
+                      overwrite=args.overwrite)
+        for path in animate_all(args.all_dir):
+            _out(str(path))
+        return 0
+    d = args.d if args.d is not None else (2 if args.kind == "dilation" else 1)
+    if args.output is not None and (not args.output.strip() or not args.output.lower().endswith(".gif")):
+        raise ValueError(f"Expected -o/--output to name a .gif file, got {args.output!r}")
+    output = args.output or f"{args.kind}_i{args.i}_k{args.k}_s{args.s}_p{args.p}_d{d}.gif"
+    transposed, pool = args.kind == "transposed", args.kind == "pool"
+    n, seconds, nbytes = animation_cost(args.i, args.k, args.s, args.p, d, transposed=transposed, pool=pool)
+    check_budget(f"conv animate --i {args.i} ({n} frames)", seconds, nbytes, force=args.force)
+    check_outputs([output], flag="-o/--output", overwrite=args.overwrite)
+    path = animate(output, args.i, args.k, args.s, args.p, d, transposed=transposed, pool=pool,
+                   progress=args.force and seconds > 5)
+    _out(str(path))
     return 0
 
 

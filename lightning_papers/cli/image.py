@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_papers._helpers import PRECISIONS
+from lightning_papers._helpers import PRECISIONS, check_outputs, check_writable_folder, resolve_device, same_file
+from lightning_papers._validation import one_of
 
 __all__ = [
     "COMMANDS",
@@ -94,7 +95,6 @@ def check_writable(paths: Sequence[Path], flag: str = "--output") -> None:
         ValueError: naming ``flag`` and the path, for a folder that cannot be made or written into, or an
             output that is an existing folder.
     """
-    from lightning_papers._helpers import check_writable_folder
 
     for folder in sorted({p.parent for p in paths}):
         check_writable_folder(folder, flag)
@@ -126,7 +126,6 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
     """
     from tqdm.auto import tqdm
 
-    from lightning_papers._helpers import check_outputs, resolve_device
     from lightning_papers.data.image_io import read_image, write_image
     from lightning_papers.modules.image_model import load_image_model
     from lightning_papers.modules.image_runner import ImageRunner, fast_options
@@ -135,8 +134,8 @@ def apply_to_files(kind: str, ckpt: str | Path, inputs: Sequence[Path], outputs:
         raise ValueError(f"Expected as many outputs as inputs, got {len(outputs)} for {len(inputs)}")
     check_outputs(outputs, [ckpt], flag="--output", input_flag="--ckpt", overwrite=True)
     check_outputs(outputs, inputs, flag="--output", input_flag="an input", overwrite=overwrite)
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"Expected `precision` to be one of {tuple(PRECISIONS)}, got {precision!r}")
+    if precision is not None:
+        one_of("precision", precision, tuple(PRECISIONS))
     dev = resolve_device(device)  # a bad device name fails before the checkpoint is read
     check_writable([Path(p) for p in outputs])
     options: dict[str, Any] = fast_options(dev) if fast else {"precision": "32"}
@@ -184,7 +183,6 @@ def _paths(input_arg: str, output_arg: str) -> tuple[list[Path], list[Path]]:
     A folder keeps its layout, PNG files out; an output folder inside the input folder is not read as input; two
     inputs that would share a name (``a.jpg`` and ``a.png``) keep their extensions in the stem (``a_jpg.png``).
     """
-    from lightning_papers._helpers import same_file
     from lightning_papers.data.images import find_images
 
     if not input_arg.strip():
@@ -252,7 +250,6 @@ def add_export_parser(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from lightning_papers._helpers import check_outputs
     from lightning_papers.cli._tool import answer
     from lightning_papers.modules.export import export_checkpoint
 

@@ -7,8 +7,8 @@ it inside training (what ``training_step`` returns, else ``validation_step``; ac
 the first ``--batches`` validation batches taken through the module's and the datamodule's own transfer hooks
 under an evaluation stage (normalised as in training, never augmented). A ``Trainer`` runs ``validate`` and the
 surface is computed as validation starts, so Lightning places the model on the device, sets the precision
-(``--bf16``: bf16 autocast) and connects the data; the batches and the loss come from
-:mod:`lightning_papers.callbacks._trainer`, the package's one Lightning-side plumbing. ``--fast`` folds BatchNorm,
+(``--bf16``: bf16 autocast) and connects the data; the evaluation is the one ``LossLandscapeProbe`` builds
+(:func:`lightning_papers.callbacks.evaluation.module_spec`). ``--fast`` folds BatchNorm,
 runs channels_last and compiles a copy of the network, which has no training step: it evaluates cross-entropy
 and accuracy, so it is for classifiers (``(inputs, class targets)`` batches, logits out, cross-entropy as the
 module's own loss) and refuses anything else.
@@ -29,10 +29,15 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
+
+from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers.landscape.storage import SurfaceStore
 
 __all__ = ["add_subparser", "parse_grid", "run"]
 
@@ -192,7 +197,7 @@ def _check_classifier(module, batch) -> None:
     """
     import torch.nn.functional as F
 
-    from lightning_papers.callbacks._trainer import ModuleEvaluation, classification_target
+    from lightning_papers.callbacks.evaluation import ModuleEvaluation, classification_target
     from lightning_papers.landscape import preserved_model
 
     what = "(inputs, integer class targets) batches and logits out with --fast (it evaluates cross-entropy on a " \
@@ -221,45 +226,38 @@ class _SurfaceAtValidationStart(Callback):
 
     def __init__(self, args: argparse.Namespace, axes: list[np.ndarray], out: Path) -> None:
         self.args, self.axes, self.out = args, axes, out
-        self.result = None
+        self.result: SurfaceResult | None = None
         self.seconds = 0.0
         self.device = ""
 
+    @override
     def on_validation_start(self, trainer, pl_module) -> None:
         from torch.nn import functional as F
 
-        from lightning_papers.callbacks._trainer import ModuleEvaluation, autocast_dtype, evaluation_batches
-        from lightning_papers.landscape import accuracy, random_directions, save_surface, surface
+        from lightning_papers.callbacks.evaluation import ModuleEvaluation, module_spec
+        from lightning_papers.landscape import Framed, random_directions, save_surface, surface
 
         args = self.args
-        batches = evaluation_batches(trainer, pl_module, "val", args.batches)
-        if len(batches) < args.batches:
-            logging.getLogger(__name__).warning(
-                "warning: --batches %d asks for more validation batches than the loader has: the surface is "
-                "evaluated on all %d", args.batches, len(batches))
-        if args.fast:
-            _check_classifier(pl_module, batches[0])
         directions = random_directions(pl_module, len(self.axes), seed=args.seed)
-        grid = tuple(self.axes) if len(self.axes) == 2 else self.axes[0]
-        if args.frame:
-            from lightning_papers.landscape import Framed
-
-            grid = Framed(points=len(self.axes[0]))
+        grid = Framed(points=len(self.axes[0])) if args.frame else tuple(self.axes) if len(self.axes) == 2 else \
+            self.axes[0]
+        fast: dict[str, Any] = {}
+        if args.fast:  # cross-entropy on a folded, channels_last, compiled copy of the network
+            fast = dict(loss_fn=F.cross_entropy, fold_bn=True, channels_last=True, compile=True)
         path = str(self.out / "surface")
-        options = dict(autocast_dtype=autocast_dtype(trainer), path=path, resume=True, progress=True,
-                       adaptive=args.adaptive)
-        t0 = time.perf_counter()
-        if args.fast:
-            result = surface(pl_module, directions, grid, batches, metrics={"loss": F.cross_entropy,
-                             "accuracy": accuracy}, fold_bn=True, channels_last=True, compile=True, **options)
-            evaluated = "cross_entropy + ['accuracy'] on a copy of the network (--fast)"
-        else:
-            evaluation = ModuleEvaluation(pl_module)
-            with evaluation.active():
-                result = surface(pl_module, directions, grid, batches, evaluate=evaluation, **options)
-            evaluated = evaluation.describe()
+        with module_spec(trainer, pl_module, "val", args.batches, **fast) as spec:
+            if len(spec.data) < args.batches:
+                logging.getLogger(__name__).warning(
+                    "warning: --batches %d asks for more validation batches than the loader has: the surface is "
+                    "evaluated on all %d", args.batches, len(spec.data))
+            if args.fast:
+                _check_classifier(pl_module, spec.data[0])
+            t0 = time.perf_counter()
+            result = surface(pl_module, directions, grid, spec, points=args.adaptive, progress=True,
+                             store=SurfaceStore(path, resume=True))
         self.seconds = time.perf_counter() - t0
-        result.metadata["evaluated"] = evaluated
+        result.metadata["evaluated"] = "cross_entropy + ['accuracy'] on a copy of the network (--fast)" if args.fast \
+            else ModuleEvaluation(pl_module).describe()
         save_surface(result, path)
         self.result, self.device = result, str(pl_module.device)
 

@@ -31,6 +31,14 @@ from lightning_papers.landscape.directions import (
     random_directions,
     target_direction,
 )
+from lightning_papers.landscape.evaluation import (
+    EvaluationSpec,
+    accuracy,
+    prepare_batches,
+    preserved_model,
+    samples_in,
+    to_device,
+)
 from lightning_papers.landscape.fold import FoldedModel, fold_batchnorm
 from lightning_papers.landscape.framing import Frame, Framed, frame_range, shared_range
 from lightning_papers.landscape.interpolation import interpolate
@@ -56,7 +64,7 @@ from lightning_papers.landscape.plot import (
     surface_scale,
     write_vtp,
 )
-from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers.landscape.result import SurfaceResult, load_surface, save_surface
 from lightning_papers.landscape.sharding import merge_surfaces, shard_indices
 from lightning_papers.landscape.sharpness import (
     HessianEigenvalue,
@@ -65,24 +73,17 @@ from lightning_papers.landscape.sharpness import (
     loss_rise,
 )
 from lightning_papers.landscape.storage import (
+    SurfaceStore,
     data_fingerprint,
-    load_surface,
     model_fingerprint,
-    save_surface,
 )
-from lightning_papers.landscape.surface import (
-    accuracy,
-    prepare_batches,
-    preserved_model,
-    samples_in,
-    surface,
-    to_device,
-)
+from lightning_papers.landscape.surface import surface
 
 __all__ = [
     "CLIP_FACTOR",
     "CurvatureHistory",
     "Direction",
+    "EvaluationSpec",
     "FoldedModel",
     "Frame",
     "Framed",
@@ -95,6 +96,7 @@ __all__ = [
     "Refinement",
     "SurfaceResult",
     "SurfaceScale",
+    "SurfaceStore",
     "accuracy",
     "adaptive_surface",
     "animate_surfaces",

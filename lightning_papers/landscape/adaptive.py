@@ -39,6 +39,7 @@ The idea we share with it: refine where a linear interpolation of the known poin
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -48,15 +49,27 @@ from typing import Any
 
 import numpy as np
 
-from lightning_papers.landscape.plot import CLIP_FACTOR
-from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers.landscape.evaluation import EvaluationSpec
+from lightning_papers.landscape.grid import as_axes, evaluate_grid
+from lightning_papers.landscape.lattice import (
+    CLIP_FACTOR,
+    Box,
+    _is_log,
+    _multilinear,
+    _paint,
+    _split,
+    _splittable,
+    _volume,
+    filled_values,
+    plotted_values,
+)
+from lightning_papers.landscape.result import SurfaceResult, save_surface
 from lightning_papers.landscape.sharding import check_shard
+from lightning_papers.landscape.storage import SurfaceStore
 
 __all__ = ["Refinement", "adaptive_surface", "filled_values", "plotted_values"]
 
 log = logging.getLogger(__name__)
-
-Box = tuple[tuple[int, int], ...]
 
 SAFETY = 2.0
 """A cell's estimate is this many times its parent's largest error at the points the parent's split added. On a
@@ -130,93 +143,6 @@ def as_refinement(spec: Any) -> Refinement:
     raise ValueError(f"Expected `adaptive` to be a Refinement, a dict of its arguments or a budget, got {spec!r}")
 
 
-# ----------------------------------------------------------------------------------------------------
-# the plotted scale
-# ----------------------------------------------------------------------------------------------------
-def plotted_values(values: np.ndarray, metric: str, centre: float | None,
-                   clip_factor: float = CLIP_FACTOR) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """``values`` in the scale the pictures draw them: ``log10`` of a loss clipped at ``clip_factor`` x ``centre``
-    (a non-finite loss counts as the clip), linear for accuracies and metrics that reach zero or below; and the
-    inverse map back to values.
-
-    Examples:
-        >>> g, back = plotted_values(np.array([1.0, 10.0, 1e6]), "loss", centre=1.0)
-        >>> g.tolist()
-        [0.0, 1.0, 2.0]
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if not _is_log(v, metric):
-        return v.copy(), lambda g: np.asarray(g, dtype=np.float64)
-    finite = v[np.isfinite(v)]
-    c = centre if centre is not None and math.isfinite(centre) and centre > 0 else float(finite.min())
-    clip = clip_factor * c
-    g = np.log10(np.minimum(np.nan_to_num(v, nan=clip, posinf=clip), clip))
-    return g, lambda gg: np.power(10.0, np.asarray(gg, dtype=np.float64))
-
-
-def _is_log(values: np.ndarray, metric: str) -> bool:
-    """A positive loss is drawn in log10; accuracies and metrics reaching zero or below linearly."""
-    finite = values[np.isfinite(values)]
-    return "acc" not in metric.lower() and finite.size > 0 and finite.min() > 0
-
-
-# ----------------------------------------------------------------------------------------------------
-# cells on the lattice
-# ----------------------------------------------------------------------------------------------------
-def _splittable(box: Box) -> bool:
-    return any(hi - lo >= 2 for lo, hi in box)
-
-
-def _split(box: Box) -> tuple[list[Box], list[tuple[int, ...]]]:
-    """The children of ``box`` (each dimension of width >= 2 halved) and the points they add (its pattern
-    minus its corners)."""
-    parts, marks = [], []
-    for lo, hi in box:
-        if hi - lo >= 2:
-            mid = lo + (hi - lo) // 2
-            parts.append([(lo, mid), (mid, hi)])
-            marks.append((lo, mid, hi))
-        else:
-            parts.append([(lo, hi)])
-            marks.append((lo, hi))
-    children = [tuple(c) for c in itertools.product(*parts)]
-    corners = set(itertools.product(*box))
-    new = [p for p in itertools.product(*marks) if p not in corners]
-    return children, new
-
-
-def _multilinear(box: Box, g: np.ndarray, point: Sequence[float]) -> float:
-    """The multilinear interpolation of ``g`` from ``box``'s corners at ``point`` (lattice coordinates)."""
-    total = 0.0
-    for corner in itertools.product(*[(0, 1)] * len(box)):
-        w = 1.0
-        idx = []
-        for (lo, hi), c, x in zip(box, corner, point):
-            t = (x - lo) / (hi - lo) if hi > lo else 0.0
-            w *= t if c else 1.0 - t
-            idx.append(hi if c else lo)
-        if w:
-            total += w * g[tuple(idx)]
-    return total
-
-
-def _inside(point: Sequence[int], box: Box) -> bool:
-    return all(lo <= x <= hi for x, (lo, hi) in zip(point, box))
-
-
-def _volume(box: Box) -> int:
-    return int(np.prod([hi - lo for lo, hi in box]))
-
-
-def _paint(shape: tuple[int, ...], leaves: dict[Box, float], computed: np.ndarray) -> np.ndarray:
-    """Per lattice point, the estimate of the smallest leaf holding it (0 where evaluated)."""
-    out = np.zeros(shape)
-    for box, est in sorted(leaves.items(), key=lambda kv: (-_volume(kv[0]), kv[0])):
-        out[tuple(slice(lo, hi + 1) for lo, hi in box)] = est
-    out[computed] = 0.0
-    return out
-
-
 class _Sampler:
     """The subdivision and its estimates: pure lattice bookkeeping, no evaluation."""
 
@@ -263,7 +189,8 @@ class _Sampler:
         that adds, at most ``limit`` new points."""
         ranked = sorted((kv for kv in self.leaves.items() if kv[1] > tol and _splittable(kv[0])),
                         key=lambda kv: (-kv[1], -_volume(kv[0]), kv[0]))
-        chosen, points = [], set()
+        chosen: list[Box] = []
+        points: set[tuple[int, ...]] = set()
         for box, _ in ranked:
             if len(points) >= limit:
                 break
@@ -305,105 +232,95 @@ def _steering_metric(names: Sequence[str], metric: str | None) -> str:
     return "loss" if "loss" in names else next((n for n in names if "acc" not in n.lower()), names[0])
 
 
-def adaptive_surface(model: Any, directions: Any, grid: Any, data: Any, refinement: Any, *,
-                     shard: tuple[int, int] | None = None,
-                     gather: Callable[[SurfaceResult], SurfaceResult] | None = None,
-                     path: Any = None, resume: bool = False, progress: Any = None, save_every: int = 10,
-                     trajectory: np.ndarray | None = None, **options: Any) -> SurfaceResult:
-    """Evaluate the surface on ``grid``'s lattice where it is least known, within ``refinement``'s budget.
+class _Rounds:
+    """Evaluates a round's points (one :func:`~lightning_papers.landscape.grid.evaluate_grid` call on a mask) and
+    adds them, gathered across ranks, to one result over the whole lattice."""
 
-    ``surface(..., adaptive=...)`` calls this. Each round is one :func:`~lightning_papers.landscape.surface` call
-    on the round's points (``points=`` mask), sharded with ``shard`` and merged across ranks by ``gather``.
+    def __init__(self, model: Any, directions: Any, axes: list[np.ndarray], spec: EvaluationSpec,
+                 store: SurfaceStore, progress: Any, trajectory: np.ndarray | None,
+                 gather: Callable[[SurfaceResult], SurfaceResult] | None) -> None:
+        self.model, self.directions, self.axes, self.spec = model, directions, axes, spec
+        self.store, self.progress, self.trajectory, self.gather = store, progress, trajectory, gather
+        self.result: SurfaceResult | None = None
+        self.seconds = 0.0
 
-    Args:
-        model: as for :func:`~lightning_papers.landscape.surface`.
-        directions: one or two directions, as for :func:`~lightning_papers.landscape.surface`.
-        grid: the finest lattice (e.g. 51 x 51 axes).
-        data: as for :func:`~lightning_papers.landscape.surface`.
-        refinement: a :class:`Refinement`, a dict of its arguments, or a budget (``int`` points or ``float``
-            fraction).
-        shard: ``(rank, world_size)``; needs ``gather`` when ``world_size > 1``.
-        gather: ``gather(part) -> merged result`` on every rank (e.g. all-gather + :func:`merge_surfaces`).
-        path: as for :func:`~lightning_papers.landscape.surface` (every round saves there).
-        resume: replay the refinement from the values saved at ``path``, evaluating only what is missing.
-        progress: as for :func:`~lightning_papers.landscape.surface`, per round.
-        save_every: as for :func:`~lightning_papers.landscape.surface`.
-        trajectory: as for :func:`~lightning_papers.landscape.surface`.
-        options: evaluation options of :func:`~lightning_papers.landscape.surface`.
+    def run(self, points: set[tuple[int, ...]], first: bool) -> SurfaceResult:
+        mask = np.zeros(tuple(len(a) for a in self.axes), dtype=bool)
+        for p in points:
+            mask[p] = True
+        store = self.store  # later rounds continue the file the first wrote
+        again = store.resume or (not first and store.path is not None)
+        part = evaluate_grid(self.model, self.directions, self.axes, self.spec, points=mask, progress=self.progress,
+                             trajectory=self.trajectory, store=dataclasses.replace(store, resume=again))
+        self.seconds += float(part.metadata.get("timing", {}).get("seconds", 0.0))
+        full = self.gather(part) if self.gather is not None else part
+        if self.result is None:
+            self.result = SurfaceResult(full.axes, {m: v.copy() for m, v in full.values.items()},
+                                        full.computed.copy(), dict(full.metadata), self.trajectory)
+        else:
+            for m, v in full.values.items():
+                self.result.values[m][full.computed] = v[full.computed]
+            self.result.computed |= full.computed
+        return self.result
+
+
+def adaptive_surface(model: Any, directions: Any, grid: Any, spec: EvaluationSpec, refinement: Any, *,
+                     store: SurfaceStore | None = None, progress: Any = None,
+                     trajectory: np.ndarray | None = None) -> SurfaceResult:
+    """Evaluate the surface on ``grid``'s lattice (e.g. 51 x 51 axes) where it is least known, within
+    ``refinement``'s budget (a :class:`Refinement`, a dict of its arguments, an ``int`` of points or a ``float``
+    fraction). ``surface(..., points=refinement)`` calls this; the other arguments are its own. Each round is one
+    :func:`~lightning_papers.landscape.grid.evaluate_grid` call on the round's points, sharded with ``spec.shard``
+    and merged across ranks by ``spec.gather``; every round saves to ``store``, whose ``resume`` replays the
+    refinement from the saved values, evaluating only what is missing.
 
     Returns:
         a :class:`SurfaceResult` on the full lattice, ``computed`` True at the evaluated points, with
-        ``metadata["adaptive"]``: the settings, ``rounds`` (per round: ``points`` evaluated so far,
-        ``new`` points, ``estimated_max_error`` and ``estimated_mean_error`` in plotted units) and the final
-        estimates.
+        ``metadata["adaptive"]``: the settings, ``rounds`` (per round: ``points`` evaluated so far, ``new`` points,
+        ``estimated_max_error`` and ``estimated_mean_error`` in plotted units) and the final estimates.
 
     Raises:
         ValueError: for a bad ``refinement``, a budget below the 3^d points of the first halving, or a sharded
             run without ``gather``.
-
-    Examples:
-        >>> r = surface(net, dirs, (np.linspace(-1, 1, 51),) * 2, data, adaptive=0.2)  # doctest: +SKIP
-        >>> r.metadata["adaptive"]["rounds"][-1]["estimated_max_error"]  # doctest: +SKIP
     """
-    from lightning_papers.landscape.surface import _as_axes, surface
-
-    spec = as_refinement(refinement)
+    store = store or SurfaceStore()
+    gather, spec = spec.gather, dataclasses.replace(spec, gather=None)  # each round's part is gathered here
+    refinement = as_refinement(refinement)
     ndim = 1 if not isinstance(directions, (list, tuple)) or len(directions) == 1 else 2
-    axes = _as_axes(grid, ndim)
+    axes = as_axes(grid, ndim)
     shape = tuple(len(a) for a in axes)
     size = int(np.prod(shape))
-    rank, world = check_shard(shard)
+    _, world = check_shard(spec.shard)
     if world > 1 and gather is None:
-        raise ValueError(f"Expected a `gather` with shard={shard!r}: every rank needs every round's values to take "
-                         "the same decisions; pass e.g. an all-gather followed by merge_surfaces")
-    budget = spec.points_for(size)
-    levels = spec.coarse_levels or _default_levels(shape, budget)
+        raise ValueError(f"Expected a `gather` with shard={spec.shard!r}: every rank needs every round's values to "
+                         "take the same decisions; pass e.g. an all-gather followed by merge_surfaces")
+    budget = refinement.points_for(size)
+    levels = refinement.coarse_levels or _default_levels(shape, budget)
     sampler = _Sampler(shape, levels)
     if len(sampler.first_points) > budget:
         raise ValueError(f"Expected a budget of at least {len(sampler.first_points)} points (the first, uniform "
                          f"round at coarse_levels={levels}), got {budget}; raise `budget` or lower `coarse_levels`")
-    grid_arg = axes if ndim == 2 else axes[0]
-    acc: SurfaceResult | None = None
-    seconds = 0.0
-
-    def run(points: set[tuple[int, ...]], first: bool) -> None:
-        nonlocal acc, seconds
-        mask = np.zeros(shape, dtype=bool)
-        for p in points:
-            mask[p] = True
-        again = resume or (not first and path is not None)  # later rounds continue the file the first wrote
-        part = surface(model, directions, grid_arg, data, points=mask, shard=shard, path=path, resume=again,
-                       progress=progress, save_every=save_every, trajectory=trajectory, **options)
-        seconds += float(part.metadata.get("timing", {}).get("seconds", 0.0))
-        full = gather(part) if gather is not None else part
-        if acc is None:
-            acc = SurfaceResult(full.axes, {m: v.copy() for m, v in full.values.items()}, full.computed.copy(),
-                                dict(full.metadata), trajectory)
-            return
-        for m, v in full.values.items():
-            acc.values[m][full.computed] = v[full.computed]
-        acc.computed |= full.computed
-
-    run(sampler.first_points, first=True)
-    metric = _steering_metric(list(acc.values), spec.metric)
+    rounds_of = _Rounds(model, directions, axes, spec, store, progress, trajectory, gather)
+    acc = rounds_of.run(sampler.first_points, first=True)
+    metric = _steering_metric(list(acc.values), refinement.metric)
     centre = float(acc.values[metric][acc.centre_index()]) if acc.computed[acc.centre_index()] else None
     rounds = []
-    per_round = spec.per_round or max(2 * 3**ndim, math.ceil((budget - len(sampler.first_points)) / 8))
+    per_round = refinement.per_round or max(2 * 3**ndim, math.ceil((budget - len(sampler.first_points)) / 8))
 
     def plotted() -> np.ndarray:
-        g, _ = plotted_values(acc.values[metric], metric, centre, spec.clip_factor)
+        g, _ = plotted_values(acc.values[metric], metric, centre, refinement.clip_factor)
         return g
 
     sampler.estimate(plotted())
     err_max, err_mean = sampler.errors(acc.computed)
     rounds.append({"round": 0, "points": int(acc.computed.sum()), "new": len(sampler.first_points),
                    "estimated_max_error": err_max, "estimated_mean_error": err_mean})
-    while err_max > spec.tol:
+    while err_max > refinement.tol:
         left = budget - int(acc.computed.sum())
-        boxes, points = sampler.choose(spec.tol, min(per_round, left), acc.computed)
+        boxes, points = sampler.choose(refinement.tol, min(per_round, left), acc.computed)
         if not boxes:
             break
-        run(points, first=False)
+        rounds_of.run(points, first=False)
         sampler.split(boxes)
         sampler.estimate(plotted())
         err_max, err_mean = sampler.errors(acc.computed)
@@ -411,82 +328,17 @@ def adaptive_surface(model: Any, directions: Any, grid: Any, data: Any, refineme
                        "estimated_max_error": err_max, "estimated_mean_error": err_mean})
         log.info("landscape: adaptive round %d, %d/%d points, estimated error max %.3g mean %.3g", len(rounds) - 1,
                  int(acc.computed.sum()), budget, err_max, err_mean)
-    scale = f"log10 {metric} up to {spec.clip_factor:g} x centre" if _is_log(acc.values[metric], metric) else \
+    scale = f"log10 {metric} up to {refinement.clip_factor:g} x centre" if _is_log(acc.values[metric], metric) else \
         f"{metric} (linear)"
     acc.metadata["adaptive"] = {
-        **asdict(spec), "budget_points": budget, "coarse_levels": levels, "metric": metric, "scale": scale,
+        **asdict(refinement), "budget_points": budget, "coarse_levels": levels, "metric": metric, "scale": scale,
         "lattice_points": size, "evaluated": int(acc.computed.sum()), "rounds": rounds,
         "estimated_max_error": err_max, "estimated_mean_error": err_mean,
     }
+    seconds = rounds_of.seconds
     acc.metadata["timing"] = {"points": int(acc.computed.sum()), "seconds": seconds,
                               "points_per_s": acc.computed.sum() / seconds if seconds > 0 else math.nan}
     acc.metadata["shard"] = None if gather is not None else acc.metadata.get("shard")
-    if path is not None:
-        from lightning_papers.landscape.storage import save_surface
-
-        save_surface(acc, path)
+    if store.path is not None:
+        save_surface(acc, store.path)
     return acc
-
-
-# ----------------------------------------------------------------------------------------------------
-# pictures
-# ----------------------------------------------------------------------------------------------------
-def _leaves_of(computed: np.ndarray) -> list[Box]:
-    """The finest cells a computed mask spells: a cell is split when every point its split adds was evaluated."""
-    root: Box = tuple((0, n - 1) for n in computed.shape)
-    out, stack = [], [root]
-    while stack:
-        box = stack.pop()
-        if _splittable(box):
-            children, new = _split(box)
-            if all(computed[p] for p in new):
-                stack.extend(children)
-                continue
-        out.append(box)
-    return out
-
-
-def filled_values(result: SurfaceResult, metric: str = "loss",
-                  clip_factor: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``result[metric]`` on the whole lattice for a picture: evaluated values where ``computed``, elsewhere the
-    multilinear interpolation (in the plotted scale) of the finest evaluated cell holding the point; and the mask
-    of the interpolated points. A point no evaluated cell holds stays NaN.
-
-    Examples:
-        >>> r = SurfaceResult([np.linspace(-1, 1, 5)], {"loss": np.array([4.0, np.nan, 1.0, np.nan, 4.0])},
-        ...                   np.array([True, False, True, False, True]))
-        >>> values, interpolated = filled_values(r)
-        >>> values.round(3).tolist(), interpolated.tolist()
-        ([4.0, 2.0, 1.0, 2.0, 4.0], [False, True, False, True, False])
-    """
-    raw = result.values[metric]
-    computed = result.computed
-    if computed.all():
-        return raw.copy(), np.zeros_like(computed)
-    info = result.metadata.get("adaptive") or {}
-    clip_factor = clip_factor or info.get("clip_factor", CLIP_FACTOR)
-    centre = float(raw[result.centre_index()]) if computed[result.centre_index()] else None
-    g, back = plotted_values(np.where(computed, raw, np.nan), metric, centre, clip_factor)
-    g = np.where(computed, g, np.nan)
-    top = float(np.nanmax(g)) if np.isfinite(g).any() else 0.0
-    # the picture interpolates the unclipped log values (the estimate is in the clipped scale): cells of clipped
-    # corners then draw above the clip as the evaluated points do, and a cell across the rim puts the clip contour
-    # where its log values cross it (the clipped scale would draw a box along the cells; measured: half the mean
-    # error of the clipped interpolation over the basin of an MLP at 20 % of 51 x 51)
-    log_scale = _is_log(np.where(computed, raw, np.nan), metric)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unclipped = np.where(np.isfinite(raw) & (raw > 0), np.log10(np.where(raw > 0, raw, 1.0)), top + 1.0) \
-            if log_scale else g
-    out = np.full(raw.shape, np.nan)
-    boxes = sorted(_leaves_of(computed), key=lambda b: (-_volume(b), b))
-    for box in boxes:
-        corners = list(itertools.product(*box))
-        if not all(computed[c] and np.isfinite(g[c]) for c in corners):
-            continue
-        for p in itertools.product(*[range(lo, hi + 1) for lo, hi in box]):
-            if not computed[p]:
-                out[p] = _multilinear(box, unclipped, p)
-    interpolated = ~computed & np.isfinite(out)
-    values = raw.copy()
-    values[interpolated] = back(out[interpolated])
-    return values, interpolated

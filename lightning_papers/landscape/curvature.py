@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lightning_papers.landscape.directions import Direction
+from lightning_papers import _validation as check
+from lightning_papers.landscape.directions import Direction, check_materialised
 from lightning_papers.landscape.double_backward import second_order
-from lightning_papers.landscape.surface import Evaluate, evaluation_inputs, preserved_model, samples_in
+from lightning_papers.landscape.evaluation import SUPPORTED_BATCHNORM, AllReduce, EvaluationSpec, samples_in
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -65,8 +65,6 @@ __all__ = [
 
 SUPPORTED_ALGORITHMS = ("lanczos", "power")
 SUPPORTED_WHICH = ("largest", "magnitude")
-SUPPORTED_BATCHNORM = ("running", "batch")
-AllReduce = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -127,92 +125,36 @@ class _Hessian:
         self.graphs = [None] * len(self.batches)
 
 
-def _batch_loss(model: nn.Module, loss_fn: Callable | None, evaluate: Evaluate | None) -> Callable[[Any], Any]:
-    if evaluate is not None:
-        return _EvaluatedLoss(evaluate)
-    return _ModelLoss(model, loss_fn or F.cross_entropy)
-
-
-class _ModelLoss:
-    def __init__(self, model: nn.Module, loss_fn: Callable) -> None:
-        self.model, self.loss_fn = model, loss_fn
-
-    def __call__(self, batch: Any) -> torch.Tensor:
-        return self.loss_fn(self.model(batch[0]), batch[1])
-
-
-class _EvaluatedLoss:
-    def __init__(self, evaluate: Evaluate) -> None:
-        self.evaluate = evaluate
-
-    def __call__(self, batch: Any) -> torch.Tensor:
-        return self.evaluate(batch)["loss"]
-
-
-def _check_common(model: nn.Module, loss_fn: Any, evaluate: Any, autocast_dtype: Any, batchnorm: str,
-                  seed: Any) -> list[tuple[str, torch.Tensor]]:
-    if evaluate is not None and loss_fn is not None:
-        raise ValueError("Expected either `evaluate` or `loss_fn`, got both")
-    if evaluate is not None and not callable(evaluate):
-        raise ValueError(f"Expected `evaluate` to be a callable(batch) -> {{'loss': ...}}, got {evaluate!r}")
-    if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
-        raise ValueError(f"Expected `autocast_dtype` to be a torch.dtype or None, got {autocast_dtype!r}")
-    if batchnorm not in SUPPORTED_BATCHNORM:
-        raise ValueError(f"Expected `batchnorm` to be one of {SUPPORTED_BATCHNORM}, got {batchnorm!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"Expected `seed` to be an integer, got {seed!r}")
-    from lightning_papers.landscape.directions import check_materialised
-
+def _trainable(model: nn.Module, seed: Any) -> list[tuple[str, torch.Tensor]]:
+    check.integer("seed", seed)
     check_materialised(model)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    named: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("Expected a model with trainable parameters (requires_grad=True), got none")
     return named
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Expected `{name}` to be a positive integer, got {value!r}")
-    return value
+def _spec(spec: Any, loss_fn: Callable | None, options: dict[str, Any]) -> EvaluationSpec:
+    """The spec of a ``hessian_*`` call: ``spec`` (or data, with the spec's fields as ``options``) and the
+    positional ``loss_fn`` of the keyword style."""
+    return EvaluationSpec.of(spec, **options, **({} if loss_fn is None else {"loss_fn": loss_fn}))
 
 
 @contextmanager
-def _hessian(
-    model: nn.Module,
-    data: Any,
-    loss_fn: Callable | None,
-    evaluate: Evaluate | None,
-    batch_size: int,
-    transform: Callable | None,
-    autocast_dtype: torch.dtype | None,
-    batchnorm: str,
-    cache_graph: bool,
-    all_reduce: AllReduce | None,
-    named: list[tuple[str, torch.Tensor]],
-) -> Iterator[_Hessian]:
-    """The Hessian operator, with the model in eval mode (BatchNorm on batch statistics for ``batchnorm="batch"``);
-    on exit the model's state, flags and ``.grad`` are as they were."""
+def _hessian(model: nn.Module, spec: EvaluationSpec, named: list[tuple[str, torch.Tensor]]) -> Iterator[_Hessian]:
+    """The Hessian operator, with the model in the spec's evaluation mode; on exit the model's state, flags and
+    ``.grad`` are as they were."""
     params = [p for _, p in named]
-    device = params[0].device
-    batches, autocast = evaluation_inputs(data, device, batch_size, transform, evaluate, autocast_dtype)
+    batches, autocast = spec.prepared(params[0].device)
     grads_before = [p.grad for p in model.parameters()]
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    tracking = [m.track_running_stats for m in norms]
     op = None
-    with preserved_model(model), second_order():  # fused attention has no double backward: the math kernel
+    with spec.evaluation_mode(model), second_order():  # fused attention has no double backward: the math kernel
         try:
-            model.eval()
-            if batchnorm == "batch":
-                for m in norms:  # batch statistics, and the running ones untouched
-                    m.train()
-                    m.track_running_stats = False
-            op = _Hessian(params, batches, _batch_loss(model, loss_fn, evaluate), cache_graph, autocast, all_reduce)
+            op = _Hessian(params, batches, spec.batch_loss(model), spec.cache_graph, autocast, spec.all_reduce)
             yield op
         finally:
             if op is not None:
                 op.release()
-            for m, track in zip(norms, tracking):
-                m.track_running_stats = track
             for p, grad in zip(model.parameters(), grads_before):  # as found (a loss_fn may call backward)
                 p.grad = grad
 
@@ -332,8 +274,10 @@ def _lanczos_eigenpairs(op: _Hessian, start: torch.Tensor, k: int, which: str, m
     return theta[idx], vectors, residual, converged
 
 
-def _power_eigenpairs(op: _Hessian, start: torch.Tensor, k: int, max_iter: int, tol: float,
-                      gen: torch.Generator) -> tuple[np.ndarray, torch.Tensor, np.ndarray, bool]:
+def _power_eigenpairs(op: _Hessian, start: torch.Tensor, k: int, max_iter: int, tol: float, gen: torch.Generator,
+                      history: list[float], settle: bool = False) -> tuple[np.ndarray, torch.Tensor, np.ndarray, bool]:
+    """Deflated power iteration; ``history`` gets the first pair's estimate per iteration. A pair converges when its
+    residual is at most ``tol |theta|`` (``settle``: when the estimate changes by at most that)."""
     found: list[torch.Tensor] = []
     values, residuals = [], []
     converged_all = True
@@ -348,9 +292,12 @@ def _power_eigenpairs(op: _Hessian, start: torch.Tensor, k: int, max_iter: int, 
             w = op(v)
             for u in found:  # deflation: iterate on the complement of the eigenvectors found so far
                 w = w - _dot(u, w) * u
-            theta = _dot(v, w)
+            theta, before = _dot(v, w), theta
             residual = math.sqrt(max(_dot(w - theta * v, w - theta * v), 0.0))
-            if residual <= tol * max(abs(theta), 1e-30):
+            if i == 0:
+                history.append(theta)
+            change = abs(theta - before) if settle and len(history) > 1 else residual
+            if change <= tol * max(abs(theta), 1e-30):
                 converged = True
                 break
             norm = w.norm()
@@ -388,6 +335,7 @@ class HessianEigenpairs:
         converged: every residual below ``tol * |lambda|`` before ``max_iter``.
         algorithm: ``"lanczos"`` or ``"power"``.
         seconds: wall time of the call.
+        history: power iteration: the first pair's estimate after each iteration.
     """
 
     eigenvalues: list[float]
@@ -397,6 +345,7 @@ class HessianEigenpairs:
     converged: bool
     algorithm: str
     seconds: float = math.nan
+    history: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: everything but the eigenvectors."""
@@ -499,7 +448,7 @@ class HessianSpectrum:
         if not sigma > 0:
             raise ValueError(f"Expected `sigma` > 0, got {sigma!r}")
         if grid is None:
-            _positive_int(points, "points")
+            check.positive_int("points", points)
             finite = self.nodes[np.isfinite(self.nodes)]
             grid = np.linspace(finite.min() - 5 * sigma, finite.max() + 5 * sigma, points)
         grid = np.asarray(grid, dtype=np.float64)
@@ -536,11 +485,10 @@ class HessianSpectrum:
 # ----------------------------------------------------------------------------------------------------------
 def hessian_eigenvalues(
     model: nn.Module,
-    data: Any,
+    spec: EvaluationSpec | Any,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     *,
     k: int = 1,
-    evaluate: Evaluate | None = None,
     algorithm: str = "lanczos",
     which: str = "largest",
     max_iter: int = 100,
@@ -548,23 +496,19 @@ def hessian_eigenvalues(
     start: Direction | None = None,
     eigenvectors: bool = True,
     seed: int = 0,
-    batch_size: int = 256,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    batchnorm: str = "running",
-    cache_graph: bool = True,
-    all_reduce: AllReduce | None = None,
+    **options: Any,
 ) -> HessianEigenpairs:
     """The ``k`` largest eigenvalues of the Hessian of the mean loss over ``data``, with their eigenvectors.
 
     Args:
         model: the model; it comes back bit-identical (weights, buffers, flags, ``.grad``), the global RNG too.
-        data: ``(x, y)`` tensors (split into ``batch_size`` chunks), a list of ``(x, y, ...)`` batches or a
-            ``DataLoader``, put on the model's device once; with ``evaluate``, batches of any structure.
-        loss_fn: batch-mean loss ``fn(output, target)`` (default ``F.cross_entropy``); batches weighted by size.
+        spec: an :class:`~lightning_papers.landscape.EvaluationSpec`: the batches (put on the model's device once),
+            the loss (``loss_fn(output, target)``, default ``F.cross_entropy``, or ``evaluate(batch)["loss"]``; batches
+            weighted by size), ``autocast_dtype``, ``batchnorm``, ``cache_graph`` and ``all_reduce``; or the data
+            alone, with those fields as keyword ``options``. On the tests' small BatchNorm convnet (CPU) bf16
+            autocast kept the top eigenvalues and the trace within 2 % of float32 (measured: at most 0.9 %).
+        loss_fn: the spec's ``loss_fn`` (the keyword style's third argument).
         k: how many eigenvalues.
-        evaluate: instead of ``loss_fn``, ``evaluate(batch)["loss"]`` is the batch-mean loss (e.g. a
-            LightningModule's own, see :func:`~lightning_papers.landscape.surface`).
         algorithm: ``"lanczos"`` (default: on ResNet-20 it needed several times fewer Hessian-vector products
             than deflated power iteration for the same residual; see ``benchmarks/curvature.py``) or ``"power"``.
         which: ``"largest"`` (algebraic: the ones that bound a stable learning rate) or ``"magnitude"``; power
@@ -575,17 +519,7 @@ def hessian_eigenvalues(
             seeded Gaussian.
         eigenvectors: return the eigenvectors (``False`` saves the memory of ``k`` copies of the parameters).
         seed: seed of the random start vectors (drawn on the CPU: the same on every device and process).
-        batch_size: chunk size when ``data`` is a tensor pair.
-        transform: applied to the inputs once on the device.
-        autocast_dtype: e.g. ``torch.bfloat16``: forward passes (and their double backward) under autocast. On the
-            tests' small BatchNorm convnet (CPU) the top eigenvalues and the trace stay within 2 % of float32
-            (measured: at most 0.9 %); check on your own model before relying on it.
-        batchnorm: ``"running"`` (eval mode: BatchNorm uses its running statistics) or ``"batch"`` (BatchNorm
-            normalises with each batch's own statistics, as in training, without updating the running ones).
-        cache_graph: keep each batch's gradient graph for every product of the call (faster; memory of about a
-            training step's activations per batch) instead of rebuilding it.
-        all_reduce: ``fn(tensor) -> tensor`` summing over processes (e.g. DDP ranks, each with its own batches):
-            the Hessian is then that of the mean loss over every process's batches, the same on every process.
+        **options: the spec's fields when ``spec`` is data.
 
     Returns:
         a :class:`HessianEigenpairs`.
@@ -601,12 +535,10 @@ def hessian_eigenvalues(
         >>> len(res.eigenvalues), res.eigenvalues[0] >= res.eigenvalues[1]
         (2, True)
     """
-    _positive_int(k, "k")
-    _positive_int(max_iter, "max_iter")
-    if algorithm not in SUPPORTED_ALGORITHMS:
-        raise ValueError(f"Expected `algorithm` to be one of {SUPPORTED_ALGORITHMS}, got {algorithm!r}")
-    if which not in SUPPORTED_WHICH:
-        raise ValueError(f"Expected `which` to be one of {SUPPORTED_WHICH}, got {which!r}")
+    check.positive_int("k", k)
+    check.positive_int("max_iter", max_iter)
+    check.one_of("algorithm", algorithm, SUPPORTED_ALGORITHMS)
+    check.one_of("which", which, SUPPORTED_WHICH)
     if algorithm == "power" and which != "magnitude":
         raise ValueError(f"Expected which='magnitude' with algorithm='power' (power iteration converges to the "
                          f"largest magnitude), got {which!r}")
@@ -614,11 +546,20 @@ def hessian_eigenvalues(
         raise ValueError(f"Expected `tol` > 0, got {tol!r}")
     if start is not None and not isinstance(start, Direction):
         raise ValueError(f"Expected `start` to be a Direction or None, got {type(start).__name__}")
-    named = _check_common(model, loss_fn, evaluate, autocast_dtype, batchnorm, seed)
+    return _eigenpairs(model, _spec(spec, loss_fn, options), k, algorithm, which, max_iter, tol, start, eigenvectors,
+                       seed)
+
+
+def _eigenpairs(model: nn.Module, spec: EvaluationSpec, k: int, algorithm: str, which: str, max_iter: int,
+                tol: float, start: Direction | None, eigenvectors: bool, seed: int,
+                settle: bool = False) -> HessianEigenpairs:
+    """:func:`hessian_eigenvalues` on checked arguments; ``settle``: power iteration stops when the estimate's
+    relative change is below ``tol`` (:func:`~lightning_papers.landscape.hessian_top_eigenvalue`'s rule)."""
+    named = _trainable(model, seed)
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    with _hessian(model, data, loss_fn, evaluate, batch_size, transform, autocast_dtype, batchnorm, cache_graph,
-                  all_reduce, named) as op:
+    history: list[float] = []
+    with _hessian(model, spec, named) as op:
         if start is None:
             v0 = _random_unit(gen, op.dim, named[0][1])
         else:
@@ -630,7 +571,7 @@ def hessian_eigenvalues(
         if algorithm == "lanczos":
             values, vectors, residuals, converged = _lanczos_eigenpairs(op, v0, k, which, max_iter, tol, gen)
         else:
-            values, vectors, residuals, converged = _power_eigenpairs(op, v0, k, max_iter, tol, gen)
+            values, vectors, residuals, converged = _power_eigenpairs(op, v0, k, max_iter, tol, gen, history, settle)
         products = op.products
     vectors = _sign_fixed(vectors)
     dirs = None
@@ -638,26 +579,20 @@ def hessian_eigenvalues(
         dirs = [_direction(vec, named, {"type": "hessian_eigenvector", "index": i, "eigenvalue": float(val)})
                 for i, (vec, val) in enumerate(zip(vectors, values))]
     return HessianEigenpairs([float(v) for v in values], dirs, [float(r) for r in residuals], products,
-                             bool(converged), algorithm, time.perf_counter() - t0)
+                             bool(converged), algorithm, time.perf_counter() - t0, history)
 
 
 def hessian_trace(
     model: nn.Module,
-    data: Any,
+    spec: EvaluationSpec | Any,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     *,
-    evaluate: Evaluate | None = None,
     max_samples: int = 100,
     min_samples: int | None = None,
     tol: float = 0.01,
     deflate: int = 0,
     seed: int = 0,
-    batch_size: int = 256,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    batchnorm: str = "running",
-    cache_graph: bool = True,
-    all_reduce: AllReduce | None = None,
+    **options: Any,
 ) -> HessianTrace:
     """Hutchinson's estimate of the Hessian's trace: the mean of ``z^T H z`` over Rademacher vectors ``z``.
 
@@ -686,26 +621,26 @@ def hessian_trace(
         >>> res.trace > 0 and res.stderr >= 0
         True
     """
-    _positive_int(max_samples, "max_samples")
+    check.positive_int("max_samples", max_samples)
     if max_samples < 2:
         raise ValueError(f"Expected `max_samples` >= 2 (one sample has no standard error), got {max_samples}")
     if min_samples is None:
         min_samples = min(10, max_samples)
-    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or not 2 <= min_samples <= max_samples:
+    if not 2 <= check.integer("min_samples", min_samples) <= max_samples:
         raise ValueError(f"Expected `min_samples` to be an integer in [2, max_samples={max_samples}], "
                          f"got {min_samples!r}")
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"Expected `tol` > 0, got {tol!r}")
-    if isinstance(deflate, bool) or not isinstance(deflate, int) or deflate < 0:
+    if check.integer("deflate", deflate) < 0:
         raise ValueError(f"Expected `deflate` to be a non-negative integer, got {deflate!r}")
-    named = _check_common(model, loss_fn, evaluate, autocast_dtype, batchnorm, seed)
+    spec = _spec(spec, loss_fn, options)
+    named = _trainable(model, seed)
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     samples: list[float] = []
     converged = False
     estimate, stderr, exact, basis = math.nan, math.nan, 0.0, None
-    with _hessian(model, data, loss_fn, evaluate, batch_size, transform, autocast_dtype, batchnorm, cache_graph,
-                  all_reduce, named) as op:
+    with _hessian(model, spec, named) as op:
         if deflate:
             krylov = _lanczos(op, _random_unit(gen, op.dim, named[0][1]), deflate, gen)
             exact, basis = float(sum(krylov.alphas)), krylov.basis  # tr(Q^T H Q) = tr(T)
@@ -727,19 +662,13 @@ def hessian_trace(
 
 def hessian_spectrum(
     model: nn.Module,
-    data: Any,
+    spec: EvaluationSpec | Any,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     *,
-    evaluate: Evaluate | None = None,
     runs: int = 3,
     steps: int = 80,
     seed: int = 0,
-    batch_size: int = 256,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    batchnorm: str = "running",
-    cache_graph: bool = True,
-    all_reduce: AllReduce | None = None,
+    **options: Any,
 ) -> HessianSpectrum:
     """The Hessian's eigenvalue density by stochastic Lanczos quadrature: ``runs`` Lanczos runs of ``steps`` steps
     from random unit vectors (Rademacher entries); see :class:`HessianSpectrum` for the density and its moments.
@@ -758,13 +687,13 @@ def hessian_spectrum(
         >>> spec.nodes.shape
         (2, 8)
     """
-    _positive_int(runs, "runs")
-    _positive_int(steps, "steps")
-    named = _check_common(model, loss_fn, evaluate, autocast_dtype, batchnorm, seed)
+    check.positive_int("runs", runs)
+    check.positive_int("steps", steps)
+    spec = _spec(spec, loss_fn, options)
+    named = _trainable(model, seed)
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    with _hessian(model, data, loss_fn, evaluate, batch_size, transform, autocast_dtype, batchnorm, cache_graph,
-                  all_reduce, named) as op:
+    with _hessian(model, spec, named) as op:
         width = min(steps, op.dim)
         nodes = np.full((runs, width), np.nan)
         weights = np.zeros((runs, width))

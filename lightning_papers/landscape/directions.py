@@ -84,10 +84,6 @@ class Direction:
         """Euclidean norm over all entries."""
         return math.sqrt(self.dot(self))
 
-    def nonzero_keys(self) -> list[str]:
-        """Keys whose direction is not identically zero."""
-        return [k for k, t in self.tensors.items() if bool(t.any())]
-
     def fingerprint(self) -> str:
         """A short hash of the direction's values (names, shapes and bytes), for surface metadata."""
         h = hashlib.sha256()

@@ -22,6 +22,7 @@ import copy
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -57,7 +58,8 @@ class FoldedModel:
         s = self.scales.get(module)
         if s is None or leaf not in ("weight", "bias"):
             return None
-        return s.view(-1, *([1] * (self.model.get_submodule(module).weight.dim() - 1))) if leaf == "weight" else s
+        weight = cast(torch.Tensor, self.model.get_submodule(module).weight)
+        return s.view(-1, *([1] * (weight.dim() - 1))) if leaf == "weight" else s
 
 
 def _foldable_pairs(model: nn.Module) -> tuple[list[tuple[str, str]], str]:
@@ -79,7 +81,7 @@ def _foldable_pairs(model: nn.Module) -> tuple[list[tuple[str, str]], str]:
         if src.op != "call_module" or type(modules.get(src.target)) not in _CONVS or len(src.users) != 1:
             continue
         if calls[src.target] == 1 and calls[node.target] == 1:
-            pairs.append((src.target, node.target))
+            pairs.append((str(src.target), str(node.target)))
     return pairs, ""
 
 
@@ -112,7 +114,8 @@ def fold_batchnorm(model: nn.Module, keep: Sequence[str] = ()) -> FoldedModel:
     folded = FoldedModel(work, reason=reason)
     with torch.no_grad():
         for conv_name, bn_name in pairs:
-            conv, bn = work.get_submodule(conv_name), work.get_submodule(bn_name)
+            conv = cast(nn.modules.conv._ConvNd, work.get_submodule(conv_name))
+            bn = cast(nn.modules.batchnorm._BatchNorm, work.get_submodule(bn_name))
             if (bn_name in keep_modules or bn.running_mean is None or bn.running_var is None
                     or parametrize.is_parametrized(conv) or parametrize.is_parametrized(bn)
                     or conv.weight.shape[0] != bn.running_mean.shape[0]

@@ -16,6 +16,7 @@ keep the paper's fixed ``[-1, 1]``. A grid you give is always used as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,8 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from lightning_papers.landscape.plot import CLIP_FACTOR
-from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers.landscape.directions import Direction
+from lightning_papers.landscape.evaluation import EvaluationSpec
+from lightning_papers.landscape.grid import evaluate_grid
+from lightning_papers.landscape.lattice import CLIP_FACTOR
+from lightning_papers.landscape.result import SurfaceResult, load_surface
+from lightning_papers.landscape.storage import SurfaceStore, surface_paths
 
 __all__ = ["Frame", "Framed", "frame_range", "framed_axes", "shared_range"]
 
@@ -139,60 +144,43 @@ def _scan_metric(names: Sequence[str]) -> str:
     return "loss" if "loss" in names else next((n for n in names if "acc" not in n.lower()), names[0])
 
 
-def frame_range(model: Any, directions: Any, data: Any, *, framed: Framed | None = None,
-                **surface_options: Any) -> Frame:
+def frame_range(model: Any, directions: Any, spec: Any, *, framed: Framed | None = None, **options: Any) -> Frame:
     """Scan the loss from the centre along each direction, both ways (and along the four diagonals of a
     surface), and return the span per axis that just holds the basin: where the loss reaches
     ``clip_factor`` x the centre loss (the pictures' clip), times ``margin``.
 
-    Each scan round evaluates the next radius of every ray still below the clip in one
-    :func:`~lightning_papers.landscape.surface` call: steps double from ``min_radius`` until the clip (or
-    ``max_radius``), then the last step is bisected ``bisections`` times (geometric mean) and the crossing is
-    interpolated in log loss. About 6-8 evaluations per ray. Every rank of a distributed run scans alike (the
-    scans are not sharded: the same points, the same range). The scans evaluate the model itself, without the
-    copies ``fold_bn``/``channels_last``/``compile`` make (the same values up to float rounding).
-
-    Args:
-        model: as for :func:`~lightning_papers.landscape.surface`.
-        directions: one or two directions, as for :func:`~lightning_papers.landscape.surface`.
-        data: as for :func:`~lightning_papers.landscape.surface`.
-        framed: the scan's settings (:class:`Framed`).
-        surface_options: what evaluates a point (``metrics``, ``evaluate``, ``autocast_dtype``, ...), passed to
-            :func:`~lightning_papers.landscape.surface`.
-
-    Returns:
-        a :class:`Frame`.
+    Each scan round evaluates the next radius of every ray still below the clip in one grid evaluation: steps
+    double from ``min_radius`` until the clip (or ``max_radius``), then the last step is bisected ``bisections``
+    times (geometric mean) and the crossing is interpolated in log loss; about 6-8 evaluations per ray. Every
+    rank scans alike (not sharded), on the model itself (without the copies ``fold_bn``/``channels_last``/
+    ``compile`` make: the same values up to float rounding). ``model`` and ``directions`` are
+    :func:`~lightning_papers.landscape.surface`'s; ``spec`` an :class:`~lightning_papers.landscape.EvaluationSpec`
+    (or the data, with its fields as ``options``); ``framed`` the scan's settings (:class:`Framed`).
 
     Raises:
         ValueError: when the centre's loss is not a positive finite number (there is no clip to frame).
 
     Examples:
-        >>> frame = frame_range(net, random_directions(net, n=2, seed=0), (x, y))  # doctest: +SKIP
-        >>> frame.axes(51)  # doctest: +SKIP
+        >>> frame_range(net, random_directions(net, n=2, seed=0), (x, y)).axes(51)  # doctest: +SKIP
     """
-    from lightning_papers.landscape.directions import Direction
-    from lightning_papers.landscape.surface import surface
-
     framed = framed or Framed()
     dirs = [directions] if isinstance(directions, Direction) else list(directions)
-    rays = _RAYS_1D if len(dirs) == 1 else _RAYS_2D
+    rays: dict[str, tuple[float, ...]] = dict(_RAYS_1D if len(dirs) == 1 else _RAYS_2D)
     if not framed.diagonals:
         rays = {n: u for n, u in rays.items() if 0.0 in u or len(u) == 1}
-    # the scans evaluate the model itself: the copies (fold_bn, channels_last, compile) pay off over a grid, not
-    # over the few points of a scan round (each round would copy, fold or compile again)
-    skip = ("path", "resume", "shard", "progress", "fold_bn", "channels_last", "compile")
-    options = {k: v for k, v in surface_options.items() if k not in skip}
+    # the copies (fold_bn, channels_last, compile) pay off over a grid, not over the few points of a scan round
+    spec = dataclasses.replace(EvaluationSpec.of(spec, **options), shard=None, gather=None, fold_bn=False,
+                               channels_last=False, compile=False)
 
     def evaluate(coords: list[tuple[float, ...]]) -> list[float]:
         axes, mask, index = _points_grid(coords, len(dirs))
-        r = surface(model, dirs if len(dirs) == 2 else dirs[0], axes if len(dirs) == 2 else axes[0], data,
-                    points=mask, **options)
-        metric = _scan_metric(list(r.values))
-        evaluate.metric = metric
-        return [float(r.values[metric][i]) for i in index]
+        r = evaluate_grid(model, dirs, axes, spec, points=mask)
+        scanned["metric"] = _scan_metric(list(r.values))
+        return [float(r.values[scanned["metric"]][i]) for i in index]
 
+    scanned = {"metric": "loss"}
     centre = evaluate([(0.0,) * len(dirs)])[0]
-    metric = evaluate.metric
+    metric = scanned["metric"]
     if not (math.isfinite(centre) and centre > 0):
         raise ValueError(f"Expected a positive finite {metric} at the centre to frame the range, got {centre!r}; "
                          "pass the grid yourself")
@@ -201,9 +189,6 @@ def frame_range(model: Any, directions: Any, data: Any, *, framed: Framed | None
     below = {name: 0.0 for name in rays}  # the farthest radius still below the clip
     above: dict[str, float | None] = {name: None for name in rays}
     evaluations = 1
-
-    def g(value: float) -> float:  # log loss (a non-finite loss: beyond any clip)
-        return math.log10(value) if math.isfinite(value) and value > 0 else math.inf
 
     def step(todo: dict[str, float]) -> None:
         nonlocal evaluations
@@ -227,28 +212,32 @@ def frame_range(model: Any, directions: Any, data: Any, *, framed: Framed | None
             break
         t *= 2
     for _ in range(framed.bisections):  # then halve the last step (geometric mean of the bracket)
-        todo = {n: math.sqrt(below[n] * above[n]) if below[n] > 0 else 0.5 * above[n]
-                for n in rays if above[n] is not None}
+        todo = {n: math.sqrt(below[n] * a) if below[n] > 0 else 0.5 * a for n in rays if (a := above[n]) is not None}
         if not todo:
             break
         step(todo)
-    reaches: dict[str, float | None] = {}
-    for n in rays:
-        if above[n] is None:
-            reaches[n] = None
-            continue
-        pts = {tt: v for tt, v in scans[n]}
-        lo, hi = below[n], above[n]
-        glo, ghi = g(pts[lo]), g(pts[hi])
-        frac = (math.log10(clip) - glo) / (ghi - glo) if math.isfinite(ghi) and ghi > glo else 1.0
-        reaches[n] = lo + min(max(frac, 0.0), 1.0) * (hi - lo)
-    spans = []
-    for j in range(len(dirs)):
-        far = [framed.max_radius if reaches[n] is None else reaches[n] for n in rays if rays[n][j] != 0.0]
-        spans.append(_round_up(min(framed.margin * max(far), framed.max_radius)))
+    reaches = {n: _crossing(scans[n], below[n], above[n], clip) for n in rays}
+    far = {n: framed.max_radius if r is None else r for n, r in reaches.items()}
+    spans = [_round_up(min(framed.margin * max(far[n] for n in rays if rays[n][j] != 0.0), framed.max_radius))
+             for j in range(len(dirs))]
     rule = f"framed: {metric} reaches {framed.clip_factor:g} x centre inside"
     return Frame(spans, reaches, clip, centre, metric, evaluations, rule,
                  {n: sorted(v) for n, v in scans.items()})
+
+
+def _crossing(scan: list[list[float]], below: float, above: float | None, clip: float) -> float | None:
+    """Where a ray's loss crosses ``clip``, interpolated in log loss between the last radius below it and the first
+    above it (``None``: never above)."""
+    if above is None:
+        return None
+
+    def g(value: float) -> float:  # log loss (a non-finite loss: beyond any clip)
+        return math.log10(value) if math.isfinite(value) and value > 0 else math.inf
+
+    pts = {t: v for t, v in scan}
+    glo, ghi = g(pts[below]), g(pts[above])
+    frac = (math.log10(clip) - glo) / (ghi - glo) if math.isfinite(ghi) and ghi > glo else 1.0
+    return below + min(max(frac, 0.0), 1.0) * (above - below)
 
 
 def shared_range(frames: Sequence[Frame | SurfaceResult]) -> Frame:
@@ -276,8 +265,8 @@ def shared_range(frames: Sequence[Frame | SurfaceResult]) -> Frame:
     return Frame(union, rule=f"shared by {len(spans)} surfaces")
 
 
-def framed_axes(model: Any, directions: Any, grid: Any, data: Any, *, path: Any = None, resume: bool = False,
-                **surface_options: Any) -> tuple[Any, dict[str, Any] | None]:
+def framed_axes(model: Any, directions: Any, grid: Any, spec: EvaluationSpec,
+                store: SurfaceStore) -> tuple[Any, dict[str, Any] | None]:
     """``(grid, None)`` for a grid given as axes; for ``"frame"`` or a :class:`Framed`: the framed axes and the
     :class:`Frame` as a dict (for ``metadata["range"]``). Resuming a framed surface reuses its saved range.
 
@@ -290,14 +279,11 @@ def framed_axes(model: Any, directions: Any, grid: Any, data: Any, *, path: Any 
         grid = Framed()
     if not isinstance(grid, Framed):
         return grid, None
-    if resume and path is not None:
-        from lightning_papers.landscape.storage import load_surface, surface_paths
-
-        if surface_paths(path)[0].exists():
-            saved = load_surface(path)
-            if "range" in saved.metadata:  # the same model and data are checked when the points are resumed
-                axes = list(saved.axes)
-                return (axes if len(axes) == 2 else axes[0]), saved.metadata["range"]
-    frame = frame_range(model, directions, data, framed=grid, **surface_options)
+    if store.resume and store.path is not None and surface_paths(store.path)[0].exists():
+        saved = load_surface(store.path)
+        if "range" in saved.metadata:  # the same model and data are checked when the points are resumed
+            axes = list(saved.axes)
+            return (axes if len(axes) == 2 else axes[0]), saved.metadata["range"]
+    frame = frame_range(model, directions, spec, framed=grid)
     axes = frame.axes(grid.points)
     return (axes if len(axes) == 2 else axes[0]), frame.to_dict()

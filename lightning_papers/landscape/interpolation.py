@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from lightning_papers.landscape.directions import target_direction
+from lightning_papers.landscape.evaluation import EvaluationSpec, preserved_model
 from lightning_papers.landscape.result import SurfaceResult
-from lightning_papers.landscape.surface import preserved_model, surface
+from lightning_papers.landscape.surface import surface
 
 __all__ = ["interpolate"]
 
@@ -29,10 +30,10 @@ def interpolate(
     model: nn.Module,
     start: Mapping[str, torch.Tensor],
     alphas: Sequence[float] | np.ndarray,
-    data: Any,
+    spec: EvaluationSpec | Any,
     *,
     kind: str = "states",
-    **surface_kwargs: Any,
+    **options: Any,
 ) -> SurfaceResult:
     """Evaluate ``start + alpha (current - start)`` for each ``alpha``: 0 is ``start``, 1 the model as it is.
 
@@ -41,11 +42,12 @@ def interpolate(
         start: a state dict of the same model (e.g. ``{k: v.clone() for k, v in model.state_dict().items()}``
             taken at the start of training).
         alphas: the points of the line.
-        data: as for :func:`~lightning_papers.landscape.surface`.
+        spec: the :class:`~lightning_papers.landscape.EvaluationSpec` (or the data), as for
+            :func:`~lightning_papers.landscape.surface`.
         kind: ``"states"`` (weights and BatchNorm running statistics move together, so alpha 0 is exactly the
             start model) or ``"weights"`` (parameters only; running statistics stay the current ones).
-        **surface_kwargs: passed on to :func:`~lightning_papers.landscape.surface` (``metrics``, ``evaluate``,
-            ``autocast_dtype``, ``shard``, ...).
+        **options: passed on to :func:`~lightning_papers.landscape.surface` (``store``, ``progress``, or the spec's
+            fields when ``spec`` is data).
 
     Returns:
         a 1-D :class:`SurfaceResult` over ``alphas``, with ``metadata["interpolation"]`` saying which end is which.
@@ -74,6 +76,6 @@ def interpolate(
             for key, tensor in state.items():
                 tensor.copy_(start[key])
         direction = target_direction(model, current, kind=kind)
-        result = surface(model, direction, np.asarray(alphas, dtype=np.float64), data, **surface_kwargs)
+        result = surface(model, direction, np.asarray(alphas, dtype=np.float64), spec, **options)
     result.metadata["interpolation"] = {"alpha=0": "start", "alpha=1": "current weights", "kind": kind}
     return result

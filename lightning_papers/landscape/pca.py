@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_papers import _validation as check
 from lightning_papers.landscape.directions import Direction, ignored_keys, landscape_tensors
 
 __all__ = ["PCADirections", "pca_directions"]
@@ -81,6 +82,28 @@ def _lookup(state: Mapping[str, Any], key: str) -> torch.Tensor:
     raise ValueError(f"Expected every checkpoint to hold {key!r} (or one `<prefix>.{key}`), got {len(matches)}")
 
 
+def _combinations(names: Mapping[str, torch.Tensor], skip: set[str] | Iterable[str], states: list[Any],
+                  coeffs: np.ndarray) -> list[dict[str, torch.Tensor]]:
+    """Each direction ``sum_i coeffs[i, j] (theta_i - theta_final)``, one entry at a time (zero for ``skip``)."""
+    n_components = coeffs.shape[1]
+    final = states[-1]
+    dirs: list[dict[str, torch.Tensor]] = [{} for _ in range(n_components)]
+    for key, ref in names.items():
+        if key in skip:
+            for j in range(n_components):
+                dirs[j][key] = torch.zeros_like(ref, device="cpu")
+            continue
+        end = _lookup(final, key).double()
+        acc = torch.zeros((n_components, *end.shape), dtype=torch.float64)
+        for i, s in enumerate(states[:-1]):
+            diff = _lookup(s, key).double() - end
+            for j in range(n_components):
+                acc[j].add_(diff, alpha=float(coeffs[i, j]))
+        for j in range(n_components):
+            dirs[j][key] = acc[j].to(ref.dtype)
+    return dirs
+
+
 def pca_directions(
     model: nn.Module,
     trajectory: Sequence[Mapping[str, torch.Tensor] | str | os.PathLike],
@@ -113,8 +136,7 @@ def pca_directions(
         >>> pca.path.shape
         (5, 2)
     """
-    if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-        raise ValueError(f"Expected `n_components` to be a positive integer, got {n_components!r}")
+    check.positive_int("n_components", n_components)
     if len(trajectory) < n_components + 1:
         raise ValueError(
             f"Expected `trajectory` to hold at least n_components + 1 = {n_components + 1} checkpoints, "
@@ -146,20 +168,7 @@ def pca_directions(
     sv = np.sqrt(eigvals[:n_components])
     # v_j = D^T H u_j / s_j: combination weights of the checkpoints' differences for each direction.
     coeffs = (h @ eigvecs[:, :n_components]) / sv  # (t, n)
-    dirs: list[dict[str, torch.Tensor]] = [{} for _ in range(n_components)]
-    for key, ref in names.items():
-        if key in skip:
-            for j in range(n_components):
-                dirs[j][key] = torch.zeros_like(ref, device="cpu")
-            continue
-        end = _lookup(final, key).double()
-        acc = torch.zeros((n_components, *end.shape), dtype=torch.float64)
-        for i, s in enumerate(states[:-1]):
-            diff = _lookup(s, key).double() - end
-            for j in range(n_components):
-                acc[j].add_(diff, alpha=float(coeffs[i, j]))
-        for j in range(n_components):
-            dirs[j][key] = acc[j].to(ref.dtype)
+    dirs = _combinations(names, skip, states, coeffs)
     # Coordinates of theta_i - theta_n on the unit directions: D v_j = G H u_j / s_j (last checkpoint: origin).
     path = np.zeros((t + 1, n_components))
     path[:t] = gram @ coeffs

@@ -19,12 +19,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers.landscape.lattice import CLIP_FACTOR, filled_values
+
+if TYPE_CHECKING:
+    from lightning_papers.landscape.result import SurfaceResult
 
 __all__ = [
     "CLIP_FACTOR",
@@ -47,10 +50,6 @@ __all__ = [
     "surface_scale",
     "write_vtp",
 ]
-
-CLIP_FACTOR = 100.0
-"""Default clip of a positive loss: this many times its value at the grid's centre (two decades, as the paper's
-0.1 .. 10)."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -234,10 +233,8 @@ def _grid2d(result: SurfaceResult, metric: str):
 
 def display_values(result: SurfaceResult, metric: str = "loss") -> np.ndarray:
     """What a picture draws: ``result[metric]``, with the points an adaptive surface did not evaluate filled by
-    interpolation (:func:`~lightning_papers.landscape.adaptive.filled_values`; its mask says which)."""
+    interpolation (:func:`~lightning_papers.landscape.lattice.filled_values`; its mask says which)."""
     if result.metadata.get("adaptive") and not result.computed.all():
-        from lightning_papers.landscape.adaptive import filled_values
-
         return filled_values(result, metric)[0]
     return np.array(result.values[metric], dtype=np.float64)
 
@@ -559,7 +556,7 @@ def _epochs_and_results(results: Any) -> list[tuple[int, SurfaceResult]]:
     if not items:
         raise ValueError("Expected at least one (epoch, SurfaceResult) to draw, got none")
     for item in items:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], SurfaceResult)):
+        if not (isinstance(item, tuple) and len(item) == 2 and hasattr(item[1], "computed")):
             raise ValueError(f"Expected {{epoch: SurfaceResult}} or (epoch, SurfaceResult) pairs, got {item!r}")
     first = items[0][1]
     for epoch, r in items:
@@ -599,7 +596,7 @@ def surface_frames(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, Su
     frames = []
     for epoch, r in items:
         fig = Figure(figsize=(5.0, 4.4))
-        FigureCanvasAgg(fig)
+        canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         plot_filled_contour(r, metric, ax=ax, scale=scale, cmap="viridis")
         x, y, z = _grid2d(r, metric)
@@ -610,8 +607,8 @@ def surface_frames(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, Su
         ax.set_title(f"{metric} at epoch {epoch} (centre {r.centre_value(metric):.3g})\n{scale.describe()}",
                      fontsize=9)
         fig.tight_layout()
-        fig.canvas.draw()
-        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+        canvas.draw()
+        frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
     return frames, scale
 
 

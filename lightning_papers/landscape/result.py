@@ -6,12 +6,20 @@ Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets
 
 from __future__ import annotations
 
+import json
+import os
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
-__all__ = ["SurfaceResult"]
+from lightning_papers.landscape import plot as lp
+from lightning_papers.landscape.storage import _atomic_write, _json_default, surface_paths
+
+__all__ = ["SurfaceResult", "load_surface", "save_surface"]
 
 
 @dataclass
@@ -91,10 +99,8 @@ class SurfaceResult:
     def plot(self, kind: str | None = None, metric: str = "loss", ax=None, **kwargs):
         """Draw the result: ``kind`` in ``"contour"`` (default for 2-D), ``"contourf"``, ``"heatmap"``,
         ``"surface3d"`` or ``"curve"`` (default for 1-D). Returns the matplotlib Axes."""
-        from lightning_papers.landscape import plot as lp
-
         kind = kind or ("curve" if self.ndim == 1 else "contour")
-        funcs = {
+        funcs: dict[str, Callable[..., Any]] = {
             "contour": lp.plot_contour,
             "contourf": lp.plot_filled_contour,
             "heatmap": lp.plot_heatmap,
@@ -109,13 +115,67 @@ class SurfaceResult:
 
     def save(self, path) -> None:
         """Write ``<path>.npz`` and ``<path>.json`` atomically (see :func:`save_surface`)."""
-        from lightning_papers.landscape.storage import save_surface
-
         save_surface(self, path)
 
     @classmethod
     def load(cls, path) -> SurfaceResult:
         """Read a result written by :meth:`save`."""
-        from lightning_papers.landscape.storage import load_surface
-
         return load_surface(path)
+
+
+def save_surface(result: SurfaceResult, path: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``result`` as ``<path>.npz`` (axes, values, computed mask, metadata JSON) and ``<path>.json``.
+
+    Both writes are atomic. NaN and inf values are stored as such. Returns the two paths.
+
+    Examples:
+        >>> r = SurfaceResult([np.arange(3.0)], {"loss": np.array([1.0, np.nan, 2.0])}, np.ones(3, bool))
+        >>> npz, js = save_surface(r, "curve")  # doctest: +SKIP
+    """
+    npz_path, json_path = surface_paths(path)
+    meta_json = json.dumps(result.metadata, default=_json_default, allow_nan=True, sort_keys=True)
+    arrays: dict[str, np.ndarray] = {f"axis_{i}": a for i, a in enumerate(result.axes)}
+    arrays.update({f"value_{k}": v for k, v in result.values.items()})
+    arrays["computed"] = result.computed
+    arrays["metadata"] = np.array(meta_json)
+    arrays["metric_names"] = np.array(list(result.values), dtype=np.str_)
+    if result.trajectory is not None:
+        arrays["trajectory"] = np.asarray(result.trajectory, dtype=np.float64)
+    _atomic_write(npz_path, lambda fh: cast(Any, np.savez)(fh, **arrays))
+    summary = {
+        "metadata": json.loads(meta_json),
+        "shape": list(result.shape),
+        "computed_points": int(result.computed.sum()),
+        "total_points": int(result.computed.size),
+        "npz": npz_path.name,
+    }
+    text = json.dumps(summary, indent=2, sort_keys=True, allow_nan=True)
+    _atomic_write(json_path, lambda fh: fh.write(text.encode()))
+    return npz_path, json_path
+
+
+def load_surface(path: str | os.PathLike) -> SurfaceResult:
+    """Read a surface written by :func:`save_surface` (the ``.npz`` is self-contained).
+
+    Raises:
+        ValueError: when no ``<path>.npz`` exists.
+    """
+    npz_path, _ = surface_paths(path)
+    if not npz_path.exists():
+        raise ValueError(f"Expected a saved surface at {str(npz_path)!r}, got no such file")
+    try:
+        with np.load(npz_path, allow_pickle=False) as data:
+            ndim = sum(1 for k in data.files if k.startswith("axis_"))
+            axes = [data[f"axis_{i}"] for i in range(ndim)]
+            values = {str(k): data[f"value_{k}"] for k in data["metric_names"]}
+            computed = data["computed"]
+            metadata = json.loads(str(data["metadata"]))
+            trajectory = data["trajectory"] if "trajectory" in data.files else None
+        if not axes or not values or not isinstance(metadata, dict):
+            raise ValueError("no axes, no metrics or no metadata")
+        return SurfaceResult(axes, values, computed, metadata, trajectory)
+    # never "allow_pickle": a surface holds no objects, so a file that needs it is not one of ours
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        what = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(f"Expected a surface written by save_surface at {str(npz_path)!r}, got a file that is not "
+                         f"one or is damaged ({type(err).__name__}: {what}); delete it to start over") from None

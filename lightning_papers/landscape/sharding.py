@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers.landscape.result import SurfaceResult, load_surface
+from lightning_papers.landscape.storage import MATCH_KEYS, check_metadata, surface_paths
 
 __all__ = ["check_shard", "merge_surfaces", "shard_indices"]
 
@@ -64,7 +65,6 @@ def merge_surfaces(parts: Sequence[SurfaceResult | str | os.PathLike]) -> Surfac
             with different grids, metrics or metadata (directions, model and data fingerprints, what was evaluated:
             the same checks as resuming), or parts that disagree on a point.
     """
-    from lightning_papers.landscape.storage import load_surface, surface_paths
 
     if isinstance(parts, (str, os.PathLike, SurfaceResult)):
         parts = [parts]
@@ -74,24 +74,23 @@ def merge_surfaces(parts: Sequence[SurfaceResult | str | os.PathLike]) -> Surfac
     twice = sorted({str(f) for f in files if files.count(f) > 1})
     if twice:
         raise ValueError(f"Expected each saved part once, got {twice[0]!r} twice; merge each shard's file once")
-    parts = [p if isinstance(p, SurfaceResult) else load_surface(p) for p in parts]
     for p in parts:
-        if not isinstance(p, SurfaceResult):
+        if not isinstance(p, (SurfaceResult, str, os.PathLike)):
             raise ValueError(f"Expected SurfaceResults or paths of saved surfaces, got {type(p).__name__}")
-    shards = [tuple(p.metadata["shard"]) if p.metadata.get("shard") else None for p in parts]
+    results = [p if isinstance(p, SurfaceResult) else load_surface(p) for p in parts]
+    shards = [tuple(p.metadata["shard"]) if p.metadata.get("shard") else None for p in results]
     for i, shard in enumerate(shards):
         if shard is not None and shard in shards[:i]:
             raise ValueError(f"Expected each shard once, got shard (rank, world_size) = {shard} in parts "
                              f"{shards.index(shard)} and {i}; merge one result per rank")
-    first = parts[0]
-    from lightning_papers.landscape.storage import MATCH_KEYS, check_metadata
+    first = results[0]
 
-    for i, part in enumerate(parts[1:], start=1):  # the same computation, as resuming checks (but for the shard)
+    for i, part in enumerate(results[1:], start=1):  # the same computation, as resuming checks (but for the shard)
         check_metadata(part.metadata, first.metadata, where=f"part {i}", keys=[k for k in MATCH_KEYS if k != "shard"],
                        hint="merge only shards of one surface")
     values = {k: np.full(first.shape, np.nan) for k in first.values}
     computed = np.zeros(first.shape, dtype=bool)
-    for part in parts:
+    for part in results:
         if part.shape != first.shape or not all(np.array_equal(a, b) for a, b in zip(part.axes, first.axes)):
             raise ValueError(f"Expected parts with the same grid, got shapes {first.shape} and {part.shape}")
         if set(part.values) != set(first.values):
@@ -108,7 +107,7 @@ def merge_surfaces(parts: Sequence[SurfaceResult | str | os.PathLike]) -> Surfac
     worlds = {s[1] for s in shards if s is not None}
     if len(worlds) == 1 and None not in shards:  # shards of one split: say which ranks are absent
         world = worlds.pop()
-        absent = sorted(set(range(world)) - {s[0] for s in shards})
+        absent = sorted(set(range(world)) - {s[0] for s in shards if s is not None})
         if absent:
             warnings.warn(f"The merged surface lacks the points of rank(s) {absent} of {world} "
                           f"({int((~computed).sum())} of {computed.size} points not computed, NaN): merge every "

@@ -2,8 +2,9 @@
 
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913),
 Section 6 relates the look of a surface to the Hessian's extreme eigenvalues (computed there with implicitly
-restarted Lanczos); we use plain power iteration on Hessian-vector products (double backward) over a fixed
-batch set, which gives the eigenvalue of largest magnitude - at a minimum, the largest one.
+restarted Lanczos); :func:`hessian_top_eigenvalue` is the power iteration of
+:func:`~lightning_papers.landscape.hessian_eigenvalues` (Hessian-vector products over a fixed batch set), which
+gives the eigenvalue of largest magnitude - at a minimum, the largest one.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lightning_papers.landscape.double_backward import second_order
+from lightning_papers import _validation as check
+from lightning_papers.landscape.curvature import _eigenpairs, _spec
+from lightning_papers.landscape.directions import Direction
+from lightning_papers.landscape.evaluation import EvaluationSpec
 from lightning_papers.landscape.result import SurfaceResult
-from lightning_papers.landscape.surface import Evaluate, prepare_batches, preserved_model, samples_in, to_device
 
 __all__ = ["HessianEigenvalue", "centre_curvature", "hessian_top_eigenvalue", "loss_rise"]
 
@@ -59,32 +61,29 @@ class HessianEigenvalue:
 
 def hessian_top_eigenvalue(
     model: nn.Module,
-    data: Any,
+    spec: EvaluationSpec | Any,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     max_iter: int = 50,
     tol: float = 1e-4,
     seed: int = 0,
-    batch_size: int = 256,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    evaluate: Evaluate | None = None,
+    **options: Any,
 ) -> HessianEigenvalue:
-    """Top Hessian eigenvalue of the mean loss over ``data`` (eval mode) by Hessian-vector-product power iteration.
+    """The eigenvalue of largest magnitude of the Hessian of the mean loss over the spec's batches: power
+    iteration of :func:`~lightning_papers.landscape.hessian_eigenvalues`, stopped when the estimate's relative
+    change is below ``tol``, from a seeded Gaussian start drawn per parameter in float32.
 
     Args:
         model: the model (comes back bit-identical: weights, ``requires_grad`` flags and ``.grad`` included).
-        data: as for :func:`surface` (materialised on the model's device once).
-        loss_fn: batch-mean loss ``fn(output, target)`` (default ``F.cross_entropy``); batches are weighted by size.
+        spec: as for :func:`~lightning_papers.landscape.hessian_eigenvalues` (or the data, with the spec's fields
+            as keyword ``options``).
+        loss_fn: the spec's ``loss_fn`` (default ``F.cross_entropy``).
         max_iter: power iterations at most.
         tol: stop when the estimate's relative change is below ``tol``.
         seed: seed of the random start vector.
-        batch_size: chunk size when ``data`` is a tensor pair.
-        transform: applied to the inputs once on the device.
-        evaluate: instead of ``loss_fn``, ``evaluate(batch)["loss"]`` is the batch-mean loss, on batches of any
-            structure (e.g. a LightningModule's own loss; see :func:`~lightning_papers.landscape.surface`).
 
     Raises:
-        ValueError: for a non-positive ``max_iter`` or ``tol``, a model without parameters, or both ``loss_fn``
-            and ``evaluate``.
+        ValueError: for a non-positive ``max_iter`` or ``tol``, a model without parameters, or as
+            :func:`~lightning_papers.landscape.hessian_eigenvalues` does.
 
     Examples:
         >>> net = nn.Linear(3, 2)
@@ -92,69 +91,17 @@ def hessian_top_eigenvalue(
         >>> res.eigenvalue > 0
         True
     """
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"Expected `max_iter` to be a positive integer, got {max_iter!r}")
+    check.positive_int("max_iter", max_iter)
     if not tol > 0:
         raise ValueError(f"Expected `tol` > 0, got {tol!r}")
-    from lightning_papers.landscape.directions import check_materialised
-
-    check_materialised(model)
-    params = list(model.parameters())
-    if not params:
-        raise ValueError("Expected a model with parameters, got none")
-    if evaluate is not None and loss_fn is not None:
-        raise ValueError("Expected either `evaluate` or `loss_fn`, got both")
-    if evaluate is None:
-        loss_fn = loss_fn or F.cross_entropy
-        batches = prepare_batches(data, params[0].device, batch_size, transform)
-
-        def batch_loss(batch: Any) -> torch.Tensor:
-            return loss_fn(model(batch[0]), batch[1])
-    else:
-        batches = [to_device(b, params[0].device) for b in data]
-
-        def batch_loss(batch: Any) -> torch.Tensor:
-            return evaluate(batch)["loss"]
-    n_total = sum(samples_in(b) for b in batches)
-    grads_before = [p.grad for p in params]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("Expected a model with parameters that require grad, got none")
     gen = torch.Generator().manual_seed(seed)
-    history: list[float] = []
-    converged = False
-    with preserved_model(model), second_order():  # fused attention has no double backward: the math kernel
-        model.eval()
-        for p in params:
-            p.requires_grad_(True)
-
-        def hvp(vec: list[torch.Tensor]) -> list[torch.Tensor]:
-            out = [torch.zeros_like(p) for p in params]
-            for batch in batches:
-                loss = batch_loss(batch) * (samples_in(batch) / n_total)
-                grads = torch.autograd.grad(loss, params, create_graph=True)
-                dot = sum((g * v).sum() for g, v in zip(grads, vec))
-                hv = torch.autograd.grad(dot, params)
-                torch._foreach_add_(out, [h.detach() for h in hv])
-            return out
-
-        v = [torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p) for p in params]
-        norm = math.sqrt(sum(float((t * t).sum()) for t in v))
-        v = [t / norm for t in v]
-        estimate = math.nan
-        for _ in range(max_iter):
-            hv = hvp(v)
-            new = float(sum((h * t).sum() for h, t in zip(hv, v)))  # Rayleigh quotient, |v| = 1
-            history.append(new)
-            norm = math.sqrt(sum(float((h * h).sum()) for h in hv))
-            if norm == 0.0:
-                estimate, converged = 0.0, True
-                break
-            v = [h / norm for h in hv]
-            if not math.isnan(estimate) and abs(new - estimate) <= tol * max(abs(new), 1e-12):
-                estimate, converged = new, True
-                break
-            estimate = new
-        for p, grad in zip(params, grads_before):  # `.grad` as found (a loss_fn may have called backward)
-            p.grad = grad
-    return HessianEigenvalue(eigenvalue=estimate, iterations=len(history), converged=converged, history=history)
+    start = Direction({n: torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p) for n, p in named})
+    res = _eigenpairs(model, _spec(spec, loss_fn, options), 1, "power", "magnitude", max_iter, tol, start, False,
+                      seed, settle=True)
+    return HessianEigenvalue(res.eigenvalues[0], len(res.history), res.converged, res.history)
 
 
 def loss_rise(result: SurfaceResult, radius: float, metric: str = "loss") -> float:

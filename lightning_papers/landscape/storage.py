@@ -14,8 +14,8 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,46 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_papers.landscape.result import SurfaceResult
+from lightning_papers import _validation as check
 
 __all__ = [
     "MATCH_KEYS",
+    "SurfaceStore",
     "callable_identity",
     "check_metadata",
     "data_fingerprint",
-    "load_surface",
     "model_fingerprint",
-    "save_surface",
     "surface_paths",
 ]
 
 # Metadata entries that must be equal for a saved surface to be resumed (and, but for `shard`, for parts to merge).
 MATCH_KEYS = ("ndim", "axes", "directions", "model", "data", "metrics", "evaluation", "shard", "autocast_dtype",
               "recompute_bn")
+
+
+@dataclass(frozen=True)
+class SurfaceStore:
+    """Where a surface is saved while it is computed, and whether a saved one is resumed.
+
+    Args:
+        path: save ``<path>.npz`` / ``<path>.json`` every ``save_every`` points and at the end (``None``: keep it in
+            memory only).
+        resume: continue the surface saved at ``path`` (its points are skipped); one whose metadata differs is
+            refused.
+        save_every: points between two saves.
+
+    Raises:
+        ValueError: for a non-positive ``save_every`` or ``resume`` without ``path``.
+    """
+
+    path: str | os.PathLike | None = None
+    resume: bool = False
+    save_every: int = 10
+
+    def __post_init__(self) -> None:
+        check.positive_int("save_every", self.save_every)
+        if self.resume and self.path is None:
+            raise ValueError("Expected a `path` to resume from, got `resume=True` with `path=None`")
 
 
 def callable_identity(fn: object) -> str:
@@ -140,64 +164,6 @@ def _atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def save_surface(result: SurfaceResult, path: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``result`` as ``<path>.npz`` (axes, values, computed mask, metadata JSON) and ``<path>.json``.
-
-    Both writes are atomic. NaN and inf values are stored as such. Returns the two paths.
-
-    Examples:
-        >>> r = SurfaceResult([np.arange(3.0)], {"loss": np.array([1.0, np.nan, 2.0])}, np.ones(3, bool))
-        >>> npz, js = save_surface(r, "curve")  # doctest: +SKIP
-    """
-    npz_path, json_path = surface_paths(path)
-    meta_json = json.dumps(result.metadata, default=_json_default, allow_nan=True, sort_keys=True)
-    arrays: dict[str, np.ndarray] = {f"axis_{i}": a for i, a in enumerate(result.axes)}
-    arrays.update({f"value_{k}": v for k, v in result.values.items()})
-    arrays["computed"] = result.computed
-    arrays["metadata"] = np.array(meta_json)
-    arrays["metric_names"] = np.array(list(result.values), dtype=np.str_)
-    if result.trajectory is not None:
-        arrays["trajectory"] = np.asarray(result.trajectory, dtype=np.float64)
-    _atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
-    summary = {
-        "metadata": json.loads(meta_json),
-        "shape": list(result.shape),
-        "computed_points": int(result.computed.sum()),
-        "total_points": int(result.computed.size),
-        "npz": npz_path.name,
-    }
-    text = json.dumps(summary, indent=2, sort_keys=True, allow_nan=True)
-    _atomic_write(json_path, lambda fh: fh.write(text.encode()))
-    return npz_path, json_path
-
-
-def load_surface(path: str | os.PathLike) -> SurfaceResult:
-    """Read a surface written by :func:`save_surface` (the ``.npz`` is self-contained).
-
-    Raises:
-        ValueError: when no ``<path>.npz`` exists.
-    """
-    npz_path, _ = surface_paths(path)
-    if not npz_path.exists():
-        raise ValueError(f"Expected a saved surface at {str(npz_path)!r}, got no such file")
-    try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            ndim = sum(1 for k in data.files if k.startswith("axis_"))
-            axes = [data[f"axis_{i}"] for i in range(ndim)]
-            values = {str(k): data[f"value_{k}"] for k in data["metric_names"]}
-            computed = data["computed"]
-            metadata = json.loads(str(data["metadata"]))
-            trajectory = data["trajectory"] if "trajectory" in data.files else None
-        if not axes or not values or not isinstance(metadata, dict):
-            raise ValueError("no axes, no metrics or no metadata")
-        return SurfaceResult(axes, values, computed, metadata, trajectory)
-    # never "allow_pickle": a surface holds no objects, so a file that needs it is not one of ours
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        what = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ValueError(f"Expected a surface written by save_surface at {str(npz_path)!r}, got a file that is not "
-                         f"one or is damaged ({type(err).__name__}: {what}); delete it to start over") from None
 
 
 def check_metadata(saved: Mapping[str, Any], expected: Mapping[str, Any], where: str = "the saved surface",

@@ -1,8 +1,11 @@
-"""Helpers for modules: checkpoints of a frozen loss network (VGG-16) that is rebuilt, never saved; the Trainer test."""
+"""Helpers for modules: checkpoints of a frozen loss network (VGG-16) that is rebuilt, never saved; the Trainer test;
+the images of a batch; sample grids to TensorBoard."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 
 def drop_keys(checkpoint: dict[str, Any], prefix: str) -> None:
@@ -20,3 +23,22 @@ def under_trainer(module: Any) -> bool:
         return module.trainer is not None
     except RuntimeError:
         return False
+
+
+def images_of(batch: Any) -> torch.Tensor:
+    """The images of a batch: ``batch`` itself, or its first element for an ``(images, ...)`` pair."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def log_grid(module: Any, tag: str, grid: torch.Tensor, description: str | None = None) -> None:
+    """Write an image ``grid`` (C, H, W in [0, 1]) to every ``TensorBoardLogger`` of ``module``'s Trainer, rank zero
+    only, at the current step; ``description`` is shown on the image's TensorBoard card."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lightning_papers.tensorboard import add_image
+
+    if not module.trainer.is_global_zero:
+        return
+    for logger in module.trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            add_image(logger, tag, grid.numpy(), module.global_step, description=description, dataformats="CHW")

@@ -17,10 +17,12 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
-from lightning_papers.lr_owner import owns_learning_rate
+from lightning_papers._validation import one_of, positive_int, positive_real
 from lightning_papers.models import get_model
-from lightning_papers.modules._frozen import under_trainer
+from lightning_papers.modules._frozen import images_of, under_trainer
+from lightning_papers.schedules import owns_learning_rate
 
 __all__ = ["ImageClassifier"]
 
@@ -84,20 +86,14 @@ class ImageClassifier(L.LightningModule):
         image_size: tuple[int, int, int] = (3, 32, 32),
     ) -> None:
         super().__init__()
-        if optimizer not in SUPPORTED_OPTIMIZERS:
-            raise ValueError(f"Expected `optimizer` to be one of {SUPPORTED_OPTIMIZERS}, got {optimizer!r}")
-        if scheduler not in SUPPORTED_SCHEDULERS:
-            raise ValueError(f"Expected `scheduler` to be one of {SUPPORTED_SCHEDULERS}, got {scheduler!r}")
-        if scheduler_interval not in SUPPORTED_INTERVALS:
-            raise ValueError(
-                f"Expected `scheduler_interval` to be one of {SUPPORTED_INTERVALS}, got {scheduler_interval!r}"
-            )
-        if not lr > 0:
-            raise ValueError(f"Expected `lr` > 0, got {lr!r}")
+        one_of("optimizer", optimizer, SUPPORTED_OPTIMIZERS)
+        one_of("scheduler", scheduler, SUPPORTED_SCHEDULERS)
+        one_of("scheduler_interval", scheduler_interval, SUPPORTED_INTERVALS)
+        positive_real("lr", lr)
         if scheduler == "multistep" and not milestones:
             raise ValueError("Expected non-empty `milestones` for scheduler='multistep', got an empty sequence")
-        if scheduler == "step" and step_size < 1:
-            raise ValueError(f"Expected `step_size` >= 1 for scheduler='step', got {step_size!r}")
+        if scheduler == "step":
+            positive_int("step_size", step_size, fix="scheduler='step' decays the rate every `step_size` steps")
 
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         if isinstance(model, nn.Module):
@@ -113,11 +109,10 @@ class ImageClassifier(L.LightningModule):
 
         # validate_args=False: torchmetrics' input checks read tensor values on the host (a device sync in
         # every training step on a GPU); our own logits and labels need no checking.
-        acc = dict(num_classes=num_classes, average="micro", validate_args=False)
-        self.train_acc = MulticlassAccuracy(**acc)
-        self.val_acc = MulticlassAccuracy(**acc)
-        self.test_acc = MulticlassAccuracy(**acc)
+        self.train_acc, self.val_acc, self.test_acc = (
+            MulticlassAccuracy(num_classes=num_classes, average="micro", validate_args=False) for _ in range(3))
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -137,19 +132,23 @@ class ImageClassifier(L.LightningModule):
                  sync_dist=not on_step)
         return loss
 
+    @override
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
 
+    @override
     def validation_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "val")
 
+    @override
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
+    @override
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(x).argmax(dim=1)
+        return self(images_of(batch)).argmax(dim=1)
 
+    @override
     def configure_optimizers(self):
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]

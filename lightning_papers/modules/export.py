@@ -21,8 +21,11 @@ from __future__ import annotations
 import inspect
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from lightning_papers._validation import integer, one_of
 
 __all__ = ["DEFAULT_OPSET", "FORMATS", "MIN_OPSET", "ONNX_MIN_SIZE", "export_checkpoint", "export_model", "max_opset"]
 
@@ -103,12 +106,9 @@ def max_opset() -> int:
 
 
 def _check_format(format: str, opset: int) -> None:
-    if format not in FORMATS:
-        raise ValueError(f"Expected --format to be one of {FORMATS}, got {format!r}")
-    top = max_opset()
-    if format == "onnx" and (isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= top):
-        raise ValueError(f"Expected --opset to be an ONNX opset version from {MIN_OPSET} to {top} (what torch "
-                         f"{torch.__version__} exports), got {opset!r}")
+    one_of("--format", format, FORMATS)
+    if format == "onnx":
+        integer("--opset", opset, MIN_OPSET, max_opset(), fix=f"pass an ONNX opset torch {torch.__version__} exports")
 
 
 def _export_onnx(model: torch.nn.Module, output: Path, opset: int) -> None:
@@ -116,7 +116,7 @@ def _export_onnx(model: torch.nn.Module, output: Path, opset: int) -> None:
 
     # a fixed example that leaves the global RNG alone; its values do not matter, its size is traced symbolically
     example = torch.rand(1, 3, EXAMPLE_SIZE, EXAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "input_names": ["image"],
         "output_names": ["output"],
         "dynamic_axes": {"image": {0: "batch", 2: "height", 3: "width"},

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_papers._validation import one_of, positive_int
 from lightning_papers.modules.super_resolution import bicubic_upsample
 
 __all__ = ["KINDS", "ImageModel", "checkpoint_kind", "load_image_model", "read_checkpoint"]
@@ -52,8 +53,7 @@ class ImageModel(nn.Module):
 
     def __init__(self, net: nn.Module, *, factor: int = 1, residual: bool = False, kind: str = "") -> None:
         super().__init__()
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"Expected `factor` to be a positive integer, got {factor!r}")
+        positive_int("factor", factor)
         if residual and factor == 1:
             raise ValueError("Expected `factor` > 1 with `residual=True` (a bicubic upsampling to add), got 1")
         self.net = net
@@ -122,8 +122,8 @@ def load_image_model(ckpt: str | Path, expected: str | None = None) -> ImageMode
     from lightning_papers.modules.super_resolution import SuperResolution
 
     classes = {"FastStyleTransfer": FastStyleTransfer, "SuperResolution": SuperResolution}
-    if expected is not None and expected not in KINDS:
-        raise ValueError(f"Expected `expected` to be one of {tuple(KINDS)} or None, got {expected!r}")
+    if expected is not None:
+        one_of("expected", expected, tuple(KINDS), fix="pass one of them, or None for either")
     path = Path(ckpt)
     wanted = expected or " or ".join(KINDS)
     checkpoint = read_checkpoint(path, "--ckpt")
@@ -185,10 +185,8 @@ def read_checkpoint(path: str | Path, flag: str = "--ckpt") -> dict[str, Any]:
         reason = _weights_only_reason(err)
         if "GLOBAL" not in reason:  # the weights-only unpickler stopped at something other than an object
             raise ValueError(f"{not_one} could not be read as one ({reason})") from None
-        raise ValueError(f"Expected {flag} to hold only tensors and plain data, but {str(path)!r} needs arbitrary "
-                         f"objects unpickled, which could run code; refused ({reason}). Re-save its "
-                         "state_dict and hyper-parameters with a trusted torch, or load it yourself if you trust "
-                         "it") from None
+        raise ValueError(f"Expected {flag} to hold only tensors and plain data, got {str(path)!r}, whose objects "
+                         f"could run code; refused: re-save its state_dict with a trusted torch ({reason})") from None
     except Exception as err:  # a truncated download, a damaged archive, ...
         raise ValueError(f"{not_one} could not be read as one ({type(err).__name__}: {_first_line(err)})") from None
     if not isinstance(checkpoint, dict):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lightning_papers._helpers import PRECISIONS, CompiledOrEager, resolve_device
+from lightning_papers._validation import one_of
 
 __all__ = ["PRECISIONS", "ImageRunner", "fast_options", "resolve_device"]
 
@@ -61,8 +62,7 @@ class ImageRunner:
 
     def __init__(self, net: nn.Module, device: str | torch.device = "auto", precision: str = "32", *,
                  channels_last: bool = False, compile: bool = False, cuda_graphs: bool = False) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"Expected `precision` to be one of {tuple(PRECISIONS)}, got {precision!r}")
+        one_of("precision", precision, tuple(PRECISIONS))
         self.device = resolve_device(device)
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"Expected a CUDA device with `cuda_graphs=True`, got device {str(self.device)!r}")

@@ -18,10 +18,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.data import AttributeDict
+from typing_extensions import override
 
+from lightning_papers._validation import integer, positive_int, positive_real
 from lightning_papers.losses import PerceptualLoss, VGGFeatures, fetch_vgg16_weights
 from lightning_papers.models import TransformerNet
-from lightning_papers.modules._frozen import drop_keys, under_trainer
+from lightning_papers.models.transformer_net import Norm, Upsample
+from lightning_papers.modules._frozen import drop_keys, images_of, log_grid, under_trainer
 
 __all__ = ["FastStyleTransfer"]
 
@@ -55,6 +59,8 @@ class FastStyleTransfer(pl.LightningModule):
             sample-photo name; the losses and network raise for their own bad options.
     """
 
+    hparams: AttributeDict  # what save_hyperparameters() stores (Lightning types it as any mutable mapping)
+
     def __init__(
         self,
         style_image: str = "immunohistochemistry",
@@ -66,18 +72,14 @@ class FastStyleTransfer(pl.LightningModule):
         style_layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
         lr: float = 1e-3,
         vgg_weights: str = "imagenet",
-        norm: str = "instance",
-        upsample: str = "resize_conv",
+        norm: Norm = "instance",
+        upsample: Upsample = "resize_conv",
         sample_every_n_steps: int = 100,
     ) -> None:
         super().__init__()
-        if not lr > 0:
-            raise ValueError(f"Expected `lr` > 0, got {lr!r}")
-        if isinstance(style_size, bool) or not isinstance(style_size, int) or style_size < 1:
-            raise ValueError(f"Expected `style_size` to be a positive integer, got {style_size!r}")
-        every = sample_every_n_steps
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            raise ValueError(f"Expected `sample_every_n_steps` to be a non-negative integer, got {every!r}")
+        positive_real("lr", lr)
+        positive_int("style_size", style_size)
+        integer("sample_every_n_steps", sample_every_n_steps, minimum=0)
         self.save_hyperparameters()
         self.lr = lr
         self.net = TransformerNet(norm=norm, upsample=upsample)
@@ -87,10 +89,12 @@ class FastStyleTransfer(pl.LightningModule):
         self.strict_loading = False
 
     # -- set-up -----------------------------------------------------------------------------------------
+    @override
     def prepare_data(self) -> None:
         if self.hparams.vgg_weights == "imagenet":
             fetch_vgg16_weights(download=True)
 
+    @override
     def configure_model(self) -> None:
         # Under a Trainer only: ``load_from_checkpoint`` calls this hook too, and inference needs no VGG.
         if under_trainer(self):
@@ -124,9 +128,11 @@ class FastStyleTransfer(pl.LightningModule):
         return load_image(source, size=self.hparams.style_size)
 
     # -- checkpoints: the frozen VGG stays out ---------------------------------------------------------------
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         drop_keys(checkpoint, _VGG_PREFIX)
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Resuming under a Trainer, configure_model has built the loss network: the style targets load into it.
         # Loading for inference (load_from_checkpoint), there is none and no VGG is needed: keep the network's
@@ -135,20 +141,18 @@ class FastStyleTransfer(pl.LightningModule):
             drop_keys(checkpoint, "loss_fn.")
 
     # -- steps ------------------------------------------------------------------------------------------
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-    @staticmethod
-    def _images(batch: Any) -> torch.Tensor:
-        return batch[0] if isinstance(batch, (list, tuple)) else batch
 
     def _terms(self, content: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss_fn = self.build_loss()
         output = self(content)
         return output, loss_fn(output, content)
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        content = self._images(batch)
+        content = images_of(batch)
         output, terms = self._terms(content)
         self.log_dict({f"style/{k}": v.detach() for k, v in terms.items()}, on_step=True, on_epoch=False,
                       prog_bar=False)
@@ -157,27 +161,20 @@ class FastStyleTransfer(pl.LightningModule):
             self._log_samples(content, output)
         return terms["loss"]
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        _, terms = self._terms(self._images(batch))
+        _, terms = self._terms(images_of(batch))
         self.log("style/val_loss", terms["loss"], on_epoch=True, sync_dist=True)
 
     def _log_samples(self, content: torch.Tensor, output: torch.Tensor) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger
         from torchvision.utils import make_grid
 
-        from lightning_papers.tensorboard import add_image
-
-        if not self.trainer.is_global_zero:
-            return
         n = min(4, len(content))
         # one row per image: content | stylised
         pairs = torch.stack([content[:n].detach(), output[:n].detach().float()], dim=1).flatten(0, 1)
         grid = make_grid(pairs.clamp(0, 1).cpu(), nrow=2, padding=2)
-        description = RANDOM_VGG_NOTE if self.hparams.vgg_weights == "random" else None
-        for logger in self.trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                add_image(logger, "style/samples", grid.numpy(), self.global_step, description=description,
-                          dataformats="CHW")
+        log_grid(self, "style/samples", grid, RANDOM_VGG_NOTE if self.hparams.vgg_weights == "random" else None)
 
+    @override
     def configure_optimizers(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.lr)

@@ -22,12 +22,16 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.data import AttributeDict
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from torchvision.transforms.v2 import functional as TF
+from typing_extensions import override
 
+from lightning_papers._validation import integer, one_of, positive_real
 from lightning_papers.losses import VGGFeatures, feature_loss, fetch_vgg16_weights, pixel_loss
 from lightning_papers.models import SuperResolutionNet
-from lightning_papers.modules._frozen import drop_keys, under_trainer
+from lightning_papers.models.transformer_net import Norm
+from lightning_papers.modules._frozen import drop_keys, images_of, log_grid, under_trainer
 
 __all__ = ["SuperResolution", "bicubic_upsample", "degrade", "luma"]
 
@@ -83,6 +87,8 @@ class SuperResolution(pl.LightningModule):
             the network raises for a ``factor`` other than 4 or 8.
     """
 
+    hparams: AttributeDict  # what save_hyperparameters() stores (Lightning types it as any mutable mapping)
+
     def __init__(
         self,
         factor: int = 4,
@@ -91,16 +97,12 @@ class SuperResolution(pl.LightningModule):
         vgg_weights: str = "imagenet",
         residual: bool = True,
         sample_every_n_epochs: int = 1,
-        norm: str = "none",
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"Expected `loss` to be one of {LOSSES}, got {loss!r}")
-        if not lr > 0:
-            raise ValueError(f"Expected `lr` > 0, got {lr!r}")
-        if isinstance(sample_every_n_epochs, bool) or not isinstance(sample_every_n_epochs, int) \
-                or sample_every_n_epochs < 0:
-            raise ValueError(f"Expected `sample_every_n_epochs` >= 0, got {sample_every_n_epochs!r}")
+        one_of("loss", loss, LOSSES)
+        positive_real("lr", lr)
+        integer("sample_every_n_epochs", sample_every_n_epochs, minimum=0)
         self.save_hyperparameters()
         self.lr = lr
         self.net = SuperResolutionNet(factor=factor, norm=norm, output="none" if residual else "sigmoid")
@@ -115,14 +117,22 @@ class SuperResolution(pl.LightningModule):
         self.ssim, self.ssim_bicubic = (StructuralSimilarityIndexMeasure(data_range=1.0),
                                         StructuralSimilarityIndexMeasure(data_range=1.0))
 
+    @override
     def prepare_data(self) -> None:
         if self.hparams.loss == "feature" and self.hparams.vgg_weights == "imagenet":
             fetch_vgg16_weights(download=True)
 
+    @override
     def configure_model(self) -> None:
-        if self.hparams.loss == "feature" and self.vgg is None and under_trainer(self):
-            self.vgg = VGGFeatures(weights=self.hparams.vgg_weights, layers=("relu2_2",)).to(self.device)
+        if self.hparams.loss == "feature" and under_trainer(self):
+            self._loss_network()
 
+    def _loss_network(self) -> VGGFeatures:
+        if self.vgg is None:
+            self.vgg = VGGFeatures(weights=self.hparams.vgg_weights, layers=("relu2_2",)).to(self.device)
+        return self.vgg
+
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         drop_keys(checkpoint, "vgg.")
 
@@ -130,6 +140,7 @@ class SuperResolution(pl.LightningModule):
     def bicubic(self, lr: torch.Tensor) -> torch.Tensor:
         return bicubic_upsample(lr, self.hparams.factor)
 
+    @override
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """Upscale low-resolution images in [0, 1] by ``factor``."""
         out = self.net(lr)
@@ -139,28 +150,25 @@ class SuperResolution(pl.LightningModule):
         out = self.bicubic(lr) + out
         return out if self.training else out.clamp(0, 1)
 
-    @staticmethod
-    def _images(batch: Any) -> torch.Tensor:
-        return batch[0] if isinstance(batch, (list, tuple)) else batch
-
     def _crop(self, hr: torch.Tensor) -> torch.Tensor:
         f = self.hparams.factor
         return hr[..., : hr.shape[-2] // f * f, : hr.shape[-1] // f * f]
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        hr = self._crop(self._images(batch))
+        hr = self._crop(images_of(batch))
         sr = self(degrade(hr, self.hparams.factor))
         if self.hparams.loss == "pixel":
             loss = pixel_loss(sr, hr)
         else:
-            if self.vgg is None:
-                self.configure_model()
-            loss = feature_loss(self.vgg(sr)["relu2_2"], self.vgg(hr)["relu2_2"].detach())
+            vgg = self._loss_network()
+            loss = feature_loss(vgg(sr)["relu2_2"], vgg(hr)["relu2_2"].detach())
         self.log("sr/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        hr = self._crop(self._images(batch))
+        hr = self._crop(images_of(batch))
         lr = degrade(hr, self.hparams.factor)
         sr, bicubic = self(lr), self.bicubic(lr)
         y_hr, y_sr, y_bi = luma(hr), luma(sr.float()), luma(bicubic)
@@ -175,17 +183,13 @@ class SuperResolution(pl.LightningModule):
             self._log_samples(bicubic, sr, hr)
 
     def _log_samples(self, bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger
         from torchvision.utils import make_grid
 
-        if self.trainer is None or not self.trainer.is_global_zero:
-            return
         n = min(2, len(hr))
         rows = torch.stack([bicubic[:n], sr[:n].float(), hr[:n]], dim=1).flatten(0, 1)  # bicubic | ours | truth
         grid = make_grid(rows.detach().clamp(0, 1).cpu(), nrow=3, padding=2)
-        for logger in self.trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("sr/samples", grid, self.global_step)
+        log_grid(self, "sr/samples", grid)
 
+    @override
     def configure_optimizers(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.lr)

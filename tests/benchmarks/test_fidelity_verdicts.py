@@ -27,7 +27,7 @@ import _fidelity as fid  # noqa: E402
 
 RESULTS = sorted((ROOT / "benchmarks" / "results").glob("fidelity_*.json"))
 # the results still from the method before issue 25 (no per-seed pairs): rerun them, then remove them here
-OLD_METHOD = {"fidelity_superconvergence.json"}
+OLD_METHOD: set[str] = set()
 VERDICT_WORDS = ("shown", "contradicted", "inconclusive")
 # (the claim as benchmarks/README.md names it in "Verdict (claim): **word**", a phrase of the first cell of its row
 #  in docs/reproduce.md, its parts: (JSON file, path to the node with "paired" and "paired_verdict")). A row of
@@ -96,6 +96,15 @@ def test_stored_verdicts_follow_the_rule(path):
         pytest.skip(f"{path.name}: from the method before issue 25 (no per-seed pairs); rerun to check it")
     for where, stored, derived in checked:
         assert stored == derived, f"{path.name}{where}: stored {stored!r}, the rule gives {derived!r}"
+
+
+def test_superconvergence_result_is_rerun():
+    """The super-convergence JSON is from the issue-25 method: both halves of the claim and the arms as paired blocks
+    (re-derived above), the claim's verdict from its halves, five seeds."""
+    (record,) = _records(ROOT / "benchmarks" / "results" / "fidelity_superconvergence.json")
+    assert record["n"] >= 5 and len(record["paired"]) == 2 and len(record["arms"]) == 4
+    assert list(record["halves"].values()) == [_rule(b) for b in record["paired"].values()]
+    assert record["verdict"] == record["paired_verdict"] == fid.combined_verdict(list(record["halves"].values()))
 
 
 def test_results_without_pairs_are_known():

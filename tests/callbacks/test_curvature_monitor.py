@@ -164,7 +164,7 @@ def test_parameters_frozen_mid_run_drop_the_warm_start(tmp_path):
 
 
 def test_adaptive_optimizer_gets_no_threshold_and_a_warning(tmp_path):
-    monitor = CurvatureMonitor(every_n_steps=3, batchnorm="running", dataloader="val")
+    monitor = CurvatureMonitor(every_n_steps=3, batchnorm="running", split="val")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _fit(tmp_path, [monitor], max_steps=3, optimizer="adamw")
@@ -184,7 +184,7 @@ def test_adaptive_optimizer_gets_no_threshold_and_a_warning(tmp_path):
         ({"spectrum_steps": -1}, "Expected `spectrum_steps` to be a positive integer, got -1"),
         ({"trace_samples": 1}, r"Expected `trace_samples` to be an integer >= 2 \(a standard error needs two\), got 1"),
         ({"tol": 0.0}, "Expected `tol` > 0, got 0.0"),
-        ({"dataloader": "test"}, r"Expected `dataloader` to be one of \('train', 'val'\), got 'test'"),
+        ({"split": "test"}, r"Expected `split` to be one of \('train', 'val'\), got 'test'"),
         ({"batchnorm": "eval"}, r"Expected `batchnorm` to be one of \('running', 'batch'\), got 'eval'"),
         ({"autocast_dtype": "bf16"}, "Expected `autocast_dtype` to be a torch.dtype or None, got 'bf16'"),
         ({"seed": 1.0}, "Expected `seed` to be an integer, got 1.0"),
@@ -193,6 +193,13 @@ def test_adaptive_optimizer_gets_no_threshold_and_a_warning(tmp_path):
 def test_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CurvatureMonitor(**kwargs)
+
+
+def test_dataloader_is_the_old_name_of_split():
+    with pytest.warns(DeprecationWarning, match="`dataloader` is deprecated: pass `split='val'`"):
+        monitor = CurvatureMonitor(dataloader="val")
+    assert monitor.split == "val" and monitor.state_key == CurvatureMonitor(split="val").state_key
+    assert "'dataloader': 'val'" in monitor.state_key  # the key checkpoints were saved under
 
 
 def test_state_dict_round_trip():
@@ -208,7 +215,7 @@ def test_fixed_batches_do_not_depend_on_how_far_training_has_got():
     # what a mid-epoch resume changes is the RNG state at the time a callback draws its fixed batches (an
     # uninterrupted run has consumed more of it): seeded draws give the same batches whatever that state, and leave
     # the state, and a loader's own generator, as they were
-    from lightning_papers.callbacks._trainer import _seeded
+    from lightning_papers.callbacks.evaluation import _seeded
 
     generator = torch.Generator().manual_seed(5)
     loader = torch.utils.data.DataLoader(torch.arange(100), batch_size=4, shuffle=True, generator=generator)

@@ -328,7 +328,7 @@ def test_state_dict_pickles_and_round_trips():
         SuperConvergence(1.0, anneal="cos").load_state_dict(sc.state_dict())
     # a checkpoint of the first release (its own keys) resumes the same sequence, stretched as it was
     old = {"max_lrs": [1.0], "schedule_total": 10, "run_total": 12, "anchor_step": 4, "anchor_pos": 4.0,
-           "shape": sc._shape(), "init_state": None}
+           "shape": sc.schedule.shape(), "init_state": None}
     legacy = SuperConvergence(1.0)
     legacy.load_state_dict(old)
     assert legacy.schedule == sc.schedule.stretched(4, 12)

@@ -27,7 +27,7 @@ from lightning_papers.callbacks import (
     LRRangeFinder,
     SuperConvergence,
 )
-from lightning_papers.callbacks._trainer import evaluation_batches
+from lightning_papers.callbacks.evaluation import evaluation_batches
 from lightning_papers.data import DigitsDataModule
 from lightning_papers.landscape import random_directions, surface
 from lightning_papers.modules import ImageClassifier
@@ -223,7 +223,7 @@ class _ReferenceSurface(Callback):
 @pytest.mark.parametrize(("precision", "fast"), [*((p, False) for p in PRECISIONS), (PRECISIONS[0], True)])
 def test_landscape_probe_under_autocast_matches_a_float32_cpu_surface(tmp_path, precision, fast):
     grid = (np.linspace(-0.5, 0.5, 3), np.linspace(-0.5, 0.5, 3))
-    probe = LossLandscapeProbe(mode="2d", grid=grid, num_batches=2, autocast_dtype=torch.bfloat16, sharpness=False,
+    probe = LossLandscapeProbe(kind="2d", grid=grid, num_batches=2, autocast_dtype=torch.bfloat16, sharpness=False,
                                save_results=False, fold_bn=fast, channels_last=fast, compile=fast and CUDA,
                                loss_fn=F.cross_entropy if fast else None)
     reference = _ReferenceSurface(probe)
@@ -236,7 +236,7 @@ def test_landscape_probe_under_autocast_matches_a_float32_cpu_surface(tmp_path, 
     assert ours.complete and np.isfinite(ours["loss"]).all()
     ref_model = reference.model
     directions = random_directions(ref_model, 2, seed=probe.seed, normalization=probe.normalization,
-                                   ignore=probe.ignore, kind=probe.kind)
+                                   ignore=probe.ignore, kind=probe.perturb)
     expected = surface(ref_model, directions, grid, reference.batches)
     # bf16 autocast on the device vs float32 on the CPU: a few per cent apart (bf16 keeps 8 bits of the
     # logits: about 6 % at a loss of 10 after a short run), the same shape of surface

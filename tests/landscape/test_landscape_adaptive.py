@@ -90,7 +90,7 @@ def test_the_estimated_error_bounds_the_true_one_in_each_cell(fn):
     # interpolated inside each finest cell in the clipped plotted scale, the error there stays below the cell's
     # estimate (twice the parent's error at the points its split added)
     g_eval, _ = plotted_values(np.where(r.computed, r["loss"], np.nan), "loss", centre)
-    from lightning_papers.landscape.adaptive import _leaves_of, _multilinear, _split
+    from lightning_papers.landscape.lattice import _leaves_of, _multilinear, _split
 
     checked = 0
     for box in _leaves_of(r.computed):

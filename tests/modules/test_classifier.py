@@ -103,7 +103,7 @@ def test_own_module_and_model_kwargs():
     ({"optimizer": "adam"}, r"Expected `optimizer` to be one of \('sgd', 'adamw'\), got 'adam'"),
     ({"scheduler": "cosine"}, r"Expected `scheduler` to be one of \(None, 'step', 'multistep'\), got 'cosine'"),
     ({"scheduler_interval": "batch"}, r"Expected `scheduler_interval` to be one of \('epoch', 'step'\), got 'batch'"),
-    ({"lr": 0.0}, r"Expected `lr` > 0, got 0.0"),
+    ({"lr": 0.0}, r"Expected `lr` to be a positive finite number, got 0.0"),
     ({"scheduler": "multistep"}, r"Expected non-empty `milestones` for scheduler='multistep'"),
     ({"model": "vgg16"}, r"Unknown model 'vgg16'. Expected one of: resnet110"),
 ])

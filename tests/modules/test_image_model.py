@@ -59,7 +59,7 @@ def test_errors(style_checkpoint, tmp_path):
     with pytest.raises(TypeError, match=r"Expected a FastStyleTransfer or SuperResolution module, got ImageClassif"):
         ImageModel.from_module(ImageClassifier())
     with pytest.raises(ValueError, match=r"Expected `expected` to be one of \('FastStyleTransfer', 'SuperResolution'"
-                                         r"\) or None, got 'Style'"):
+                                         r"\), got 'Style': pass one of them, or None for either"):
         load_image_model(style_checkpoint[0], expected="Style")
     torch.save({"state_dict": {"model.fc.weight": torch.zeros(2)}, "hyper_parameters": {}}, tmp_path / "cls.ckpt")
     with pytest.raises(ValueError, match=r"Expected --ckpt to be a FastStyleTransfer or SuperResolution checkpoint, "

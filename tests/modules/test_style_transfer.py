@@ -94,9 +94,9 @@ def test_checkpoint_leaves_out_the_vgg_and_resumes_with_the_style_targets(tmp_pa
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(lr=0.0), "Expected `lr` > 0, got 0.0"),
+        (dict(lr=0.0), "Expected `lr` to be a positive finite number, got 0.0"),
         (dict(style_size=0), "Expected `style_size` to be a positive integer, got 0"),
-        (dict(sample_every_n_steps=-1), "Expected `sample_every_n_steps` to be a non-negative integer, got -1"),
+        (dict(sample_every_n_steps=-1), "Expected `sample_every_n_steps` to be an integer >= 0, got -1"),
     ],
 )
 def test_constructor_errors(kwargs, match):

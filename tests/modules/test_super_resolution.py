@@ -111,8 +111,8 @@ def test_feature_loss_checkpoint_leaves_out_the_vgg(tmp_path):
     ("kwargs", "match"),
     [
         (dict(loss="l1"), r"Expected `loss` to be one of \('feature', 'pixel'\), got 'l1'"),
-        (dict(lr=-1.0), "Expected `lr` > 0, got -1.0"),
-        (dict(sample_every_n_epochs=-2), "Expected `sample_every_n_epochs` >= 0, got -2"),
+        (dict(lr=-1.0), "Expected `lr` to be a positive finite number, got -1.0"),
+        (dict(sample_every_n_epochs=-2), "Expected `sample_every_n_epochs` to be an integer >= 0, got -2"),
         (dict(factor=3), "3"),
         (dict(norm="group"), "group"),
     ],
