@@ -30,7 +30,7 @@ reported with its reasons. Prints tables and one JSON line.
 Usage::
 
     python benchmarks/fidelity_clr.py
-    python benchmarks/fidelity_clr.py --seeds 0 1 2 3 4 5 6 7 --steps 480 --cycles 4
+    python benchmarks/fidelity_clr.py --steps 480 --cycles 4   # the check that the target is the fixed policy's best
     python benchmarks/fidelity_clr.py --fast       # a smoke test of the script (seconds)
 """
 

@@ -243,8 +243,8 @@ def plot(summary: dict, path: str | Path) -> Path:
     fig = Figure(figsize=(10.5, 3.8))
     axes = fig.subplots(1, 3)
     labels = {"resnet20": "ResNet-20", "resnet20_noshort": "no\nshortcuts", "resnet20_wide2": "2x\nwider",
-              "resnet20_large_batch": f"batch {summary['args']['large_batch']}\nsame loss",
-              "resnet20_large_batch_equal_epochs": f"batch {summary['args']['large_batch']}\nsame epochs"}
+              "resnet20_large_batch": f"batch {summary['args']['large_batch']}\nsame\nloss",
+              "resnet20_large_batch_equal_epochs": f"batch {summary['args']['large_batch']}\nsame\nepochs"}
     colors = {"resnet20": "k", "resnet20_noshort": "C3", "resnet20_wide2": "C2", "resnet20_large_batch": "C1",
               "resnet20_large_batch_equal_epochs": "C5"}
     measures = (("test_acc", "test accuracy (%)", 100.0, False), ("hessian_top_eigenvalue",

@@ -4,11 +4,16 @@ Every comparison a fidelity script writes as a paired block (``_fidelity.paired_
 paper's ``direction`` and a ``verdict``) is re-derived here from its per-seed values, and a claim's
 ``paired_verdict`` from its parts (``combined_verdict``), so a stored verdict cannot drift from its numbers.
 Results written by the earlier method (means and standard deviations, no per-seed pairs) carry no paired block
-and are listed by :func:`test_results_without_pairs_are_known`: their README verdicts await a rerun."""
+and are listed by :func:`test_results_without_pairs_are_known`: their README verdicts await a rerun.
+
+Each row of the "Does it reproduce?" table (``docs/reproduce.md``) and each verdict line of ``benchmarks/README.md``
+("Verdict (claim): **word**") is then checked against the verdict re-derived from its JSON (:data:`ROWS`), so the
+documents cannot drift from the numbers either."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,7 +27,21 @@ import _fidelity as fid  # noqa: E402
 
 RESULTS = sorted((ROOT / "benchmarks" / "results").glob("fidelity_*.json"))
 # the results still from the method before issue 25 (no per-seed pairs): rerun them, then remove them here
-OLD_METHOD = {"fidelity_clr.json", "fidelity_landscape.json", "fidelity_lr_range.json"}
+OLD_METHOD: set[str] = set()
+VERDICT_WORDS = ("shown", "contradicted", "inconclusive")
+# (the claim as benchmarks/README.md names it in "Verdict (claim): **word**", a phrase of the first cell of its row
+#  in docs/reproduce.md, its parts: (JSON file, path to the node with "paired" and "paired_verdict")). A row of
+#  several parts (CLR: the 240-step budget and the 480-step check that its target was the fixed policy's best) takes
+#  the rule's word for a claim of several parts (combined_verdict: shown when every part is).
+ROWS = (
+    ("super-convergence", "Super-convergence", (("fidelity_superconvergence.json", ()),)),
+    ("LR range test", "LR range test", (("fidelity_lr_range.json", ()),)),
+    ("CLR", "CLR (Smith", (("fidelity_clr.json", ()), ("fidelity_clr_480steps.json", ()))),
+    ("skip connections", "skip connections flatten",
+     (("fidelity_landscape.json", ("verdicts", "skip connections flatten")),)),
+    ("width", "width flattens", (("fidelity_landscape.json", ("verdicts", "width flattens")),)),
+    ("batch size", "small batches flatten", (("fidelity_landscape.json", ("verdicts", "small batches flatten")),)),
+)
 
 
 def _records(path: Path) -> list[dict]:
@@ -104,6 +123,70 @@ def test_rederive_catches_a_drifted_verdict():
     drifted = {"paired": {"rival": dict(good, verdict="contradicted")}, "paired_verdict": "inconclusive"}
     mismatches = [(s, d) for _, s, d in rederive(drifted) if s != d]
     assert mismatches == [("contradicted", "shown"), ("inconclusive", "shown")]
+
+
+def _claim_verdict(record: dict, path: tuple[str, ...]) -> str | None:
+    """The claim's verdict re-derived from its per-seed values (``None`` when the record has no such claim)."""
+    node = record
+    for key in path:
+        node = node.get(key, {})
+    if "paired_verdict" not in node:
+        return None
+    derived = [d for where, _, d in rederive(node) if where == "/paired_verdict"]
+    return derived[0]
+
+
+def _table_verdicts(text: str) -> dict[str, str]:
+    """{first cell: the bold verdict word of the "verdict" column} for the "Does it reproduce?" table."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    col = header.index("verdict")
+    out = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        match = re.match(r"\*\*(\w[\w ]*)\*\*", cells[col])
+        out[cells[0]] = match.group(1) if match else cells[col]
+    return out
+
+
+def _rows_with_records():
+    for claim, phrase, parts in ROWS:
+        derived = [_claim_verdict(_records(ROOT / "benchmarks" / "results" / name)[-1], path) for name, path in parts]
+        names = [name for name, _ in parts]
+        yield claim, phrase, names, None if None in derived else fid.combined_verdict(derived)
+
+
+@pytest.mark.parametrize(("claim", "phrase", "names", "derived"), list(_rows_with_records()),
+                         ids=[row[0] for row in ROWS])
+def test_documents_carry_the_derived_verdict(claim, phrase, names, derived):
+    if derived is None:
+        assert set(names) <= OLD_METHOD, f"{names} lack the claim {claim!r}: rerun them or fix ROWS"
+        pytest.skip(f"{names}: from the method before issue 25; the row is checked once it is rerun")
+    table = _table_verdicts((ROOT / "docs" / "reproduce.md").read_text())
+    cells = [cell for cell in table if phrase in cell]
+    assert len(cells) == 1, f"docs/reproduce.md: expected one table row naming {phrase!r}, found {len(cells)}"
+    assert table[cells[0]] == derived, f"docs/reproduce.md, {claim}: **{table[cells[0]]}**, the JSON gives {derived}"
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    words = re.findall(rf"Verdict \({re.escape(claim)}\): \*\*(\w+)\*\*", readme)
+    assert words == [derived], f"benchmarks/README.md: 'Verdict ({claim}): **...**' says {words}, the JSON {derived}"
+
+
+def test_every_table_row_is_checked():
+    """A row added to the table without an entry in ROWS would escape the check; the verdicts use the rule's words."""
+    table = _table_verdicts((ROOT / "docs" / "reproduce.md").read_text())
+    for cell, word in table.items():
+        named = sum(phrase in cell for _, phrase, _ in ROWS)
+        assert named == 1, f"docs/reproduce.md row {cell[:60]!r} is named by {named} entries of ROWS: expected one"
+        parts = next(parts for _, phrase, parts in ROWS if phrase in cell)
+        if not {name for name, _ in parts} <= OLD_METHOD:
+            assert word in VERDICT_WORDS, f"{cell[:60]!r}: verdict {word!r} is not one of the rule's {VERDICT_WORDS}"
+
+
+def test_table_reader_can_fail():
+    text = "| claim | verdict |\n|---|---|\n| CLR (Smith, x) | **shown** (n = 5) |\n| other | none |\n"
+    assert _table_verdicts(text) == {"CLR (Smith, x)": "shown", "other": "none"}
+    assert _claim_verdict({"paired": {"a": fid.paired_block([1.0, 1.1, 0.9], [0.0, 0.1, 0.0], "greater")},
+                           "paired_verdict": "inconclusive"}, ()) == "shown"
 
 
 def test_rederive_applies_a_non_inferiority_margin():
