@@ -82,8 +82,8 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--config", required=True, help="recipe YAML naming the model and data (as for `fit`)")
     p.add_argument("--grid", default="-1:1:51", help="x axis START:STOP:POINTS (default -1:1:51)")
     p.add_argument("--ygrid", default=None, help="y axis START:STOP:POINTS (default: as --grid)")
-    p.add_argument("--kind", "--mode", dest="mode", choices=("2d", "1d"), default="2d",
-                   help="2-D surface or 1-D curve (default 2d), as LossLandscapeProbe(kind=); --mode is its old name")
+    p.add_argument("--view", "--mode", dest="view", choices=("2d", "1d"), default="2d",
+                   help="2-D surface or 1-D curve (default 2d), as LossLandscapeProbe(view=); --mode is its old name")
     p.add_argument("--frame", action="store_true",
                    help="choose each axis's range from 1-D scans out to where the loss reaches 100 x the centre "
                         "loss, so the basin fills the picture (POINTS from --grid; START:STOP ignored)")
@@ -302,12 +302,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"Expected --config to be a recipe YAML, got {args.config!r} (no such file)")
     if args.batches < 1:
         raise ValueError(f"Expected --batches >= 1, got {args.batches}")
-    if args.ygrid is not None and args.mode == "1d":
-        raise ValueError(f"Expected --ygrid only with --kind 2d, got --ygrid {args.ygrid} with --kind 1d (a curve "
-                         "has one axis): drop --ygrid or use --kind 2d")
+    if args.ygrid is not None and args.view == "1d":
+        raise ValueError(f"Expected --ygrid only with --view 2d, got --ygrid {args.ygrid} with --view 1d (a curve "
+                         "has one axis): drop --ygrid or use --view 2d")
     if not str(args.out).strip():
         raise ValueError("Expected --out to name a folder, got an empty string")
-    specs = [_grid_spec(args.grid)] + ([_grid_spec(args.ygrid or args.grid)] if args.mode == "2d" else [])
+    specs = [_grid_spec(args.grid)] + ([_grid_spec(args.ygrid or args.grid)] if args.view == "2d" else [])
     points = int(np.prod([n for _, _, n in specs], dtype=object))
     from lightning_papers.budget import check_budget
 
@@ -335,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    kinds = ("contour", "heatmap", "surface3d") if args.mode == "2d" else ("curve",)
+    kinds = ("contour", "heatmap", "surface3d") if args.view == "2d" else ("curve",)
     files = [str(out / "surface.npz"), str(out / "surface.json")]
     from lightning_papers._helpers import atomic_write
 
@@ -345,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(path) as tmp:
             ax.figure.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
         files.append(str(path))
-    if args.mode == "2d":
+    if args.view == "2d":
         with atomic_write(out / "surface.vtp") as tmp:
             write_vtp(result, tmp)
         files.append(str(out / "surface.vtp"))
@@ -357,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
           f"lowest {np.nanmin(result['loss']):.4f}"
           + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
              if args.fast and new else ""))
-    if args.mode == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
+    if args.view == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
         answer(f"pictures: {surface_scale(result['loss'], centre=result.centre_value()).describe()}")
     from lightning_papers.landscape import describe_sampling
 

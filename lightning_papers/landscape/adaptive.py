@@ -109,10 +109,8 @@ class Refinement:
     metric: str | None = None
 
     def __post_init__(self) -> None:
-        b = self.budget
-        ok = (isinstance(b, int) and not isinstance(b, bool) and b >= 1) or (isinstance(b, float) and 0 < b <= 1)
-        if not ok:
-            raise ValueError(f"Expected `budget` to be a point count >= 1 or a fraction in (0, 1], got {b!r}")
+        if not (isinstance(self.budget, float) and 0 < self.budget <= 1):
+            check.positive_int("budget", self.budget, fix="a point count, or pass a fraction in (0, 1]")
         if not isinstance(self.tol, (int, float)) or not self.tol >= 0:
             raise ValueError(f"Expected `tol` >= 0 (decades of loss), got {self.tol!r}")
         for name in ("coarse_levels", "per_round"):
