@@ -36,8 +36,6 @@ from lightning_papers.callbacks.reporting import gather_surface, guarded, report
 from lightning_papers.landscape.adaptive import as_refinement
 from lightning_papers.landscape.directions import SUPPORTED_KINDS, SUPPORTED_NORMALIZATIONS
 
-__all__ = ["LossLandscapeProbe"]
-
 log = logging.getLogger(__name__)
 _DEFAULT_GRIDS = {"2d": (np.linspace(-1, 1, 11),) * 2, "1d": np.linspace(-1, 1, 21),
                   "interpolate": np.linspace(-0.5, 1.5, 21)}

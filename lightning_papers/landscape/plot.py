@@ -30,30 +30,6 @@ from lightning_papers import _validation as check
 if TYPE_CHECKING:
     from lightning_papers.landscape.result import SurfaceResult
 
-__all__ = [
-    "CLIP_FACTOR",
-    "MeshView",
-    "SurfaceScale",
-    "animate_surfaces",
-    "describe_sampling",
-    "display_values",
-    "filled_values",
-    "mark_evaluated",
-    "mesh_arrays",
-    "mesh_view",
-    "plot_contour",
-    "plot_curve",
-    "plot_filled_contour",
-    "plot_heatmap",
-    "plot_surface3d",
-    "plot_trajectory",
-    "plotted_values",
-    "save_gif",
-    "surface_frames",
-    "surface_scale",
-    "write_vtp",
-]
-
 CLIP_FACTOR = 100.0
 """Default clip of a positive loss: this many times its value at the grid's centre (two decades, as the paper's
 0.1 .. 10)."""

@@ -24,8 +24,6 @@ from lightning_papers.landscape.directions import Direction
 from lightning_papers.landscape.evaluation import EvaluationSpec
 from lightning_papers.landscape.result import SurfaceResult
 
-__all__ = ["HessianEigenvalue", "centre_curvature", "hessian_top_eigenvalue", "loss_rise"]
-
 
 @dataclass
 class HessianEigenvalue:
