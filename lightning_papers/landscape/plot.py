@@ -348,12 +348,12 @@ def _scale_of(result: SurfaceResult, metric: str, levels: Any, vmin: float | Non
     return surface_scale(result.values[metric], metric, centre=centre, levels=levels, vmin=vmin, vmax=vmax)
 
 
-def _new_axes(ax=None, projection: str | None = None):
+def _new_axes(ax=None, projection: str | None = None, figsize: tuple[float, float] = (5.5, 4.5)):
     if ax is not None:
         return ax
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5, 4.5))  # no pyplot: no global state, safe under the Agg backend
+    fig = Figure(figsize=figsize)  # no pyplot: no global state, safe under the Agg backend
     return fig.add_subplot(projection=projection) if projection else fig.add_subplot()
 
 
