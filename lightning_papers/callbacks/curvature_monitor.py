@@ -128,8 +128,7 @@ class CurvatureMonitor(StateKeyed):
         if check.integer("trace_samples", trace_samples) < 2:
             raise ValueError(f"Expected `trace_samples` to be an integer >= 2 (a standard error needs two), got "
                              f"{trace_samples!r}")
-        if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
-            raise ValueError(f"Expected `tol` > 0, got {tol!r}")
+        check.positive_real("tol", tol)
         split = check.one_of("split", check.renamed("dataloader", dataloader, "split", split, "train"),
                              self.SUPPORTED_SPLITS)
         ls.EvaluationSpec([], batchnorm=batchnorm, autocast_dtype=autocast_dtype)  # the core's own checks, now

@@ -110,12 +110,10 @@ class Refinement:
     def __post_init__(self) -> None:
         if not (isinstance(self.budget, float) and 0 < self.budget <= 1):
             check.positive_int("budget", self.budget, fix="a point count, or pass a fraction in (0, 1]")
-        if not isinstance(self.tol, (int, float)) or not self.tol >= 0:
-            raise ValueError(f"Expected `tol` >= 0 (decades of loss), got {self.tol!r}")
+        check.real("tol", self.tol, 0.0, fix="a tolerance in decades of loss")
         for name in ("coarse_levels", "per_round"):
             check.optional_positive_int(name, getattr(self, name))
-        if not isinstance(self.clip_factor, (int, float)) or not self.clip_factor > 0:
-            raise ValueError(f"Expected `clip_factor` > 0, got {self.clip_factor!r}")
+        check.positive_real("clip_factor", self.clip_factor)
 
     def points_for(self, size: int) -> int:
         """The budget in points for a lattice of ``size`` points."""

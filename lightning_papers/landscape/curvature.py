@@ -537,8 +537,7 @@ def hessian_eigenvalues(
     if algorithm == "power" and which != "magnitude":
         raise ValueError(f"Expected which='magnitude' with algorithm='power' (power iteration converges to the "
                          f"largest magnitude), got {which!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"Expected `tol` > 0, got {tol!r}")
+    check.positive_real("tol", tol)
     if start is not None and not isinstance(start, Direction):
         raise ValueError(f"Expected `start` to be a Direction or None, got {type(start).__name__}")
     return _eigenpairs(model, _spec(spec, loss_fn, options), k, algorithm, which, max_iter, tol, start, eigenvectors,
@@ -624,8 +623,7 @@ def hessian_trace(
     if not 2 <= check.integer("min_samples", min_samples) <= max_samples:
         raise ValueError(f"Expected `min_samples` to be an integer in [2, max_samples={max_samples}], "
                          f"got {min_samples!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"Expected `tol` > 0, got {tol!r}")
+    check.positive_real("tol", tol)
     if check.integer("deflate", deflate) < 0:
         raise ValueError(f"Expected `deflate` to be a non-negative integer, got {deflate!r}")
     spec = _spec(spec, loss_fn, options)
@@ -725,8 +723,7 @@ def stability_threshold(lr: float, momentum: float = 0.0, *, dampening: float = 
         >>> stability_threshold(0.1), round(stability_threshold(0.1, 0.9), 6)
         (20.0, 38.0)
     """
-    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < math.inf):
-        raise ValueError(f"Expected `lr` to be a positive number, got {lr!r}")
+    check.positive_real("lr", lr)
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"Expected `momentum` in [0, 1), got {momentum!r}")
     if not 0.0 <= dampening <= 1.0:

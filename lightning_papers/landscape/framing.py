@@ -70,9 +70,7 @@ class Framed:
     def __post_init__(self) -> None:
         check.integer("points", self.points, minimum=3)
         for name in ("clip_factor", "max_radius", "min_radius"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"Expected `{name}` to be a positive number, got {value!r}")
+            check.positive_real(name, getattr(self, name))
         if self.min_radius > self.max_radius:
             raise ValueError(f"Expected `min_radius` <= `max_radius`, got {self.min_radius!r} > {self.max_radius!r}")
         check.integer("bisections", self.bisections, minimum=0)

@@ -289,8 +289,7 @@ def surface_scale(values: Any, metric: str = "loss", *, centre: float | None = N
         ValueError: for a number of levels below 2, levels that are not increasing and finite, ``vmax`` at or
             below ``vmin`` (or below every value), or a non-positive ``clip_factor``.
     """
-    if not (isinstance(clip_factor, (int, float)) and clip_factor > 0):
-        raise ValueError(f"Expected `clip_factor` > 0, got {clip_factor!r}")
+    check.positive_real("clip_factor", clip_factor)
     explicit = None
     if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
         if levels < 2:

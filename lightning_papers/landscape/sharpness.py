@@ -88,8 +88,7 @@ def hessian_top_eigenvalue(
         True
     """
     check.positive_int("max_iter", max_iter)
-    if not tol > 0:
-        raise ValueError(f"Expected `tol` > 0, got {tol!r}")
+    check.positive_real("tol", tol)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("Expected a model with parameters that require grad, got none")

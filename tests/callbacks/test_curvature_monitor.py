@@ -183,7 +183,7 @@ def test_adaptive_optimizer_gets_no_threshold_and_a_warning(tmp_path):
         ({"spectrum_runs": 0}, "Expected `spectrum_runs` to be a positive integer, got 0"),
         ({"spectrum_steps": -1}, "Expected `spectrum_steps` to be a positive integer, got -1"),
         ({"trace_samples": 1}, r"Expected `trace_samples` to be an integer >= 2 \(a standard error needs two\), got 1"),
-        ({"tol": 0.0}, "Expected `tol` > 0, got 0.0"),
+        ({"tol": 0.0}, "Expected `tol` to be a positive finite number, got 0.0"),
         ({"split": "test"}, r"Expected `split` to be one of \('train', 'val'\), got 'test'"),
         ({"batchnorm": "eval"}, r"Expected `batchnorm` to be one of \('running', 'batch'\), got 'eval'"),
         ({"autocast_dtype": "bf16"}, "Expected `autocast_dtype` to be a torch.dtype or None, got 'bf16'"),

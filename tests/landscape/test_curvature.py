@@ -264,7 +264,7 @@ def test_all_reduce_sums_the_shares_of_several_processes(mlp_case):
     [
         ({"k": 0}, "Expected `k` to be a positive integer, got 0"),
         ({"max_iter": 1.5}, "Expected `max_iter` to be a positive integer, got 1.5"),
-        ({"tol": 0}, "Expected `tol` > 0, got 0"),
+        ({"tol": 0}, "Expected `tol` to be a positive finite number, got 0"),
         ({"algorithm": "arnoldi"}, r"Expected `algorithm` to be one of \('lanczos', 'power'\), got 'arnoldi'"),
         ({"which": "smallest"}, r"Expected `which` to be one of \('largest', 'magnitude'\), got 'smallest'"),
         ({"algorithm": "power"}, "Expected which='magnitude' with algorithm='power'"),
@@ -292,7 +292,7 @@ def test_trace_spectrum_and_model_errors():
         hessian_trace(net, data, max_samples=0)
     with pytest.raises(ValueError, match=r"Expected `min_samples` to be an integer in \[2, max_samples=10\], got 1"):
         hessian_trace(net, data, max_samples=10, min_samples=1)
-    with pytest.raises(ValueError, match="Expected `tol` > 0, got -1"):
+    with pytest.raises(ValueError, match="Expected `tol` to be a positive finite number, got -1"):
         hessian_trace(net, data, tol=-1)
     with pytest.raises(ValueError, match="Expected `deflate` to be a non-negative integer, got -3"):
         hessian_trace(net, data, deflate=-3)
@@ -354,7 +354,7 @@ def test_thresholds_of_param_groups_and_other_optimizers():
 @pytest.mark.parametrize(
     ("args", "kwargs", "match"),
     [
-        ((0.0,), {}, "Expected `lr` to be a positive number, got 0.0"),
+        ((0.0,), {}, "Expected `lr` to be a positive finite number, got 0.0"),
         ((0.1, 1.0), {}, r"Expected `momentum` in \[0, 1\), got 1.0"),
         ((0.1, 0.9), {"dampening": 2.0}, r"Expected `dampening` in \[0, 1\], got 2.0"),
         ((0.1,), {"weight_decay": -1.0}, "Expected `weight_decay` >= 0, got -1.0"),

@@ -233,7 +233,7 @@ def test_a_given_grid_wins():
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"budget": 0}, r"Expected `budget` to be a positive integer, got 0: a point count, or pass a fraction"),
     ({"budget": 1.5}, r"Expected `budget` to be a positive integer, got 1.5: .* fraction in \(0, 1\]"),
-    ({"tol": -1.0}, "Expected `tol` >= 0"),
+    ({"tol": -1.0}, "Expected `tol` to be a non-negative finite number, got -1.0: a tolerance in decades of loss"),
     ({"per_round": 0}, "Expected `per_round` to be a positive integer"),
 ])
 def test_bad_refinements_are_refused(kwargs, match):

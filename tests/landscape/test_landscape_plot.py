@@ -179,7 +179,7 @@ def test_accuracy_and_signed_metrics_keep_linear_levels_over_the_whole_range():
                                  r"\[3.0, 2.0\]"),
         ({"vmin": 2.0, "vmax": 1.0}, r"Expected `vmax` > `vmin`, got vmin=2.0, vmax=1.0"),
         ({"vmax": 0.01}, r"Expected `vmax` above the smallest value drawn \(0.04\), got 0.01"),
-        ({"clip_factor": 0}, r"Expected `clip_factor` > 0, got 0"),
+        ({"clip_factor": 0}, r"Expected `clip_factor` to be a positive finite number, got 0"),
     ],
 )
 def test_scale_errors(kwargs, match):

@@ -57,7 +57,7 @@ def test_hessian_errors():
     data = (torch.randn(4, 2), torch.randint(0, 2, (4,)))
     with pytest.raises(ValueError, match="Expected `max_iter`"):
         hessian_top_eigenvalue(model, data, max_iter=0)
-    with pytest.raises(ValueError, match="Expected `tol` > 0"):
+    with pytest.raises(ValueError, match="Expected `tol` to be a positive finite number"):
         hessian_top_eigenvalue(model, data, tol=0)
     with pytest.raises(ValueError, match="Expected a model with parameters"):
         hessian_top_eigenvalue(nn.ReLU(), data)
