@@ -10,12 +10,8 @@ instead of raising, so a failed range test never crashes a training run. :class:
 test's online rule (bias-corrected EMA, stop on divergence or a non-finite loss) and :class:`LRRangeResult`
 what a test measured, with its suggestions and a plot. Pure numpy and matplotlib: no Lightning.
 
-A suggestion is only as good as the curve it is read from. :func:`diagnose` says when a curve cannot be read:
-a sweep too short or too noisy for the loss to fall visibly before it diverges (then the "steepest descent" is
-the steepest wobble of the noise, e.g. 3.3e-4 on a 30-step ResNet-20 sweep whose 100-step twin reads 0.1), a
-descent resolved by two or three points, or a loss still falling at the sweep's last rate. The result carries
-these reasons (:attr:`LRRangeResult.problems`) and :meth:`LRRangeResult.schedule_bounds` never hands such
-bounds on without saying so.
+A suggestion is only as good as the curve it is read from: :func:`diagnose` says when a curve cannot be read
+(:attr:`LRRangeResult.problems`), and :meth:`LRRangeResult.schedule_bounds` never hands such bounds on silently.
 """
 
 from __future__ import annotations
@@ -128,7 +124,8 @@ def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
     return np.array([ema.update(v) for v in values], dtype=np.float64)
 
 
-def _finite(lrs, values, name: str, min_points: int):
+def _finite(lrs: Any, values: Any, name: str, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points with a positive lr and finite values; none, with a warning, when fewer than ``min_points``."""
     lrs = np.asarray(lrs, dtype=float)
     values = np.asarray(values, dtype=float)
     if lrs.shape != values.shape:
@@ -140,7 +137,7 @@ def _finite(lrs, values, name: str, min_points: int):
             UserWarning,
             stacklevel=3,
         )
-        return None
+        keep[:] = False
     return lrs[keep], values[keep]
 
 
@@ -170,10 +167,9 @@ def steepest(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence
         >>> float(round(steepest(lrs, -np.tanh(np.log10(lrs) + 2)), 6))
         0.01
     """
-    data = _finite(lrs, losses, "losses", max(min_points, (skip_start or 0) + skip_end + 3))
-    if data is None:
+    x, y = _finite(lrs, losses, "losses", max(min_points, (skip_start or 0) + skip_end + 3))
+    if not len(x):
         return None
-    x, y = data
     if skip_start is None:
         skip_start = min(len(x) // 10, max(0, len(x) - skip_end - 3))
     x, y = x[skip_start : len(x) - skip_end], y[skip_start : len(y) - skip_end]
@@ -202,10 +198,9 @@ def minimum(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[
         >>> minimum([1e-3, 1e-2, 1e-1, 1.0, 10.0], [3.0, 2.0, 1.0, 2.0, 9.0])
         0.01
     """
-    data = _finite(lrs, losses, "losses", min_points)
-    if data is None:
+    x, y = _finite(lrs, losses, "losses", min_points)
+    if not len(x):
         return None
-    x, y = data
     return float(x[int(np.argmin(y))] / factor)
 
 
@@ -255,10 +250,9 @@ def valley(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[f
         >>> valley([1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0], [5.0, 4.0, 3.0, 2.0, 1.0, 8.0])
         0.01
     """
-    data = _finite(lrs, losses, "losses", min_points)
-    if data is None:
+    x, y = _finite(lrs, losses, "losses", min_points)
+    if not len(x):
         return None
-    x, y = data
     first, last = _longest_decreasing_run(y)
     log_target = np.log(x[first]) + position * (np.log(x[last]) - np.log(x[first]))
     idx = first + int(np.argmin(np.abs(np.log(x[first : last + 1]) - log_target)))
@@ -326,17 +320,15 @@ def clr_bounds(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequen
         >>> clr_bounds(lrs, [2.0, 1.9, 1.0, 0.5, 0.45, 3.0, 9.0])
         (0.01, 0.1)
     """
-    curve = None
-    if accuracies is not None:
-        acc = np.asarray(accuracies, dtype=float)
-        if np.isfinite(acc).sum() >= min_points:
-            curve = _finite(lrs, acc, "accuracies", min_points)
-    if curve is None:
-        data = _finite(lrs, losses, "losses", min_points)
-        if data is None:
+    acc = None if accuracies is None else np.asarray(accuracies, dtype=float)
+    x = y = np.array([])
+    if acc is not None and np.isfinite(acc).sum() >= min_points:
+        x, y = _finite(lrs, acc, "accuracies", min_points)
+    if not len(x):
+        x, y = _finite(lrs, losses, "losses", min_points)
+        if not len(x):
             return None
-        curve = (data[0], -data[1])  # "higher is better" like accuracy
-    x, y = curve
+        y = -y  # "higher is better" like accuracy
     start, best, level, improvement = _descent(y, start_fraction)
     if not improvement > 0:
         warnings.warn("The curve never improves; no cyclical bounds suggested.", UserWarning, stacklevel=2)

@@ -4,16 +4,11 @@ Smith, Cyclical Learning Rates for Training Neural Networks, 2017 (arXiv 1506.01
 ``triangular``, ``triangular2`` and ``exp_range`` policies. Smith & Topin, Super-Convergence: Very Fast
 Training of Neural Networks Using Large Learning Rates, 2018 (arXiv 1708.07120): the 1cycle policy.
 
-One formula per schedule, a function of the (0-based) optimizer step returning a float (:func:`cyclical`,
-:func:`one_cycle`, :func:`ramp` and their momenta), and one picklable frozen dataclass binding its parameters
-(:class:`Cyclical`, :class:`OneCycle`, :class:`Ramp`): one lr per param group, the momentum, and for 1cycle its
-length, annihilation phase and the stretch of a resumed run; ``to_dict`` / ``from_dict`` for checkpoints. No
-Lightning here: the callbacks ``CyclicalLR`` and ``SuperConvergence`` each hold one such object.
-
-Where the values go is core too (timm's ``Scheduler.update_groups``): :func:`apply_schedule` writes a schedule's
-learning rates and momentum (SGD's ``momentum`` or Adam's ``beta1``) into an optimizer's param groups before each
-``optimizer.step()`` of a plain loop, :func:`read_lrs` / :func:`read_momenta` read them back. :func:`owns_learning_rate`
-says whether a schedule callback owns the learning rate (this package's modules then build no scheduler).
+One formula per schedule, a function of the (0-based) optimizer step (:func:`cyclical`, :func:`one_cycle`,
+:func:`ramp` and their momenta), and a picklable frozen dataclass binding its parameters (:class:`Cyclical`,
+:class:`OneCycle`, :class:`Ramp`). Where the values go is core too (timm's ``Scheduler.update_groups``):
+:func:`apply_schedule` writes them into an optimizer's param groups before each ``optimizer.step()`` of a plain loop,
+:func:`read_lrs` / :func:`read_momenta` read them back. No Lightning here.
 
 The arithmetic is ordered exactly like ``torch.optim.lr_scheduler.CyclicLR`` / ``OneCycleLR`` so that the
 sequences agree bit for bit (the tests compare them with ``==``).

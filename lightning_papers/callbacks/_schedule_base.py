@@ -30,11 +30,7 @@ FINDER = "finder"  # the one spelling of "take it from the LR range test in the 
 
 
 def positive_rates(value: Any, name: str, finder_ok: bool = False) -> list[float]:
-    """A positive number or a non-empty sequence of them, as a list of floats.
-
-    Raises:
-        ValueError: for anything else, naming ``name`` and the value.
-    """
+    """A positive number or a non-empty sequence of them, as a list of floats (else ``ValueError``)."""
     values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     try:
         if not values:
@@ -86,15 +82,9 @@ class ScheduleCallback(StateKeyed):
             raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
 
     def _finder_bounds(self, trainer: pl.Trainer, fallback: bool = False) -> tuple[float, float] | None:
-        """``(base_lr, max_lr)`` from the first ``LRRangeFinder`` of the Trainer (see
-        :meth:`LRRangeResult.schedule_bounds`); a curve that cannot be trusted never drives a schedule: with
-        ``fallback`` (the user gave numbers to fall back on) ``None`` and one short warning, else an error. The
-        finder has already warned about the curve; the numbers are in its result.
-
-        Raises:
-            ValueError: (one line, naming this callback) when the finder did not run, or, without ``fallback``,
-                suggested nothing or read a curve that cannot be trusted.
-        """
+        """``(base_lr, max_lr)`` from the Trainer's ``LRRangeFinder`` (:meth:`LRRangeResult.schedule_bounds`). A
+        curve that cannot be trusted never drives a schedule: ``None`` and one warning with ``fallback`` (the user
+        gave numbers to fall back on), else a one-line ``ValueError`` naming this callback."""
         me, result = type(self).__name__, self._finder(trainer, ran=True).result
         assert result is not None
         try:
@@ -113,11 +103,7 @@ class ScheduleCallback(StateKeyed):
 
     @staticmethod
     def _finder(trainer: pl.Trainer, ran: bool = False) -> Any:
-        """The first ``LRRangeFinder`` of the Trainer (with ``ran``, one that has a result).
-
-        Raises:
-            ValueError: when there is none.
-        """
+        """The first ``LRRangeFinder`` of the Trainer (with ``ran``, one that has a result); ``ValueError`` if none."""
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
         callbacks = trainer.callbacks  # type: ignore[attr-defined]  # Lightning sets it, undeclared

@@ -34,10 +34,8 @@ class CyclicalLR(ScheduleCallback):
     """Set every param group's learning rate from a cyclical policy before each optimizer step.
 
     A step is one ``optimizer.step()``, and each optimizer counts its own (a GAN's two optimizers both run whole
-    cycles of ``step_size``), so under gradient accumulation the lr changes only between optimizer steps, and a
-    run resumed from a checkpoint continues the cycle exactly. Attach it instead of a scheduler: it sets
-    ``owns_learning_rate = True`` so this package's modules hand out a bare optimizer, and it refuses a scheduler
-    the module's ``configure_optimizers`` returns unless ``replace_schedulers=True``.
+    cycles of ``step_size``; under gradient accumulation the lr changes only between steps); a resumed run
+    continues the cycle exactly. Attach it instead of a scheduler (this package's modules then build none).
 
     Args:
         base_lr: lower bound, a number, one per param group (all optimizers' groups in order), or ``"finder"``
@@ -62,13 +60,10 @@ class CyclicalLR(ScheduleCallback):
             name) instead of refusing it at fit start.
         fallback_lr: with bounds from the range test, ``(base_lr, max_lr)`` (numbers or one per param group) to
             use, with one warning, when its reading cannot be trusted (:attr:`LRRangeResult.problems`, e.g. a sweep
-            too short for the loss to fall) or suggests nothing, instead of refusing to train.
+            too short for the loss to fall) or suggests nothing, instead of refusing the first training step.
         mode: deprecated name of ``policy``.
         bounds: deprecated: ``CyclicalLR(b, m, bounds="finder")`` is
             ``CyclicalLR("finder", "finder", fallback_lr=(b, m))``.
-
-    Bounds are never taken from a range test whose curve cannot be trusted: without numbers to fall back on, the
-    first training step is refused with a one-line error naming the problem and the fix.
 
     Raises:
         ValueError: for an unknown ``policy``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither

@@ -36,16 +36,11 @@ __all__ = ["SuperConvergence"]
 class SuperConvergence(ScheduleCallback):
     """Drive every param group's learning rate (and momentum) through one 1cycle over the whole run.
 
-    A step is one ``optimizer.step()``, and each optimizer counts its own: gradient accumulation changes the lr
-    only between optimizer steps, and a GAN's two optimizers (manual optimization, one step each per batch) both
-    run through the whole cycle. Its length is ``trainer.estimated_stepping_batches`` (``max_steps`` /
-    ``max_epochs`` and accumulation respected; under manual optimization the batches of the run, ``max_steps``
-    divided among the optimizers) unless ``total_steps`` is given. A scheduler returned by the module's
-    ``configure_optimizers`` is refused at fit start unless ``replace_schedulers=True``. With equal settings the lr and
+    A step is one ``optimizer.step()``, and each optimizer counts its own (a GAN's two optimizers both run the
+    whole cycle; under gradient accumulation the lr changes only between steps). With equal settings the lr and
     momentum sequences equal ``torch.optim.lr_scheduler.OneCycleLR``'s, but training past the planned length
-    holds the final lr (one warning) instead of raising, and momentum is never switched on for an optimizer
-    that has none. Resuming continues the same sequence; resuming with a different length (e.g. a larger
-    ``max_epochs``) stretches the rest of the schedule from the saved position over the new remaining steps.
+    holds the final lr (one warning) instead of raising. Resuming continues the same sequence; resuming with a
+    different length (e.g. a larger ``max_epochs``) stretches the rest of the cycle over the new remaining steps.
 
     Args:
         max_lr: the peak learning rate, or ``"finder"`` to take it from an
@@ -54,10 +49,11 @@ class SuperConvergence(ScheduleCallback):
             finder found no bounds, its ``suggestion``; the bounds always bracket the suggestion). A curve that
             cannot be trusted (:attr:`LRRangeResult.problems`) is refused before the first training step with a
             one-line error naming the problem and the fix (a longer or wider sweep, or ``max_lr`` as a number).
-            A number keeps the optimizer's
-            per-group lr ratios: the group with the largest initial lr peaks at ``max_lr`` and a group at 0.1x
-            stays at 0.1x. A sequence gives each param group (all optimizers' groups in order) its own peak.
-        total_steps: steps of each optimizer over the schedule; ``None`` takes them from the Trainer (see above).
+            A number keeps the optimizer's per-group lr ratios: the group with the largest initial lr peaks at
+            ``max_lr``, a group at 0.1x stays at 0.1x. A sequence gives each param group (all optimizers' in order)
+            its own peak.
+        total_steps: steps of each optimizer over the schedule; ``None``: ``trainer.estimated_stepping_batches``
+            (under manual optimization the batches of the run, ``max_steps`` divided among the optimizers).
         div_factor: the cycle starts (and, with ``three_phase``, returns) at ``max_lr / div_factor``.
         final_div_factor: the annihilation ends at ``max_lr / div_factor / final_div_factor``.
         three_phase: the paper's shape: up, symmetrically down, then annihilation. ``False`` is the two-phase
