@@ -47,14 +47,12 @@ MIN_POINTS = 5
 class SmoothedLoss:
     """The range test's online rule: a bias-corrected EMA of the loss, and when to stop.
 
-    ``update(loss)`` returns ``avg_i / (1 - beta**i)`` over the finite losses seen so far (the correction makes
-    the first smoothed value equal the first raw value; Lightning's finder divides by ``1 - beta**(i + 2)`` in
-    effect, so its first point is about half the real loss). A non-finite loss returns NaN, does not enter
-    the average and sets :attr:`stop_reason` to ``"non-finite"``; a smoothed loss above ``divergence_factor``
-    times the best one sets it to ``"diverged"`` - judged only from the ``min_points``-th finite loss on, against
-    the best from there: the first smoothed values average only a few single losses, and on a noisy loss (batch
-    size 2) one low one would make any later average look like a divergence (Lightning's ``BoringModel`` stopped
-    at lr 9.3e-7 that way).
+    ``update(loss)`` returns ``avg_i / (1 - beta**i)`` over the finite losses seen so far (the first smoothed value
+    equals the first raw value; Lightning's finder's first point is about half the real loss). A non-finite loss
+    returns NaN, does not enter the average and sets :attr:`stop_reason` to ``"non-finite"``; a smoothed loss above
+    ``divergence_factor`` times the best one sets it to ``"diverged"`` - judged only from the ``min_points``-th
+    finite loss on, against the best from there: on a noisy loss one low early value would make any later average
+    look like a divergence.
 
     Args:
         beta: smoothing factor in [0, 1); 0 disables smoothing.

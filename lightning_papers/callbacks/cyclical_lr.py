@@ -82,6 +82,7 @@ class CyclicalLR(ScheduleCallback):
         >>> trainer = L.Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
     """
 
+    _rate_fields = ("base_lr", "max_lr")
     _state_key_fields = ("base_lr", "max_lr", "mode")  # "mode": the key of checkpoints written before the rename
 
     def __init__(
@@ -149,14 +150,6 @@ class CyclicalLR(ScheduleCallback):
             raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr) with base_lr <= max_lr, got "
                              f"{fallback_lr!r}") from None
         return base, peak
-
-    @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if FINDER in (self.base_lr, self.max_lr):
-            self._finder(trainer)
-        for name in ("base_lr", "max_lr"):
-            self._check_length(getattr(self, name), trainer, name)
-        super().on_fit_start(trainer, pl_module)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

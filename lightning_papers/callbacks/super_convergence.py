@@ -104,6 +104,7 @@ class SuperConvergence(ScheduleCallback):
         >>> trainer = L.Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
     """
 
+    _rate_fields = ("max_lr",)
     _state_key_fields = ("max_lr", "total_steps")
 
     def __init__(
@@ -173,9 +174,6 @@ class SuperConvergence(ScheduleCallback):
     # -- fit start: checks, length, the initial weights ---------------------------------------------------
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.max_lr == FINDER:
-            self._finder(trainer)
-        self._check_length(self.max_lr, trainer, "max_lr")
         if self.total_steps is None and self.schedule is None and trainer.max_epochs == -1 and trainer.max_steps == -1:
             raise ValueError("Expected `total_steps` for an unbounded run (max_epochs=-1 and max_steps=-1)")
         super().on_fit_start(trainer, pl_module)
