@@ -156,9 +156,6 @@ def steepest(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence
         skip_end: points ignored at the end.
         min_points: fewest finite points to decide on.
 
-    Returns:
-        The suggested learning rate, or ``None`` (with a warning) when there are too few points.
-
     Examples:
         >>> import numpy as np
         >>> lrs = np.logspace(-4, 0, 41)
@@ -188,9 +185,6 @@ def minimum(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[
         accuracies: unused; accepted for the common signature.
         factor: divisor applied to the lr at the minimum.
         min_points: fewest finite points to decide on.
-
-    Returns:
-        The suggested learning rate, or ``None`` (with a warning).
 
     Examples:
         >>> minimum([1e-3, 1e-2, 1e-1, 1.0, 10.0], [3.0, 2.0, 1.0, 2.0, 9.0])
@@ -240,9 +234,6 @@ def valley(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[f
         accuracies: unused; accepted for the common signature.
         position: where in the valley, 0 (its start) ... 1 (its bottom).
         min_points: fewest finite points to decide on.
-
-    Returns:
-        The suggested learning rate, or ``None`` (with a warning).
 
     Examples:
         >>> valley([1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0], [5.0, 4.0, 3.0, 2.0, 1.0, 8.0])

@@ -127,7 +127,7 @@ class LRRangeFinder(_trainer.StateKeyed):
         one_of("apply", apply, self.SUPPORTED_APPLY)
         if not 0 < min_lr < max_lr < math.inf:
             raise ValueError(f"Expected `0 < min_lr < max_lr` (finite), got {min_lr!r} and {max_lr!r}")
-        integer("num_steps", num_steps, minimum=2)
+        self.schedule = Ramp(min_lr, max_lr, num_steps, spacing)  # checks num_steps
         if smoothing is not None:
             real("smoothing", smoothing, 0, 1, high_open=True)
         if divergence_factor is not None:
@@ -137,7 +137,6 @@ class LRRangeFinder(_trainer.StateKeyed):
             raise ValueError(f"Expected `at_epochs` to be non-negative integers, got {at_epochs!r}")
         integer("val_every", val_every, minimum=1)
 
-        self.schedule = Ramp(min_lr, max_lr, num_steps, spacing)
         self.min_lr, self.max_lr, self.num_steps, self.spacing = min_lr, max_lr, num_steps, spacing
         self.mode = spacing  # its name in the state keys of checkpoints written before the rename
         self.method = method

@@ -133,9 +133,8 @@ class SuperConvergence(ScheduleCallback):
         num_batches = renamed("interpolation_batches", interpolation_batches, "num_batches", num_batches, 4)
         super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         peaks = learning_rates(max_lr, "max_lr")
-        if fallback_lr is not None:
-            if peaks != FINDER:
-                raise ValueError(f"Expected `fallback_lr` only with max_lr='finder', got max_lr={max_lr!r}")
+        if fallback_lr is not None and peaks != FINDER:
+            raise ValueError(f"Expected `fallback_lr` only with max_lr='finder', got max_lr={max_lr!r}")
         self.fallback_lr = None if fallback_lr is None else positive_rates(fallback_lr, "fallback_lr")[0]
         optional_positive_int("total_steps", total_steps)
         pct_start = one_cycle_pct_start(three_phase, pct_start, annihilation_pct)
@@ -197,20 +196,19 @@ class SuperConvergence(ScheduleCallback):
         self._warned_past_end = False
 
     def _build(self, trainer: pl.Trainer) -> OneCycle:
-        if isinstance(self.max_lr, list) and len(self.max_lr) > 1:
-            peaks = tuple(self.max_lr)
-        else:
-            if isinstance(self.max_lr, str):
-                found = self._finder_bounds(trainer, fallback=self.fallback_lr is not None)
-                peak = found[1] if found is not None else self.fallback_lr
-                assert peak is not None
-            else:
-                peak = self.max_lr[0]
-            # the optimizer's own initial lrs (a replaced scheduler may have scaled `lr` already, e.g. LinearLR)
-            peaks = one_cycle_peaks(peak, read_lrs(trainer.optimizers, initial=True))
-            if len(set(peaks)) > 1:
-                rank_zero_info(f"SuperConvergence: per-group peaks {list(peaks)} (the optimizer's lr ratios).")
         assert self._planned is not None, "on_train_start sets the length"
+        if isinstance(self.max_lr, list) and len(self.max_lr) > 1:
+            return replace(self._template, total_steps=self._planned, max_lr=tuple(self.max_lr))
+        if isinstance(self.max_lr, str):
+            found = self._finder_bounds(trainer, fallback=self.fallback_lr is not None)
+            peak = found[1] if found is not None else self.fallback_lr
+            assert peak is not None
+        else:
+            peak = self.max_lr[0]
+        # the optimizer's own initial lrs (a replaced scheduler may have scaled `lr` already, e.g. LinearLR)
+        peaks = one_cycle_peaks(peak, read_lrs(trainer.optimizers, initial=True))
+        if len(set(peaks)) > 1:
+            rank_zero_info(f"SuperConvergence: per-group peaks {list(peaks)} (the optimizer's lr ratios).")
         return replace(self._template, total_steps=self._planned, max_lr=peaks)
 
     def _before_step(self, trainer: pl.Trainer, step: int) -> None:
