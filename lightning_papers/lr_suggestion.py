@@ -282,8 +282,7 @@ def clr_bounds(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequen
 
     * ``base_lr`` is the lr where the curve leaves its flat start for good, the first point after the last one
       within ``start_fraction * D`` of it (the curve "starts to move"; a noisy first point or an early wobble is
-      not a start - reading ``start_fraction * D`` off the first point alone put ``base_lr`` at a sweep's second
-      point on resnet18);
+      not a start);
     * ``max_lr`` is the first lr where ``stop_fraction * D`` is reached (it "slows"), or earlier, the last
       best point before the curve turns ragged (falls back by more than ``ragged_fraction * D``);
     * when ``base_lr`` cannot be separated from ``max_lr`` it falls back to ``max_lr / base_divisor``
@@ -375,8 +374,7 @@ def diagnose(lrs: Sequence[float], losses: Sequence[float], smoothed_losses: Seq
       reads it) to the lowest point - a rate read off two or three points is a guess;
     * **still falling**: the lowest point is the last of a sweep that ran to the end (the sweep stopped, not the loss);
     * **read off the flat start**: the ``suggestion`` (or the CLR ``max_lr``) lies in the flat start, a wobble of
-      the noise (a 20-step ResNet-20 sweep suggested its second point: 35 % after 3 epochs, 96 % at its 100-step
-      twin's suggestion); and fewer than ``min_points`` finite points.
+      the noise; and fewer than ``min_points`` finite points.
 
     Args:
         lrs: learning rate of each point.

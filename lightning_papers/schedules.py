@@ -64,29 +64,6 @@ def __getattr__(name: str) -> Any:
 # Cyclical learning rates (Smith 2017)
 # ----------------------------------------------------------------------------------------------------
 
-def _cycle_position(step: int, step_size_up: float, step_size_down: float | None) -> tuple[int, float]:
-    """(cycle, height) with cycle counted from 1 and height in [0, 1] (1 at the peak)."""
-    up = float(step_size_up)
-    down = float(step_size_down) if step_size_down is not None else up
-    total = up + down
-    ratio = up / total
-    cycle = math.floor(1 + step / total)
-    x = 1.0 + step / total - cycle
-    # Equal to the paper's max(0, 1 - |t/step_size - 2*cycle + 1|) for symmetric cycles; written as
-    # torch's CyclicLR writes it so that both give identical floats (and asymmetric cycles work).
-    height = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
-    return cycle, height
-
-
-def _cyclical_scale(step: int, cycle: int, policy: str, gamma: float) -> float:
-    if policy == "triangular":
-        return 1.0
-    if policy == "triangular2":
-        # 1 / 2**(cycle - 1), exactly, without overflowing after ~1000 cycles.
-        return math.ldexp(1.0, 1 - cycle)
-    return gamma**step
-
-
 def cyclical(step: int, base_lr: float, max_lr: float, step_size_up: float, step_size_down: float | None = None,
              policy: Literal["triangular", "triangular2", "exp_range"] = "triangular", gamma: float = 1.0, *,
              mode: str | None = None) -> float:
@@ -114,8 +91,22 @@ def cyclical(step: int, base_lr: float, max_lr: float, step_size_up: float, step
         0.006
     """
     policy = one_of("policy", renamed("mode", mode, "policy", policy, "triangular"), CYCLICAL_POLICIES)
-    cycle, height = _cycle_position(step, step_size_up, step_size_down)
-    return base_lr + (max_lr - base_lr) * height * _cyclical_scale(step, cycle, policy, gamma)
+    up = float(step_size_up)
+    total = up + (float(step_size_down) if step_size_down is not None else up)
+    ratio = up / total
+    cycle = math.floor(1 + step / total)  # counted from 1
+    x = 1.0 + step / total - cycle
+    # Equal to the paper's max(0, 1 - |t/step_size - 2*cycle + 1|) for symmetric cycles; written as
+    # torch's CyclicLR writes it so that both give identical floats (and asymmetric cycles work).
+    height = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+    if policy == "triangular":
+        scale = 1.0
+    elif policy == "triangular2":
+        # 1 / 2**(cycle - 1), exactly, without overflowing after ~1000 cycles.
+        scale = math.ldexp(1.0, 1 - cycle)
+    else:
+        scale = gamma**step
+    return base_lr + (max_lr - base_lr) * height * scale
 
 
 def cyclical_momentum(step: int, base_momentum: float, max_momentum: float, step_size_up: float,
