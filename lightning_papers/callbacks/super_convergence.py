@@ -9,7 +9,7 @@ way (Smith, A disciplined approach to neural network hyper-parameters, 2018, arX
 
 The schedule is one :class:`lightning_papers.schedules.OneCycle` (bit-exact against
 ``torch.optim.lr_scheduler.OneCycleLR``, with its length, annihilation phase and stretch); the interpolation is
-:class:`~lightning_papers.callbacks.LossLandscapeProbe`'s ``kind="interpolate"``.
+:class:`~lightning_papers.callbacks.LossLandscapeProbe`'s ``view="interpolate"``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class SuperConvergence(ScheduleCallback):
         interpolation_probe: keep the weights of fit start in memory (on the CPU, and in checkpoints) and, when
             training ends, evaluate the module's loss (and accuracy, for a classifier) along
             ``theta_0 + alpha (theta_T - theta_0)`` on training and validation batches - a
-            ``LossLandscapeProbe(kind="interpolate")``, whose tags and files it writes (``landscape/interpolation``).
+            ``LossLandscapeProbe(view="interpolate")``, whose tags and files it writes (``landscape/interpolation``).
             BatchNorm statistics are interpolated with the weights. Result: :attr:`interpolation`.
         interpolation_points: evenly spaced alphas over ``interpolation_range`` (0 and 1 are always added).
         num_batches: batches of each loader the interpolation is evaluated on (the probe's ``num_batches``).
