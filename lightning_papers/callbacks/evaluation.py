@@ -29,7 +29,6 @@ __all__ = [
     "captured_logs",
     "classification_target",
     "evaluation_batches",
-    "evaluation_stage",
     "module_spec",
     "preflight",
 ]
@@ -70,17 +69,6 @@ def module_spec(trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, 
     evaluation = ModuleEvaluation(pl_module, loss_fn, metrics)
     with evaluation.active():
         yield EvaluationSpec(batches, evaluate=evaluation, **options)
-
-
-@contextmanager
-def evaluation_stage(trainer: pl.Trainer) -> Iterator[None]:
-    """Let data hooks see an evaluation stage (``trainer.training`` is False: no training augmentation)."""
-    saved = trainer.state.stage
-    trainer.state.stage = RunningStage.VALIDATING
-    try:
-        yield
-    finally:
-        trainer.state.stage = saved
 
 
 def _first_loader(loaders: Any) -> Any:
@@ -178,8 +166,12 @@ def evaluation_batches(trainer: pl.Trainer, pl_module: pl.LightningModule, which
         raw = trainer.strategy.broadcast(raw, src=0)
     if not raw:
         raise RuntimeError(f"Expected a non-empty {which} dataloader to take {n} evaluation batch(es) from, got none")
-    with evaluation_stage(trainer):
+    saved = trainer.state.stage
+    trainer.state.stage = RunningStage.VALIDATING  # data hooks see `trainer.training` False: no augmentation
+    try:
         return [_prepare(trainer, pl_module, b) for b in raw]
+    finally:
+        trainer.state.stage = saved
 
 
 def _metric_states(module: torch.nn.Module) -> dict[str, Any]:
