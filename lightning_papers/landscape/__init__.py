@@ -2,12 +2,11 @@
 
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913):
 filter-normalised random directions, PCA directions of a trajectory, 1-D/2-D surfaces, interpolation between
-two states (optionally on a copy
-with BatchNorm folded into the convolutions), sharpness, plots; a range framed to the basin
-(:mod:`~lightning_papers.landscape.framing`) and adaptive refinement (:mod:`~lightning_papers.landscape.adaptive`).
-Curvature beyond the top eigenvalue (top-k
-eigenpairs, trace, spectral density, the learning rate's stability threshold; Yao et al., arXiv 1912.07145;
-Cohen et al., arXiv 2103.00065): :mod:`lightning_papers.landscape.curvature`.
+two states (optionally on a copy with BatchNorm folded into the convolutions), sharpness, plots; a range framed to
+the basin (:mod:`~lightning_papers.landscape.framing`) and adaptive refinement
+(:mod:`~lightning_papers.landscape.adaptive`). Curvature beyond the top eigenvalue (top-k eigenpairs, trace,
+spectral density, the learning rate's stability threshold; Yao et al., arXiv 1912.07145; Cohen et al., arXiv
+2103.00065): :mod:`lightning_papers.landscape.curvature`.
 """
 
 from lightning_papers.landscape.adaptive import Refinement, adaptive_surface, filled_values, plotted_values
