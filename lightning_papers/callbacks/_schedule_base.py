@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_papers._validation import flag, optional_positive_int, positive_real
-from lightning_papers.callbacks._steps import StateKeyed, optimizer_index
+from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index
 from lightning_papers.schedules import param_groups, read_lrs, read_momenta, write_groups
 
 __all__ = ["FINDER", "ScheduleCallback", "learning_rates", "positive_rates"]

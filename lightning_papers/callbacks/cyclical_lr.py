@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from lightning_papers._validation import positive_real, renamed
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
-from lightning_papers.callbacks._steps import planned_optimizer_steps
+from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.schedules import Cyclical, steps_from_epochs
 
 __all__ = ["CyclicalLR"]

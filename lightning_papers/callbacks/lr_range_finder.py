@@ -25,7 +25,8 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from typing_extensions import override
 
 from lightning_papers._validation import integer, one_of, real, renamed
-from lightning_papers.callbacks import _steps, evaluation, reporting
+from lightning_papers.callbacks import _trainer as _steps  # _steps moved back into _trainer
+from lightning_papers.callbacks import evaluation, reporting
 from lightning_papers.landscape import accuracy, preserved_model
 from lightning_papers.lr_suggestion import SUGGESTIONS, LRRangeResult, SmoothedLoss
 from lightning_papers.schedules import RAMP_SPACINGS, Ramp, write_groups

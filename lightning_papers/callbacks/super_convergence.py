@@ -26,7 +26,7 @@ from typing_extensions import override
 
 from lightning_papers._validation import integer, optional_positive_int, positive_int, renamed
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
-from lightning_papers.callbacks._steps import planned_optimizer_steps
+from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
 from lightning_papers.schedules import OneCycle, one_cycle_pct_start, one_cycle_peaks, read_lrs
 
