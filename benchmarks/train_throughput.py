@@ -66,7 +66,7 @@ def every_callback() -> list[Callback]:
         LRRangeFinder(1e-3, 1.0, num_steps=5, save_results=False),
         CyclicalLR("finder", "finder", step_size=10, cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
                    fallback_lr=(0.01, 0.1)),  # a 5-step sweep cannot be read: its bounds are refused
-        LossLandscapeProbe("1d", grid=[0.0, 0.5], num_batches=1, dataloader="train", sharpness=False,
+        LossLandscapeProbe("1d", grid=[0.0, 0.5], num_batches=1, split="train", sharpness=False,
                            save_results=False),
     ]
 

@@ -224,7 +224,7 @@ def _demo_callbacks(run_dir: Path, fast: bool) -> tuple[LRRangeFinder, ModelChec
         num_batches=1 if fast else 3,
     )
     probe = LossLandscapeProbe(
-        kind="2d",
+        view="2d",
         every_n_epochs=1,  # the surface at every epoch: landscape/over_training and 2d_over_training.gif show the
         # basin form (one batch per point keeps the five surfaces near the cost of one 11 x 11 on two batches)
         # the range framed to the basin at the first probe (1-D scans out to the clip), kept for the later ones so the

@@ -10,12 +10,8 @@ instead of raising, so a failed range test never crashes a training run. :class:
 test's online rule (bias-corrected EMA, stop on divergence or a non-finite loss) and :class:`LRRangeResult`
 what a test measured, with its suggestions and a plot. Pure numpy and matplotlib: no Lightning.
 
-A suggestion is only as good as the curve it is read from. :func:`diagnose` says when a curve cannot be read:
-a sweep too short or too noisy for the loss to fall visibly before it diverges (then the "steepest descent" is
-the steepest wobble of the noise, e.g. 3.3e-4 on a 30-step ResNet-20 sweep whose 100-step twin reads 0.1), a
-descent resolved by two or three points, or a loss still falling at the sweep's last rate. The result carries
-these reasons (:attr:`LRRangeResult.problems`) and :meth:`LRRangeResult.schedule_bounds` never hands such
-bounds on without saying so.
+A suggestion is only as good as the curve it is read from: :func:`diagnose` says when a curve cannot be read
+(:attr:`LRRangeResult.problems`), and :meth:`LRRangeResult.schedule_bounds` never hands such bounds on silently.
 """
 
 from __future__ import annotations
@@ -51,14 +47,12 @@ MIN_POINTS = 5
 class SmoothedLoss:
     """The range test's online rule: a bias-corrected EMA of the loss, and when to stop.
 
-    ``update(loss)`` returns ``avg_i / (1 - beta**i)`` over the finite losses seen so far (the correction makes
-    the first smoothed value equal the first raw value; Lightning's finder divides by ``1 - beta**(i + 2)`` in
-    effect, so its first point is about half the real loss). A non-finite loss returns NaN, does not enter
-    the average and sets :attr:`stop_reason` to ``"non-finite"``; a smoothed loss above ``divergence_factor``
-    times the best one sets it to ``"diverged"`` - judged only from the ``min_points``-th finite loss on, against
-    the best from there: the first smoothed values average only a few single losses, and on a noisy loss (batch
-    size 2) one low one would make any later average look like a divergence (Lightning's ``BoringModel`` stopped
-    at lr 9.3e-7 that way).
+    ``update(loss)`` returns ``avg_i / (1 - beta**i)`` over the finite losses seen so far (the first smoothed value
+    equals the first raw value; Lightning's finder's first point is about half the real loss). A non-finite loss
+    returns NaN, does not enter the average and sets :attr:`stop_reason` to ``"non-finite"``; a smoothed loss above
+    ``divergence_factor`` times the best one sets it to ``"diverged"`` - judged only from the ``min_points``-th
+    finite loss on, against the best from there: on a noisy loss one low early value would make any later average
+    look like a divergence.
 
     Args:
         beta: smoothing factor in [0, 1); 0 disables smoothing.
@@ -128,7 +122,8 @@ def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
     return np.array([ema.update(v) for v in values], dtype=np.float64)
 
 
-def _finite(lrs, values, name: str, min_points: int):
+def _finite(lrs: Any, values: Any, name: str, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points with a positive lr and finite values; none, with a warning, when fewer than ``min_points``."""
     lrs = np.asarray(lrs, dtype=float)
     values = np.asarray(values, dtype=float)
     if lrs.shape != values.shape:
@@ -140,7 +135,7 @@ def _finite(lrs, values, name: str, min_points: int):
             UserWarning,
             stacklevel=3,
         )
-        return None
+        keep[:] = False
     return lrs[keep], values[keep]
 
 
@@ -161,19 +156,15 @@ def steepest(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence
         skip_end: points ignored at the end.
         min_points: fewest finite points to decide on.
 
-    Returns:
-        The suggested learning rate, or ``None`` (with a warning) when there are too few points.
-
     Examples:
         >>> import numpy as np
         >>> lrs = np.logspace(-4, 0, 41)
         >>> float(round(steepest(lrs, -np.tanh(np.log10(lrs) + 2)), 6))
         0.01
     """
-    data = _finite(lrs, losses, "losses", max(min_points, (skip_start or 0) + skip_end + 3))
-    if data is None:
+    x, y = _finite(lrs, losses, "losses", max(min_points, (skip_start or 0) + skip_end + 3))
+    if not len(x):
         return None
-    x, y = data
     if skip_start is None:
         skip_start = min(len(x) // 10, max(0, len(x) - skip_end - 3))
     x, y = x[skip_start : len(x) - skip_end], y[skip_start : len(y) - skip_end]
@@ -195,17 +186,13 @@ def minimum(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[
         factor: divisor applied to the lr at the minimum.
         min_points: fewest finite points to decide on.
 
-    Returns:
-        The suggested learning rate, or ``None`` (with a warning).
-
     Examples:
         >>> minimum([1e-3, 1e-2, 1e-1, 1.0, 10.0], [3.0, 2.0, 1.0, 2.0, 9.0])
         0.01
     """
-    data = _finite(lrs, losses, "losses", min_points)
-    if data is None:
+    x, y = _finite(lrs, losses, "losses", min_points)
+    if not len(x):
         return None
-    x, y = data
     return float(x[int(np.argmin(y))] / factor)
 
 
@@ -248,17 +235,13 @@ def valley(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequence[f
         position: where in the valley, 0 (its start) ... 1 (its bottom).
         min_points: fewest finite points to decide on.
 
-    Returns:
-        The suggested learning rate, or ``None`` (with a warning).
-
     Examples:
         >>> valley([1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0], [5.0, 4.0, 3.0, 2.0, 1.0, 8.0])
         0.01
     """
-    data = _finite(lrs, losses, "losses", min_points)
-    if data is None:
+    x, y = _finite(lrs, losses, "losses", min_points)
+    if not len(x):
         return None
-    x, y = data
     first, last = _longest_decreasing_run(y)
     log_target = np.log(x[first]) + position * (np.log(x[last]) - np.log(x[first]))
     idx = first + int(np.argmin(np.abs(np.log(x[first : last + 1]) - log_target)))
@@ -299,8 +282,7 @@ def clr_bounds(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequen
 
     * ``base_lr`` is the lr where the curve leaves its flat start for good, the first point after the last one
       within ``start_fraction * D`` of it (the curve "starts to move"; a noisy first point or an early wobble is
-      not a start - reading ``start_fraction * D`` off the first point alone put ``base_lr`` at a sweep's second
-      point on resnet18);
+      not a start);
     * ``max_lr`` is the first lr where ``stop_fraction * D`` is reached (it "slows"), or earlier, the last
       best point before the curve turns ragged (falls back by more than ``ragged_fraction * D``);
     * when ``base_lr`` cannot be separated from ``max_lr`` it falls back to ``max_lr / base_divisor``
@@ -326,17 +308,15 @@ def clr_bounds(lrs: Sequence[float], losses: Sequence[float], accuracies: Sequen
         >>> clr_bounds(lrs, [2.0, 1.9, 1.0, 0.5, 0.45, 3.0, 9.0])
         (0.01, 0.1)
     """
-    curve = None
-    if accuracies is not None:
-        acc = np.asarray(accuracies, dtype=float)
-        if np.isfinite(acc).sum() >= min_points:
-            curve = _finite(lrs, acc, "accuracies", min_points)
-    if curve is None:
-        data = _finite(lrs, losses, "losses", min_points)
-        if data is None:
+    acc = None if accuracies is None else np.asarray(accuracies, dtype=float)
+    x = y = np.array([])
+    if acc is not None and np.isfinite(acc).sum() >= min_points:
+        x, y = _finite(lrs, acc, "accuracies", min_points)
+    if not len(x):
+        x, y = _finite(lrs, losses, "losses", min_points)
+        if not len(x):
             return None
-        curve = (data[0], -data[1])  # "higher is better" like accuracy
-    x, y = curve
+        y = -y  # "higher is better" like accuracy
     start, best, level, improvement = _descent(y, start_fraction)
     if not improvement > 0:
         warnings.warn("The curve never improves; no cyclical bounds suggested.", UserWarning, stacklevel=2)
@@ -394,8 +374,7 @@ def diagnose(lrs: Sequence[float], losses: Sequence[float], smoothed_losses: Seq
       reads it) to the lowest point - a rate read off two or three points is a guess;
     * **still falling**: the lowest point is the last of a sweep that ran to the end (the sweep stopped, not the loss);
     * **read off the flat start**: the ``suggestion`` (or the CLR ``max_lr``) lies in the flat start, a wobble of
-      the noise (a 20-step ResNet-20 sweep suggested its second point: 35 % after 3 epochs, 96 % at its 100-step
-      twin's suggestion); and fewer than ``min_points`` finite points.
+      the noise; and fewer than ``min_points`` finite points.
 
     Args:
         lrs: learning rate of each point.

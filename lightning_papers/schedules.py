@@ -4,16 +4,11 @@ Smith, Cyclical Learning Rates for Training Neural Networks, 2017 (arXiv 1506.01
 ``triangular``, ``triangular2`` and ``exp_range`` policies. Smith & Topin, Super-Convergence: Very Fast
 Training of Neural Networks Using Large Learning Rates, 2018 (arXiv 1708.07120): the 1cycle policy.
 
-One formula per schedule, a function of the (0-based) optimizer step returning a float (:func:`cyclical`,
-:func:`one_cycle`, :func:`ramp` and their momenta), and one picklable frozen dataclass binding its parameters
-(:class:`Cyclical`, :class:`OneCycle`, :class:`Ramp`): one lr per param group, the momentum, and for 1cycle its
-length, annihilation phase and the stretch of a resumed run; ``to_dict`` / ``from_dict`` for checkpoints. No
-Lightning here: the callbacks ``CyclicalLR`` and ``SuperConvergence`` each hold one such object.
-
-Where the values go is core too (timm's ``Scheduler.update_groups``): :func:`apply_schedule` writes a schedule's
-learning rates and momentum (SGD's ``momentum`` or Adam's ``beta1``) into an optimizer's param groups before each
-``optimizer.step()`` of a plain loop, :func:`read_lrs` / :func:`read_momenta` read them back. :func:`owns_learning_rate`
-says whether a schedule callback owns the learning rate (this package's modules then build no scheduler).
+One formula per schedule, a function of the (0-based) optimizer step (:func:`cyclical`, :func:`one_cycle`,
+:func:`ramp` and their momenta), and a picklable frozen dataclass binding its parameters (:class:`Cyclical`,
+:class:`OneCycle`, :class:`Ramp`). Where the values go is core too (timm's ``Scheduler.update_groups``):
+:func:`apply_schedule` writes them into an optimizer's param groups before each ``optimizer.step()`` of a plain loop,
+:func:`read_lrs` / :func:`read_momenta` read them back. No Lightning here.
 
 The arithmetic is ordered exactly like ``torch.optim.lr_scheduler.CyclicLR`` / ``OneCycleLR`` so that the
 sequences agree bit for bit (the tests compare them with ``==``).
@@ -69,29 +64,6 @@ def __getattr__(name: str) -> Any:
 # Cyclical learning rates (Smith 2017)
 # ----------------------------------------------------------------------------------------------------
 
-def _cycle_position(step: int, step_size_up: float, step_size_down: float | None) -> tuple[int, float]:
-    """(cycle, height) with cycle counted from 1 and height in [0, 1] (1 at the peak)."""
-    up = float(step_size_up)
-    down = float(step_size_down) if step_size_down is not None else up
-    total = up + down
-    ratio = up / total
-    cycle = math.floor(1 + step / total)
-    x = 1.0 + step / total - cycle
-    # Equal to the paper's max(0, 1 - |t/step_size - 2*cycle + 1|) for symmetric cycles; written as
-    # torch's CyclicLR writes it so that both give identical floats (and asymmetric cycles work).
-    height = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
-    return cycle, height
-
-
-def _cyclical_scale(step: int, cycle: int, policy: str, gamma: float) -> float:
-    if policy == "triangular":
-        return 1.0
-    if policy == "triangular2":
-        # 1 / 2**(cycle - 1), exactly, without overflowing after ~1000 cycles.
-        return math.ldexp(1.0, 1 - cycle)
-    return gamma**step
-
-
 def cyclical(step: int, base_lr: float, max_lr: float, step_size_up: float, step_size_down: float | None = None,
              policy: Literal["triangular", "triangular2", "exp_range"] = "triangular", gamma: float = 1.0, *,
              mode: str | None = None) -> float:
@@ -119,8 +91,22 @@ def cyclical(step: int, base_lr: float, max_lr: float, step_size_up: float, step
         0.006
     """
     policy = one_of("policy", renamed("mode", mode, "policy", policy, "triangular"), CYCLICAL_POLICIES)
-    cycle, height = _cycle_position(step, step_size_up, step_size_down)
-    return base_lr + (max_lr - base_lr) * height * _cyclical_scale(step, cycle, policy, gamma)
+    up = float(step_size_up)
+    total = up + (float(step_size_down) if step_size_down is not None else up)
+    ratio = up / total
+    cycle = math.floor(1 + step / total)  # counted from 1
+    x = 1.0 + step / total - cycle
+    # Equal to the paper's max(0, 1 - |t/step_size - 2*cycle + 1|) for symmetric cycles; written as
+    # torch's CyclicLR writes it so that both give identical floats (and asymmetric cycles work).
+    height = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+    if policy == "triangular":
+        scale = 1.0
+    elif policy == "triangular2":
+        # 1 / 2**(cycle - 1), exactly, without overflowing after ~1000 cycles.
+        scale = math.ldexp(1.0, 1 - cycle)
+    else:
+        scale = gamma**step
+    return base_lr + (max_lr - base_lr) * height * scale
 
 
 def cyclical_momentum(step: int, base_momentum: float, max_momentum: float, step_size_up: float,

@@ -13,7 +13,6 @@ beta1), logs the values and checkpoints the object.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,7 +21,7 @@ from typing_extensions import override
 
 from lightning_papers._validation import flag, optional_positive_int, positive_real
 from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index
-from lightning_papers.schedules import param_groups, read_lrs, read_momenta, write_groups
+from lightning_papers.schedules import _per_group, param_groups, read_lrs, read_momenta, write_groups
 
 __all__ = ["FINDER", "ScheduleCallback", "learning_rates", "positive_rates"]
 
@@ -30,16 +29,9 @@ FINDER = "finder"  # the one spelling of "take it from the LR range test in the 
 
 
 def positive_rates(value: Any, name: str, finder_ok: bool = False) -> list[float]:
-    """A positive number or a non-empty sequence of them, as a list of floats.
-
-    Raises:
-        ValueError: for anything else, naming ``name`` and the value.
-    """
-    values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    """A positive number or a non-empty sequence of them, as a list of floats (else ``ValueError``)."""
     try:
-        if not values:
-            raise ValueError
-        return [positive_real(name, v) for v in values]
+        return [positive_real(name, v) for v in _per_group(value, name)]
     except ValueError:
         expected = "a positive number, a sequence of them (one per param group)" + (" or 'finder'" if finder_ok else "")
         raise ValueError(f"Expected `{name}` to be {expected}, got {value!r}") from None
@@ -58,6 +50,7 @@ class ScheduleCallback(StateKeyed):
     """
 
     owns_learning_rate = True
+    _rate_fields: tuple[str, ...] = ()  # the arguments that give learning rates: per param group, or "finder"
 
     def __init__(self, cycle_momentum: bool | None, log_every_n_steps: int | None,
                  replace_schedulers: bool = False) -> None:
@@ -80,21 +73,20 @@ class ScheduleCallback(StateKeyed):
         """Called before the lrs of ``step`` are set."""
 
     # -- helpers --------------------------------------------------------------------------------------------
-    def _check_length(self, values: Any, trainer: pl.Trainer, name: str) -> None:
+    def _check_rates(self, trainer: pl.Trainer) -> None:
+        """Rates given as ``"finder"`` need an ``LRRangeFinder``; lists, one value or one per param group."""
         n = len(param_groups(trainer.optimizers))
-        if isinstance(values, list) and len(values) not in (1, n):
-            raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
+        for name in self._rate_fields:
+            values = getattr(self, name)
+            if values == FINDER:
+                self._finder(trainer)
+            elif len(values) not in (1, n):
+                raise ValueError(f"Expected `{name}` to have one value per param group ({n}), got {len(values)}")
 
     def _finder_bounds(self, trainer: pl.Trainer, fallback: bool = False) -> tuple[float, float] | None:
-        """``(base_lr, max_lr)`` from the first ``LRRangeFinder`` of the Trainer (see
-        :meth:`LRRangeResult.schedule_bounds`); a curve that cannot be trusted never drives a schedule: with
-        ``fallback`` (the user gave numbers to fall back on) ``None`` and one short warning, else an error. The
-        finder has already warned about the curve; the numbers are in its result.
-
-        Raises:
-            ValueError: (one line, naming this callback) when the finder did not run, or, without ``fallback``,
-                suggested nothing or read a curve that cannot be trusted.
-        """
+        """``(base_lr, max_lr)`` from the Trainer's ``LRRangeFinder`` (:meth:`LRRangeResult.schedule_bounds`). A
+        curve that cannot be trusted never drives a schedule: ``None`` and one warning with ``fallback`` (the user
+        gave numbers to fall back on), else a one-line ``ValueError`` naming this callback."""
         me, result = type(self).__name__, self._finder(trainer, ran=True).result
         assert result is not None
         try:
@@ -113,11 +105,7 @@ class ScheduleCallback(StateKeyed):
 
     @staticmethod
     def _finder(trainer: pl.Trainer, ran: bool = False) -> Any:
-        """The first ``LRRangeFinder`` of the Trainer (with ``ran``, one that has a result).
-
-        Raises:
-            ValueError: when there is none.
-        """
+        """The first ``LRRangeFinder`` of the Trainer (with ``ran``, one that has a result); ``ValueError`` if none."""
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
         callbacks = trainer.callbacks  # type: ignore[attr-defined]  # Lightning sets it, undeclared
@@ -143,6 +131,7 @@ class ScheduleCallback(StateKeyed):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check_rates(trainer)
         self._take_over_schedulers(trainer)
         self._cycled = self._momentum_groups(trainer, announce=True)
 

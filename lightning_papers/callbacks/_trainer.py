@@ -4,8 +4,7 @@ DESIGN.md: "step" means one optimizer step, counted per optimizer. :class:`Train
 :func:`training_step` take steps the way ``fit`` takes them (the strategy, precision and clipping apply) and put
 everything back; :class:`StateKeyed` lets two instances of a callback share a Trainer. Evaluation batches and the
 module's loss are in :mod:`~lightning_papers.callbacks.evaluation`, reporting in
-:mod:`~lightning_papers.callbacks.reporting` (``evaluation_batches``, ``progress_bar`` and ``report`` are
-re-exported here for the range test).
+:mod:`~lightning_papers.callbacks.reporting`.
 """
 
 from __future__ import annotations
@@ -30,12 +29,10 @@ from lightning_papers.callbacks.evaluation import (
     _restore_metric_states,
     _step_loss,
     captured_logs,
-    evaluation_batches,
 )
-from lightning_papers.callbacks.reporting import progress_bar, report
 
-__all__ = ["StateKeyed", "TrainingSnapshot", "cycle_batches", "evaluation_batches", "optimizer_index",
-           "planned_optimizer_steps", "progress_bar", "report", "silenced_callbacks", "training_step"]
+__all__ = ["StateKeyed", "TrainingSnapshot", "cycle_batches", "optimizer_index", "planned_optimizer_steps",
+           "silenced_callbacks", "training_step"]
 
 
 def cycle_batches(loaders: Any) -> Iterator[Any]:
@@ -96,7 +93,6 @@ def planned_optimizer_steps(trainer: pl.Trainer) -> float:
     if trainer.max_steps != -1:
         batches = min(batches, math.ceil(trainer.max_steps / n))
     return batches
-
 
 
 class TrainingSnapshot:

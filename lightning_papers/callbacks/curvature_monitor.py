@@ -37,8 +37,6 @@ from lightning_papers.callbacks.evaluation import ModuleEvaluation, evaluation_b
 from lightning_papers.callbacks.reporting import guarded, report, sum_across_ranks
 from lightning_papers.schedules import param_groups, read_momenta
 
-__all__ = ["CurvatureMonitor"]
-
 log = logging.getLogger(__name__)
 
 

@@ -34,10 +34,8 @@ class CyclicalLR(ScheduleCallback):
     """Set every param group's learning rate from a cyclical policy before each optimizer step.
 
     A step is one ``optimizer.step()``, and each optimizer counts its own (a GAN's two optimizers both run whole
-    cycles of ``step_size``), so under gradient accumulation the lr changes only between optimizer steps, and a
-    run resumed from a checkpoint continues the cycle exactly. Attach it instead of a scheduler: it sets
-    ``owns_learning_rate = True`` so this package's modules hand out a bare optimizer, and it refuses a scheduler
-    the module's ``configure_optimizers`` returns unless ``replace_schedulers=True``.
+    cycles of ``step_size``; under gradient accumulation the lr changes only between steps); a resumed run
+    continues the cycle exactly. Attach it instead of a scheduler (this package's modules then build none).
 
     Args:
         base_lr: lower bound, a number, one per param group (all optimizers' groups in order), or ``"finder"``
@@ -62,13 +60,10 @@ class CyclicalLR(ScheduleCallback):
             name) instead of refusing it at fit start.
         fallback_lr: with bounds from the range test, ``(base_lr, max_lr)`` (numbers or one per param group) to
             use, with one warning, when its reading cannot be trusted (:attr:`LRRangeResult.problems`, e.g. a sweep
-            too short for the loss to fall) or suggests nothing, instead of refusing to train.
+            too short for the loss to fall) or suggests nothing, instead of refusing the first training step.
         mode: deprecated name of ``policy``.
         bounds: deprecated: ``CyclicalLR(b, m, bounds="finder")`` is
             ``CyclicalLR("finder", "finder", fallback_lr=(b, m))``.
-
-    Bounds are never taken from a range test whose curve cannot be trusted: without numbers to fall back on, the
-    first training step is refused with a one-line error naming the problem and the fix.
 
     Raises:
         ValueError: for an unknown ``policy``, non-positive bounds, ``base_lr`` above ``max_lr``, both or neither
@@ -87,6 +82,7 @@ class CyclicalLR(ScheduleCallback):
         >>> trainer = L.Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
     """
 
+    _rate_fields = ("base_lr", "max_lr")
     _state_key_fields = ("base_lr", "max_lr", "mode")  # "mode": the key of checkpoints written before the rename
 
     def __init__(
@@ -154,14 +150,6 @@ class CyclicalLR(ScheduleCallback):
             raise ValueError(f"Expected `fallback_lr` to be (base_lr, max_lr) with base_lr <= max_lr, got "
                              f"{fallback_lr!r}") from None
         return base, peak
-
-    @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if FINDER in (self.base_lr, self.max_lr):
-            self._finder(trainer)
-        for name in ("base_lr", "max_lr"):
-            self._check_length(getattr(self, name), trainer, name)
-        super().on_fit_start(trainer, pl_module)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

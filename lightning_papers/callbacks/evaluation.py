@@ -4,7 +4,7 @@ and ``lightning-papers landscape`` pass to :func:`~lightning_papers.landscape.su
 Loss Landscape of Neural Nets, 2018, arXiv 1712.09913) from :func:`evaluation_batches` (a few fixed batches through
 the module's own transfer hooks, under an evaluation stage, the same on every rank when asked),
 :class:`ModuleEvaluation` (the module's own loss, its ``self.log`` calls and metric updates kept out of the user's
-logs) and :func:`autocast_dtype` (the Trainer's precision). Every private Lightning (or torchmetrics) attribute
+logs) in the Trainer's precision. Every private Lightning (or torchmetrics) attribute
 touched here has a comment that says why.
 """
 
@@ -26,7 +26,6 @@ from lightning_papers.landscape import EvaluationSpec, accuracy, preserved_model
 
 __all__ = [
     "ModuleEvaluation",
-    "autocast_dtype",
     "captured_logs",
     "classification_target",
     "evaluation_batches",
@@ -55,7 +54,7 @@ def module_spec(trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, 
         ValueError: as :class:`~lightning_papers.landscape.EvaluationSpec` does.
     """
     batches = evaluation_batches(trainer, pl_module, split, num_batches, seed=seed)
-    dtype = options.pop("autocast_dtype", None) or autocast_dtype(trainer)
+    dtype = options.pop("autocast_dtype", None) or devices.autocast_dtype(str(trainer.precision))
     options["autocast_dtype"] = None if dtype == torch.float32 else dtype
     probe = EvaluationSpec([], **options)  # the options checked before anything runs
     if probe.copies and loss_fn is not None:
@@ -71,11 +70,6 @@ def module_spec(trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, 
     evaluation = ModuleEvaluation(pl_module, loss_fn, metrics)
     with evaluation.active():
         yield EvaluationSpec(batches, evaluate=evaluation, **options)
-
-
-def autocast_dtype(trainer: pl.Trainer) -> torch.dtype | None:
-    """The autocast dtype of ``trainer.precision`` (``None`` for full or ``-true`` precisions)."""
-    return devices.autocast_dtype(str(trainer.precision))
 
 
 @contextmanager
@@ -186,8 +180,6 @@ def evaluation_batches(trainer: pl.Trainer, pl_module: pl.LightningModule, which
         raise RuntimeError(f"Expected a non-empty {which} dataloader to take {n} evaluation batch(es) from, got none")
     with evaluation_stage(trainer):
         return [_prepare(trainer, pl_module, b) for b in raw]
-
-
 
 
 def _metric_states(module: torch.nn.Module) -> dict[str, Any]:
@@ -364,7 +356,6 @@ def preflight(trainer: pl.Trainer, pl_module: pl.LightningModule, owner: str, wh
     Raises:
         ValueError: one line naming what is missing and the fix.
     """
-    from lightning_papers.landscape import preserved_model
     from lightning_papers.landscape.double_backward import describe_blocker, double_backward_blocker
 
     if _loader(trainer, pl_module, which) is None:

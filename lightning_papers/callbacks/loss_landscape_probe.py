@@ -18,7 +18,6 @@ import functools
 import logging
 import math
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,8 +36,6 @@ from lightning_papers.callbacks.reporting import gather_surface, guarded, report
 from lightning_papers.landscape.adaptive import as_refinement
 from lightning_papers.landscape.directions import SUPPORTED_KINDS, SUPPORTED_NORMALIZATIONS
 
-__all__ = ["LossLandscapeProbe"]
-
 log = logging.getLogger(__name__)
 _DEFAULT_GRIDS = {"2d": (np.linspace(-1, 1, 11),) * 2, "1d": np.linspace(-1, 1, 21),
                   "interpolate": np.linspace(-0.5, 1.5, 21)}
@@ -53,7 +50,7 @@ class LossLandscapeProbe(StateKeyed):
     logits. ``loss_fn`` / ``metrics`` override that.
 
     Args:
-        kind: ``"2d"`` (surface along two filter-normalised random directions), ``"1d"`` (one random
+        view: ``"2d"`` (surface along two filter-normalised random directions), ``"1d"`` (one random
             direction) or ``"interpolate"`` (the line from the weights at the start of training, ``alpha = 0``, to
             the current ones, ``alpha = 1``). Was ``mode``.
         at: ``"fit_end"`` (once, when training ends) or ``None`` with ``every_n_epochs``.
@@ -61,11 +58,11 @@ class LossLandscapeProbe(StateKeyed):
         grid: coordinate axes; default 11x11 over [-1, 1]^2 (2d), 21 points over [-1, 1] (1d) or [-0.5, 1.5]
             (interpolate). ``"frame"`` (or a :class:`~lightning_papers.landscape.Framed`, e.g.
             ``Framed(points=21)``): a range chosen at the first probe from 1-D scans so that the basin fills the
-            picture, then kept for every later probe, so that the surfaces over training share one range (kinds
+            picture, then kept for every later probe, so that the surfaces over training share one range (views
             ``"2d"``/``"1d"``). The default stays the paper's fixed range, which compares across runs.
         adaptive: spend a point budget where the surface is least known instead of evaluating every grid point
             (:class:`~lightning_papers.landscape.Refinement`, a dict of its arguments, or a budget: an int of
-            points or a float fraction of the grid); ranks share each refinement round. Kinds ``"2d"``/``"1d"``.
+            points or a float fraction of the grid); ranks share each refinement round. Views ``"2d"``/``"1d"``.
         num_batches: fixed batches of each loader used at every point (and for sharpness).
         split: ``"val"``, ``"train"`` or both (``("train", "val")``: metrics named ``train_loss``, ...). Was
             ``dataloader``.
@@ -90,8 +87,8 @@ class LossLandscapeProbe(StateKeyed):
         save_results: rank 0 writes ``.npz``/``.json``, PNGs and ``.vtp`` to ``trainer.log_dir/landscape/``.
 
     Raises:
-        ValueError: for an unknown ``kind``, ``at``, ``split``, ``normalization`` or ``perturb``, ``grid="frame"``
-            or ``adaptive`` with ``kind="interpolate"``, a bad ``adaptive``, a
+        ValueError: for an unknown ``view``, ``at``, ``split``, ``normalization`` or ``perturb``, ``grid="frame"``
+            or ``adaptive`` with ``view="interpolate"``, a bad ``adaptive``, a
             non-positive ``num_batches``/``every_n_epochs``/``hessian_iters``, a grid of the wrong dimension, a bad
             ``compile``, or a copy option (``fold_bn``, ``channels_last``, ``compile``, ``backend="vmap"``)
             without ``loss_fn``.
@@ -101,15 +98,15 @@ class LossLandscapeProbe(StateKeyed):
         >>> trainer = pl.Trainer(callbacks=[probe], max_epochs=2)
     """
 
-    SUPPORTED_KINDS = ("2d", "1d", "interpolate")
+    SUPPORTED_VIEWS = ("2d", "1d", "interpolate")
     SUPPORTED_AT = ("fit_end", None)
     SUPPORTED_SPLITS = ("val", "train")
-    _state_key_fields = {"mode": "kind", "dataloader": "split", "every_n_epochs": "every_n_epochs", "seed": "seed",
+    _state_key_fields = {"mode": "view", "dataloader": "split", "every_n_epochs": "every_n_epochs", "seed": "seed",
                          "axes": "axes"}  # the key names of checkpoints saved before the renames
 
     def __init__(
         self,
-        kind: str = "2d",
+        view: str = "2d",
         *,
         at: str | None = "fit_end",
         every_n_epochs: int | None = None,
@@ -133,13 +130,13 @@ class LossLandscapeProbe(StateKeyed):
         radius: float = 0.5,
         save_results: bool = True,
         mode: str | None = None,
+        kind: str | None = None,
         dataloader: str | Sequence[str] | None = None,
     ) -> None:
-        if kind in SUPPORTED_KINDS:  # the old meaning of `kind`: what the directions perturb
-            warnings.warn(f"`kind={kind!r}` is deprecated for what the directions perturb: pass `perturb={kind!r}` "
-                          "(`kind` is now '2d', '1d' or 'interpolate')", DeprecationWarning, stacklevel=2)
-            kind, perturb = "2d", kind
-        kind = check.one_of("kind", check.renamed("mode", mode, "kind", kind, "2d"), self.SUPPORTED_KINDS)
+        if kind in self.SUPPORTED_VIEWS:  # an unreleased name of `view`
+            view, kind = check.renamed("kind", kind, "view", view, "2d"), None
+        perturb = check.renamed("kind", kind, "perturb", perturb, None)  # the released meaning of `kind`
+        view = check.one_of("view", check.renamed("mode", mode, "view", view, "2d"), self.SUPPORTED_VIEWS)
         split = check.renamed("dataloader", dataloader, "split", split, "val")
         check.one_of("at", at, self.SUPPORTED_AT)
         if every_n_epochs is not None:
@@ -150,7 +147,7 @@ class LossLandscapeProbe(StateKeyed):
         if not splits or any(d not in self.SUPPORTED_SPLITS for d in splits) or len(set(splits)) < len(splits):
             raise ValueError(f"Expected `split` to be one or both of {self.SUPPORTED_SPLITS}, got {split!r}")
         check.one_of("normalization", normalization, SUPPORTED_NORMALIZATIONS)
-        perturb = check.one_of("perturb", perturb or ("states" if kind == "interpolate" else "weights"),
+        perturb = check.one_of("perturb", perturb or ("states" if view == "interpolate" else "weights"),
                                SUPPORTED_KINDS)
         self.num_batches = check.positive_int("num_batches", num_batches)
         self.hessian_iters = check.positive_int("hessian_iters", hessian_iters)
@@ -160,8 +157,8 @@ class LossLandscapeProbe(StateKeyed):
         if copies and loss_fn is None:
             raise ValueError(f"Expected a `loss_fn` with {copies}: they evaluate a copy of the network, which has no "
                              "training step; e.g. `loss_fn=torch.nn.functional.cross_entropy` for a classifier")
-        self.kind, self.at, self.every_n_epochs = kind, at, every_n_epochs
-        self.axes, self.framed = _axes(kind, grid, adaptive)
+        self.view, self.at, self.every_n_epochs = view, at, every_n_epochs
+        self.axes, self.framed = _axes(view, grid, adaptive)
         self.adaptive = None if adaptive is None else as_refinement(adaptive)
         self._framed_axes: list[np.ndarray] | None = None  # the range the first framed probe chose
         self._frame: dict[str, Any] | None = None
@@ -177,13 +174,13 @@ class LossLandscapeProbe(StateKeyed):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # everything the probe will need, checked on one batch before the first training step
         evaluation = ModuleEvaluation(pl_module, self.loss_fn, self.metrics)
-        second_order = self.sharpness and self.kind != "interpolate"
+        second_order = self.sharpness and self.view != "interpolate"
         for split in self._splits:
             preflight(trainer, pl_module, "LossLandscapeProbe", split, evaluation, seed=self.seed,
                                hessian_fix="pass `sharpness=False`" if second_order else None)
         log_dir = trainer.log_dir  # a collective under DDP: every rank is here
         self._results_dir = os.path.join(log_dir, "landscape") if log_dir and self.save_results else None
-        if self.kind == "interpolate" and self.initial_state is None:  # a resumed run has it from the checkpoint
+        if self.view == "interpolate" and self.initial_state is None:  # a resumed run has it from the checkpoint
             self.initial_state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
 
     @override
@@ -204,7 +201,7 @@ class LossLandscapeProbe(StateKeyed):
                      epoch: int | None = None) -> ls.SurfaceResult | None:
         """:meth:`probe` from a training hook: a failure is a warning (what failed, where the results so far are),
         never an exception out of ``fit``; returns ``None`` then."""
-        with guarded("LossLandscapeProbe", f"the {self.kind} probe at epoch {epoch}", self._where):
+        with guarded("LossLandscapeProbe", f"the {self.view} probe at epoch {epoch}", self._where):
             return self.probe(trainer, pl_module, epoch=epoch)
         return None
 
@@ -217,7 +214,7 @@ class LossLandscapeProbe(StateKeyed):
         (step = epoch) and ``<log_dir>/landscape/2d_over_training.gif``. Called at the end of training; call it
         on every rank."""
         surfaces = {e: r for e, r in sorted(self.results.items()) if r.ndim == 2}
-        if self.kind != "2d" or len(surfaces) < 2:
+        if self.view != "2d" or len(surfaces) < 2:
             return
         frames: list[Any] = []
         if trainer.is_global_zero:
@@ -263,9 +260,9 @@ class LossLandscapeProbe(StateKeyed):
         return (self.split,) if isinstance(self.split, str) else tuple(self.split)
 
     def _compute(self, pl_module: pl.LightningModule, spec: ls.EvaluationSpec) -> ls.SurfaceResult:
-        if self.kind == "interpolate":
+        if self.view == "interpolate":
             if self.initial_state is None:
-                raise RuntimeError("LossLandscapeProbe(kind='interpolate') has no initial weights: call it after fit "
+                raise RuntimeError("LossLandscapeProbe('interpolate') has no initial weights: call it after fit "
                                    "has started")
             return ls.interpolate(pl_module, self.initial_state, self.axes[0], spec, kind=self.perturb)
         directions = ls.random_directions(pl_module, len(self.axes), self.seed, self.normalization, self.ignore,
@@ -280,7 +277,7 @@ class LossLandscapeProbe(StateKeyed):
     def _sharpness(self, pl_module: pl.LightningModule, spec: ls.EvaluationSpec,
                    result: ls.SurfaceResult) -> dict[str, float]:
         out: dict[str, float] = {}
-        if self.kind != "interpolate":  # the centre of an interpolation is the start, not the current weights
+        if self.view != "interpolate":  # the centre of an interpolation is the start, not the current weights
             # in float32, as before the spec carried the Trainer's autocast dtype
             top = ls.hessian_top_eigenvalue(pl_module, spec, max_iter=self.hessian_iters, autocast_dtype=None)
             out["hessian_top_eig"] = top.eigenvalue
@@ -299,22 +296,22 @@ class LossLandscapeProbe(StateKeyed):
         meshes: dict[str, Any] = {}
         series: dict[str, Any] = {}
         files: dict[str, Any] = {}
-        stem = f"{self.kind}_epoch{epoch}"
+        stem = f"{self.view}_epoch{epoch}"
         if trainer.is_global_zero:
             metric = "loss" if "loss" in result.values else next(iter(result.values))
             if not np.isfinite(result[metric]).any():
-                rank_zero_warn(f"LossLandscapeProbe ({self.kind}, epoch {epoch}): every point of the surface has a "
+                rank_zero_warn(f"LossLandscapeProbe ({self.view}, epoch {epoch}): every point of the surface has a "
                                f"non-finite {metric} (NaN or inf): the model's loss is not finite at these weights; "
                                "the plots below are empty")
-            log.info("loss landscape (%s) at epoch %d: %s at the centre %.4g, %s", self.kind, epoch, metric,
+            log.info("loss landscape (%s) at epoch %d: %s at the centre %.4g, %s", self.view, epoch, metric,
                      result.centre_value(metric), sharp)
             if result.ndim == 2:
                 figures = {f"landscape/{k}": result.plot(k, metric=metric).figure
                            for k in ("contour", "heatmap", "surface3d")}
-                view = ls.mesh_view(result, metric)  # heights scaled to the grid: raw losses render as a needle
-                meshes = {"landscape/mesh": view} if len(view.faces) else {}
+                mesh = ls.mesh_view(result, metric)  # heights scaled to the grid: raw losses render as a needle
+                meshes = {"landscape/mesh": mesh} if len(mesh.faces) else {}
                 files[f"{stem}.vtp"] = lambda path: ls.write_vtp(result, path, metric)
-            elif self.kind == "interpolate":
+            elif self.view == "interpolate":
                 ax = result.plot("curve", xlabel="alpha (0 = start of training, 1 = current weights)")
                 ax.set_title("Interpolation from the initial to the current weights")
                 figures = {"landscape/interpolation": ax.figure}
@@ -353,21 +350,21 @@ class LossLandscapeProbe(StateKeyed):
                 np.asarray(saved["computed"], dtype=bool)))
 
 
-def _axes(kind: str, grid: Any, adaptive: Any) -> tuple[list[np.ndarray], ls.Framed | None]:
+def _axes(view: str, grid: Any, adaptive: Any) -> tuple[list[np.ndarray], ls.Framed | None]:
     """The probe's axes (empty ones for a range framed at the first probe) and its :class:`Framed`, if any."""
-    ndim = 2 if kind == "2d" else 1
-    grid = _DEFAULT_GRIDS[kind] if grid is None else grid
-    if adaptive is not None and kind == "interpolate":
-        raise ValueError("Expected `adaptive` with kind '2d' or '1d', got kind 'interpolate': drop `adaptive`")
+    ndim = 2 if view == "2d" else 1
+    grid = _DEFAULT_GRIDS[view] if grid is None else grid
+    if adaptive is not None and view == "interpolate":
+        raise ValueError("Expected `adaptive` with view '2d' or '1d', got view 'interpolate': drop `adaptive`")
     if not isinstance(grid, (str, ls.Framed)):
         axes = [grid] if ndim == 1 and np.ndim(grid) == 1 else list(grid)
         if len(axes) != ndim or any(np.ndim(a) != 1 or len(a) == 0 for a in axes):
-            raise ValueError(f"Expected `grid` to be {ndim} non-empty 1-D coordinate array(s) for kind {kind!r}")
+            raise ValueError(f"Expected `grid` to be {ndim} non-empty 1-D coordinate array(s) for view {view!r}")
         return [np.asarray(a, dtype=np.float64) for a in axes], None
     if grid != "frame" and not isinstance(grid, ls.Framed):
         raise ValueError(f"Expected `grid` to be coordinate axes, 'frame' or a Framed(...), got {grid!r}")
-    if kind == "interpolate":
-        raise ValueError("Expected `grid='frame'` with kind '2d' or '1d', got kind 'interpolate' (its axis runs from "
+    if view == "interpolate":
+        raise ValueError("Expected `grid='frame'` with view '2d' or '1d', got view 'interpolate' (its axis runs from "
                          "the start of training to now): pass the axis yourself")
     points = (21 if ndim == 2 else 41) if adaptive is not None else (11 if ndim == 2 else 21)
     return [np.zeros(0)] * ndim, grid if isinstance(grid, ls.Framed) else ls.Framed(points=points)

@@ -7,7 +7,7 @@ loss (or, as in the paper, the validation accuracy) curve.
 The callback maps hooks onto the core: the ramp is :class:`lightning_papers.schedules.Ramp`, the smoothing
 and the stop rule :class:`lightning_papers.lr_suggestion.SmoothedLoss`, the suggestions and the result
 :class:`lightning_papers.lr_suggestion.LRRangeResult`; each step is taken through the strategy (so DDP,
-precision and gradient clipping apply) by :func:`lightning_papers.callbacks._steps.training_step`, and
+precision and gradient clipping apply) by :func:`lightning_papers.callbacks._trainer.training_step`, and
 everything it touches is restored from memory afterwards - no sub-``fit``, no temporary checkpoint.
 """
 
@@ -25,8 +25,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from typing_extensions import override
 
 from lightning_papers._validation import integer, one_of, real, renamed
-from lightning_papers.callbacks import _trainer as _steps  # _steps moved back into _trainer
-from lightning_papers.callbacks import evaluation, reporting
+from lightning_papers.callbacks import _trainer, evaluation, reporting
 from lightning_papers.landscape import accuracy, preserved_model
 from lightning_papers.lr_suggestion import SUGGESTIONS, LRRangeResult, SmoothedLoss
 from lightning_papers.schedules import RAMP_SPACINGS, Ramp, write_groups
@@ -45,7 +44,7 @@ def classification_accuracy(module: torch.nn.Module, batch: Any) -> tuple[torch.
     return (accuracy(module(inputs), targets) * total).round(), total
 
 
-class LRRangeFinder(_steps.StateKeyed):
+class LRRangeFinder(_trainer.StateKeyed):
     """Learning-rate range test (Smith 2017) that runs inside ``fit`` and leaves no trace.
 
     Sweeps the lr from ``min_lr`` to ``max_lr`` over ``num_steps`` optimizer steps, records the training
@@ -128,7 +127,7 @@ class LRRangeFinder(_steps.StateKeyed):
         one_of("apply", apply, self.SUPPORTED_APPLY)
         if not 0 < min_lr < max_lr < math.inf:
             raise ValueError(f"Expected `0 < min_lr < max_lr` (finite), got {min_lr!r} and {max_lr!r}")
-        integer("num_steps", num_steps, minimum=2)
+        self.schedule = Ramp(min_lr, max_lr, num_steps, spacing)  # checks num_steps
         if smoothing is not None:
             real("smoothing", smoothing, 0, 1, high_open=True)
         if divergence_factor is not None:
@@ -138,7 +137,6 @@ class LRRangeFinder(_steps.StateKeyed):
             raise ValueError(f"Expected `at_epochs` to be non-negative integers, got {at_epochs!r}")
         integer("val_every", val_every, minimum=1)
 
-        self.schedule = Ramp(min_lr, max_lr, num_steps, spacing)
         self.min_lr, self.max_lr, self.num_steps, self.spacing = min_lr, max_lr, num_steps, spacing
         self.mode = spacing  # its name in the state keys of checkpoints written before the rename
         self.method = method
@@ -180,9 +178,9 @@ class LRRangeFinder(_steps.StateKeyed):
     # -- the sweep ----------------------------------------------------------------------------------------
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, key: int, suffix: str) -> None:
         result = LRRangeResult(method=self.method, epoch=trainer.current_epoch)
-        snapshot = _steps.TrainingSnapshot(trainer, pl_module)
+        snapshot = _trainer.TrainingSnapshot(trainer, pl_module)
         try:
-            with isolate_rng(), _steps.silenced_callbacks(trainer):
+            with isolate_rng(), _trainer.silenced_callbacks(trainer):
                 self._sweep(trainer, pl_module, result)
         finally:
             snapshot.restore()
@@ -205,7 +203,7 @@ class LRRangeFinder(_steps.StateKeyed):
         if isinstance(loader, torch.utils.data.DataLoader) and loader.persistent_workers and loader.num_workers:
             rank_zero_warn("`LRRangeFinder` shares the train loader's persistent workers with `fit`: the first epoch "
                            "after the test starts a fresh pass over the data (`persistent_workers=False` avoids it)")
-        batches = _steps.cycle_batches(loader)
+        batches = _trainer.cycle_batches(loader)
         val_batches = evaluation.evaluation_batches(trainer, pl_module, "val", self.num_batches,
                                                     same_on_all_ranks=False) if self.num_batches else []
         ema = SmoothedLoss(self.smoothing, self.divergence_factor)
@@ -214,7 +212,7 @@ class LRRangeFinder(_steps.StateKeyed):
             for step in range(self.num_steps):
                 lr = self.schedule(step)
                 write_groups(optimizer, lr)
-                loss, skipped = _steps.training_step(trainer, pl_module, optimizer, batches, step)
+                loss, skipped = _trainer.training_step(trainer, pl_module, optimizer, batches, step)
                 progress.update(1)
                 if skipped or loss is None:
                     result.skipped_steps += 1

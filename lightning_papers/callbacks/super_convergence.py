@@ -9,7 +9,7 @@ way (Smith, A disciplined approach to neural network hyper-parameters, 2018, arX
 
 The schedule is one :class:`lightning_papers.schedules.OneCycle` (bit-exact against
 ``torch.optim.lr_scheduler.OneCycleLR``, with its length, annihilation phase and stretch); the interpolation is
-:class:`~lightning_papers.callbacks.LossLandscapeProbe`'s ``kind="interpolate"``.
+:class:`~lightning_papers.callbacks.LossLandscapeProbe`'s ``view="interpolate"``.
 """
 
 from __future__ import annotations
@@ -36,16 +36,11 @@ __all__ = ["SuperConvergence"]
 class SuperConvergence(ScheduleCallback):
     """Drive every param group's learning rate (and momentum) through one 1cycle over the whole run.
 
-    A step is one ``optimizer.step()``, and each optimizer counts its own: gradient accumulation changes the lr
-    only between optimizer steps, and a GAN's two optimizers (manual optimization, one step each per batch) both
-    run through the whole cycle. Its length is ``trainer.estimated_stepping_batches`` (``max_steps`` /
-    ``max_epochs`` and accumulation respected; under manual optimization the batches of the run, ``max_steps``
-    divided among the optimizers) unless ``total_steps`` is given. A scheduler returned by the module's
-    ``configure_optimizers`` is refused at fit start unless ``replace_schedulers=True``. With equal settings the lr and
+    A step is one ``optimizer.step()``, and each optimizer counts its own (a GAN's two optimizers both run the
+    whole cycle; under gradient accumulation the lr changes only between steps). With equal settings the lr and
     momentum sequences equal ``torch.optim.lr_scheduler.OneCycleLR``'s, but training past the planned length
-    holds the final lr (one warning) instead of raising, and momentum is never switched on for an optimizer
-    that has none. Resuming continues the same sequence; resuming with a different length (e.g. a larger
-    ``max_epochs``) stretches the rest of the schedule from the saved position over the new remaining steps.
+    holds the final lr (one warning) instead of raising. Resuming continues the same sequence; resuming with a
+    different length (e.g. a larger ``max_epochs``) stretches the rest of the cycle over the new remaining steps.
 
     Args:
         max_lr: the peak learning rate, or ``"finder"`` to take it from an
@@ -54,10 +49,11 @@ class SuperConvergence(ScheduleCallback):
             finder found no bounds, its ``suggestion``; the bounds always bracket the suggestion). A curve that
             cannot be trusted (:attr:`LRRangeResult.problems`) is refused before the first training step with a
             one-line error naming the problem and the fix (a longer or wider sweep, or ``max_lr`` as a number).
-            A number keeps the optimizer's
-            per-group lr ratios: the group with the largest initial lr peaks at ``max_lr`` and a group at 0.1x
-            stays at 0.1x. A sequence gives each param group (all optimizers' groups in order) its own peak.
-        total_steps: steps of each optimizer over the schedule; ``None`` takes them from the Trainer (see above).
+            A number keeps the optimizer's per-group lr ratios: the group with the largest initial lr peaks at
+            ``max_lr``, a group at 0.1x stays at 0.1x. A sequence gives each param group (all optimizers' in order)
+            its own peak.
+        total_steps: steps of each optimizer over the schedule; ``None``: ``trainer.estimated_stepping_batches``
+            (under manual optimization the batches of the run, ``max_steps`` divided among the optimizers).
         div_factor: the cycle starts (and, with ``three_phase``, returns) at ``max_lr / div_factor``.
         final_div_factor: the annihilation ends at ``max_lr / div_factor / final_div_factor``.
         three_phase: the paper's shape: up, symmetrically down, then annihilation. ``False`` is the two-phase
@@ -83,7 +79,7 @@ class SuperConvergence(ScheduleCallback):
         interpolation_probe: keep the weights of fit start in memory (on the CPU, and in checkpoints) and, when
             training ends, evaluate the module's loss (and accuracy, for a classifier) along
             ``theta_0 + alpha (theta_T - theta_0)`` on training and validation batches - a
-            ``LossLandscapeProbe(kind="interpolate")``, whose tags and files it writes (``landscape/interpolation``).
+            ``LossLandscapeProbe(view="interpolate")``, whose tags and files it writes (``landscape/interpolation``).
             BatchNorm statistics are interpolated with the weights. Result: :attr:`interpolation`.
         interpolation_points: evenly spaced alphas over ``interpolation_range`` (0 and 1 are always added).
         num_batches: batches of each loader the interpolation is evaluated on (the probe's ``num_batches``).
@@ -108,6 +104,7 @@ class SuperConvergence(ScheduleCallback):
         >>> trainer = L.Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
     """
 
+    _rate_fields = ("max_lr",)
     _state_key_fields = ("max_lr", "total_steps")
 
     def __init__(
@@ -136,9 +133,8 @@ class SuperConvergence(ScheduleCallback):
         num_batches = renamed("interpolation_batches", interpolation_batches, "num_batches", num_batches, 4)
         super().__init__(cycle_momentum, log_every_n_steps, replace_schedulers)
         peaks = learning_rates(max_lr, "max_lr")
-        if fallback_lr is not None:
-            if peaks != FINDER:
-                raise ValueError(f"Expected `fallback_lr` only with max_lr='finder', got max_lr={max_lr!r}")
+        if fallback_lr is not None and peaks != FINDER:
+            raise ValueError(f"Expected `fallback_lr` only with max_lr='finder', got max_lr={max_lr!r}")
         self.fallback_lr = None if fallback_lr is None else positive_rates(fallback_lr, "fallback_lr")[0]
         optional_positive_int("total_steps", total_steps)
         pct_start = one_cycle_pct_start(three_phase, pct_start, annihilation_pct)
@@ -177,9 +173,6 @@ class SuperConvergence(ScheduleCallback):
     # -- fit start: checks, length, the initial weights ---------------------------------------------------
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.max_lr == FINDER:
-            self._finder(trainer)
-        self._check_length(self.max_lr, trainer, "max_lr")
         if self.total_steps is None and self.schedule is None and trainer.max_epochs == -1 and trainer.max_steps == -1:
             raise ValueError("Expected `total_steps` for an unbounded run (max_epochs=-1 and max_steps=-1)")
         super().on_fit_start(trainer, pl_module)
@@ -203,20 +196,19 @@ class SuperConvergence(ScheduleCallback):
         self._warned_past_end = False
 
     def _build(self, trainer: pl.Trainer) -> OneCycle:
-        if isinstance(self.max_lr, list) and len(self.max_lr) > 1:
-            peaks = tuple(self.max_lr)
-        else:
-            if isinstance(self.max_lr, str):
-                found = self._finder_bounds(trainer, fallback=self.fallback_lr is not None)
-                peak = found[1] if found is not None else self.fallback_lr
-                assert peak is not None
-            else:
-                peak = self.max_lr[0]
-            # the optimizer's own initial lrs (a replaced scheduler may have scaled `lr` already, e.g. LinearLR)
-            peaks = one_cycle_peaks(peak, read_lrs(trainer.optimizers, initial=True))
-            if len(set(peaks)) > 1:
-                rank_zero_info(f"SuperConvergence: per-group peaks {list(peaks)} (the optimizer's lr ratios).")
         assert self._planned is not None, "on_train_start sets the length"
+        if isinstance(self.max_lr, list) and len(self.max_lr) > 1:
+            return replace(self._template, total_steps=self._planned, max_lr=tuple(self.max_lr))
+        if isinstance(self.max_lr, str):
+            found = self._finder_bounds(trainer, fallback=self.fallback_lr is not None)
+            peak = found[1] if found is not None else self.fallback_lr
+            assert peak is not None
+        else:
+            peak = self.max_lr[0]
+        # the optimizer's own initial lrs (a replaced scheduler may have scaled `lr` already, e.g. LinearLR)
+        peaks = one_cycle_peaks(peak, read_lrs(trainer.optimizers, initial=True))
+        if len(set(peaks)) > 1:
+            rank_zero_info(f"SuperConvergence: per-group peaks {list(peaks)} (the optimizer's lr ratios).")
         return replace(self._template, total_steps=self._planned, max_lr=peaks)
 
     def _before_step(self, trainer: pl.Trainer, step: int) -> None:

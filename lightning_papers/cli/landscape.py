@@ -82,8 +82,8 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--config", required=True, help="recipe YAML naming the model and data (as for `fit`)")
     p.add_argument("--grid", default="-1:1:51", help="x axis START:STOP:POINTS (default -1:1:51)")
     p.add_argument("--ygrid", default=None, help="y axis START:STOP:POINTS (default: as --grid)")
-    p.add_argument("--kind", "--mode", dest="mode", choices=("2d", "1d"), default="2d",
-                   help="2-D surface or 1-D curve (default 2d), as LossLandscapeProbe(kind=); --mode is its old name")
+    p.add_argument("--view", "--mode", dest="view", choices=("2d", "1d"), default="2d",
+                   help="2-D surface or 1-D curve (default 2d), as LossLandscapeProbe(view=); --mode is its old name")
     p.add_argument("--frame", action="store_true",
                    help="choose each axis's range from 1-D scans out to where the loss reaches 100 x the centre "
                         "loss, so the basin fills the picture (POINTS from --grid; START:STOP ignored)")
@@ -266,27 +266,22 @@ class _SurfaceAtValidationStart(Callback):
 def _surface(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
              devices: int | list[int]):
     """(surface, seconds, device): the surface computed inside ``Trainer.validate``."""
-    from lightning_papers._helpers import lightning_info_off
-
-    with lightning_info_off():  # the seed, "GPU available": about this command's own Trainers
-        return _surface_in_trainer(args, axes, out, accelerator, devices)
-
-
-def _surface_in_trainer(args: argparse.Namespace, axes: list[np.ndarray], out: Path, accelerator: str,
-                        devices: int | list[int]):
     import lightning as L
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
-    module, datamodule = _load_module_and_data(args.config, args.ckpt)
-    if not is_overridden("validation_step", module):
-        raise ValueError(f"Expected the config's model to define validation_step (the surface is computed inside "
-                         f"Trainer.validate), got {type(module).__name__} without one")
-    probe = _SurfaceAtValidationStart(args, axes, out)
-    trainer = L.Trainer(accelerator=accelerator, devices=devices, precision="bf16-mixed" if args.bf16 else "32-true",
-                        logger=False, callbacks=[probe], enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, limit_val_batches=1, num_sanity_val_steps=0,
-                        inference_mode=False, default_root_dir=str(out))
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    from lightning_papers._helpers import lightning_info_off
+
+    with lightning_info_off():  # the seed, "GPU available": about this command's own Trainers
+        module, datamodule = _load_module_and_data(args.config, args.ckpt)
+        if not is_overridden("validation_step", module):
+            raise ValueError(f"Expected the config's model to define validation_step (the surface is computed "
+                             f"inside Trainer.validate), got {type(module).__name__} without one")
+        probe = _SurfaceAtValidationStart(args, axes, out)
+        trainer = L.Trainer(accelerator=accelerator, devices=devices, logger=False, callbacks=[probe],
+                            precision="bf16-mixed" if args.bf16 else "32-true", enable_progress_bar=False,
+                            enable_model_summary=False, enable_checkpointing=False, limit_val_batches=1,
+                            num_sanity_val_steps=0, inference_mode=False, default_root_dir=str(out))
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     if probe.result is None:  # the loop skipped validation: no batch to start it with
         raise ValueError(f"Expected the config's data module to have a non-empty validation loader, got "
                          f"{type(datamodule).__name__} with none")
@@ -294,7 +289,13 @@ def _surface_in_trainer(args: argparse.Namespace, axes: list[np.ndarray], out: P
 
 
 def run(args: argparse.Namespace) -> int:
-    from lightning_papers.landscape import surface_scale, write_vtp
+    import matplotlib
+
+    from lightning_papers._helpers import atomic_write, check_outputs
+    from lightning_papers.budget import check_budget
+    from lightning_papers.cli._tool import answer
+    from lightning_papers.cli.image import check_writable
+    from lightning_papers.landscape import describe_sampling, surface_scale, write_vtp
 
     if not Path(args.ckpt).is_file():
         raise FileNotFoundError(f"Expected --ckpt to be a checkpoint file, got {args.ckpt!r} (no such file)")
@@ -302,15 +303,13 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"Expected --config to be a recipe YAML, got {args.config!r} (no such file)")
     if args.batches < 1:
         raise ValueError(f"Expected --batches >= 1, got {args.batches}")
-    if args.ygrid is not None and args.mode == "1d":
-        raise ValueError(f"Expected --ygrid only with --kind 2d, got --ygrid {args.ygrid} with --kind 1d (a curve "
-                         "has one axis): drop --ygrid or use --kind 2d")
+    if args.ygrid is not None and args.view == "1d":
+        raise ValueError(f"Expected --ygrid only with --view 2d, got --ygrid {args.ygrid} with --view 1d (a curve "
+                         "has one axis): drop --ygrid or use --view 2d")
     if not str(args.out).strip():
         raise ValueError("Expected --out to name a folder, got an empty string")
-    specs = [_grid_spec(args.grid)] + ([_grid_spec(args.ygrid or args.grid)] if args.mode == "2d" else [])
+    specs = [_grid_spec(args.grid)] + ([_grid_spec(args.ygrid or args.grid)] if args.view == "2d" else [])
     points = int(np.prod([n for _, _, n in specs], dtype=object))
-    from lightning_papers.budget import check_budget
-
     flags = f"--grid {args.grid}" + (f" --ygrid {args.ygrid}" if args.ygrid else "")
     count = str(points) if points < 10**9 else f"{float(points):.3g}"
     check_budget(f"{flags} ({count} points x {args.batches} batches, at least)",
@@ -318,9 +317,6 @@ def run(args: argparse.Namespace) -> int:
     axes = [np.linspace(*spec) for spec in specs]
     accelerator, devices = _trainer_device(args.device)  # a bad name fails before the config and checkpoint load
     out = Path(args.out)
-    from lightning_papers._helpers import check_outputs
-    from lightning_papers.cli.image import check_writable
-
     ours = [out / "surface.npz", out / "surface.json", *(out / name for name in _PICTURES)]
     check_outputs(ours, [args.ckpt, args.config], flag="--out", input_flag="--ckpt or --config", overwrite=True)
     if not (out / "surface.json").is_file():  # no landscape run wrote here: files are the user's
@@ -332,35 +328,27 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).warning(
             "warning: every point of the surface has a non-finite loss (NaN or inf): the model's loss is not finite "
             "at these weights; the plots are empty")
-    import matplotlib
-
     matplotlib.use("Agg")
-    kinds = ("contour", "heatmap", "surface3d") if args.mode == "2d" else ("curve",)
+    kinds = ("contour", "heatmap", "surface3d") if args.view == "2d" else ("curve",)
     files = [str(out / "surface.npz"), str(out / "surface.json")]
-    from lightning_papers._helpers import atomic_write
-
     for kind in kinds:
         ax = result.plot(kind)
         path = out / f"{kind}.png"
         with atomic_write(path) as tmp:
             ax.figure.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
         files.append(str(path))
-    if args.mode == "2d":
+    if args.view == "2d":
         with atomic_write(out / "surface.vtp") as tmp:
             write_vtp(result, tmp)
         files.append(str(out / "surface.vtp"))
     new = result.metadata.get("timing", {}).get("points", 0)
-    from lightning_papers.cli._tool import answer
-
     answer(f"loss surface of {args.ckpt}: {'x'.join(str(len(a)) for a in axes)} points "
           f"({new} computed now, the rest resumed) in {seconds:.1f} s on {device}; {_centre(result)}, "
           f"lowest {np.nanmin(result['loss']):.4f}"
           + (f"; --fast: {result.metadata.get('fold_bn', 0)} BatchNorms folded, channels_last, torch.compile"
              if args.fast and new else ""))
-    if args.mode == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
+    if args.view == "2d":  # the levels and clip the pictures share (landscape.surface_scale)
         answer(f"pictures: {surface_scale(result['loss'], centre=result.centre_value()).describe()}")
-    from lightning_papers.landscape import describe_sampling
-
     if describe_sampling(result):
         answer(describe_sampling(result))
     answer("files: " + ", ".join(files))

@@ -50,8 +50,7 @@ from typing import Any
 import numpy as np
 
 from lightning_papers import _validation as check
-from lightning_papers.landscape.evaluation import EvaluationSpec
-from lightning_papers.landscape.grid import as_axes, evaluate_grid
+from lightning_papers.landscape.evaluation import EvaluationSpec, as_axes, evaluate_grid
 from lightning_papers.landscape.plot import (
     CLIP_FACTOR,
     Box,
@@ -68,7 +67,7 @@ from lightning_papers.landscape.result import SurfaceResult, save_surface
 from lightning_papers.landscape.sharding import check_shard
 from lightning_papers.landscape.storage import SurfaceStore
 
-__all__ = ["Refinement", "adaptive_surface", "filled_values", "plotted_values"]
+__all__ = ["Refinement", "adaptive_surface", "filled_values", "plotted_values"]  # filled_values: moved to plot
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +108,8 @@ class Refinement:
     metric: str | None = None
 
     def __post_init__(self) -> None:
-        b = self.budget
-        ok = (isinstance(b, int) and not isinstance(b, bool) and b >= 1) or (isinstance(b, float) and 0 < b <= 1)
-        if not ok:
-            raise ValueError(f"Expected `budget` to be a point count >= 1 or a fraction in (0, 1], got {b!r}")
+        if not (isinstance(self.budget, float) and 0 < self.budget <= 1):
+            check.positive_int("budget", self.budget, fix="a point count, or pass a fraction in (0, 1]")
         if not isinstance(self.tol, (int, float)) or not self.tol >= 0:
             raise ValueError(f"Expected `tol` >= 0 (decades of loss), got {self.tol!r}")
         for name in ("coarse_levels", "per_round"):
@@ -232,7 +229,7 @@ def _steering_metric(names: Sequence[str], metric: str | None) -> str:
 
 
 class _Rounds:
-    """Evaluates a round's points (one :func:`~lightning_papers.landscape.grid.evaluate_grid` call on a mask) and
+    """Evaluates a round's points (one :func:`~lightning_papers.landscape.evaluation.evaluate_grid` call on a mask) and
     adds them, gathered across ranks, to one result over the whole lattice."""
 
     def __init__(self, model: Any, directions: Any, axes: list[np.ndarray], spec: EvaluationSpec,
@@ -269,7 +266,7 @@ def adaptive_surface(model: Any, directions: Any, grid: Any, spec: EvaluationSpe
     """Evaluate the surface on ``grid``'s lattice (e.g. 51 x 51 axes) where it is least known, within
     ``refinement``'s budget (a :class:`Refinement`, a dict of its arguments, an ``int`` of points or a ``float``
     fraction). ``surface(..., points=refinement)`` calls this; the other arguments are its own. Each round is one
-    :func:`~lightning_papers.landscape.grid.evaluate_grid` call on the round's points, sharded with ``spec.shard``
+    :func:`~lightning_papers.landscape.evaluation.evaluate_grid` call on the round's points, sharded with ``spec.shard``
     and merged across ranks by ``spec.gather``; every round saves to ``store``, whose ``resume`` replays the
     refinement from the saved values, evaluating only what is missing.
 

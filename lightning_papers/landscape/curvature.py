@@ -47,6 +47,7 @@ from lightning_papers import _validation as check
 from lightning_papers.landscape.directions import Direction, check_materialised
 from lightning_papers.landscape.double_backward import second_order
 from lightning_papers.landscape.evaluation import SUPPORTED_BATCHNORM, AllReduce, EvaluationSpec, samples_in
+from lightning_papers.landscape.plot import _new_axes
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -385,10 +386,7 @@ class HessianTrace:
 
     def plot(self, ax: Any = None) -> Any:
         """The running mean against the number of samples, with a band of one standard error."""
-        if ax is None:
-            from matplotlib.figure import Figure
-
-            ax = Figure(figsize=(5, 3.5)).add_subplot()
+        ax = _new_axes(ax, figsize=(5, 3.5))
         x = np.asarray(self.samples, dtype=np.float64)
         n = np.arange(1, len(x) + 1)
         mean = self.exact_part + np.cumsum(x) / n
@@ -465,10 +463,7 @@ class HessianSpectrum:
 
     def plot(self, ax: Any = None, sigma: float | None = None, log: bool = True) -> Any:
         """The density against the eigenvalue (log scale by default: the bulk near 0 and the outliers both show)."""
-        if ax is None:
-            from matplotlib.figure import Figure
-
-            ax = Figure(figsize=(5, 3.5)).add_subplot()
+        ax = _new_axes(ax, figsize=(5, 3.5))
         grid, values = self.density(sigma=sigma)
         floor = 1e-12 * values.max() if values.max() > 0 else 1e-300
         ax.plot(grid, np.maximum(values, floor) if log else values, lw=1.5)
@@ -829,10 +824,7 @@ class CurvatureHistory:
     def plot(self, ax: Any = None, title: str | None = None) -> Any:
         """The top eigenvalue and the stability threshold against the optimizer step (log scale), and the trace
         on a second axis when it was measured."""
-        if ax is None:
-            from matplotlib.figure import Figure
-
-            ax = Figure(figsize=(6.4, 4.0)).add_subplot()
+        ax = _new_axes(ax, figsize=(6.4, 4.0))
         steps = np.asarray(self.steps)
         ax.plot(steps, self.top_eigenvalue, marker=".", color="C0", label="top Hessian eigenvalue")
         threshold = np.asarray(self.threshold, dtype=np.float64)

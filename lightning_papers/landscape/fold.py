@@ -28,8 +28,6 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["FoldedModel", "fold_batchnorm"]
-
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 

@@ -26,8 +26,7 @@ import numpy as np
 
 from lightning_papers import _validation as check
 from lightning_papers.landscape.directions import Direction
-from lightning_papers.landscape.evaluation import EvaluationSpec
-from lightning_papers.landscape.grid import evaluate_grid
+from lightning_papers.landscape.evaluation import EvaluationSpec, evaluate_grid
 from lightning_papers.landscape.plot import CLIP_FACTOR
 from lightning_papers.landscape.result import SurfaceResult, load_surface
 from lightning_papers.landscape.storage import SurfaceStore, surface_paths

@@ -24,8 +24,6 @@ from torch import nn
 from lightning_papers import _validation as check
 from lightning_papers.landscape.directions import Direction, ignored_keys, landscape_tensors
 
-__all__ = ["PCADirections", "pca_directions"]
-
 
 @dataclass
 class PCADirections:

@@ -30,30 +30,6 @@ from lightning_papers import _validation as check
 if TYPE_CHECKING:
     from lightning_papers.landscape.result import SurfaceResult
 
-__all__ = [
-    "CLIP_FACTOR",
-    "MeshView",
-    "SurfaceScale",
-    "animate_surfaces",
-    "describe_sampling",
-    "display_values",
-    "filled_values",
-    "mark_evaluated",
-    "mesh_arrays",
-    "mesh_view",
-    "plot_contour",
-    "plot_curve",
-    "plot_filled_contour",
-    "plot_heatmap",
-    "plot_surface3d",
-    "plot_trajectory",
-    "plotted_values",
-    "save_gif",
-    "surface_frames",
-    "surface_scale",
-    "write_vtp",
-]
-
 CLIP_FACTOR = 100.0
 """Default clip of a positive loss: this many times its value at the grid's centre (two decades, as the paper's
 0.1 .. 10)."""
@@ -372,12 +348,12 @@ def _scale_of(result: SurfaceResult, metric: str, levels: Any, vmin: float | Non
     return surface_scale(result.values[metric], metric, centre=centre, levels=levels, vmin=vmin, vmax=vmax)
 
 
-def _new_axes(ax=None, projection: str | None = None):
+def _new_axes(ax=None, projection: str | None = None, figsize: tuple[float, float] = (5.5, 4.5)):
     if ax is not None:
         return ax
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5, 4.5))  # no pyplot: no global state, safe under the Agg backend
+    fig = Figure(figsize=figsize)  # no pyplot: no global state, safe under the Agg backend
     return fig.add_subplot(projection=projection) if projection else fig.add_subplot()
 
 

@@ -19,8 +19,6 @@ import numpy as np
 from lightning_papers.landscape import plot as lp
 from lightning_papers.landscape.storage import _atomic_write, _json_default, surface_paths
 
-__all__ = ["SurfaceResult", "load_surface", "save_surface"]
-
 
 @dataclass
 class SurfaceResult:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lightning_papers import _validation as check
 from lightning_papers.landscape.result import SurfaceResult, load_surface
 from lightning_papers.landscape.storage import MATCH_KEYS, check_metadata, surface_paths
 
@@ -29,16 +30,11 @@ def check_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
     """
     if shard is None:
         return 0, 1
-    ok = (
-        isinstance(shard, (tuple, list))
-        and len(shard) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
-        and shard[1] >= 1
-        and 0 <= shard[0] < shard[1]
-    )
-    if not ok:
-        raise ValueError(f"Expected `shard` to be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
-    return int(shard[0]), int(shard[1])
+    if not isinstance(shard, (tuple, list)) or len(shard) != 2:
+        raise ValueError(f"Expected `shard` to be (rank, world_size), got {shard!r}")
+    fix = f"`shard` is (rank, world_size), got {tuple(shard)!r}"
+    world_size = check.positive_int("world_size", shard[1], fix=fix)
+    return check.integer("rank", shard[0], 0, world_size - 1, fix=fix), world_size
 
 
 def shard_indices(shape: Sequence[int], rank: int = 0, world_size: int = 1) -> np.ndarray:

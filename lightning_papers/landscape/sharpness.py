@@ -22,9 +22,8 @@ from lightning_papers import _validation as check
 from lightning_papers.landscape.curvature import _eigenpairs, _spec
 from lightning_papers.landscape.directions import Direction
 from lightning_papers.landscape.evaluation import EvaluationSpec
+from lightning_papers.landscape.plot import _new_axes
 from lightning_papers.landscape.result import SurfaceResult
-
-__all__ = ["HessianEigenvalue", "centre_curvature", "hessian_top_eigenvalue", "loss_rise"]
 
 
 @dataclass
@@ -49,10 +48,7 @@ class HessianEigenvalue:
 
     def plot(self, ax=None):
         """The estimate against the iteration."""
-        if ax is None:
-            from matplotlib.figure import Figure
-
-            ax = Figure(figsize=(5, 3.5)).add_subplot()
+        ax = _new_axes(ax, figsize=(5, 3.5))
         ax.plot(range(1, len(self.history) + 1), self.history, marker=".")
         ax.set_xlabel("power iteration")
         ax.set_ylabel("top Hessian eigenvalue")

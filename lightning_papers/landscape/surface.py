@@ -3,7 +3,7 @@
 Li, Xu, Taylor, Studer, Goldstein, Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913),
 Section 3: ``f(a, b) = L(theta* + a delta + b eta)``. What is evaluated and how is one
 :class:`~lightning_papers.landscape.evaluation.EvaluationSpec`; the points are computed by
-:func:`~lightning_papers.landscape.grid.evaluate_grid`, over a range framed to the basin
+:func:`~lightning_papers.landscape.evaluation.evaluate_grid`, over a range framed to the basin
 (:mod:`~lightning_papers.landscape.framing`) or adaptively refined (:mod:`~lightning_papers.landscape.adaptive`)
 when asked.
 
@@ -26,13 +26,10 @@ from torch import nn
 
 from lightning_papers.landscape.adaptive import Refinement, adaptive_surface, as_refinement
 from lightning_papers.landscape.directions import Direction, target_direction
-from lightning_papers.landscape.evaluation import EvaluationSpec, preserved_model
+from lightning_papers.landscape.evaluation import EvaluationSpec, evaluate_grid, preserved_model
 from lightning_papers.landscape.framing import Framed, framed_axes
-from lightning_papers.landscape.grid import evaluate_grid
 from lightning_papers.landscape.result import SurfaceResult, save_surface
 from lightning_papers.landscape.storage import SurfaceStore
-
-__all__ = ["interpolate", "surface"]
 
 _STORE_KEYS = ("path", "resume", "save_every")
 

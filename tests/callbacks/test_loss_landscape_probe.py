@@ -63,7 +63,7 @@ def _tags(log_dir):
 
 def test_2d_probe_logs_figures_mesh_scalars_and_leaves_no_trace(tmp_path):
     before, after = _Snapshot(), _Snapshot()
-    probe = LossLandscapeProbe(kind="2d", grid=(np.linspace(-1, 1, 3), np.linspace(-0.5, 0.5, 3)), num_batches=2,
+    probe = LossLandscapeProbe(view="2d", grid=(np.linspace(-1, 1, 3), np.linspace(-0.5, 0.5, 3)), num_batches=2,
                                hessian_iters=3)
     trainer, module = _fit(tmp_path, probe, [before], [after])
     for k, v in before.state["model"].items():
@@ -92,7 +92,7 @@ def test_2d_probe_logs_figures_mesh_scalars_and_leaves_no_trace(tmp_path):
 def test_2d_probe_mesh_is_scaled_and_says_how(tmp_path):
     from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator as PluginAccumulator
 
-    probe = LossLandscapeProbe(kind="2d", grid=(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)), num_batches=1,
+    probe = LossLandscapeProbe(view="2d", grid=(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)), num_batches=1,
                                sharpness=False)
     trainer, _ = _fit(tmp_path, probe)
     acc = PluginAccumulator(trainer.log_dir)
@@ -110,7 +110,7 @@ def test_2d_probe_mesh_is_scaled_and_says_how(tmp_path):
 
 
 def test_2d_every_epoch_draws_the_landscape_over_training(tmp_path):
-    probe = LossLandscapeProbe(kind="2d", at=None, every_n_epochs=1, grid=(np.linspace(-1, 1, 3),) * 2,
+    probe = LossLandscapeProbe(view="2d", at=None, every_n_epochs=1, grid=(np.linspace(-1, 1, 3),) * 2,
                                num_batches=1, sharpness=False)
     trainer, _ = _fit(tmp_path, probe, max_epochs=3)
     acc = _tags(trainer.log_dir)
@@ -120,14 +120,14 @@ def test_2d_every_epoch_draws_the_landscape_over_training(tmp_path):
     gif = Image.open(tmp_path / "tb" / "version_0" / "landscape" / "2d_over_training.gif")
     assert gif.n_frames == 3 and gif.size == (frames[0].width, frames[0].height)
     # the surfaces travel in the checkpoint state: a resumed run draws every epoch
-    restored = LossLandscapeProbe(kind="2d", at=None, every_n_epochs=1, grid=(np.linspace(-1, 1, 3),) * 2)
+    restored = LossLandscapeProbe(view="2d", at=None, every_n_epochs=1, grid=(np.linspace(-1, 1, 3),) * 2)
     restored.load_state_dict(probe.state_dict())
     assert sorted(restored.results) == [0, 1, 2]
     np.testing.assert_array_equal(restored.results[2]["loss"], probe.results[2]["loss"])
 
 
 def test_interpolate_every_epoch_logs_curve(tmp_path):
-    probe = LossLandscapeProbe(kind="interpolate", at=None, every_n_epochs=1, grid=np.linspace(0, 1, 3),
+    probe = LossLandscapeProbe(view="interpolate", at=None, every_n_epochs=1, grid=np.linspace(0, 1, 3),
                                num_batches=1, sharpness=False)
     trainer, _ = _fit(tmp_path, probe, max_epochs=2)
     acc = _tags(trainer.log_dir)
@@ -143,7 +143,7 @@ def test_interpolate_every_epoch_logs_curve(tmp_path):
 def test_fold_bn_and_channels_last_probe_gives_the_plain_probes_curve(tmp_path):
     curves = []
     for fast in (False, True):
-        probe = LossLandscapeProbe(kind="1d", grid=np.linspace(-1, 1, 3), num_batches=1, sharpness=False,
+        probe = LossLandscapeProbe(view="1d", grid=np.linspace(-1, 1, 3), num_batches=1, sharpness=False,
                                    fold_bn=fast, channels_last=fast, loss_fn=F.cross_entropy)
         _fit(tmp_path / str(fast), probe)
         curves.append(probe.results[0])
@@ -155,7 +155,7 @@ def test_fold_bn_and_channels_last_probe_gives_the_plain_probes_curve(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(kind="3d"), "Expected `kind`"),
+        (dict(view="3d"), "Expected `view`"),
         (dict(at="epoch_end"), "Expected `at`"),
         (dict(every_n_epochs=0), "Expected `every_n_epochs`"),
         (dict(at=None), "Expected `at='fit_end'` or an `every_n_epochs`"),
@@ -164,7 +164,7 @@ def test_fold_bn_and_channels_last_probe_gives_the_plain_probes_curve(tmp_path):
         (dict(normalization="unit"), "Expected `normalization`"),
         (dict(perturb="grads"), "Expected `perturb`"),
         (dict(hessian_iters=0), "Expected `hessian_iters`"),
-        (dict(kind="1d", grid=(np.zeros(2), np.zeros(2))), "Expected `grid` to be 1"),
+        (dict(view="1d", grid=(np.zeros(2), np.zeros(2))), "Expected `grid` to be 1"),
         (dict(compile="max-autotune"), r"Expected `compile` to be a bool or a dict of torch.compile arguments, "
                                        r"got 'max-autotune'"),
         (dict(compile=True, backend="vmap"), r"Expected backend='inplace' with `compile`, got backend 'vmap'"),
@@ -197,9 +197,9 @@ if __name__ == "__main__":
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10),
     )
     axes = (np.linspace(-1, 1, 3), np.linspace(-1, 1, 2))
-    probe = LossLandscapeProbe(kind="2d", grid=axes, num_batches=1, sharpness=False, save_results=True)
+    probe = LossLandscapeProbe(view="2d", grid=axes, num_batches=1, sharpness=False, save_results=True)
     fine = (np.linspace(-1, 1, 9), np.linspace(-1, 1, 9))  # adaptive: the ranks share every round's points
-    adaptive = LossLandscapeProbe(kind="2d", grid=fine, adaptive=40, num_batches=1, sharpness=False,
+    adaptive = LossLandscapeProbe(view="2d", grid=fine, adaptive=40, num_batches=1, sharpness=False,
                                   save_results=False)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=2,
                         limit_val_batches=1, callbacks=[probe, adaptive], enable_progress_bar=False,
@@ -237,16 +237,16 @@ def test_ddp_two_processes_shard_and_gather(tmp_path, run_script):
 
 
 def test_state_dict_round_trip_keeps_initial_weights():
-    probe = LossLandscapeProbe(kind="interpolate")
+    probe = LossLandscapeProbe(view="interpolate")
     probe.initial_state = {"w": torch.arange(3.0)}
-    restored = LossLandscapeProbe(kind="interpolate")
+    restored = LossLandscapeProbe(view="interpolate")
     restored.load_state_dict(probe.state_dict())
     assert torch.equal(restored.initial_state["w"], torch.arange(3.0))
     assert probe.state_dict()["probed_epochs"] == []
 
 
 def test_framed_adaptive_probe_keeps_one_range_over_training(tmp_path):
-    probe = LossLandscapeProbe(kind="2d", at=None, every_n_epochs=1, grid="frame", adaptive=0.3, num_batches=1,
+    probe = LossLandscapeProbe(view="2d", at=None, every_n_epochs=1, grid="frame", adaptive=0.3, num_batches=1,
                                sharpness=False)
     trainer, _ = _fit(tmp_path, probe, max_epochs=2)
     first, second = probe.results[0], probe.results[1]
@@ -259,15 +259,15 @@ def test_framed_adaptive_probe_keeps_one_range_over_training(tmp_path):
     assert first.metadata["adaptive"]["rounds"][-1]["points"] == first.computed.sum()
     saved = load_surface(tmp_path / "tb" / "version_0" / "landscape" / "2d_epoch0")
     np.testing.assert_array_equal(saved.computed, first.computed)
-    restored = LossLandscapeProbe(kind="2d", at=None, every_n_epochs=1, grid="frame", adaptive=0.3)
+    restored = LossLandscapeProbe(view="2d", at=None, every_n_epochs=1, grid="frame", adaptive=0.3)
     assert restored.state_key == probe.state_key
     restored.load_state_dict(probe.state_dict())
     np.testing.assert_array_equal(restored._framed_axes[0], first.axes[0])
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    (dict(kind="interpolate", grid="frame"), "Expected `grid='frame'` with kind '2d' or '1d'"),
-    (dict(kind="interpolate", adaptive=0.2), "Expected `adaptive` with kind '2d' or '1d'"),
+    (dict(view="interpolate", grid="frame"), "Expected `grid='frame'` with view '2d' or '1d'"),
+    (dict(view="interpolate", adaptive=0.2), "Expected `adaptive` with view '2d' or '1d'"),
     (dict(grid="zoom"), "Expected `grid` to be coordinate axes, 'frame' or a Framed"),
     (dict(adaptive="half"), "Expected `adaptive` to be a Refinement"),
 ])
@@ -279,17 +279,28 @@ def test_frame_and_adaptive_errors(kwargs, match):
 @pytest.mark.parametrize(
     ("old", "new", "match"),
     [
-        (dict(mode="1d"), dict(kind="1d"), "`mode` is deprecated: pass `kind='1d'`"),
+        (dict(mode="1d"), dict(view="1d"), "`mode` is deprecated: pass `view='1d'`"),
+        (dict(kind="1d"), dict(view="1d"), "`kind` is deprecated: pass `view='1d'`"),
         (dict(dataloader="train"), dict(split="train"), "`dataloader` is deprecated: pass `split='train'`"),
-        (dict(kind="states"), dict(perturb="states"), "`kind='states'` is deprecated .* pass `perturb='states'`"),
+        (dict(kind="weights"), dict(perturb="weights"), "`kind` is deprecated: pass `perturb='weights'`"),
+        (dict(mode="interpolate", kind="weights"), dict(view="interpolate", perturb="weights"), "`mode` is deprecated"),
     ],
 )
 def test_old_argument_names_warn_and_still_work(old, new, match):
     with pytest.warns(DeprecationWarning, match=match):
         probe = LossLandscapeProbe(**old)
     same = LossLandscapeProbe(**new)
-    assert (probe.kind, probe.split, probe.perturb) == (same.kind, same.split, same.perturb)
+    assert (probe.view, probe.split, probe.perturb) == (same.view, same.split, same.perturb)
     assert probe.state_key == same.state_key  # checkpoints saved under the old names still load
+
+
+def test_released_positional_call_with_kind_warns_and_means_the_perturbation():
+    # the view positional (it was `mode`), `kind` the perturbation: failed with "multiple values for `kind`"
+    with pytest.warns(DeprecationWarning, match=r"`kind` is deprecated: pass `perturb='states'`"):
+        probe = LossLandscapeProbe("interpolate", kind="states")
+    assert (probe.view, probe.perturb) == ("interpolate", "states")
+    with pytest.warns(DeprecationWarning, match=r"`kind` is deprecated: pass `perturb='weights'`"):
+        assert LossLandscapeProbe("2d", kind="weights").perturb == "weights"
 
 
 def test_state_key_keeps_the_names_it_had_before_the_renames():

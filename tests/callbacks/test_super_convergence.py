@@ -421,7 +421,7 @@ def test_interpolation_probe_endpoints_identity_json_and_tensorboard(tmp_path):
     assert {n: m.training for n, m in model.named_modules()} == before.training
     assert torch.equal(torch.get_rng_state(), before.rng)
 
-    # one interpolation in the package: LossLandscapeProbe(mode="interpolate")'s files and tags
+    # one interpolation in the package: LossLandscapeProbe(view="interpolate")'s files and tags
     (npz,) = (Path(trainer.log_dir) / "landscape").glob("interpolate_epoch*.npz")
     saved = load_surface(npz)
     assert list(saved.axes[0]) == alphas

@@ -266,7 +266,7 @@ def test_bad_adaptive_budgets_are_refused(text):
         _budget(text)
 
 
-def test_kind_names_the_surface_as_the_probe_does_and_mode_still_works():
+def test_view_names_the_surface_as_the_probe_does_and_mode_still_works():
     import argparse
 
     from lightning_papers.cli.landscape import add_subparser
@@ -274,6 +274,6 @@ def test_kind_names_the_surface_as_the_probe_does_and_mode_still_works():
     parser = argparse.ArgumentParser()
     add_subparser(parser.add_subparsers())
     common = ["landscape", "--ckpt", "a.ckpt", "--config", "b.yaml"]
-    assert parser.parse_args(common + ["--kind", "1d"]).mode == "1d"
-    assert parser.parse_args(common + ["--mode", "1d"]).mode == "1d"
-    assert parser.parse_args(common).mode == "2d"
+    assert parser.parse_args(common + ["--view", "1d"]).view == "1d"
+    assert parser.parse_args(common + ["--mode", "1d"]).view == "1d"
+    assert parser.parse_args(common).view == "2d"

@@ -223,7 +223,7 @@ class _ReferenceSurface(Callback):
 @pytest.mark.parametrize(("precision", "fast"), [*((p, False) for p in PRECISIONS), (PRECISIONS[0], True)])
 def test_landscape_probe_under_autocast_matches_a_float32_cpu_surface(tmp_path, precision, fast):
     grid = (np.linspace(-0.5, 0.5, 3), np.linspace(-0.5, 0.5, 3))
-    probe = LossLandscapeProbe(kind="2d", grid=grid, num_batches=2, autocast_dtype=torch.bfloat16, sharpness=False,
+    probe = LossLandscapeProbe(view="2d", grid=grid, num_batches=2, autocast_dtype=torch.bfloat16, sharpness=False,
                                save_results=False, fold_bn=fast, channels_last=fast, compile=fast and CUDA,
                                loss_fn=F.cross_entropy if fast else None)
     reference = _ReferenceSurface(probe)

@@ -231,8 +231,8 @@ def test_a_given_grid_wins():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"budget": 0}, "Expected `budget` to be a point count"),
-    ({"budget": 1.5}, "Expected `budget` to be a point count"),
+    ({"budget": 0}, r"Expected `budget` to be a positive integer, got 0: a point count, or pass a fraction"),
+    ({"budget": 1.5}, r"Expected `budget` to be a positive integer, got 1.5: .* fraction in \(0, 1\]"),
     ({"tol": -1.0}, "Expected `tol` >= 0"),
     ({"per_round": 0}, "Expected `per_round` to be a positive integer"),
 ])

@@ -162,7 +162,7 @@ def test_errors(bn_net, digits64):
         (dict(backend="vmap", recompute_bn=True), "Expected `recompute_bn=True`"),
         (dict(resume=True), "Expected a `path` to resume from"),
         (dict(autocast_dtype="bf16"), "Expected `autocast_dtype`"),
-        (dict(shard=(2, 2)), "Expected `shard`"),
+        (dict(shard=(2, 2)), r"Expected `rank` to be an integer in \[0, 1\], got 2: `shard` is \(rank, world_size\)"),
         (dict(grid=np.linspace(-1, 1, 3)), "Expected `grid` to be 2"),
         (dict(grid=(np.array([0.0, np.nan]), np.zeros(2))), "Expected each `grid` axis"),
         (dict(metrics=("loss", 3)), "Expected `metrics` entries"),
