@@ -69,9 +69,9 @@ class LossLandscapeProbe(StateKeyed):
         seed: seed of the random directions (the same directions at every probe).
         normalization: ``"filter"``, ``"layer"`` or ``"none"``.
         ignore: entries with a zero direction (``"bias"``, ``"norm"``).
-        perturb: ``"weights"`` or ``"states"``; default ``"states"`` for ``"interpolate"`` (BatchNorm statistics
-            move with the weights, so alpha 0 is exactly the initial model), ``"weights"`` otherwise. Was ``kind``
-            (``kind="weights"``/``"states"`` still means this, with a deprecation warning).
+        kind: what the directions move, ``"weights"`` or ``"states"`` (as in the core's ``random_direction`` and
+            ``interpolate``); default ``"states"`` for ``"interpolate"`` (BatchNorm statistics move with the
+            weights, so alpha 0 is exactly the initial model), ``"weights"`` otherwise.
         backend: ``"inplace"`` or ``"vmap"`` (``"vmap"`` needs ``loss_fn``).
         autocast_dtype: the dtype of the evaluations; default: the Trainer's (``bf16-mixed`` -> bfloat16);
             ``torch.float32`` for full precision.
@@ -87,7 +87,7 @@ class LossLandscapeProbe(StateKeyed):
         save_results: rank 0 writes ``.npz``/``.json``, PNGs and ``.vtp`` to ``trainer.log_dir/landscape/``.
 
     Raises:
-        ValueError: for an unknown ``view``, ``at``, ``split``, ``normalization`` or ``perturb``, ``grid="frame"``
+        ValueError: for an unknown ``view``, ``at``, ``split``, ``normalization`` or ``kind``, ``grid="frame"``
             or ``adaptive`` with ``view="interpolate"``, a bad ``adaptive``, a
             non-positive ``num_batches``/``every_n_epochs``/``hessian_iters``, a grid of the wrong dimension, a bad
             ``compile``, or a copy option (``fold_bn``, ``channels_last``, ``compile``, ``backend="vmap"``)
@@ -117,7 +117,7 @@ class LossLandscapeProbe(StateKeyed):
         seed: int = 0,
         normalization: str = "filter",
         ignore: Sequence[str] = ("bias", "norm"),
-        perturb: str | None = None,
+        kind: str | None = None,
         backend: str = "inplace",
         autocast_dtype: torch.dtype | None = None,
         fold_bn: bool = False,
@@ -130,12 +130,8 @@ class LossLandscapeProbe(StateKeyed):
         radius: float = 0.5,
         save_results: bool = True,
         mode: str | None = None,
-        kind: str | None = None,
         dataloader: str | Sequence[str] | None = None,
     ) -> None:
-        if kind in self.SUPPORTED_VIEWS:  # an unreleased name of `view`
-            view, kind = check.renamed("kind", kind, "view", view, "2d"), None
-        perturb = check.renamed("kind", kind, "perturb", perturb, None)  # the released meaning of `kind`
         view = check.one_of("view", check.renamed("mode", mode, "view", view, "2d"), self.SUPPORTED_VIEWS)
         split = check.renamed("dataloader", dataloader, "split", split, "val")
         check.one_of("at", at, self.SUPPORTED_AT)
@@ -147,8 +143,7 @@ class LossLandscapeProbe(StateKeyed):
         if not splits or any(d not in self.SUPPORTED_SPLITS for d in splits) or len(set(splits)) < len(splits):
             raise ValueError(f"Expected `split` to be one or both of {self.SUPPORTED_SPLITS}, got {split!r}")
         check.one_of("normalization", normalization, SUPPORTED_NORMALIZATIONS)
-        perturb = check.one_of("perturb", perturb or ("states" if view == "interpolate" else "weights"),
-                               SUPPORTED_KINDS)
+        kind = check.one_of("kind", kind or ("states" if view == "interpolate" else "weights"), SUPPORTED_KINDS)
         self.num_batches = check.positive_int("num_batches", num_batches)
         self.hessian_iters = check.positive_int("hessian_iters", hessian_iters)
         self._options: dict[str, Any] = dict(backend=backend, autocast_dtype=autocast_dtype, fold_bn=fold_bn,
@@ -163,7 +158,7 @@ class LossLandscapeProbe(StateKeyed):
         self._framed_axes: list[np.ndarray] | None = None  # the range the first framed probe chose
         self._frame: dict[str, Any] | None = None
         self.split = splits[0] if len(splits) == 1 else splits
-        self.seed, self.normalization, self.ignore, self.perturb = seed, normalization, tuple(ignore), perturb
+        self.seed, self.normalization, self.ignore, self.kind = seed, normalization, tuple(ignore), kind
         self.loss_fn, self.metrics = loss_fn, dict(metrics or {})
         self.sharpness, self.radius, self.save_results = sharpness, radius, save_results
         self.results: dict[int, ls.SurfaceResult] = {}
@@ -264,9 +259,9 @@ class LossLandscapeProbe(StateKeyed):
             if self.initial_state is None:
                 raise RuntimeError("LossLandscapeProbe('interpolate') has no initial weights: call it after fit "
                                    "has started")
-            return ls.interpolate(pl_module, self.initial_state, self.axes[0], spec, kind=self.perturb)
+            return ls.interpolate(pl_module, self.initial_state, self.axes[0], spec, kind=self.kind)
         directions = ls.random_directions(pl_module, len(self.axes), self.seed, self.normalization, self.ignore,
-                                          self.perturb)
+                                          self.kind)
         axes = self._framed_axes if self.framed is not None else self.axes
         grid: Any = self.framed if axes is None else tuple(axes) if len(axes) == 2 else axes[0]
         result = ls.surface(pl_module, directions, grid, spec, points=self.adaptive)

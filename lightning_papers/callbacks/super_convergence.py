@@ -160,7 +160,7 @@ class SuperConvergence(ScheduleCallback):
         self.interpolation: Any = None  # a SurfaceResult after the probe
         self._probe = LossLandscapeProbe(
             "interpolate", grid=self.alphas(), num_batches=num_batches, split=("train", "val"),
-            perturb="states", sharpness=False,
+            kind="states", sharpness=False,
         )
         self._planned: int | None = None
         self._warned_past_end = False

@@ -162,7 +162,7 @@ def test_fold_bn_and_channels_last_probe_gives_the_plain_probes_curve(tmp_path):
         (dict(num_batches=0), "Expected `num_batches`"),
         (dict(split="test"), "Expected `split`"),
         (dict(normalization="unit"), "Expected `normalization`"),
-        (dict(perturb="grads"), "Expected `perturb`"),
+        (dict(kind="grads"), "Expected `kind`"),
         (dict(hessian_iters=0), "Expected `hessian_iters`"),
         (dict(view="1d", grid=(np.zeros(2), np.zeros(2))), "Expected `grid` to be 1"),
         (dict(compile="max-autotune"), r"Expected `compile` to be a bool or a dict of torch.compile arguments, "
@@ -280,27 +280,26 @@ def test_frame_and_adaptive_errors(kwargs, match):
     ("old", "new", "match"),
     [
         (dict(mode="1d"), dict(view="1d"), "`mode` is deprecated: pass `view='1d'`"),
-        (dict(kind="1d"), dict(view="1d"), "`kind` is deprecated: pass `view='1d'`"),
         (dict(dataloader="train"), dict(split="train"), "`dataloader` is deprecated: pass `split='train'`"),
-        (dict(kind="weights"), dict(perturb="weights"), "`kind` is deprecated: pass `perturb='weights'`"),
-        (dict(mode="interpolate", kind="weights"), dict(view="interpolate", perturb="weights"), "`mode` is deprecated"),
+        (dict(mode="interpolate", kind="weights"), dict(view="interpolate", kind="weights"), "`mode` is deprecated"),
     ],
 )
 def test_old_argument_names_warn_and_still_work(old, new, match):
     with pytest.warns(DeprecationWarning, match=match):
         probe = LossLandscapeProbe(**old)
     same = LossLandscapeProbe(**new)
-    assert (probe.view, probe.split, probe.perturb) == (same.view, same.split, same.perturb)
+    assert (probe.view, probe.split, probe.kind) == (same.view, same.split, same.kind)
     assert probe.state_key == same.state_key  # checkpoints saved under the old names still load
 
 
-def test_released_positional_call_with_kind_warns_and_means_the_perturbation():
-    # the view positional (it was `mode`), `kind` the perturbation: failed with "multiple values for `kind`"
-    with pytest.warns(DeprecationWarning, match=r"`kind` is deprecated: pass `perturb='states'`"):
-        probe = LossLandscapeProbe("interpolate", kind="states")
-    assert (probe.view, probe.perturb) == ("interpolate", "states")
-    with pytest.warns(DeprecationWarning, match=r"`kind` is deprecated: pass `perturb='weights'`"):
-        assert LossLandscapeProbe("2d", kind="weights").perturb == "weights"
+def test_released_call_with_view_first_and_kind_still_means_the_perturbation():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # `kind` keeps its released meaning: no deprecation
+        probe = LossLandscapeProbe("interpolate", kind="weights")
+    assert (probe.view, probe.kind) == ("interpolate", "weights")
+    assert LossLandscapeProbe("interpolate").kind == "states" and LossLandscapeProbe("2d").kind == "weights"
 
 
 def test_state_key_keeps_the_names_it_had_before_the_renames():

@@ -236,7 +236,7 @@ def test_landscape_probe_under_autocast_matches_a_float32_cpu_surface(tmp_path, 
     assert ours.complete and np.isfinite(ours["loss"]).all()
     ref_model = reference.model
     directions = random_directions(ref_model, 2, seed=probe.seed, normalization=probe.normalization,
-                                   ignore=probe.ignore, kind=probe.perturb)
+                                   ignore=probe.ignore, kind=probe.kind)
     expected = surface(ref_model, directions, grid, reference.batches)
     # bf16 autocast on the device vs float32 on the CPU: a few per cent apart (bf16 keeps 8 bits of the
     # logits: about 6 % at a loss of 10 after a short run), the same shape of surface
