@@ -129,12 +129,11 @@ class TrainingSnapshot:
 def silenced_callbacks(trainer: pl.Trainer) -> Iterator[None]:
     """Keep other callbacks' backward/optimizer hooks from seeing steps of our own (the module's own hooks,
     gradient clipping included, still run: they are part of how it trains)."""
-    saved = trainer.callbacks  # type: ignore[attr-defined]
-    trainer.callbacks = []  # type: ignore[attr-defined]
+    saved, trainer.callbacks = trainer.callbacks, []  # type: ignore[attr-defined]  # Lightning sets it, undeclared
     try:
         yield
     finally:
-        trainer.callbacks = saved  # type: ignore[attr-defined]
+        trainer.callbacks = saved  # type: ignore[attr-defined]  # as above
 
 
 def training_step(trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer,

@@ -206,7 +206,7 @@ def captured_logs(pl_module: pl.LightningModule, keep_metrics: bool = True) -> I
         logged[name] = value
 
     states = _metric_states(pl_module) if keep_metrics else {}
-    pl_module.log = log  # type: ignore[method-assign]
+    pl_module.log = log  # type: ignore[method-assign]  # shadowed on purpose, see above
     try:
         yield logged
     finally:

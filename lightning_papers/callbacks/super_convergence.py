@@ -28,7 +28,7 @@ from lightning_papers._validation import integer, optional_positive_int, positiv
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
 from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
-from lightning_papers.schedules import OneCycle, one_cycle_pct_start, one_cycle_peaks, read_lrs
+from lightning_papers.schedules import Anneal, OneCycle, one_cycle_pct_start, one_cycle_peaks, read_lrs
 
 __all__ = ["SuperConvergence"]
 
@@ -117,7 +117,7 @@ class SuperConvergence(ScheduleCallback):
         three_phase: bool = True,
         pct_start: float | None = None,
         annihilation_pct: float | None = None,
-        anneal: str = "linear",
+        anneal: Anneal = "linear",
         cycle_momentum: bool | None = None,
         base_momentum: float = 0.85,
         max_momentum: float = 0.95,

@@ -93,8 +93,8 @@ class _Hessian:
 
     def _gradient(self, i: int) -> tuple[list[torch.Tensor], list[int]]:
         """The batch's loss gradient with its graph, and the indices of the parameters it depends on."""
-        if self.graphs[i] is not None:
-            return self.graphs[i]  # type: ignore[return-value]
+        if (cached := self.graphs[i]) is not None:
+            return cached
         with self.autocast():
             loss = self.batch_loss(self.batches[i])
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:

@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -274,7 +274,7 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return type(batch)((k, to_device(v, device)) for k, v in batch.items())  # type: ignore[call-arg]
+        return type(batch)((k, to_device(v, device)) for k, v in batch.items())  # type: ignore[call-arg]  # dict-like
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
         return type(batch)(*(to_device(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
@@ -512,7 +512,7 @@ class _Plan:
     metrics: dict[str, Any]
     metadata: dict[str, Any]
     owned: np.ndarray  # flat indices of this rank's points
-    todo: list[int] = None  # type: ignore[assignment]  # set once a saved surface is read
+    todo: list[int] = field(default_factory=list)  # set once a saved surface is read
 
     @property
     def shape(self) -> tuple[int, ...]:
