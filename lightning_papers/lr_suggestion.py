@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lightning_papers._validation import one_of, optional_positive_int, real
 
@@ -122,7 +123,7 @@ def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
     return np.array([ema.update(v) for v in values], dtype=np.float64)
 
 
-def _finite(lrs: Any, values: Any, name: str, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+def _finite(lrs: ArrayLike, values: ArrayLike, name: str, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     """The points with a positive lr and finite values; none, with a warning, when fewer than ``min_points``."""
     lrs = np.asarray(lrs, dtype=float)
     values = np.asarray(values, dtype=float)

@@ -559,6 +559,9 @@ class OneCycle(_Schedule):
                 "three_phase": self.three_phase, "pct_start": self.pct_start, "anneal": self.anneal}
 
 
+Schedule = Cyclical | OneCycle
+
+
 # ----------------------------------------------------------------------------------------------------
 # Param groups: where a schedule's values go (timm's Scheduler.update_groups, fastai's ParamScheduler)
 # ----------------------------------------------------------------------------------------------------
@@ -607,7 +610,7 @@ def write_groups(target: Any, lrs: float | Sequence[float], momentum: float | No
             group["momentum"] = momentum
 
 
-def apply_schedule(target: Any, schedule: Cyclical | OneCycle, step: int,
+def apply_schedule(target: Any, schedule: Schedule, step: int,
                    cycled: Sequence[bool] | None = None) -> None:
     """Set the param groups of ``target`` to ``schedule`` at optimizer step ``step``: its ``lrs(step)`` and its
     ``momentum(step)`` where ``cycled`` (see :func:`write_groups`; all ``False``: the lr only). Call it before each
@@ -649,7 +652,7 @@ def steps_from_epochs(epochs: float, batches_per_epoch: int | float, accumulate:
     return max(1, round(positive_real("epochs", epochs) * per_epoch))
 
 
-def owns_learning_rate(callbacks: Iterable[Any]) -> bool:
+def owns_learning_rate(callbacks: Iterable[object]) -> bool:
     """True when one of ``callbacks`` drives the learning rate while training runs: schedule callbacks
     (``CyclicalLR``, ``SuperConvergence``) set the class attribute ``owns_learning_rate = True``, and
     ``ImageClassifier.configure_optimizers`` then returns a bare optimizer, so no second scheduler fights them.

@@ -69,7 +69,7 @@ class _BatchesOf:
 # ----------------------------------------------------------------------------------------------------
 # what a step is: optimizer steps, counted per optimizer
 # ----------------------------------------------------------------------------------------------------
-def optimizer_index(trainer: pl.Trainer, optimizer: Any) -> int | None:
+def optimizer_index(trainer: pl.Trainer, optimizer: torch.optim.Optimizer) -> int | None:
     """Position of ``optimizer`` (a torch optimizer or Lightning's wrapper of one) in ``trainer.optimizers``."""
     raw = getattr(optimizer, "optimizer", optimizer)
     return next((i for i, opt in enumerate(trainer.optimizers) if opt is optimizer or opt is raw), None)

@@ -82,6 +82,7 @@ class CyclicalLR(ScheduleCallback):
         >>> trainer = L.Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
     """
 
+    schedule: Cyclical | None
     _rate_fields = ("base_lr", "max_lr")
     _state_key_fields = ("base_lr", "max_lr", "mode")  # "mode": the key of checkpoints written before the rename
 

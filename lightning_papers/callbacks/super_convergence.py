@@ -104,6 +104,7 @@ class SuperConvergence(ScheduleCallback):
         >>> trainer = L.Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
     """
 
+    schedule: OneCycle | None
     _rate_fields = ("max_lr",)
     _state_key_fields = ("max_lr", "total_steps")
 
@@ -212,6 +213,7 @@ class SuperConvergence(ScheduleCallback):
         return replace(self._template, total_steps=self._planned, max_lr=peaks)
 
     def _before_step(self, trainer: pl.Trainer, step: int) -> None:
+        assert self.schedule is not None, "built at the first training batch"
         if step >= self.schedule.run_total and not self._warned_past_end:
             self._warned_past_end = True
             rank_zero_warn(f"SuperConvergence: training went past the planned {self.schedule.run_total} optimizer "

@@ -70,6 +70,8 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # evaluate(batch) -> {metric name: the batch's mean, a scalar tensor}, for batches of any structure
 Evaluate = Callable[[Any], Mapping[str, torch.Tensor]]
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
+Directions = Direction | Sequence[Direction]
+Progress = bool | Callable[[int, int], None] | None  # True: a progress bar
 
 
 @dataclass(frozen=True)
@@ -472,8 +474,8 @@ log = logging.getLogger(__name__)
 PAPER = "Li et al., Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913)"
 
 
-def evaluate_grid(model: nn.Module, directions: Direction | Sequence[Direction], grid: Any, spec: EvaluationSpec, *,
-                  points: Any = None, store: SurfaceStore | None = None, progress: Any = None,
+def evaluate_grid(model: nn.Module, directions: Directions, grid: Any, spec: EvaluationSpec, *,
+                  points: Any = None, store: SurfaceStore | None = None, progress: Progress = None,
                   trajectory: np.ndarray | None = None) -> SurfaceResult:
     """:func:`~lightning_papers.landscape.surface` on coordinate axes: validate, plan, evaluate the points, store.
 
@@ -545,7 +547,7 @@ def _moved_keys(model: nn.Module, dirs: list[Direction], kind: str) -> tuple[lis
     return keys, next(iter(tensors.values())).device
 
 
-def _plan(model: nn.Module, directions: Any, grid: Any, spec: EvaluationSpec, points: Any,
+def _plan(model: nn.Module, directions: Directions, grid: Any, spec: EvaluationSpec, points: Any,
           store: SurfaceStore) -> _Plan:
     """Everything checked (before a point is computed), the batches on the device, the metadata, this rank's
     points."""
@@ -641,7 +643,7 @@ class _Recorder:
     """Writes each point's values into the result, saves every ``save_every`` points (and, on the way out, what is
     unsaved) and reports progress."""
 
-    def __init__(self, result: SurfaceResult, plan: _Plan, store: SurfaceStore, progress: Any) -> None:
+    def __init__(self, result: SurfaceResult, plan: _Plan, store: SurfaceStore, progress: Progress) -> None:
         self.result, self.plan, self.store = result, plan, store
         self.total = len(plan.owned)
         self.done = self.total - len(plan.todo)
@@ -667,7 +669,7 @@ class _Recorder:
             save_surface(self.result, self.store.path)
 
 
-def _progress_fn(progress: Any, total: int) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+def _progress_fn(progress: Progress, total: int) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     if progress is None or progress is False:
         return None, lambda: None
     if progress is True:
