@@ -610,8 +610,7 @@ def write_groups(target: Any, lrs: float | Sequence[float], momentum: float | No
             group["momentum"] = momentum
 
 
-def apply_schedule(target: Any, schedule: Schedule, step: int,
-                   cycled: Sequence[bool] | None = None) -> None:
+def apply_schedule(target: Any, schedule: Schedule, step: int, cycled: Sequence[bool] | None = None) -> None:
     """Set the param groups of ``target`` to ``schedule`` at optimizer step ``step``: its ``lrs(step)`` and its
     ``momentum(step)`` where ``cycled`` (see :func:`write_groups`; all ``False``: the lr only). Call it before each
     ``optimizer.step()`` of a plain PyTorch loop.

@@ -46,7 +46,7 @@ from torch import nn
 from lightning_papers import _validation as check
 from lightning_papers.landscape.directions import Direction, check_materialised
 from lightning_papers.landscape.double_backward import second_order
-from lightning_papers.landscape.evaluation import SUPPORTED_BATCHNORM, AllReduce, EvaluationSpec, samples_in
+from lightning_papers.landscape.evaluation import SUPPORTED_BATCHNORM, AllReduce, Autocast, EvaluationSpec, samples_in
 from lightning_papers.landscape.plot import _new_axes
 
 __all__ = [
@@ -76,7 +76,7 @@ class _Hessian:
     loss over ``batches`` (summed over processes by ``all_reduce``, when given)."""
 
     def __init__(self, params: list[torch.Tensor], batches: list[Any], batch_loss: Callable[[Any], torch.Tensor],
-                 cache_graph: bool, autocast: Callable[[], Any], all_reduce: AllReduce | None) -> None:
+                 cache_graph: bool, autocast: Autocast, all_reduce: AllReduce | None) -> None:
         self.params, self.batches, self.batch_loss = params, batches, batch_loss
         self.cache_graph, self.autocast, self.all_reduce = cache_graph, autocast, all_reduce
         self.numels = [p.numel() for p in params]
@@ -126,7 +126,7 @@ class _Hessian:
         self.graphs = [None] * len(self.batches)
 
 
-def _trainable(model: nn.Module, seed: Any) -> list[tuple[str, torch.Tensor]]:
+def _trainable(model: nn.Module, seed: int) -> list[tuple[str, torch.Tensor]]:
     check.integer("seed", seed)
     check_materialised(model)
     named: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

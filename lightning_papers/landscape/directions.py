@@ -351,9 +351,7 @@ def target_direction(
                 raise ValueError(f"Expected `target` to have an entry {key!r} like the model, got none")
             t = other[key]
             if tuple(t.shape) != tuple(w.shape):
-                raise ValueError(
-                    f"Expected `target[{key!r}]` to have shape {tuple(w.shape)}, got {tuple(t.shape)}"
-                )
+                raise ValueError(f"Expected `target[{key!r}]` to have shape {tuple(w.shape)}, got {tuple(t.shape)}")
             d = t.detach().to(device=w.device, dtype=w.dtype) - w.detach()
             out[key] = torch.zeros_like(d) if key in skip else d
     return Direction(out, kind=kind, info={"type": "target", "ignore": list(ignore)})

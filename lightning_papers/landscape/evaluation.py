@@ -24,7 +24,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,7 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # evaluate(batch) -> {metric name: the batch's mean, a scalar tensor}, for batches of any structure
 Evaluate = Callable[[Any], Mapping[str, torch.Tensor]]
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
+Autocast = Callable[[], AbstractContextManager[object]]  # a fresh autocast (or null) context per call
 Directions = Direction | Sequence[Direction]
 Progress = bool | Callable[[int, int], None] | None  # True: a progress bar
 
@@ -203,7 +204,7 @@ class EvaluationSpec:
             return functools.partial(_evaluated_loss, self.evaluate)
         return functools.partial(_model_loss, model, self.loss_fn or F.cross_entropy)
 
-    def prepared(self, device: torch.device) -> tuple[list[Any], Callable[[], Any]]:
+    def prepared(self, device: torch.device) -> tuple[list[Any], Autocast]:
         """The fixed batches on ``device`` (``(inputs, targets)`` through :func:`prepare_batches`, or, with
         ``evaluate``, the batches as they are) and a context-manager factory for ``autocast_dtype``.
 
@@ -371,7 +372,7 @@ def preserved_model(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
             p.requires_grad_(grads[name])
 
 
-def _recompute_bn(model: nn.Module, batches: Sequence[Batch], autocast) -> None:
+def _recompute_bn(model: nn.Module, batches: Sequence[Batch], autocast: Autocast) -> None:
     """Re-estimate BatchNorm running statistics at the current weights (cumulative average over ``batches``)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -399,7 +400,7 @@ def _scalar(value: Any, name: str) -> torch.Tensor:
 
 
 def _evaluate(model: Callable[[torch.Tensor], torch.Tensor], batches: Sequence[Batch], metrics: dict[str, Metric],
-              autocast: Callable[[], Any]) -> list[float]:
+              autocast: Autocast) -> list[float]:
     """The sample-weighted means of ``metrics(model(x), y)`` over ``(x, y)`` batches, in ``metrics``' order."""
     values = _evaluate_with(functools.partial(_metric_values, model, metrics), batches, autocast)
     return [values[name] for name in metrics]
@@ -411,7 +412,7 @@ def _metric_values(model: Callable[[torch.Tensor], torch.Tensor], metrics: dict[
     return {name: fn(out, batch[1]) for name, fn in metrics.items()}
 
 
-def _evaluate_with(evaluate: Evaluate, batches: Sequence[Any], autocast) -> dict[str, float]:
+def _evaluate_with(evaluate: Evaluate, batches: Sequence[Any], autocast: Autocast) -> dict[str, float]:
     """Sample-weighted means over ``batches`` of what ``evaluate(batch)`` returns (batch means)."""
     sums: dict[str, torch.Tensor] = {}
     n = 0
@@ -438,7 +439,7 @@ def _evaluate_vmap(
     coords: np.ndarray,
     batches: Sequence[Batch],
     metrics: dict[str, Metric],
-    autocast,
+    autocast: Autocast,
 ) -> list[list[float]]:
     from torch.func import functional_call, vmap
 
@@ -510,7 +511,7 @@ class _Plan:
     axes: list[np.ndarray]
     keys: list[str]  # the entries some direction moves
     batches: list[Any]
-    autocast: Callable[[], Any]
+    autocast: Autocast
     metrics: dict[str, Any]
     metadata: dict[str, Any]
     owned: np.ndarray  # flat indices of this rank's points

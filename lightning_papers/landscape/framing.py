@@ -219,8 +219,7 @@ def frame_range(model: nn.Module, directions: Directions, spec: Any, *, framed: 
     spans = [_round_up(min(framed.margin * max(far[n] for n in rays if rays[n][j] != 0.0), framed.max_radius))
              for j in range(len(dirs))]
     rule = f"framed: {metric} reaches {framed.clip_factor:g} x centre inside"
-    return Frame(spans, reaches, clip, centre, metric, evaluations, rule,
-                 {n: sorted(v) for n, v in scans.items()})
+    return Frame(spans, reaches, clip, centre, metric, evaluations, rule, {n: sorted(v) for n, v in scans.items()})
 
 
 def _crossing(scan: list[list[float]], below: float, above: float | None, clip: float) -> float | None:

@@ -534,8 +534,7 @@ def plot_surface3d(result: SurfaceResult, metric: str = "loss", ax=None, log: bo
     lo, hi = scale.vmin, scale.vmax
     if log and scale.vmin > 0:
         zz, lo, hi = _log10(zz), math.log10(lo), math.log10(hi)
-    ax.plot_surface(x, y, zz.filled(np.nan), cmap=cmap, vmin=lo, vmax=hi, linewidth=0, antialiased=True,
-                    **kwargs)
+    ax.plot_surface(x, y, zz.filled(np.nan), cmap=cmap, vmin=lo, vmax=hi, linewidth=0, antialiased=True, **kwargs)
     ax.set_zlim(lo, hi)
     ax.set_xlabel("direction 1")
     ax.set_ylabel("direction 2")
