@@ -29,17 +29,8 @@ from numpy.typing import ArrayLike
 from lightning_papers._validation import one_of, optional_positive_int, real
 
 __all__ = [
-    "MIN_POINTS",
-    "SUGGESTIONS",
-    "LRRangeResult",
-    "SmoothedLoss",
-    "clr_bounds",
-    "diagnose",
-    "minimum",
-    "smooth_ema",
-    "steepest",
-    "suggest",
-    "valley",
+    "MIN_POINTS", "SUGGESTIONS", "LRRangeResult", "SmoothedLoss", "clr_bounds", "diagnose", "minimum", "smooth_ema",
+    "steepest", "suggest", "valley",
 ]
 
 MIN_POINTS = 5

@@ -27,26 +27,9 @@ from typing_extensions import Self
 from lightning_papers._validation import integer, one_of, positive_int, positive_real, real, renamed
 
 __all__ = [
-    "CYCLICAL_POLICIES",
-    "ONE_CYCLE_ANNEALS",
-    "RAMP_SPACINGS",
-    "Cyclical",
-    "OneCycle",
-    "Ramp",
-    "apply_schedule",
-    "cyclical",
-    "cyclical_momentum",
-    "one_cycle",
-    "one_cycle_momentum",
-    "one_cycle_pct_start",
-    "one_cycle_peaks",
-    "owns_learning_rate",
-    "param_groups",
-    "ramp",
-    "read_lrs",
-    "read_momenta",
-    "steps_from_epochs",
-    "write_groups",
+    "CYCLICAL_POLICIES", "ONE_CYCLE_ANNEALS", "RAMP_SPACINGS", "Cyclical", "OneCycle", "Ramp", "apply_schedule",
+    "cyclical", "cyclical_momentum", "one_cycle", "one_cycle_momentum", "one_cycle_pct_start", "one_cycle_peaks",
+    "owns_learning_rate", "param_groups", "ramp", "read_lrs", "read_momenta", "steps_from_epochs", "write_groups",
 ]
 
 Policy = Literal["triangular", "triangular2", "exp_range"]

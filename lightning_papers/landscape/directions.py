@@ -24,15 +24,8 @@ from torch import nn
 from lightning_papers import _validation as check
 
 __all__ = [
-    "Direction",
-    "SUPPORTED_KINDS",
-    "SUPPORTED_NORMALIZATIONS",
-    "orthogonalize",
-    "random_direction",
-    "random_directions",
-    "target_direction",
-    "ignored_keys",
-    "landscape_tensors",
+    "Direction", "SUPPORTED_KINDS", "SUPPORTED_NORMALIZATIONS", "orthogonalize", "random_direction",
+    "random_directions", "target_direction", "ignored_keys", "landscape_tensors",
 ]
 
 SUPPORTED_KINDS = ("weights", "states")

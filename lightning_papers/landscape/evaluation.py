@@ -50,17 +50,8 @@ from lightning_papers.landscape.storage import (
 )
 
 __all__ = [
-    "SUPPORTED_BACKENDS",
-    "SUPPORTED_BATCHNORM",
-    "EvaluationSpec",
-    "Evaluate",
-    "accuracy",
-    "as_axes",
-    "evaluate_grid",
-    "prepare_batches",
-    "preserved_model",
-    "samples_in",
-    "to_device",
+    "SUPPORTED_BACKENDS", "SUPPORTED_BATCHNORM", "EvaluationSpec", "Evaluate", "accuracy", "as_axes", "evaluate_grid",
+    "prepare_batches", "preserved_model", "samples_in", "to_device",
 ]
 
 SUPPORTED_BACKENDS = ("inplace", "vmap")
@@ -139,7 +130,7 @@ class EvaluationSpec:
     points_per_call: int = 4
     cache_graph: bool = True
     shard: tuple[int, int] | None = None
-    gather: Callable[[Any], Any] | None = None
+    gather: Callable[[SurfaceResult], SurfaceResult] | None = None
     all_reduce: AllReduce | None = None
 
     def __post_init__(self) -> None:

@@ -29,6 +29,8 @@ from numpy.typing import ArrayLike
 from lightning_papers import _validation as check
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from lightning_papers.landscape.result import SurfaceResult
 
 CLIP_FACTOR = 100.0
@@ -348,7 +350,7 @@ def _scale_of(result: SurfaceResult, metric: str, levels: ArrayLike, vmin: float
     return surface_scale(result.values[metric], metric, centre=centre, levels=levels, vmin=vmin, vmax=vmax)
 
 
-def _new_axes(ax=None, projection: str | None = None, figsize: tuple[float, float] = (5.5, 4.5)):
+def _new_axes(ax: Axes | None = None, projection: str | None = None, figsize: tuple[float, float] = (5.5, 4.5)) -> Axes:
     if ax is not None:
         return ax
     from matplotlib.figure import Figure
