@@ -28,17 +28,8 @@ from numpy.typing import ArrayLike
 
 from lightning_papers._helpers import moved
 
-__all__ = [
-    "LAYOUT",
-    "add_image",
-    "add_layout",
-    "add_mesh",
-    "charts_for_tags",
-    "layout_for_tags",
-    "layout_with_data",
-    "logged_tags",
-    "metric_name",
-]
+__all__ = ["LAYOUT", "add_image", "add_layout", "add_mesh", "charts_for_tags", "layout_for_tags", "layout_with_data",
+           "logged_tags", "metric_name"]
 
 # {category: {chart title: ["Multiline" | "Margin", [tag regexes]]}}, the format of
 # ``SummaryWriter.add_custom_scalars``. Lightning appends ``_step`` / ``_epoch`` to a metric logged both

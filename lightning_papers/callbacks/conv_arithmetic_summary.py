@@ -22,8 +22,6 @@ from lightning_papers._validation import positive_int
 from lightning_papers.callbacks.reporting import report
 from lightning_papers.conv_arithmetic import ShapeTrace, trace_shapes
 
-__all__ = ["ConvArithmeticSummary"]
-
 _SPATIAL = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
             nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
 

@@ -16,8 +16,6 @@ from typing_extensions import override
 
 from lightning_papers.tensorboard import Layout, _scalar_reader, add_layout, layout_for_tags
 
-__all__ = ["TensorBoardLayout"]
-
 
 class TensorBoardLayout(Callback):
     """Write a custom-scalars layout into the Trainer's TensorBoard loggers that charts what the run logged.

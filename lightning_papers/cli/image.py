@@ -27,18 +27,8 @@ from typing import Any
 from lightning_papers._helpers import PRECISIONS, check_outputs, check_writable_folder, resolve_device, same_file
 from lightning_papers._validation import one_of
 
-__all__ = [
-    "COMMANDS",
-    "add_export_parser",
-    "add_stylize_parser",
-    "add_super_resolve_parser",
-    "apply_to_files",
-    "check_writable",
-    "run",
-    "run_export",
-    "stylize_files",
-    "super_resolve_files",
-]
+__all__ = ["COMMANDS", "add_export_parser", "add_stylize_parser", "add_super_resolve_parser", "apply_to_files",
+           "check_writable", "run", "run_export", "stylize_files", "super_resolve_files"]
 
 log = logging.getLogger(__name__)
 

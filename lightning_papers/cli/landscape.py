@@ -216,9 +216,8 @@ def _check_classifier(module, batch) -> None:
         own = float(evaluation(batch)["loss"])
     cross_entropy = float(F.cross_entropy(logits.float(), target))
     if not np.isclose(own, cross_entropy, rtol=1e-4, atol=1e-6):
-        raise ValueError(f"Expected the module's own loss to be cross-entropy with --fast (it evaluates "
-                         f"cross-entropy: --fast is for classifiers trained with it), got {own:.6g} from "
-                         f"{type(module).__name__}'s step and {cross_entropy:.6g} cross-entropy; run without --fast")
+        raise ValueError(f"Expected the module's loss to be cross-entropy with --fast, got {own:.6g} from "
+                         f"{type(module).__name__}'s step vs {cross_entropy:.6g}; run without --fast")
 
 
 class _SurfaceAtValidationStart(Callback):

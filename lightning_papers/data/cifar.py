@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
+from typing_extensions import override
 
 from lightning_papers._validation import integer, one_of, real
 from lightning_papers.data.tensor_images import TensorImageDataModule
@@ -155,6 +156,7 @@ class CIFARDataModule(TensorImageDataModule):
         self.seed = seed
         self.num_classes = layout["classes"]
 
+    @override
     def prepare_data(self) -> None:
         if not self.download:
             return
@@ -164,6 +166,7 @@ class CIFARDataModule(TensorImageDataModule):
         for train in (True, False):
             cls(root=str(Path(self.data_dir).expanduser()), train=train, download=True)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return

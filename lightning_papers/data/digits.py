@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
+from typing_extensions import override
 
 from lightning_papers._validation import integer, one_of, real
 from lightning_papers.data._extras import require_extra
@@ -84,9 +85,11 @@ class DigitsDataModule(TensorImageDataModule):
         self.size = size
         self.image_size = (3, size, size)
 
+    @override
     def prepare_data(self) -> None:
         _require_sklearn()  # fail early, on one process, with the install hint
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return

@@ -23,6 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
+from typing_extensions import override
 
 from lightning_papers._validation import integer, positive_int, real
 from lightning_papers.data._extras import require_extra
@@ -233,6 +234,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         resize = [T.Resize(self.image_size, antialias=True)] if self.val_resize else []
         return T.Compose([*resize, T.CenterCrop(self.image_size)])
 
+    @override
     def prepare_data(self) -> None:
         if self.root is None:
             _require_skimage_data()  # fail early, on one process, with the install hint
@@ -255,6 +257,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             )
         return readable
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
@@ -269,9 +272,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.train_set = ImageListDataset([sources[i] for i in train_idx], self.train_transform)
         self.val_set = ImageListDataset([sources[i] for i in val_idx], self.val_transform) if val_idx else None
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return make_loader(self, self.train_set, "training", shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader | list:
         if self.train_set is not None and self.val_set is None:
             return []  # `val_fraction=0`: no validation

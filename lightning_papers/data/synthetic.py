@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import TensorDataset
+from typing_extensions import override
 
 from lightning_papers._validation import integer, positive_int
 from lightning_papers.data.tensor_images import TensorImageDataModule
@@ -48,6 +49,7 @@ class SyntheticDataModule(TensorImageDataModule):
         self.image_size = (c, h, w)
         self.seed = seed
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return

@@ -13,6 +13,7 @@ from typing import Protocol
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from typing_extensions import override
 
 from lightning_papers._validation import integer, positive_int
 from lightning_papers.data.augment import BatchAugment, Normalize
@@ -89,19 +90,24 @@ class TensorImageDataModule(L.LightningDataModule):
         self.test_set: TensorDataset | None = None
 
     # -- loaders ---------------------------------------------------------------------------------------
+    @override
     def train_dataloader(self) -> DataLoader:
         return make_loader(self, self.train_set, "training", shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return make_loader(self, self.val_set, "validation", shuffle=False)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return make_loader(self, self.test_set if self.test_set is not None else self.val_set, "test", shuffle=False)
 
+    @override
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
     # -- device-side transforms ------------------------------------------------------------------------
+    @override
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if isinstance(batch, torch.Tensor):
             # A bare tensor is not one of our batches (e.g. a model summary's example input): only raw

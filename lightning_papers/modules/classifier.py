@@ -26,8 +26,6 @@ from lightning_papers.models import get_model
 from lightning_papers.modules._frozen import images_of, under_trainer
 from lightning_papers.schedules import owns_learning_rate
 
-__all__ = ["ImageClassifier"]
-
 SUPPORTED_OPTIMIZERS = ("sgd", "adamw")
 SUPPORTED_SCHEDULERS = (None, "step", "multistep")
 SUPPORTED_INTERVALS = ("epoch", "step")

@@ -27,8 +27,6 @@ from lightning_papers.models import TransformerNet
 from lightning_papers.models.transformer_net import Norm, Upsample
 from lightning_papers.modules._frozen import drop_keys, images_of, log_grid, under_trainer
 
-__all__ = ["FastStyleTransfer"]
-
 _VGG_PREFIX = "loss_fn.vgg."
 RANDOM_VGG_NOTE = ("Random VGG-16 weights (no ImageNet weights were available): the loss network sees no real "
                    "features, so these pictures only check the pipeline; they are not a stylisation to judge.")
