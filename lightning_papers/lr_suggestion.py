@@ -21,12 +21,15 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from lightning_papers._validation import one_of, optional_positive_int, real
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "MIN_POINTS", "SUGGESTIONS", "LRRangeResult", "SmoothedLoss", "clr_bounds", "diagnose", "minimum", "smooth_ema",
@@ -556,7 +559,7 @@ class LRRangeResult:
         data["problems"] = list(data.get("problems", []))  # results saved before `problems` existed
         return cls(**data)
 
-    def plot(self, ax: Any = None) -> Any:
+    def plot(self, ax: Axes | None = None) -> Axes:
         """Loss (raw and smoothed) against lr on a log axis, suggestions marked; returns the Axes (like every
         ``plot`` of the package; ``.figure`` is its Figure).
 

@@ -28,6 +28,7 @@ from lightning_papers._validation import integer, optional_positive_int, positiv
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
 from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
+from lightning_papers.landscape import SurfaceResult
 from lightning_papers.schedules import Anneal, OneCycle, one_cycle_pct_start, one_cycle_peaks, read_lrs
 
 __all__ = ["SuperConvergence"]
@@ -158,7 +159,7 @@ class SuperConvergence(ScheduleCallback):
         self.interpolation_probe = interpolation_probe
         self.interpolation_range = (lo, hi)
         self.interpolation_points = interpolation_points
-        self.interpolation: Any = None  # a SurfaceResult after the probe
+        self.interpolation: SurfaceResult | None = None  # after the probe
         self._probe = LossLandscapeProbe(
             "interpolate", grid=self.alphas(), num_batches=num_batches, split=("train", "val"),
             perturb="states", sharpness=False,
