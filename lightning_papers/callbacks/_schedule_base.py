@@ -13,7 +13,7 @@ beta1), logs the values and checkpoints the object.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
@@ -23,6 +23,9 @@ from typing_extensions import override
 from lightning_papers._validation import flag, optional_positive_int, positive_real
 from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index
 from lightning_papers.schedules import Schedule, _per_group, param_groups, read_lrs, read_momenta, write_groups
+
+if TYPE_CHECKING:
+    from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
 __all__ = ["FINDER", "ScheduleCallback", "learning_rates", "positive_rates"]
 
@@ -105,7 +108,7 @@ class ScheduleCallback(StateKeyed):
         return bounds
 
     @staticmethod
-    def _finder(trainer: pl.Trainer, ran: bool = False) -> Any:
+    def _finder(trainer: pl.Trainer, ran: bool = False) -> LRRangeFinder:
         """The first ``LRRangeFinder`` of the Trainer (with ``ran``, one that has a result); ``ValueError`` if none."""
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 

@@ -58,6 +58,7 @@ SUPPORTED_BACKENDS = ("inplace", "vmap")
 SUPPORTED_BATCHNORM = ("running", "batch")
 Batch = tuple[torch.Tensor, torch.Tensor]
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Metrics = str | Metric | Sequence[str | Metric] | Mapping[str, str | Metric]  # see EvaluationSpec
 # evaluate(batch) -> {metric name: the batch's mean, a scalar tensor}, for batches of any structure
 Evaluate = Callable[[Any], Mapping[str, torch.Tensor]]
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
@@ -115,7 +116,7 @@ class EvaluationSpec:
     """
 
     data: Any
-    metrics: Any = None
+    metrics: Metrics | None = None
     loss_fn: Metric | None = None
     evaluate: Evaluate | None = None
     batch_size: int = 256
@@ -276,7 +277,7 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
-def _resolve_metrics(metrics: Any, loss_fn: Metric | None) -> dict[str, Metric]:
+def _resolve_metrics(metrics: Metrics, loss_fn: Metric | None) -> dict[str, Metric]:
     if isinstance(metrics, str) or callable(metrics) and not isinstance(metrics, Mapping):
         metrics = [metrics]
     items = list(metrics.items()) if isinstance(metrics, Mapping) else [(None, m) for m in metrics]
