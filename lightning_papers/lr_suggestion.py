@@ -21,24 +21,19 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lightning_papers._validation import one_of, optional_positive_int, real
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 __all__ = [
-    "MIN_POINTS",
-    "SUGGESTIONS",
-    "LRRangeResult",
-    "SmoothedLoss",
-    "clr_bounds",
-    "diagnose",
-    "minimum",
-    "smooth_ema",
-    "steepest",
-    "suggest",
-    "valley",
+    "MIN_POINTS", "SUGGESTIONS", "LRRangeResult", "SmoothedLoss", "clr_bounds", "diagnose", "minimum", "smooth_ema",
+    "steepest", "suggest", "valley",
 ]
 
 MIN_POINTS = 5
@@ -122,7 +117,7 @@ def smooth_ema(values: Sequence[float], beta: float = 0.98) -> np.ndarray:
     return np.array([ema.update(v) for v in values], dtype=np.float64)
 
 
-def _finite(lrs: Any, values: Any, name: str, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+def _finite(lrs: ArrayLike, values: ArrayLike, name: str, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     """The points with a positive lr and finite values; none, with a warning, when fewer than ``min_points``."""
     lrs = np.asarray(lrs, dtype=float)
     values = np.asarray(values, dtype=float)
@@ -564,7 +559,7 @@ class LRRangeResult:
         data["problems"] = list(data.get("problems", []))  # results saved before `problems` existed
         return cls(**data)
 
-    def plot(self, ax: Any = None) -> Any:
+    def plot(self, ax: Axes | None = None) -> Axes:
         """Loss (raw and smoothed) against lr on a log axis, suggestions marked; returns the Axes (like every
         ``plot`` of the package; ``.figure`` is its Figure).
 

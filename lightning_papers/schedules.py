@@ -19,37 +19,25 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, MutableMapping, Sequence
-from dataclasses import InitVar, asdict, dataclass, replace
-from typing import Any, Literal
+from dataclasses import InitVar, dataclass, replace
+from typing import Any, Literal, get_args
+
+from typing_extensions import Self
 
 from lightning_papers._validation import integer, one_of, positive_int, positive_real, real, renamed
 
 __all__ = [
-    "CYCLICAL_POLICIES",
-    "ONE_CYCLE_ANNEALS",
-    "RAMP_SPACINGS",
-    "Cyclical",
-    "OneCycle",
-    "Ramp",
-    "apply_schedule",
-    "cyclical",
-    "cyclical_momentum",
-    "one_cycle",
-    "one_cycle_momentum",
-    "one_cycle_pct_start",
-    "one_cycle_peaks",
-    "owns_learning_rate",
-    "param_groups",
-    "ramp",
-    "read_lrs",
-    "read_momenta",
-    "steps_from_epochs",
-    "write_groups",
+    "CYCLICAL_POLICIES", "ONE_CYCLE_ANNEALS", "RAMP_SPACINGS", "Cyclical", "OneCycle", "Ramp", "apply_schedule",
+    "cyclical", "cyclical_momentum", "one_cycle", "one_cycle_momentum", "one_cycle_pct_start", "one_cycle_peaks",
+    "owns_learning_rate", "param_groups", "ramp", "read_lrs", "read_momenta", "steps_from_epochs", "write_groups",
 ]
 
-CYCLICAL_POLICIES = ("triangular", "triangular2", "exp_range")
-ONE_CYCLE_ANNEALS = ("cos", "linear")
-RAMP_SPACINGS = ("exponential", "linear")
+Policy = Literal["triangular", "triangular2", "exp_range"]
+Anneal = Literal["cos", "linear"]
+Spacing = Literal["exponential", "linear"]
+CYCLICAL_POLICIES: tuple[Policy, ...] = get_args(Policy)
+ONE_CYCLE_ANNEALS: tuple[Anneal, ...] = get_args(Anneal)
+RAMP_SPACINGS: tuple[Spacing, ...] = get_args(Spacing)
 _RENAMED = {"CYCLICAL_MODES": "CYCLICAL_POLICIES", "RAMP_MODES": "RAMP_SPACINGS"}  # deprecated in 0.3
 
 
@@ -65,8 +53,7 @@ def __getattr__(name: str) -> Any:
 # ----------------------------------------------------------------------------------------------------
 
 def cyclical(step: int, base_lr: float, max_lr: float, step_size_up: float, step_size_down: float | None = None,
-             policy: Literal["triangular", "triangular2", "exp_range"] = "triangular", gamma: float = 1.0, *,
-             mode: str | None = None) -> float:
+             policy: Policy = "triangular", gamma: float = 1.0, *, mode: str | None = None) -> float:
     """Cyclical learning rate at ``step`` (Smith 2017, Section 3.1).
 
     With ``cycle = floor(1 + t / (2 * step_size))`` and ``x = |t / step_size - 2 * cycle + 1|``:
@@ -110,9 +97,7 @@ def cyclical(step: int, base_lr: float, max_lr: float, step_size_up: float, step
 
 
 def cyclical_momentum(step: int, base_momentum: float, max_momentum: float, step_size_up: float,
-                      step_size_down: float | None = None,
-                      policy: Literal["triangular", "triangular2", "exp_range"] = "triangular",
-                      gamma: float = 1.0) -> float:
+                      step_size_down: float | None = None, policy: Policy = "triangular", gamma: float = 1.0) -> float:
     """Momentum cycling opposite to :func:`cyclical`: ``max_momentum`` when the lr is at ``base_lr``.
 
     Args:
@@ -156,10 +141,10 @@ class _Schedule:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able fields (tuples as lists), for checkpoints."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}  # the fields: all flat
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         """The schedule :meth:`to_dict` described (also one written before a field was renamed)."""
         return cls(**{cls._old_keys.get(k, k): tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
@@ -195,7 +180,7 @@ class Cyclical(_Schedule):
     max_lr: float | tuple[float, ...]
     step_size_up: float
     step_size_down: float | None = None
-    policy: str = "triangular"
+    policy: Policy = "triangular"
     gamma: float = 1.0
     base_momentum: float = 0.8
     max_momentum: float = 0.9
@@ -226,7 +211,7 @@ class Cyclical(_Schedule):
     def lrs(self, step: int) -> list[float]:
         """One learning rate per param group at ``step``."""
         pairs = _broadcast(_per_group(self.base_lr, "base_lr"), _per_group(self.max_lr, "max_lr"))
-        return [cyclical(step, b, m, self.step_size_up, self.step_size_down, self.policy, self.gamma)  # type: ignore[arg-type]
+        return [cyclical(step, b, m, self.step_size_up, self.step_size_down, self.policy, self.gamma)
                 for b, m in pairs]
 
     def __call__(self, step: int) -> float | list[float]:
@@ -237,7 +222,7 @@ class Cyclical(_Schedule):
     def momentum(self, step: int) -> float:
         """The momentum (or Adam's beta1) at ``step``."""
         return cyclical_momentum(step, self.base_momentum, self.max_momentum, self.step_size_up,
-                                 self.step_size_down, self.policy, self.gamma)  # type: ignore[arg-type]
+                                 self.step_size_down, self.policy, self.gamma)
 
     def cycle_length(self) -> float:
         """Optimizer steps of one whole cycle (up and down)."""
@@ -247,7 +232,7 @@ class Cyclical(_Schedule):
 # ----------------------------------------------------------------------------------------------------
 # Ramps for the LR range test
 # ----------------------------------------------------------------------------------------------------
-def ramp(step: int, num_steps: int, start: float, end: float, spacing: Literal["exponential", "linear"] = "exponential",
+def ramp(step: int, num_steps: int, start: float, end: float, spacing: Spacing = "exponential",
          *, mode: str | None = None) -> float:
     """Monotone ramp from ``start`` (step 0) to ``end`` (step ``num_steps - 1``), both hit exactly.
 
@@ -303,7 +288,7 @@ class Ramp:
     start: float
     end: float
     num_steps: int
-    spacing: str = "exponential"
+    spacing: Spacing = "exponential"
     mode: InitVar[str | None] = None
 
     def __post_init__(self, mode: str | None) -> None:
@@ -311,7 +296,7 @@ class Ramp:
         self(0)  # the checks, eagerly
 
     def __call__(self, step: int) -> float:
-        return ramp(step, self.num_steps, self.start, self.end, self.spacing)  # type: ignore[arg-type]
+        return ramp(step, self.num_steps, self.start, self.end, self.spacing)
 
     def values(self) -> list[float]:
         """Every value of the ramp, in order."""
@@ -321,7 +306,7 @@ class Ramp:
 # ----------------------------------------------------------------------------------------------------
 # 1cycle (Smith & Topin 2018), ordered like torch.optim.lr_scheduler.OneCycleLR
 # ----------------------------------------------------------------------------------------------------
-def _anneal(start: float, end: float, pct: float, anneal: str) -> float:
+def _anneal(start: float, end: float, pct: float, anneal: Anneal) -> float:
     if anneal == "cos":
         return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
     return (end - start) * pct + start
@@ -338,7 +323,7 @@ def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> 
     return [(float(pct_start * total_steps) - 1, 0, 1), (total_steps - 1, 1, 2)]
 
 
-def _one_cycle_interp(step: int, total_steps: int, pct_start: float, anneal: str, three_phase: bool,
+def _one_cycle_interp(step: float, total_steps: int, pct_start: float, anneal: Anneal, three_phase: bool,
                       values: tuple[float, float, float]) -> float:
     one_of("anneal", anneal, ONE_CYCLE_ANNEALS)
     positive_int("total_steps", total_steps)
@@ -356,8 +341,8 @@ def _one_cycle_interp(step: int, total_steps: int, pct_start: float, anneal: str
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def one_cycle(step: int, total_steps: int, max_lr: float, div_factor: float = 25.0, final_div_factor: float = 1e4,
-              pct_start: float = 0.3, anneal: Literal["cos", "linear"] = "cos", three_phase: bool = False) -> float:
+def one_cycle(step: float, total_steps: int, max_lr: float, div_factor: float = 25.0, final_div_factor: float = 1e4,
+              pct_start: float = 0.3, anneal: Anneal = "cos", three_phase: bool = False) -> float:
     """The 1cycle learning rate at ``step``, identical to ``torch.optim.lr_scheduler.OneCycleLR``.
 
     Warm up from ``max_lr / div_factor`` to ``max_lr`` over ``pct_start * total_steps`` steps, then anneal
@@ -387,8 +372,8 @@ def one_cycle(step: int, total_steps: int, max_lr: float, div_factor: float = 25
     return _one_cycle_interp(step, total_steps, pct_start, anneal, three_phase, values)
 
 
-def one_cycle_momentum(step: int, total_steps: int, base_momentum: float = 0.85, max_momentum: float = 0.95,
-                       pct_start: float = 0.3, anneal: Literal["cos", "linear"] = "cos",
+def one_cycle_momentum(step: float, total_steps: int, base_momentum: float = 0.85, max_momentum: float = 0.95,
+                       pct_start: float = 0.3, anneal: Anneal = "cos",
                        three_phase: bool = False) -> float:
     """Momentum matching :func:`one_cycle`: ``max_momentum`` when the lr is low, ``base_momentum`` at the peak.
 
@@ -480,7 +465,7 @@ class OneCycle(_Schedule):
     div_factor: float = 25.0
     final_div_factor: float = 1e4
     pct_start: float | None = None
-    anneal: str = "cos"
+    anneal: Anneal = "cos"
     three_phase: bool = False
     base_momentum: float = 0.85
     max_momentum: float = 0.95
@@ -512,6 +497,11 @@ class OneCycle(_Schedule):
         """Optimizer steps the run plans to take (the cycle ends at the last of them)."""
         return self.run_steps if self.run_steps is not None else self.total_steps
 
+    @property
+    def _pct_start(self) -> float:
+        assert self.pct_start is not None, "__post_init__ sets it"
+        return self.pct_start
+
     def position(self, step: int) -> float:
         """Position in the cycle (0 ... ``total_steps - 1``) of optimizer step ``step``; the end past the run."""
         last = self.total_steps - 1
@@ -533,8 +523,8 @@ class OneCycle(_Schedule):
     def lrs(self, step: int) -> list[float]:
         """One learning rate per param group at ``step``."""
         pos = self.position(step)
-        return [one_cycle(pos, self.total_steps, peak, self.div_factor, self.final_div_factor,  # type: ignore[arg-type]
-                          self.pct_start, self.anneal, self.three_phase)  # type: ignore[arg-type]
+        return [one_cycle(pos, self.total_steps, peak, self.div_factor, self.final_div_factor,
+                          self._pct_start, self.anneal, self.three_phase)
                 for peak in _per_group(self.max_lr, "max_lr")]
 
     def __call__(self, step: int) -> float | list[float]:
@@ -543,13 +533,16 @@ class OneCycle(_Schedule):
 
     def momentum(self, step: int) -> float:
         """The momentum (or Adam's beta1) at ``step``."""
-        return one_cycle_momentum(self.position(step), self.total_steps, self.base_momentum,  # type: ignore[arg-type]
-                                  self.max_momentum, self.pct_start, self.anneal, self.three_phase)  # type: ignore[arg-type]
+        return one_cycle_momentum(self.position(step), self.total_steps, self.base_momentum,
+                                  self.max_momentum, self._pct_start, self.anneal, self.three_phase)
 
     def shape(self) -> dict[str, Any]:
         """What fixes the cycle's form (not its length or peak): to compare a checkpoint's with the callback's."""
         return {"div_factor": self.div_factor, "final_div_factor": self.final_div_factor,
                 "three_phase": self.three_phase, "pct_start": self.pct_start, "anneal": self.anneal}
+
+
+Schedule = Cyclical | OneCycle
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -600,8 +593,7 @@ def write_groups(target: Any, lrs: float | Sequence[float], momentum: float | No
             group["momentum"] = momentum
 
 
-def apply_schedule(target: Any, schedule: Cyclical | OneCycle, step: int,
-                   cycled: Sequence[bool] | None = None) -> None:
+def apply_schedule(target: Any, schedule: Schedule, step: int, cycled: Sequence[bool] | None = None) -> None:
     """Set the param groups of ``target`` to ``schedule`` at optimizer step ``step``: its ``lrs(step)`` and its
     ``momentum(step)`` where ``cycled`` (see :func:`write_groups`; all ``False``: the lr only). Call it before each
     ``optimizer.step()`` of a plain PyTorch loop.
@@ -642,7 +634,7 @@ def steps_from_epochs(epochs: float, batches_per_epoch: int | float, accumulate:
     return max(1, round(positive_real("epochs", epochs) * per_epoch))
 
 
-def owns_learning_rate(callbacks: Iterable[Any]) -> bool:
+def owns_learning_rate(callbacks: Iterable[object]) -> bool:
     """True when one of ``callbacks`` drives the learning rate while training runs: schedule callbacks
     (``CyclicalLR``, ``SuperConvergence``) set the class attribute ``owns_learning_rate = True``, and
     ``ImageClassifier.configure_optimizers`` then returns a bare optimizer, so no second scheduler fights them.

@@ -13,15 +13,19 @@ beta1), logs the values and checkpoints the object.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_papers._validation import flag, optional_positive_int, positive_real
 from lightning_papers.callbacks._trainer import StateKeyed, optimizer_index
-from lightning_papers.schedules import _per_group, param_groups, read_lrs, read_momenta, write_groups
+from lightning_papers.schedules import Schedule, _per_group, param_groups, read_lrs, read_momenta, write_groups
+
+if TYPE_CHECKING:
+    from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
 __all__ = ["FINDER", "ScheduleCallback", "learning_rates", "positive_rates"]
 
@@ -59,13 +63,13 @@ class ScheduleCallback(StateKeyed):
         self.cycle_momentum = cycle_momentum
         self.log_every_n_steps = optional_positive_int("log_every_n_steps", log_every_n_steps)
         self.replace_schedulers = flag("replace_schedulers", replace_schedulers)
-        self.schedule: Any = None  # the schedule object, built at the first training batch (or restored)
+        self.schedule: Schedule | None = None  # built at the first training batch (or restored)
         self.optimizer_steps: list[int] | None = None  # steps each optimizer has taken (set at train start)
         self._cycled: list[bool] | None = None  # per param group: is its momentum cycled
         self._last_logged_step = -1
 
     # -- what subclasses provide --------------------------------------------------------------------------
-    def _build(self, trainer: pl.Trainer) -> Any:
+    def _build(self, trainer: pl.Trainer) -> Schedule:
         """The schedule object for this run (called at the first training batch, after a range test ran)."""
         raise NotImplementedError
 
@@ -104,7 +108,7 @@ class ScheduleCallback(StateKeyed):
         return bounds
 
     @staticmethod
-    def _finder(trainer: pl.Trainer, ran: bool = False) -> Any:
+    def _finder(trainer: pl.Trainer, ran: bool = False) -> LRRangeFinder:
         """The first ``LRRangeFinder`` of the Trainer (with ``ran``, one that has a result); ``ValueError`` if none."""
         from lightning_papers.callbacks.lr_range_finder import LRRangeFinder
 
@@ -117,10 +121,12 @@ class ScheduleCallback(StateKeyed):
 
     def lr_at(self, step: int) -> list[float]:
         """Learning rate of every param group at optimizer step ``step`` (after the first training batch)."""
+        assert self.schedule is not None, "built at the first training batch"
         return self.schedule.lrs(step)
 
     def momentum_at(self, step: int) -> float:
         """Momentum (or beta1) at optimizer step ``step``."""
+        assert self.schedule is not None, "built at the first training batch"
         return self.schedule.momentum(step)
 
     # -- hooks ----------------------------------------------------------------------------------------------
@@ -214,7 +220,8 @@ class ScheduleCallback(StateKeyed):
         self._log(trainer, self.step)
 
     @override
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
         index = optimizer_index(trainer, optimizer)
         if index is None:
             return

@@ -69,7 +69,7 @@ class _BatchesOf:
 # ----------------------------------------------------------------------------------------------------
 # what a step is: optimizer steps, counted per optimizer
 # ----------------------------------------------------------------------------------------------------
-def optimizer_index(trainer: pl.Trainer, optimizer: Any) -> int | None:
+def optimizer_index(trainer: pl.Trainer, optimizer: torch.optim.Optimizer) -> int | None:
     """Position of ``optimizer`` (a torch optimizer or Lightning's wrapper of one) in ``trainer.optimizers``."""
     raw = getattr(optimizer, "optimizer", optimizer)
     return next((i for i, opt in enumerate(trainer.optimizers) if opt is optimizer or opt is raw), None)
@@ -129,12 +129,11 @@ class TrainingSnapshot:
 def silenced_callbacks(trainer: pl.Trainer) -> Iterator[None]:
     """Keep other callbacks' backward/optimizer hooks from seeing steps of our own (the module's own hooks,
     gradient clipping included, still run: they are part of how it trains)."""
-    saved = trainer.callbacks  # type: ignore[attr-defined]
-    trainer.callbacks = []  # type: ignore[attr-defined]
+    saved, trainer.callbacks = trainer.callbacks, []  # type: ignore[attr-defined]  # Lightning sets it, undeclared
     try:
         yield
     finally:
-        trainer.callbacks = saved  # type: ignore[attr-defined]
+        trainer.callbacks = saved  # type: ignore[attr-defined]  # as above
 
 
 def training_step(trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer,

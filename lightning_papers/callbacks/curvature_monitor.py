@@ -180,7 +180,8 @@ class CurvatureMonitor(StateKeyed):
         self._batches = self._take_batches(trainer, pl_module)
 
     @override
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
         if optimizer_index(trainer, optimizer) == 0:
             self.optimizer_steps = (self.optimizer_steps or 0) + 1
 

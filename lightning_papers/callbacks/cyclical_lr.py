@@ -21,7 +21,7 @@ from typing_extensions import override
 from lightning_papers._validation import positive_real, renamed
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
 from lightning_papers.callbacks._trainer import planned_optimizer_steps
-from lightning_papers.schedules import Cyclical, steps_from_epochs
+from lightning_papers.schedules import Cyclical, Policy, steps_from_epochs
 
 __all__ = ["CyclicalLR"]
 
@@ -82,6 +82,7 @@ class CyclicalLR(ScheduleCallback):
         >>> trainer = L.Trainer(callbacks=[LRRangeFinder(), CyclicalLR("finder", "finder", step_size_epochs=4)])
     """
 
+    schedule: Cyclical | None
     _rate_fields = ("base_lr", "max_lr")
     _state_key_fields = ("base_lr", "max_lr", "mode")  # "mode": the key of checkpoints written before the rename
 
@@ -93,7 +94,7 @@ class CyclicalLR(ScheduleCallback):
         step_size: int | None = None,
         step_size_epochs: float | None = None,
         step_size_down: int | None = None,
-        policy: str = "triangular",
+        policy: Policy = "triangular",
         gamma: float = 1.0,
         cycle_momentum: bool | None = None,
         base_momentum: float = 0.8,

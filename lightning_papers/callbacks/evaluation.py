@@ -25,12 +25,7 @@ from lightning_papers import _helpers as devices
 from lightning_papers.landscape import EvaluationSpec, accuracy, preserved_model
 
 __all__ = [
-    "ModuleEvaluation",
-    "captured_logs",
-    "classification_target",
-    "evaluation_batches",
-    "module_spec",
-    "preflight",
+    "ModuleEvaluation", "captured_logs", "classification_target", "evaluation_batches", "module_spec", "preflight",
 ]
 
 
@@ -57,7 +52,7 @@ def module_spec(trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, 
     options["autocast_dtype"] = None if dtype == torch.float32 else dtype
     probe = EvaluationSpec([], **options)  # the options checked before anything runs
     if probe.copies and loss_fn is not None:
-        extra: dict[str, Any] = {"loss": "loss", **(metrics or {})}
+        extra: dict[str, str | Callable] = {"loss": "loss", **(metrics or {})}
         if isinstance(batches[0], (list, tuple)) and batches[0] and "accuracy" not in extra:
             with preserved_model(pl_module), torch.no_grad():  # eval mode: no BatchNorm statistics change
                 pl_module.eval()
@@ -206,7 +201,7 @@ def captured_logs(pl_module: pl.LightningModule, keep_metrics: bool = True) -> I
         logged[name] = value
 
     states = _metric_states(pl_module) if keep_metrics else {}
-    pl_module.log = log  # type: ignore[method-assign]
+    pl_module.log = log  # type: ignore[method-assign]  # shadowed on purpose, see above
     try:
         yield logged
     finally:
@@ -288,7 +283,7 @@ class ModuleEvaluation:
 
     @contextmanager
     def active(self) -> Iterator[ModuleEvaluation]:
-        def keep(module: Any, args: Any, output: Any) -> None:
+        def keep(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
             self._outputs.append(output)
 
         handle = self.module.register_forward_hook(keep)

@@ -211,7 +211,7 @@ class LossLandscapeProbe(StateKeyed):
         surfaces = {e: r for e, r in sorted(self.results.items()) if r.ndim == 2}
         if self.view != "2d" or len(surfaces) < 2:
             return
-        frames: list[Any] = []
+        frames: list[np.ndarray] = []
         if trainer.is_global_zero:
             metric = "loss" if "loss" in next(iter(surfaces.values())).values else \
                 next(iter(next(iter(surfaces.values())).values))
@@ -288,9 +288,9 @@ class LossLandscapeProbe(StateKeyed):
 
     def _report(self, trainer: pl.Trainer, result: ls.SurfaceResult, sharp: dict[str, float], epoch: int) -> None:
         figures: dict[str, Any] = {}
-        meshes: dict[str, Any] = {}
-        series: dict[str, Any] = {}
-        files: dict[str, Any] = {}
+        meshes: dict[str, ls.MeshView] = {}
+        series: dict[str, list[float]] = {}
+        files: dict[str, Callable[[str], object]] = {}
         stem = f"{self.view}_epoch{epoch}"
         if trainer.is_global_zero:
             metric = "loss" if "loss" in result.values else next(iter(result.values))

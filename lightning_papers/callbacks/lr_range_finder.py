@@ -28,7 +28,7 @@ from lightning_papers._validation import integer, one_of, real, renamed
 from lightning_papers.callbacks import _trainer, evaluation, reporting
 from lightning_papers.landscape import accuracy, preserved_model
 from lightning_papers.lr_suggestion import SUGGESTIONS, LRRangeResult, SmoothedLoss
-from lightning_papers.schedules import RAMP_SPACINGS, Ramp, write_groups
+from lightning_papers.schedules import RAMP_SPACINGS, Ramp, Spacing, write_groups
 
 __all__ = ["LRRangeFinder", "LRRangeResult", "classification_accuracy"]
 
@@ -108,7 +108,7 @@ class LRRangeFinder(_trainer.StateKeyed):
         max_lr: float = 10.0,
         *,
         num_steps: int = 100,
-        spacing: str = "exponential",
+        spacing: Spacing = "exponential",
         method: str = "steepest",
         smoothing: float | None = None,
         divergence_factor: float | None = 4.0,

@@ -19,6 +19,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import Strategy
 
 from lightning_papers.landscape import MeshView, SurfaceResult, merge_surfaces
 from lightning_papers.tensorboard import add_image, add_mesh
@@ -73,7 +74,7 @@ def sum_across_ranks(trainer: pl.Trainer) -> Callable[[torch.Tensor], torch.Tens
     return functools.partial(_reduce_sum, trainer.strategy)
 
 
-def _reduce_sum(strategy: Any, tensor: torch.Tensor) -> torch.Tensor:
+def _reduce_sum(strategy: Strategy, tensor: torch.Tensor) -> torch.Tensor:
     return strategy.reduce(tensor, reduce_op="sum")
 
 

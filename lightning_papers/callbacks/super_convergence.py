@@ -28,7 +28,8 @@ from lightning_papers._validation import integer, optional_positive_int, positiv
 from lightning_papers.callbacks._schedule_base import FINDER, ScheduleCallback, learning_rates, positive_rates
 from lightning_papers.callbacks._trainer import planned_optimizer_steps
 from lightning_papers.callbacks.loss_landscape_probe import LossLandscapeProbe
-from lightning_papers.schedules import OneCycle, one_cycle_pct_start, one_cycle_peaks, read_lrs
+from lightning_papers.landscape import SurfaceResult
+from lightning_papers.schedules import Anneal, OneCycle, one_cycle_pct_start, one_cycle_peaks, read_lrs
 
 __all__ = ["SuperConvergence"]
 
@@ -104,6 +105,7 @@ class SuperConvergence(ScheduleCallback):
         >>> trainer = L.Trainer(max_epochs=30, callbacks=[LRRangeFinder(), SuperConvergence("finder")])
     """
 
+    schedule: OneCycle | None
     _rate_fields = ("max_lr",)
     _state_key_fields = ("max_lr", "total_steps")
 
@@ -117,7 +119,7 @@ class SuperConvergence(ScheduleCallback):
         three_phase: bool = True,
         pct_start: float | None = None,
         annihilation_pct: float | None = None,
-        anneal: str = "linear",
+        anneal: Anneal = "linear",
         cycle_momentum: bool | None = None,
         base_momentum: float = 0.85,
         max_momentum: float = 0.95,
@@ -157,7 +159,7 @@ class SuperConvergence(ScheduleCallback):
         self.interpolation_probe = interpolation_probe
         self.interpolation_range = (lo, hi)
         self.interpolation_points = interpolation_points
-        self.interpolation: Any = None  # a SurfaceResult after the probe
+        self.interpolation: SurfaceResult | None = None  # after the probe
         self._probe = LossLandscapeProbe(
             "interpolate", grid=self.alphas(), num_batches=num_batches, split=("train", "val"),
             kind="states", sharpness=False,
@@ -212,6 +214,7 @@ class SuperConvergence(ScheduleCallback):
         return replace(self._template, total_steps=self._planned, max_lr=peaks)
 
     def _before_step(self, trainer: pl.Trainer, step: int) -> None:
+        assert self.schedule is not None, "built at the first training batch"
         if step >= self.schedule.run_total and not self._warned_past_end:
             self._warned_past_end = True
             rank_zero_warn(f"SuperConvergence: training went past the planned {self.schedule.run_total} optimizer "

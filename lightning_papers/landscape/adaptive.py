@@ -48,9 +48,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from lightning_papers import _validation as check
-from lightning_papers.landscape.evaluation import EvaluationSpec, as_axes, evaluate_grid
+from lightning_papers.landscape.evaluation import Directions, EvaluationSpec, Progress, as_axes, evaluate_grid
 from lightning_papers.landscape.plot import (
     CLIP_FACTOR,
     Box,
@@ -230,8 +231,8 @@ class _Rounds:
     """Evaluates a round's points (one :func:`~lightning_papers.landscape.evaluation.evaluate_grid` call on a mask) and
     adds them, gathered across ranks, to one result over the whole lattice."""
 
-    def __init__(self, model: Any, directions: Any, axes: list[np.ndarray], spec: EvaluationSpec,
-                 store: SurfaceStore, progress: Any, trajectory: np.ndarray | None,
+    def __init__(self, model: nn.Module, directions: Directions, axes: list[np.ndarray], spec: EvaluationSpec,
+                 store: SurfaceStore, progress: Progress, trajectory: np.ndarray | None,
                  gather: Callable[[SurfaceResult], SurfaceResult] | None) -> None:
         self.model, self.directions, self.axes, self.spec = model, directions, axes, spec
         self.store, self.progress, self.trajectory, self.gather = store, progress, trajectory, gather
@@ -258,8 +259,8 @@ class _Rounds:
         return self.result
 
 
-def adaptive_surface(model: Any, directions: Any, grid: Any, spec: EvaluationSpec, refinement: Any, *,
-                     store: SurfaceStore | None = None, progress: Any = None,
+def adaptive_surface(model: nn.Module, directions: Directions, grid: Any, spec: EvaluationSpec, refinement: Any, *,
+                     store: SurfaceStore | None = None, progress: Progress = None,
                      trajectory: np.ndarray | None = None) -> SurfaceResult:
     """Evaluate the surface on ``grid``'s lattice (e.g. 51 x 51 axes) where it is least known, within
     ``refinement``'s budget (a :class:`Refinement`, a dict of its arguments, an ``int`` of points or a ``float``

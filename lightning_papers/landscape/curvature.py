@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,22 +46,16 @@ from torch import nn
 from lightning_papers import _validation as check
 from lightning_papers.landscape.directions import Direction, check_materialised
 from lightning_papers.landscape.double_backward import second_order
-from lightning_papers.landscape.evaluation import SUPPORTED_BATCHNORM, AllReduce, EvaluationSpec, samples_in
+from lightning_papers.landscape.evaluation import SUPPORTED_BATCHNORM, AllReduce, Autocast, EvaluationSpec, samples_in
 from lightning_papers.landscape.plot import _new_axes
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 __all__ = [
-    "SUPPORTED_ALGORITHMS",
-    "SUPPORTED_BATCHNORM",
-    "SUPPORTED_WHICH",
-    "CurvatureHistory",
-    "HessianEigenpairs",
-    "HessianSpectrum",
-    "HessianTrace",
-    "hessian_eigenvalues",
-    "hessian_spectrum",
-    "hessian_trace",
-    "optimizer_stability_thresholds",
-    "stability_threshold",
+    "SUPPORTED_ALGORITHMS", "SUPPORTED_BATCHNORM", "SUPPORTED_WHICH", "CurvatureHistory", "HessianEigenpairs",
+    "HessianSpectrum", "HessianTrace", "hessian_eigenvalues", "hessian_spectrum", "hessian_trace",
+    "optimizer_stability_thresholds", "stability_threshold",
 ]
 
 SUPPORTED_ALGORITHMS = ("lanczos", "power")
@@ -76,7 +70,7 @@ class _Hessian:
     loss over ``batches`` (summed over processes by ``all_reduce``, when given)."""
 
     def __init__(self, params: list[torch.Tensor], batches: list[Any], batch_loss: Callable[[Any], torch.Tensor],
-                 cache_graph: bool, autocast: Callable[[], Any], all_reduce: AllReduce | None) -> None:
+                 cache_graph: bool, autocast: Autocast, all_reduce: AllReduce | None) -> None:
         self.params, self.batches, self.batch_loss = params, batches, batch_loss
         self.cache_graph, self.autocast, self.all_reduce = cache_graph, autocast, all_reduce
         self.numels = [p.numel() for p in params]
@@ -93,8 +87,8 @@ class _Hessian:
 
     def _gradient(self, i: int) -> tuple[list[torch.Tensor], list[int]]:
         """The batch's loss gradient with its graph, and the indices of the parameters it depends on."""
-        if self.graphs[i] is not None:
-            return self.graphs[i]  # type: ignore[return-value]
+        if (cached := self.graphs[i]) is not None:
+            return cached
         with self.autocast():
             loss = self.batch_loss(self.batches[i])
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
@@ -126,7 +120,7 @@ class _Hessian:
         self.graphs = [None] * len(self.batches)
 
 
-def _trainable(model: nn.Module, seed: Any) -> list[tuple[str, torch.Tensor]]:
+def _trainable(model: nn.Module, seed: int) -> list[tuple[str, torch.Tensor]]:
     check.integer("seed", seed)
     check_materialised(model)
     named: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -384,7 +378,7 @@ class HessianTrace:
                 "converged": self.converged, "exact_part": self.exact_part, "deflated": self.deflated,
                 "products": self.products, "seconds": self.seconds}
 
-    def plot(self, ax: Any = None) -> Any:
+    def plot(self, ax: Axes | None = None) -> Axes:
         """The running mean against the number of samples, with a band of one standard error."""
         ax = _new_axes(ax, figsize=(5, 3.5))
         x = np.asarray(self.samples, dtype=np.float64)
@@ -461,7 +455,7 @@ class HessianSpectrum:
                 "products": self.products, "seconds": self.seconds, "trace": self.trace,
                 "moments": [self.moment(1), self.moment(2)]}
 
-    def plot(self, ax: Any = None, sigma: float | None = None, log: bool = True) -> Any:
+    def plot(self, ax: Axes | None = None, sigma: float | None = None, log: bool = True) -> Axes:
         """The density against the eigenvalue (log scale by default: the bulk near 0 and the outliers both show)."""
         ax = _new_axes(ax, figsize=(5, 3.5))
         grid, values = self.density(sigma=sigma)
@@ -818,7 +812,7 @@ class CurvatureHistory:
         values = {name: [math.nan if v is None else float(v) for v in state[name]] for name in cls.FIELDS[1:]}
         return cls([int(s) for s in state["steps"]], **values)
 
-    def plot(self, ax: Any = None, title: str | None = None) -> Any:
+    def plot(self, ax: Axes | None = None, title: str | None = None) -> Axes:
         """The top eigenvalue and the stability threshold against the optimizer step (log scale), and the trace
         on a second axis when it was measured."""
         ax = _new_axes(ax, figsize=(6.4, 4.0))
@@ -840,7 +834,7 @@ class CurvatureHistory:
             twin.plot(steps, trace, color="C2", ls=":", marker="x", ms=3, label="Hessian trace")
             twin.set_ylabel("trace", color="C2")
             lines = lines + twin.get_lines()
-        ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
+        ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=8)
         if title:
             ax.set_title(title, fontsize=9)
         return ax

@@ -24,15 +24,8 @@ from torch import nn
 from lightning_papers import _validation as check
 
 __all__ = [
-    "Direction",
-    "SUPPORTED_KINDS",
-    "SUPPORTED_NORMALIZATIONS",
-    "orthogonalize",
-    "random_direction",
-    "random_directions",
-    "target_direction",
-    "ignored_keys",
-    "landscape_tensors",
+    "Direction", "SUPPORTED_KINDS", "SUPPORTED_NORMALIZATIONS", "orthogonalize", "random_direction",
+    "random_directions", "target_direction", "ignored_keys", "landscape_tensors",
 ]
 
 SUPPORTED_KINDS = ("weights", "states")
@@ -351,9 +344,7 @@ def target_direction(
                 raise ValueError(f"Expected `target` to have an entry {key!r} like the model, got none")
             t = other[key]
             if tuple(t.shape) != tuple(w.shape):
-                raise ValueError(
-                    f"Expected `target[{key!r}]` to have shape {tuple(w.shape)}, got {tuple(t.shape)}"
-                )
+                raise ValueError(f"Expected `target[{key!r}]` to have shape {tuple(w.shape)}, got {tuple(t.shape)}")
             d = t.detach().to(device=w.device, dtype=w.dtype) - w.detach()
             out[key] = torch.zeros_like(d) if key in skip else d
     return Direction(out, kind=kind, info={"type": "target", "ignore": list(ignore)})

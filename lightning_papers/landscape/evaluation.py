@@ -24,8 +24,8 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,26 +50,21 @@ from lightning_papers.landscape.storage import (
 )
 
 __all__ = [
-    "SUPPORTED_BACKENDS",
-    "SUPPORTED_BATCHNORM",
-    "EvaluationSpec",
-    "Evaluate",
-    "accuracy",
-    "as_axes",
-    "evaluate_grid",
-    "prepare_batches",
-    "preserved_model",
-    "samples_in",
-    "to_device",
+    "SUPPORTED_BACKENDS", "SUPPORTED_BATCHNORM", "EvaluationSpec", "Evaluate", "accuracy", "as_axes", "evaluate_grid",
+    "prepare_batches", "preserved_model", "samples_in", "to_device",
 ]
 
 SUPPORTED_BACKENDS = ("inplace", "vmap")
 SUPPORTED_BATCHNORM = ("running", "batch")
 Batch = tuple[torch.Tensor, torch.Tensor]
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Metrics = str | Metric | Sequence[str | Metric] | Mapping[str, str | Metric]  # see EvaluationSpec
 # evaluate(batch) -> {metric name: the batch's mean, a scalar tensor}, for batches of any structure
 Evaluate = Callable[[Any], Mapping[str, torch.Tensor]]
 AllReduce = Callable[[torch.Tensor], torch.Tensor]
+Autocast = Callable[[], AbstractContextManager[object]]  # a fresh autocast (or null) context per call
+Directions = Direction | Sequence[Direction]
+Progress = bool | Callable[[int, int], None] | None  # True: a progress bar
 
 
 @dataclass(frozen=True)
@@ -121,7 +116,7 @@ class EvaluationSpec:
     """
 
     data: Any
-    metrics: Any = None
+    metrics: Metrics | None = None
     loss_fn: Metric | None = None
     evaluate: Evaluate | None = None
     batch_size: int = 256
@@ -136,7 +131,7 @@ class EvaluationSpec:
     points_per_call: int = 4
     cache_graph: bool = True
     shard: tuple[int, int] | None = None
-    gather: Callable[[Any], Any] | None = None
+    gather: Callable[[SurfaceResult], SurfaceResult] | None = None
     all_reduce: AllReduce | None = None
 
     def __post_init__(self) -> None:
@@ -201,7 +196,7 @@ class EvaluationSpec:
             return functools.partial(_evaluated_loss, self.evaluate)
         return functools.partial(_model_loss, model, self.loss_fn or F.cross_entropy)
 
-    def prepared(self, device: torch.device) -> tuple[list[Any], Callable[[], Any]]:
+    def prepared(self, device: torch.device) -> tuple[list[Any], Autocast]:
         """The fixed batches on ``device`` (``(inputs, targets)`` through :func:`prepare_batches`, or, with
         ``evaluate``, the batches as they are) and a context-manager factory for ``autocast_dtype``.
 
@@ -274,7 +269,7 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return type(batch)((k, to_device(v, device)) for k, v in batch.items())  # type: ignore[call-arg]
+        return type(batch)((k, to_device(v, device)) for k, v in batch.items())  # type: ignore[call-arg]  # dict-like
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
         return type(batch)(*(to_device(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
@@ -282,7 +277,7 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
-def _resolve_metrics(metrics: Any, loss_fn: Metric | None) -> dict[str, Metric]:
+def _resolve_metrics(metrics: Metrics, loss_fn: Metric | None) -> dict[str, Metric]:
     if isinstance(metrics, str) or callable(metrics) and not isinstance(metrics, Mapping):
         metrics = [metrics]
     items = list(metrics.items()) if isinstance(metrics, Mapping) else [(None, m) for m in metrics]
@@ -369,7 +364,7 @@ def preserved_model(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
             p.requires_grad_(grads[name])
 
 
-def _recompute_bn(model: nn.Module, batches: Sequence[Batch], autocast) -> None:
+def _recompute_bn(model: nn.Module, batches: Sequence[Batch], autocast: Autocast) -> None:
     """Re-estimate BatchNorm running statistics at the current weights (cumulative average over ``batches``)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -397,7 +392,7 @@ def _scalar(value: Any, name: str) -> torch.Tensor:
 
 
 def _evaluate(model: Callable[[torch.Tensor], torch.Tensor], batches: Sequence[Batch], metrics: dict[str, Metric],
-              autocast: Callable[[], Any]) -> list[float]:
+              autocast: Autocast) -> list[float]:
     """The sample-weighted means of ``metrics(model(x), y)`` over ``(x, y)`` batches, in ``metrics``' order."""
     values = _evaluate_with(functools.partial(_metric_values, model, metrics), batches, autocast)
     return [values[name] for name in metrics]
@@ -409,7 +404,7 @@ def _metric_values(model: Callable[[torch.Tensor], torch.Tensor], metrics: dict[
     return {name: fn(out, batch[1]) for name, fn in metrics.items()}
 
 
-def _evaluate_with(evaluate: Evaluate, batches: Sequence[Any], autocast) -> dict[str, float]:
+def _evaluate_with(evaluate: Evaluate, batches: Sequence[Any], autocast: Autocast) -> dict[str, float]:
     """Sample-weighted means over ``batches`` of what ``evaluate(batch)`` returns (batch means)."""
     sums: dict[str, torch.Tensor] = {}
     n = 0
@@ -436,7 +431,7 @@ def _evaluate_vmap(
     coords: np.ndarray,
     batches: Sequence[Batch],
     metrics: dict[str, Metric],
-    autocast,
+    autocast: Autocast,
 ) -> list[list[float]]:
     from torch.func import functional_call, vmap
 
@@ -472,8 +467,8 @@ log = logging.getLogger(__name__)
 PAPER = "Li et al., Visualizing the Loss Landscape of Neural Nets, 2018 (arXiv 1712.09913)"
 
 
-def evaluate_grid(model: nn.Module, directions: Direction | Sequence[Direction], grid: Any, spec: EvaluationSpec, *,
-                  points: Any = None, store: SurfaceStore | None = None, progress: Any = None,
+def evaluate_grid(model: nn.Module, directions: Directions, grid: Any, spec: EvaluationSpec, *,
+                  points: Any = None, store: SurfaceStore | None = None, progress: Progress = None,
                   trajectory: np.ndarray | None = None) -> SurfaceResult:
     """:func:`~lightning_papers.landscape.surface` on coordinate axes: validate, plan, evaluate the points, store.
 
@@ -508,11 +503,11 @@ class _Plan:
     axes: list[np.ndarray]
     keys: list[str]  # the entries some direction moves
     batches: list[Any]
-    autocast: Callable[[], Any]
+    autocast: Autocast
     metrics: dict[str, Any]
     metadata: dict[str, Any]
     owned: np.ndarray  # flat indices of this rank's points
-    todo: list[int] = None  # type: ignore[assignment]  # set once a saved surface is read
+    todo: list[int] = field(default_factory=list)  # set once a saved surface is read
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -545,7 +540,7 @@ def _moved_keys(model: nn.Module, dirs: list[Direction], kind: str) -> tuple[lis
     return keys, next(iter(tensors.values())).device
 
 
-def _plan(model: nn.Module, directions: Any, grid: Any, spec: EvaluationSpec, points: Any,
+def _plan(model: nn.Module, directions: Directions, grid: Any, spec: EvaluationSpec, points: Any,
           store: SurfaceStore) -> _Plan:
     """Everything checked (before a point is computed), the batches on the device, the metadata, this rank's
     points."""
@@ -641,7 +636,7 @@ class _Recorder:
     """Writes each point's values into the result, saves every ``save_every`` points (and, on the way out, what is
     unsaved) and reports progress."""
 
-    def __init__(self, result: SurfaceResult, plan: _Plan, store: SurfaceStore, progress: Any) -> None:
+    def __init__(self, result: SurfaceResult, plan: _Plan, store: SurfaceStore, progress: Progress) -> None:
         self.result, self.plan, self.store = result, plan, store
         self.total = len(plan.owned)
         self.done = self.total - len(plan.todo)
@@ -667,7 +662,7 @@ class _Recorder:
             save_surface(self.result, self.store.path)
 
 
-def _progress_fn(progress: Any, total: int) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+def _progress_fn(progress: Progress, total: int) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     if progress is None or progress is False:
         return None, lambda: None
     if progress is True:

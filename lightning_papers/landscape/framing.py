@@ -23,10 +23,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from lightning_papers import _validation as check
 from lightning_papers.landscape.directions import Direction
-from lightning_papers.landscape.evaluation import EvaluationSpec, evaluate_grid
+from lightning_papers.landscape.evaluation import Directions, EvaluationSpec, evaluate_grid
 from lightning_papers.landscape.plot import CLIP_FACTOR
 from lightning_papers.landscape.result import SurfaceResult, load_surface
 from lightning_papers.landscape.storage import SurfaceStore, surface_paths
@@ -140,7 +141,8 @@ def _scan_metric(names: Sequence[str]) -> str:
     return "loss" if "loss" in names else next((n for n in names if "acc" not in n.lower()), names[0])
 
 
-def frame_range(model: Any, directions: Any, spec: Any, *, framed: Framed | None = None, **options: Any) -> Frame:
+def frame_range(model: nn.Module, directions: Directions, spec: Any, *, framed: Framed | None = None,
+                **options: Any) -> Frame:
     """Scan the loss from the centre along each direction, both ways (and along the four diagonals of a
     surface), and return the span per axis that just holds the basin: where the loss reaches
     ``clip_factor`` x the centre loss (the pictures' clip), times ``margin``.
@@ -217,8 +219,7 @@ def frame_range(model: Any, directions: Any, spec: Any, *, framed: Framed | None
     spans = [_round_up(min(framed.margin * max(far[n] for n in rays if rays[n][j] != 0.0), framed.max_radius))
              for j in range(len(dirs))]
     rule = f"framed: {metric} reaches {framed.clip_factor:g} x centre inside"
-    return Frame(spans, reaches, clip, centre, metric, evaluations, rule,
-                 {n: sorted(v) for n, v in scans.items()})
+    return Frame(spans, reaches, clip, centre, metric, evaluations, rule, {n: sorted(v) for n, v in scans.items()})
 
 
 def _crossing(scan: list[list[float]], below: float, above: float | None, clip: float) -> float | None:
@@ -261,7 +262,7 @@ def shared_range(frames: Sequence[Frame | SurfaceResult]) -> Frame:
     return Frame(union, rule=f"shared by {len(spans)} surfaces")
 
 
-def framed_axes(model: Any, directions: Any, grid: Any, spec: EvaluationSpec,
+def framed_axes(model: nn.Module, directions: Directions, grid: Any, spec: EvaluationSpec,
                 store: SurfaceStore) -> tuple[Any, dict[str, Any] | None]:
     """``(grid, None)`` for a grid given as axes; for ``"frame"`` or a :class:`Framed`: the framed axes and the
     :class:`Frame` as a dict (for ``metadata["range"]``). Resuming a framed surface reuses its saved range.

@@ -24,10 +24,13 @@ from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lightning_papers import _validation as check
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from lightning_papers.landscape.result import SurfaceResult
 
 CLIP_FACTOR = 100.0
@@ -244,12 +247,12 @@ class SurfaceScale:
             return Normalize(math.log10(self.vmin), math.log10(self.vmax))
         return LogNorm(self.vmin, self.vmax) if self.log else Normalize(self.vmin, self.vmax)
 
-    def clip(self, values: Any) -> np.ndarray:
+    def clip(self, values: ArrayLike) -> np.ndarray:
         """``values`` limited to ``[vmin, vmax]`` (NaN stays NaN)."""
         with np.errstate(invalid="ignore"):
             return np.clip(np.asarray(values, dtype=np.float64), self.vmin, self.vmax)
 
-    def unit(self, values: Any) -> np.ndarray:
+    def unit(self, values: ArrayLike) -> np.ndarray:
         """``values`` clipped and mapped to [0, 1]: linearly, or in ``log10`` on a log scale (NaN stays NaN)."""
         v = self.clip(values)
         lo, hi = self.vmin, self.vmax
@@ -258,13 +261,13 @@ class SurfaceScale:
         return (v - lo) / (hi - lo)
 
 
-def _finite(values: Any) -> np.ndarray:
+def _finite(values: ArrayLike) -> np.ndarray:
     arrays = values if isinstance(values, (list, tuple)) else [values]
     flat = np.concatenate([np.ma.filled(np.ma.asarray(a, dtype=np.float64), np.nan).ravel() for a in arrays])
     return flat[np.isfinite(flat)]
 
 
-def surface_scale(values: Any, metric: str = "loss", *, centre: float | None = None, levels: Any = 20,
+def surface_scale(values: ArrayLike, metric: str = "loss", *, centre: float | None = None, levels: ArrayLike = 20,
                   vmin: float | None = None, vmax: float | None = None,
                   clip_factor: float = CLIP_FACTOR) -> SurfaceScale:
     """The levels, colour range and clip that show the basin of ``values`` (one array, or a list of arrays drawn
@@ -339,7 +342,7 @@ def surface_scale(values: Any, metric: str = "loss", *, centre: float | None = N
     return SurfaceScale(lo, hi, lv, log, clipped, rule, metric, spacing)
 
 
-def _scale_of(result: SurfaceResult, metric: str, levels: Any, vmin: float | None, vmax: float | None,
+def _scale_of(result: SurfaceResult, metric: str, levels: ArrayLike, vmin: float | None, vmax: float | None,
               scale: SurfaceScale | None) -> SurfaceScale:
     if scale is not None:
         return scale
@@ -347,7 +350,7 @@ def _scale_of(result: SurfaceResult, metric: str, levels: Any, vmin: float | Non
     return surface_scale(result.values[metric], metric, centre=centre, levels=levels, vmin=vmin, vmax=vmax)
 
 
-def _new_axes(ax=None, projection: str | None = None, figsize: tuple[float, float] = (5.5, 4.5)):
+def _new_axes(ax: Axes | None = None, projection: str | None = None, figsize: tuple[float, float] = (5.5, 4.5)) -> Axes:
     if ax is not None:
         return ax
     from matplotlib.figure import Figure
@@ -420,7 +423,7 @@ def _title(ax, metric: str, scale: SurfaceScale, log: bool, title: str | None = 
                  + (f"\n{sampling}" if sampling else ""), fontsize=8 if sampling else 9)
 
 
-def plot_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: Any = 20, labels: bool = True,
+def plot_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: ArrayLike = 20, labels: bool = True,
                  log: bool = False, vmin: float | None = None, vmax: float | None = None,
                  scale: SurfaceScale | None = None, mark_points: bool | None = None, smooth: bool = True,
                  **kwargs):
@@ -478,7 +481,7 @@ def _finer(x: np.ndarray, y: np.ndarray, z: np.ma.MaskedArray, log: bool):
     return xx, yy, np.ma.masked_invalid(out)
 
 
-def plot_filled_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: Any = 30, log: bool = False,
+def plot_filled_contour(result: SurfaceResult, metric: str = "loss", ax=None, levels: ArrayLike = 30, log: bool = False,
                         colorbar: bool = True, vmin: float | None = None, vmax: float | None = None,
                         scale: SurfaceScale | None = None, **kwargs):
     """Filled contours of ``metric`` with a colour bar; values above the clip take the bar's top arrow."""
@@ -533,8 +536,7 @@ def plot_surface3d(result: SurfaceResult, metric: str = "loss", ax=None, log: bo
     lo, hi = scale.vmin, scale.vmax
     if log and scale.vmin > 0:
         zz, lo, hi = _log10(zz), math.log10(lo), math.log10(hi)
-    ax.plot_surface(x, y, zz.filled(np.nan), cmap=cmap, vmin=lo, vmax=hi, linewidth=0, antialiased=True,
-                    **kwargs)
+    ax.plot_surface(x, y, zz.filled(np.nan), cmap=cmap, vmin=lo, vmax=hi, linewidth=0, antialiased=True, **kwargs)
     ax.set_zlim(lo, hi)
     ax.set_xlabel("direction 1")
     ax.set_ylabel("direction 2")
@@ -706,7 +708,7 @@ def _epochs_and_results(results: Any) -> list[tuple[int, SurfaceResult]]:
 
 
 def surface_frames(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, SurfaceResult]],
-                   metric: str = "loss", *, levels: Any = 20, vmin: float | None = None,
+                   metric: str = "loss", *, levels: ArrayLike = 20, vmin: float | None = None,
                    vmax: float | None = None, dpi: int = 80) -> tuple[list[np.ndarray], SurfaceScale]:
     """One picture (H, W, 3 uint8) per epoch of the surfaces in ``results`` ({epoch: result}), all on the same
     axes, levels and colours, so that the basin forming over training is what changes between them.
@@ -773,8 +775,8 @@ def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, duration: in
 
 
 def animate_surfaces(results: Mapping[int, SurfaceResult] | Sequence[tuple[int, SurfaceResult]],
-                     path: str | os.PathLike, metric: str = "loss", *, levels: Any = 20, vmin: float | None = None,
-                     vmax: float | None = None, duration: int = 800) -> Path:
+                     path: str | os.PathLike, metric: str = "loss", *, levels: ArrayLike = 20,
+                     vmin: float | None = None, vmax: float | None = None, duration: int = 800) -> Path:
     """Write the surfaces of several epochs as one animated GIF (:func:`surface_frames`: same axes, levels and
     colours in every frame, :func:`save_gif`). Returns the path.
 

@@ -26,12 +26,7 @@ from torch import nn
 from lightning_papers import _validation as check
 
 __all__ = [
-    "MATCH_KEYS",
-    "SurfaceStore",
-    "callable_identity",
-    "check_metadata",
-    "data_fingerprint",
-    "model_fingerprint",
+    "MATCH_KEYS", "SurfaceStore", "callable_identity", "check_metadata", "data_fingerprint", "model_fingerprint",
     "surface_paths",
 ]
 
