@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": sum(r["seconds"] for r in runs.done.values()),
         "load_average": [load0, load_average()], "uptime_load": {"start": up0, "end": up1},
         "cpu": cpu_name(), "threads": args.threads, "device": args.device, "torch": torch.__version__,
-        "args": vars(args),
+        "args": {**vars(args), "cache": Path(args.cache).name if args.cache else ""},  # no machine path
     }
     if args.plot:
         plot(summary, args.plot)
