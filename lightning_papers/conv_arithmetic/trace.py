@@ -217,7 +217,7 @@ class ShapeTrace:
         return {
             "input_shapes": [list(s) for s in self.input_shapes],
             "output_shapes": [list(s) for s in self.output_shapes],
-            "receptive_field": None if rf is None else list(rf),
+            "receptive_field": None if rf is None else [_num(Fraction(v)) for v in rf],
             "mismatches": len(self.mismatches),
             "rows": [r.to_dict() for r in self.rows],
             "notes": list(self.notes),

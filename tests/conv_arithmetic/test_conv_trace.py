@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from fractions import Fraction
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_papers.conv_arithmetic import ShapeTrace, TraceRow, trace_shapes
-from lightning_papers.models import get_model, list_models
+from lightning_papers.models import SuperResolutionNet, get_model, list_models
 
 
 @pytest.mark.parametrize("shortcut", ["A", "B"])
@@ -133,6 +134,14 @@ def test_dropped_pixels_table_and_json():
     assert data["rows"][0]["relationships"] == [5, 5]
     assert trace.to_markdown().startswith("| layer | op |")
 
+
+
+def test_json_of_a_fractional_receptive_field():
+    # the super-resolution net's upsampling stages give a receptive field in fractions of an input pixel
+    trace = trace_shapes(SuperResolutionNet(), (3, 9, 11))
+    assert any(isinstance(v, Fraction) and v.denominator > 1 for v in trace.max_receptive_field)
+    data = json.loads(trace.to_json())
+    assert data["receptive_field"] == [round(float(v), 4) for v in trace.max_receptive_field]
 
 def test_mismatch_is_flagged():
     row = TraceRow("x", "Conv2d", "conv2d", "conv", (1, 1, 4, 4), (1, 1, 3, 3), predicted=(2, 2), actual=(3, 3))
