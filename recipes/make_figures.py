@@ -242,10 +242,10 @@ def schedule_curves(fast: bool = False) -> dict[str, Any]:
     gamma = CLR_GAMMA["fast" if fast else "full"]
     data: dict[str, Any] = {"clr": {**CLR, "step_size": step_size, "gamma": gamma, "steps": clr_steps},
                             "one_cycle": {**ONE_CYCLE, "steps": one_cycle_steps}}
-    for mode in ("triangular", "triangular2", "exp_range"):
-        callback = CyclicalLR(CLR["base_lr"], CLR["max_lr"], step_size=step_size, mode=mode,
-                              gamma=gamma if mode == "exp_range" else 1.0)
-        data[mode] = np.array(_record(callback, clr_steps).lr)
+    for policy in ("triangular", "triangular2", "exp_range"):
+        callback = CyclicalLR(CLR["base_lr"], CLR["max_lr"], step_size=step_size, policy=policy,
+                              gamma=gamma if policy == "exp_range" else 1.0)
+        data[policy] = np.array(_record(callback, clr_steps).lr)
     settings = {k: v for k, v in ONE_CYCLE.items()}
     one = _record(SuperConvergence(settings.pop("max_lr"), cycle_momentum=True, **settings), one_cycle_steps)
     data["one_cycle_lr"], data["one_cycle_momentum"] = np.array(one.lr), np.array(one.momentum)
